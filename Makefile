@@ -1,0 +1,31 @@
+# `make test` and `make demo` are the whole set-up: each creates .venv when it is missing.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# The torch pair that installs on this project's machines (a CUDA build that also runs on the CPU).
+TORCH_PINS := torch==2.14.1 torchvision==0.29.1
+
+.PHONY: test demo install lint clean
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet $(TORCH_PINS)
+	$(PY) -m pip install --quiet -e ".[data,weights,dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check cnn gnn bridge tests examples benchmarks
+	$(VENV)/bin/ruff format --check cnn gnn bridge tests examples benchmarks
+
+test: lint
+	MPLBACKEND=Agg $(PY) -m pytest -q
+
+demo: $(STAMP)
+	MPLBACKEND=Agg $(VENV)/bin/pixgraph compare --data elpv --out runs/demo
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

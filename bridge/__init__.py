@@ -1,0 +1,3 @@
+"""pixgraph bridge package."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""pixgraph cnn package."""
+
+__all__: list[str] = []

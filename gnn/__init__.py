@@ -1,0 +1,3 @@
+"""pixgraph gnn package."""
+
+__all__: list[str] = []
