@@ -1,3 +1,19 @@
-"""pixgraph cnn package."""
+"""pixgraph.cnn: transfer learning with pretrained CNNs (backbones, freezing, data, training, explanations)."""
 
-__all__: list[str] = []
+from cnn.backbones import (
+    Backbone,
+    PreprocessConfig,
+    WeightsNotFoundError,
+    create_backbone,
+    list_backbones,
+    register_backbone,
+)
+
+__all__ = [
+    "Backbone",
+    "PreprocessConfig",
+    "WeightsNotFoundError",
+    "create_backbone",
+    "list_backbones",
+    "register_backbone",
+]
