@@ -230,6 +230,11 @@ class Backbone(nn.Module):
         return self.model.get_submodule(self._head_path)
 
     @property
+    def stage_names(self) -> list[str]:
+        """Paths (inside :attr:`model`) of the modules whose outputs :meth:`features` returns."""
+        return list(self._stage_modules)
+
+    @property
     def num_classes(self) -> int:
         head = self.head
         return int(head.out_features) if isinstance(head, nn.Linear) else 0
