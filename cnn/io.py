@@ -1,0 +1,361 @@
+"""Image files in and out with OpenCV: always uint8 RGB ``(H, W, 3)`` in memory.
+
+OpenCV reads BGR, grey, BGRA, 16-bit and float images; :func:`read_image` turns every one of them
+into the one layout the rest of pixgraph expects, and reports a missing, corrupt or truncated file
+with an error that names it. :func:`resize` wraps ``cv2.resize`` with named interpolations and a
+``(height, width)`` size (numpy order, not OpenCV's ``(width, height)``). :func:`write_image` writes
+atomically: a temporary file in the same folder, then ``os.replace``.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "INTERPOLATIONS",
+    "UnreadableImageError",
+    "read_image",
+    "resize",
+    "write_image",
+]
+
+#: File name suffixes (lower case) that :func:`cnn.datasets.load_dataset` treats as images.
+IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+#: Interpolation names accepted by :func:`resize` and the OpenCV flags they stand for.
+INTERPOLATIONS: dict[str, int] = {
+    "nearest": cv2.INTER_NEAREST,
+    "nearest_exact": cv2.INTER_NEAREST_EXACT,
+    "linear": cv2.INTER_LINEAR,
+    "cubic": cv2.INTER_CUBIC,
+    "area": cv2.INTER_AREA,
+    "lanczos": cv2.INTER_LANCZOS4,
+}
+_INTERP_ALIASES = {"bilinear": "linear", "bicubic": "cubic", "lanczos4": "lanczos"}
+
+_RESIZE_DTYPES = (np.uint8, np.uint16, np.int16, np.float32, np.float64)
+
+
+class UnreadableImageError(ValueError):
+    """A file exists but is not a readable image (corrupt, truncated, empty or unsupported).
+
+    Attributes:
+        path: the file.
+        reason: why it cannot be read, without the path (for lists of skipped files).
+    """
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"{path!r} is not a readable image: {reason}")
+        self.path = path
+        self.reason = reason
+
+    def __reduce__(self):  # picklable across DataLoader workers
+        return (type(self), (self.path, self.reason))
+
+
+# ----------------------------------------------------------------------------------------------
+# Reading
+
+
+def _jpeg_problem(data: np.ndarray) -> str | None:
+    """Why a JPEG byte stream is incomplete, or ``None`` when its structure is whole.
+
+    Walks the marker segments from SOI to the first SOS (start of scan), then requires an EOI marker
+    (``FF D9``) after it. Inside entropy-coded data every ``FF`` byte is followed by ``00`` or a restart
+    marker, so the first ``FF D9`` after the scan header is the real end of the image; embedded EXIF
+    thumbnails sit in segments before SOS and cannot fool the check, and data appended after EOI
+    (e.g. motion photos) is allowed. OpenCV 4 decodes truncated JPEGs partially (grey lower half) without
+    an error, which is why the check exists.
+    """
+    buf = data.tobytes()
+    n = len(buf)
+    pos = 2
+    while True:
+        if pos + 4 > n:
+            return "truncated JPEG: the file ends inside its headers"
+        if buf[pos] != 0xFF:
+            return "corrupt JPEG: bad marker structure in the headers"
+        marker = buf[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker == 0xDA:  # start of scan
+            break
+        if marker == 0xD9:
+            return "corrupt JPEG: end-of-image marker before any image data"
+        if marker == 0x01 or 0xD0 <= marker <= 0xD7:  # stand-alone markers
+            pos += 2
+            continue
+        pos += 2 + int.from_bytes(buf[pos + 2 : pos + 4], "big")
+    if buf.find(b"\xff\xd9", pos + 2) < 0:
+        return "truncated JPEG: no end-of-image marker (FF D9) after the image data"
+    return None
+
+
+def _to_rgb_uint8(img: np.ndarray, path: str) -> np.ndarray:
+    """OpenCV's decoded array (grey, grey+alpha, BGR, BGRA; 8/16-bit or float) -> uint8 RGB."""
+    if img.ndim == 3 and img.shape[2] == 1:
+        img = img[:, :, 0]
+    channels = 1 if img.ndim == 2 else img.shape[2]
+    if channels not in (1, 2, 3, 4):
+        raise UnreadableImageError(path, f"unsupported number of channels ({channels})")
+    if img.dtype == np.uint8 and channels in (1, 3):
+        code = cv2.COLOR_GRAY2RGB if channels == 1 else cv2.COLOR_BGR2RGB
+        return cv2.cvtColor(img, code)
+    if img.dtype == np.uint8:
+        top = 255.0
+    elif img.dtype == np.uint16:
+        top = 65535.0
+    elif img.dtype in (np.float32, np.float64):
+        top = 1.0
+    else:
+        raise UnreadableImageError(path, f"unsupported pixel type {img.dtype} (need 8-bit, 16-bit or float)")
+    x = img.astype(np.float32) / np.float32(top)
+    if x.ndim == 2:
+        x = x[:, :, None]
+    if channels in (2, 4):  # composite the colour over a white background
+        alpha = np.clip(x[:, :, -1:], 0.0, 1.0)
+        x = x[:, :, :-1] * alpha + (1.0 - alpha)
+    if x.shape[2] == 1:
+        x = np.repeat(x, 3, axis=2)
+    else:
+        x = x[:, :, ::-1]  # BGR -> RGB
+    return np.ascontiguousarray(np.rint(np.clip(x, 0.0, 1.0) * 255.0).astype(np.uint8))
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Read an image file as uint8 RGB.
+
+    Conversions: grey -> RGB (channel repeated); BGR -> RGB; an alpha channel is composited over a
+    **white** background (transparent pixels become white, not black); 16-bit images are scaled from the
+    full 0..65535 range to 0..255 (``round(v / 257)``; 12-bit data stored in 16 bits therefore looks
+    dark: nothing is stretched); float images are taken as 0..1. JPEGs honour their EXIF orientation
+    (like every photo viewer); other formats are read as stored.
+
+    Args:
+        path: the image file (any format OpenCV decodes: JPEG, PNG, BMP, TIFF, WebP, ...).
+
+    Returns:
+        The image.
+
+    Shapes:
+        - output: ``(H, W, 3)`` uint8, RGB channel order.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        IsADirectoryError: ``path`` is a folder.
+        UnreadableImageError: (a ``ValueError``) the file is empty, corrupt, truncated (a JPEG without its
+            end-of-image marker) or of an unsupported pixel type; the message names the file.
+
+    Example:
+        >>> img = read_image("photo.jpg")
+        >>> img.shape, img.dtype
+        ((480, 640, 3), dtype('uint8'))
+    """
+    p = os.fspath(path)
+    if not os.path.exists(p):
+        raise FileNotFoundError(f"image file {p!r} does not exist")
+    if os.path.isdir(p):
+        raise IsADirectoryError(
+            f"{p!r} is a folder, not an image file; use cnn.load_dataset to load a folder of images"
+        )
+    data = np.fromfile(p, dtype=np.uint8)  # np.fromfile + imdecode also works for non-ASCII paths
+    if data.size == 0:
+        raise UnreadableImageError(p, "the file is empty")
+    is_jpeg = data.size >= 3 and data[0] == 0xFF and data[1] == 0xD8 and data[2] == 0xFF
+    if is_jpeg:
+        problem = _jpeg_problem(data)
+        if problem:
+            raise UnreadableImageError(p, problem)
+    # IMREAD_UNCHANGED keeps alpha and 16 bits but ignores EXIF orientation; JPEGs have neither, so they
+    # are decoded as colour, which applies the orientation (grey JPEGs come back with 3 equal channels).
+    flags = cv2.IMREAD_COLOR if is_jpeg else cv2.IMREAD_UNCHANGED
+    try:
+        img = cv2.imdecode(data, flags)
+    except cv2.error as err:
+        raise UnreadableImageError(p, f"OpenCV failed to decode it ({str(err).strip()[-120:]})") from err
+    if img is None or img.size == 0:
+        raise UnreadableImageError(p, "OpenCV could not decode it (corrupt file or unsupported format)")
+    return _to_rgb_uint8(img, p)
+
+
+# ----------------------------------------------------------------------------------------------
+# Resizing
+
+
+def _interp_flag(interpolation: str | int) -> int:
+    if isinstance(interpolation, bool):
+        pass
+    elif isinstance(interpolation, (int, np.integer)):
+        if int(interpolation) in INTERPOLATIONS.values():
+            return int(interpolation)
+    elif isinstance(interpolation, str):
+        key = interpolation.lower()
+        key = _INTERP_ALIASES.get(key, key)
+        if key in INTERPOLATIONS:
+            return INTERPOLATIONS[key]
+    raise ValueError(
+        f"interpolation={interpolation!r} is not known; use 'auto' or one of "
+        f"{', '.join(repr(k) for k in INTERPOLATIONS)} (or the matching cv2.INTER_* flag)"
+    )
+
+
+def _positive_int(value: object) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and int(value) > 0
+
+
+def resize(img: np.ndarray, size: int | tuple[int, int], *, interpolation: str | int = "auto") -> np.ndarray:
+    """Resize an image with OpenCV.
+
+    Args:
+        img: the image (any number of channels; uint8, uint16, int16, float32 or float64).
+        size: an ``int`` sets the **shorter side** to ``size`` and keeps the aspect ratio (like
+            ``torchvision.transforms.Resize(int)``); a pair is the exact ``(height, width)`` output,
+            in numpy order (``cv2.resize`` itself takes ``(width, height)``; this function swaps them).
+        interpolation: ``"auto"`` (``"area"`` when shrinking both sides, the best anti-aliasing for
+            downsampling; ``"linear"`` otherwise), ``"nearest"``, ``"nearest_exact"``, ``"linear"``,
+            ``"cubic"``, ``"area"``, ``"lanczos"`` (``"bilinear"``/``"bicubic"`` are accepted as
+            aliases), or a ``cv2.INTER_*`` flag.
+
+    Returns:
+        A new array with the same dtype and number of channels.
+
+    Shapes:
+        - input: ``(H, W)`` or ``(H, W, C)``.
+        - output: ``(h, w)`` or ``(h, w, C)``.
+
+    Raises:
+        ValueError: bad ``size`` or unknown ``interpolation`` (the message lists the known ones).
+        TypeError: ``img`` is not a numpy image of a dtype OpenCV resizes.
+
+    Example:
+        >>> small = resize(np.zeros((480, 640, 3), np.uint8), 240)
+        >>> small.shape
+        (240, 320, 3)
+        >>> resize(small, (100, 50), interpolation="nearest").shape
+        (100, 50, 3)
+    """
+    if not isinstance(img, np.ndarray) or img.ndim not in (2, 3) or img.size == 0:
+        shape = getattr(img, "shape", None)
+        raise TypeError(
+            f"img must be a non-empty numpy array of shape (H, W) or (H, W, C), got "
+            f"{type(img).__name__} with shape {shape}"
+        )
+    if img.dtype.type not in _RESIZE_DTYPES:
+        raise TypeError(
+            f"img has dtype {img.dtype}, which cv2.resize does not handle; convert it first, e.g. "
+            "img.astype(np.float32) (supported: uint8, uint16, int16, float32, float64)"
+        )
+    h, w = img.shape[:2]
+    if _positive_int(size):
+        s = int(size)  # type: ignore[arg-type]
+        if h <= w:
+            out_h, out_w = s, max(1, int(round(w * s / h)))
+        else:
+            out_h, out_w = max(1, int(round(h * s / w))), s
+    elif isinstance(size, (tuple, list)) and len(size) == 2 and all(_positive_int(v) for v in size):
+        out_h, out_w = int(size[0]), int(size[1])
+    else:
+        raise ValueError(
+            f"size={size!r} is not understood; pass a positive int (the shorter side) or a "
+            "(height, width) pair of positive ints"
+        )
+    if isinstance(interpolation, str) and interpolation.lower() == "auto":
+        flag = cv2.INTER_AREA if (out_h <= h and out_w <= w) else cv2.INTER_LINEAR
+    else:
+        flag = _interp_flag(interpolation)
+    src = np.ascontiguousarray(img)
+    out = cv2.resize(src, (out_w, out_h), interpolation=flag)
+    if img.ndim == 3 and out.ndim == 2:  # cv2 drops a single channel axis
+        out = out[:, :, None]
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Writing
+
+
+def write_image(path: str | os.PathLike, img: np.ndarray, *, quality: int | None = None) -> Path:
+    """Write an RGB (or grey, or RGBA) image atomically; the format follows the file suffix.
+
+    The bytes go to a temporary file in the destination folder, which is then renamed over ``path``
+    (``os.replace``), so an interrupted write never leaves a half-written file or destroys the old one.
+    Missing parent folders are created.
+
+    Args:
+        path: destination; its suffix picks the format (``.png``, ``.jpg``, ``.webp``, ``.bmp``, ``.tif``).
+        img: uint8 or uint16 pixels, or float pixels in ``[0, 1]`` (clipped, scaled to uint8; e.g. the
+            output of :func:`cnn.transforms.to_display`). Channel order is RGB(A), as :func:`read_image`
+            returns it.
+        quality: JPEG / WebP quality 1..100 (OpenCV's default, 95, when ``None``).
+
+    Returns:
+        The written path.
+
+    Shapes:
+        - img: ``(H, W)``, ``(H, W, 1)``, ``(H, W, 3)`` RGB or ``(H, W, 4)`` RGBA.
+
+    Raises:
+        ValueError: unknown suffix, bad shape or bad ``quality``.
+        TypeError: ``img`` is not a numpy array of a supported dtype.
+
+    Example:
+        >>> write_image("out/cat.png", np.full((32, 32, 3), 200, np.uint8))
+        PosixPath('out/cat.png')
+    """
+    p = Path(os.fspath(path))
+    if not isinstance(img, np.ndarray):
+        raise TypeError(f"img must be a numpy array, got {type(img).__name__}")
+    if img.ndim == 3 and img.shape[2] == 1:
+        img = img[:, :, 0]
+    if not (img.ndim == 2 or (img.ndim == 3 and img.shape[2] in (3, 4))) or img.size == 0:
+        raise ValueError(f"img must have shape (H, W), (H, W, 3) or (H, W, 4), got {img.shape}")
+    if img.dtype.kind == "f":
+        img = np.rint(np.clip(img, 0.0, 1.0) * 255.0).astype(np.uint8)
+    elif img.dtype not in (np.uint8, np.uint16):
+        raise TypeError(
+            f"img has dtype {img.dtype}; write uint8, uint16 or float in [0, 1] "
+            "(convert with img.astype(np.uint8) after scaling to 0..255)"
+        )
+    suffix = p.suffix.lower()
+    if not suffix or not cv2.haveImageWriter("x" + suffix):
+        raise ValueError(
+            f"cannot write {str(p)!r}: no image writer for suffix {p.suffix!r}; use one of "
+            ".png, .jpg, .jpeg, .webp, .bmp, .tif, .tiff"
+        )
+    params: list[int] = []
+    if quality is not None:
+        if not _positive_int(quality) or int(quality) > 100:
+            raise ValueError(f"quality must be an int in 1..100, got {quality!r}")
+        if suffix in (".jpg", ".jpeg"):
+            params = [cv2.IMWRITE_JPEG_QUALITY, int(quality)]
+        elif suffix == ".webp":
+            params = [cv2.IMWRITE_WEBP_QUALITY, int(quality)]
+        else:
+            raise ValueError(f"quality only applies to .jpg/.jpeg/.webp files, not {p.suffix!r}")
+    if img.ndim == 3:
+        code = cv2.COLOR_RGB2BGR if img.shape[2] == 3 else cv2.COLOR_RGBA2BGRA
+        img = cv2.cvtColor(np.ascontiguousarray(img), code)
+    ok, buf = cv2.imencode(suffix, np.ascontiguousarray(img), params)
+    if not ok:
+        raise ValueError(f"OpenCV could not encode a {img.dtype} image of shape {img.shape} as {suffix}")
+    p.parent.mkdir(parents=True, exist_ok=True)
+    # open(..., "xb") rather than mkstemp: the file gets the usual permissions (umask), not 0600
+    tmp = p.parent / f".{p.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    try:
+        with open(tmp, "xb") as fh:
+            fh.write(buf.tobytes())
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, p)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return p

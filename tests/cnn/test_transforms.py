@@ -1,0 +1,158 @@
+"""cnn.transforms: pipelines built from a PreprocessConfig, and their inverse for display."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from cnn.backbones import PreprocessConfig
+from cnn.transforms import ToRGBImage, build_transforms, denormalize, to_display
+
+IMAGENET = PreprocessConfig(input_size=32, crop_pct=0.8)  # resize 40, crop 32, ImageNet mean/std
+HALF = PreprocessConfig(input_size=32, crop_pct=0.8, mean=(0.5,) * 3, std=(0.5,) * 3, interpolation="bicubic")
+NEAREST = PreprocessConfig(input_size=32, crop_pct=0.8, interpolation="nearest")
+
+
+def _img(h: int = 50, w: int = 70, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+def _normalised(img: np.ndarray, cfg: PreprocessConfig) -> torch.Tensor:
+    x = torch.from_numpy(img).permute(2, 0, 1).float() / 255
+    return (x - torch.tensor(cfg.mean).view(3, 1, 1)) / torch.tensor(cfg.std).view(3, 1, 1)
+
+
+@pytest.mark.parametrize("train", [False, True])
+@pytest.mark.parametrize("cfg", [IMAGENET, HALF], ids=["imagenet", "half"])
+def test_output_shape_and_dtype(cfg, train):
+    tf = build_transforms(cfg, train=train)
+    for img in (_img(), _img()[:, :, 0], Image.fromarray(_img()), Image.fromarray(_img()).convert("L")):
+        out = tf(img)
+        assert type(out) is torch.Tensor and out.dtype == torch.float32 and out.shape == (3, 32, 32)
+
+
+@pytest.mark.parametrize("train", [False, True])
+@pytest.mark.parametrize("cfg", [IMAGENET, HALF], ids=["imagenet", "half"])
+def test_constant_127_gives_known_values(cfg, train):
+    out = build_transforms(cfg, train=train)(np.full((48, 64, 3), 127, np.uint8))
+    expected = (127 / 255 - np.array(cfg.mean)) / np.array(cfg.std)
+    np.testing.assert_allclose(out.mean(dim=(1, 2)).numpy(), expected, atol=1e-5)
+    np.testing.assert_allclose(out.std(dim=(1, 2)).numpy(), 0.0, atol=1e-5)
+    if cfg is IMAGENET:  # the numbers of the lecture notes
+        np.testing.assert_allclose(expected, [0.0569, 0.1877, 0.4091], atol=1e-4)
+
+
+def test_eval_is_resize_then_centre_crop():
+    img = _img(40, 40)  # resize_size is 40: the resize keeps it, the crop takes the middle 32x32
+    out = build_transforms(NEAREST, train=False)(img)
+    torch.testing.assert_close(out, _normalised(img[4:36, 4:36], NEAREST))
+
+
+def test_eval_resizes_shorter_side_to_resize_size():
+    # a 20x80 stripe image: the shorter side becomes 40 (-> 40x160), the crop keeps columns 64..96
+    img = np.zeros((20, 80, 3), np.uint8)
+    img[:, 40:] = 255
+    out = build_transforms(NEAREST, train=False)(img)
+    shown = to_display(out, NEAREST)
+    assert (shown[:, :16] < 0.01).all() and (shown[:, 16:] > 0.99).all()
+
+
+def test_eval_is_deterministic_and_leaves_input_alone():
+    img = _img()
+    copy = img.copy()
+    tf = build_transforms(HALF, train=False)
+    torch.testing.assert_close(tf(img), tf(img))
+    np.testing.assert_array_equal(img, copy)
+
+
+def test_train_is_random_but_seeded():
+    img = _img(seed=1)
+    tf = build_transforms(IMAGENET, train=True)
+    torch.manual_seed(0)
+    a = [tf(img) for _ in range(3)]
+    torch.manual_seed(0)
+    b = [tf(img) for _ in range(3)]
+    for x, y in zip(a, b):
+        torch.testing.assert_close(x, y)
+    assert not torch.equal(a[0], a[1])
+
+
+def test_train_flips_half_the_time():
+    img = _img(32, 32, seed=2)
+    tf = build_transforms(NEAREST, train=True, scale=(1.0, 1.0), ratio=(1.0, 1.0))  # crop = whole image
+    plain, flipped = _normalised(img, NEAREST), _normalised(img[:, ::-1].copy(), NEAREST)
+    torch.manual_seed(0)
+    outs = [tf(img) for _ in range(200)]
+    n_plain = sum(torch.allclose(o, plain, atol=1e-5) for o in outs)
+    n_flipped = sum(torch.allclose(o, flipped, atol=1e-5) for o in outs)
+    assert n_plain + n_flipped == 200
+    assert 70 <= n_flipped <= 130
+    never = build_transforms(NEAREST, train=True, scale=(1.0, 1.0), ratio=(1.0, 1.0), hflip=0.0)
+    assert all(torch.allclose(never(img), plain, atol=1e-5) for _ in range(20))
+
+
+def test_accepts_backbone_like_object_and_uses_its_cfg():
+    out = build_transforms(SimpleNamespace(cfg=HALF), train=False)(np.full((40, 40, 3), 255, np.uint8))
+    torch.testing.assert_close(out, torch.ones(3, 32, 32))  # (1 - 0.5) / 0.5
+
+
+def test_repr_shows_the_configuration():
+    text = repr(build_transforms(HALF, train=True))
+    assert "ToRGBImage" in text and "RandomResizedCrop" in text and "BICUBIC" in text
+    assert "RandomHorizontalFlip(p=0.5)" in text and "mean=[0.5, 0.5, 0.5]" in text
+    text = repr(build_transforms(IMAGENET, train=False))
+    assert "Resize(size=[40]" in text and "CenterCrop(size=(32, 32))" in text and "0.485" in text
+
+
+def test_errors():
+    with pytest.raises(TypeError, match="Backbone .* or a PreprocessConfig"):
+        build_transforms("resnet18", train=False)
+    with pytest.raises(TypeError, match="train must be True or False"):
+        build_transforms(HALF, train="yes")
+    with pytest.raises(ValueError, match="cfg.interpolation='lanczos'.*'bilinear'"):
+        build_transforms(PreprocessConfig(interpolation="lanczos"), train=False)
+    with pytest.raises(ValueError, match="scale"):
+        build_transforms(HALF, train=True, scale=(0.5, 0.1))
+    with pytest.raises(ValueError, match="hflip"):
+        build_transforms(HALF, train=True, hflip=2)
+    tf = build_transforms(HALF, train=False)
+    with pytest.raises(TypeError, match="uint8"):
+        tf(np.zeros((8, 8, 3), np.float32))
+    with pytest.raises(ValueError, match=r"\(H, W, 3\)"):
+        tf(np.zeros((8, 8, 4), np.uint8))
+
+
+def test_to_rgb_image_tensor_inputs():
+    t = torch.rand(1, 5, 6)
+    out = ToRGBImage()(t)
+    assert out.shape == (3, 5, 6) and torch.equal(out[2], t[0])
+    assert repr(ToRGBImage()) == "ToRGBImage()"
+
+
+def test_denormalize_inverts_normalize():
+    img = _img(40, 40, seed=3)
+    out = build_transforms(NEAREST, train=False)(img)
+    back = denormalize(out, NEAREST)
+    expected = torch.from_numpy(img[4:36, 4:36]).permute(2, 0, 1).float() / 255
+    torch.testing.assert_close(back, expected, atol=1e-6, rtol=0)
+    batch = denormalize(torch.stack([out, out]), SimpleNamespace(cfg=NEAREST))
+    assert batch.shape == (2, 3, 32, 32)
+    assert denormalize(torch.full((3, 2, 2), 10.0), HALF).max() == 1.0  # clamped
+
+
+def test_to_display_layout_and_range():
+    x = torch.randn(3, 4, 5) * 3
+    shown = to_display(x, HALF)
+    assert shown.shape == (4, 5, 3) and shown.dtype == np.float32
+    assert shown.min() >= 0 and shown.max() <= 1
+    expected = np.clip(np.transpose(x.numpy() * 0.5 + 0.5, (1, 2, 0)), 0, 1)
+    np.testing.assert_allclose(shown, expected, atol=1e-6)
+    assert to_display(torch.rand(2, 3, 4, 5), HALF).shape == (2, 4, 5, 3)
+    raw = torch.rand(3, 4, 5)
+    np.testing.assert_allclose(to_display(raw), np.transpose(raw.numpy(), (1, 2, 0)))
+    with pytest.raises(ValueError, match=r"\(3, H, W\)"):
+        to_display(torch.rand(4, 5), HALF)
