@@ -1,0 +1,304 @@
+"""Model checkpoints as ``.pth`` files: save atomically, load safely, find them in a folder.
+
+A checkpoint is a dict of tensors and plain Python values only, so it loads with
+``torch.load(path, weights_only=True)`` (no pickled code runs)::
+
+    {"state_dict": {name: Tensor}, "arch": "resnet18" | None, "num_classes": 2 | None,
+     "classes": ["cat", "dog"] | None, "pixgraph_version": "0.1.0", "extra": {...} | None}
+
+Its ``state_dict`` is the model's own, so ``create_backbone(arch, weights=path)`` reads it too.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import uuid
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+__all__ = ["find_checkpoints", "load_checkpoint", "save_checkpoint"]
+
+_KEYS = ("state_dict", "arch", "num_classes", "classes", "pixgraph_version", "extra")
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("pixgraph")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _arch(model: nn.Module) -> str | None:
+    name = getattr(model, "name", None)
+    return name if isinstance(name, str) else None
+
+
+def _num_classes(model: nn.Module) -> int | None:
+    n = getattr(model, "num_classes", None)
+    return n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else None
+
+
+def _check_plain(value: Any, where: str) -> None:
+    """Raise TypeError unless ``value`` is made of tensors, numbers, strings, None, lists, tuples, dicts."""
+    if value is None or isinstance(value, (bool, int, float, str, torch.Tensor)):
+        return
+    if isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            _check_plain(v, f"{where}[{i}]")
+        return
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if not isinstance(k, (str, int)):
+                raise TypeError(f"{where} has a key of type {type(k).__name__}; use str keys")
+            _check_plain(v, f"{where}[{k!r}]")
+        return
+    raise TypeError(
+        f"{where} is a {type(value).__name__}; a checkpoint holds only tensors, numbers, strings, None, "
+        "lists, tuples and dicts (so it loads with weights_only=True). Convert it first, e.g. "
+        "numpy arrays with torch.as_tensor, paths with str"
+    )
+
+
+def _check_classes(classes: Sequence[str] | None, num_classes: int | None) -> list[str] | None:
+    if classes is None:
+        return None
+    if isinstance(classes, str) or not isinstance(classes, Sequence):
+        raise TypeError(f"classes must be a list of class names, got {type(classes).__name__}")
+    names = list(classes)
+    if not all(isinstance(c, str) for c in names):
+        raise TypeError(f"classes must be strings, got {names!r}")
+    if num_classes is not None and len(names) != num_classes:
+        raise ValueError(
+            f"classes has {len(names)} names {names!r} but the model has {num_classes} classes; "
+            "give one name per output of the model"
+        )
+    return names
+
+
+def save_checkpoint(
+    model: nn.Module,
+    path: str | os.PathLike,
+    *,
+    classes: Sequence[str] | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write ``model``'s weights and what is needed to rebuild it to a ``.pth`` file, atomically.
+
+    The file is written under a temporary name in the same folder and renamed over ``path``, so an
+    existing checkpoint is never left half-written. Missing parent folders are created.
+
+    Args:
+        model: the model; its ``name`` (backbone architecture) and ``num_classes`` are recorded when
+            it has them. Tensors are stored on the CPU.
+        path: destination file (conventionally ``.pth``).
+        classes: class names, one per model output.
+        extra: anything else to keep (epoch, metrics, configuration): tensors, numbers, strings, None,
+            and lists/tuples/dicts of those.
+
+    Returns:
+        The path written.
+
+    Raises:
+        ValueError: ``classes`` does not have one name per class.
+        TypeError: ``extra`` holds something that ``torch.load(weights_only=True)`` cannot read.
+
+    Example:
+        >>> m = create_backbone("resnet18", weights=None, num_classes=2)
+        >>> save_checkpoint(m, "runs/best.pth", classes=["cat", "dog"], extra={"epoch": 3})
+        PosixPath('runs/best.pth')
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
+    num_classes = _num_classes(model)
+    names = _check_classes(classes, num_classes)
+    if extra is not None:
+        if not isinstance(extra, Mapping):
+            raise TypeError(f"extra must be a dict, got {type(extra).__name__}")
+        extra = dict(extra)
+        _check_plain(extra, "extra")
+    payload = {
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "arch": _arch(model),
+        "num_classes": num_classes,
+        "classes": names,
+        "pixgraph_version": _version(),
+        "extra": extra,
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # A unique name in the same folder; opened like any new file, so it gets the usual permissions.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        with open(tmp, "xb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def _describe(arch: str | None, num_classes: int | None, classes: list[str] | None) -> str:
+    what = repr(arch) if arch else "an unnamed model"
+    if num_classes is not None:
+        what += f" with {num_classes} classes"
+    if classes:
+        what += f" {classes!r}"
+    return what
+
+
+def load_checkpoint(
+    path: str | os.PathLike,
+    model: nn.Module | None = None,
+    *,
+    classes: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """Read a checkpoint written by :func:`save_checkpoint` (``weights_only=True``), optionally into a model.
+
+    A bare ``state_dict`` file (``torch.save(model.state_dict(), path)``, as in the lecture notes) is
+    read too; its ``arch``, ``num_classes`` and ``classes`` are then ``None``.
+
+    Args:
+        path: the ``.pth`` file.
+        model: when given, the weights are loaded into it in place, after checking that its architecture
+            and number of classes match the checkpoint's.
+        classes: the class names you expect; checked against the names stored in the checkpoint.
+
+    Returns:
+        The checkpoint dict (keys ``state_dict``, ``arch``, ``num_classes``, ``classes``,
+        ``pixgraph_version``, ``extra``), tensors on the CPU.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        ValueError: the file is not a checkpoint, or architecture, classes or weights do not match
+            (the message names both sides and how to build a matching model).
+
+    Example:
+        >>> ckpt = load_checkpoint("runs/best.pth")
+        >>> model = create_backbone(ckpt["arch"], weights=None, num_classes=ckpt["num_classes"])
+        >>> _ = load_checkpoint("runs/best.pth", model)
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(
+            f"checkpoint {str(p)!r} does not exist; find_checkpoints(folder) lists .pth files"
+        )
+    try:
+        obj = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as err:  # unpickling errors come in many types
+        raise ValueError(
+            f"{str(p)!r} is not a checkpoint torch.load(weights_only=True) can read: {err}"
+        ) from err
+    if isinstance(obj, Mapping) and "state_dict" in obj:
+        ckpt = {k: obj.get(k) for k in _KEYS}
+    elif isinstance(obj, Mapping) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+        ckpt = dict.fromkeys(_KEYS)
+        ckpt["state_dict"] = dict(obj)
+    else:
+        raise ValueError(
+            f"{str(p)!r} holds a {type(obj).__name__}, not a checkpoint (a dict with 'state_dict', "
+            "written by save_checkpoint) nor a state_dict"
+        )
+    state: Any = ckpt["state_dict"]
+    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"{str(p)!r}: 'state_dict' is not a dict of tensors")
+    ckpt["state_dict"] = dict(state)
+
+    stored_classes = ckpt["classes"]
+    if classes is not None:
+        expected = _check_classes(classes, None)
+        if stored_classes is not None and list(stored_classes) != expected:
+            raise ValueError(
+                f"checkpoint {str(p)!r} was saved with classes {list(stored_classes)!r}, "
+                f"you expect {expected!r}; relabel your data or use a checkpoint trained on these classes"
+            )
+    if model is None:
+        return ckpt
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module or None, got {type(model).__name__}")
+
+    arch, n = ckpt["arch"], ckpt["num_classes"]
+    model_arch, model_n = _arch(model), _num_classes(model)
+    if (arch and model_arch and arch != model_arch) or (
+        n is not None and model_n is not None and n != model_n
+    ):
+        raise ValueError(
+            f"checkpoint {p.name!r} was saved from {_describe(arch, n, stored_classes)}; "
+            f"the model is {_describe(model_arch, model_n, None)}; build it with "
+            f"create_backbone({(arch or model_arch)!r}, num_classes={n if n is not None else model_n})"
+        )
+    own = model.state_dict()
+    state = ckpt["state_dict"]
+    # A file saved from the wrapped network (no "model." prefix) loads into a Backbone, and vice versa.
+    if set(state) != set(own):
+        if all(k.startswith("model.") for k in own) and {f"model.{k}" for k in state} == set(own):
+            state = {f"model.{k}": v for k, v in state.items()}
+        elif all(k.startswith("model.") for k in state) and {k[6:] for k in state} == set(own):
+            state = {k[6:]: v for k, v in state.items()}
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    wrong = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    if missing or unexpected or wrong:
+        detail = (
+            f"{len(missing)} missing keys (e.g. {missing[:3]}), {len(unexpected)} unexpected "
+            f"(e.g. {unexpected[:3]})"
+        )
+        if wrong:
+            k = wrong[0]
+            shapes = f"{tuple(state[k].shape)} in the file and {tuple(own[k].shape)} in the model"
+            detail += f", {k!r} has shape {shapes}"
+        raise ValueError(
+            f"checkpoint {p.name!r} ({_describe(arch, n, stored_classes)}) does not fit the model "
+            f"{_describe(model_arch, model_n, None)}: {detail}"
+        )
+    model.load_state_dict(state)
+    return ckpt
+
+
+def find_checkpoints(
+    directory: str | os.PathLike,
+    *,
+    pattern: str = "*.pth",
+    recursive: bool = True,
+) -> list[Path]:
+    """The checkpoint files in a folder, newest first (the lecture notes' "find .pth files").
+
+    Args:
+        directory: folder to search.
+        pattern: glob pattern of file names, e.g. ``"*.pth"`` or ``"*.ckpt"``.
+        recursive: search sub-folders too.
+
+    Returns:
+        Paths sorted by modification time, newest first (ties by path). Temporary files of an
+        interrupted save (names starting with ``.``) are skipped.
+
+    Raises:
+        FileNotFoundError: ``directory`` does not exist.
+        NotADirectoryError: ``directory`` is a file.
+
+    Example:
+        >>> find_checkpoints("runs")
+        [PosixPath('runs/exp2/best.pth'), PosixPath('runs/exp1/best.pth')]
+    """
+    d = Path(directory)
+    if not d.exists():
+        raise FileNotFoundError(f"directory {str(d)!r} does not exist")
+    if not d.is_dir():
+        raise NotADirectoryError(f"{str(d)!r} is a file, not a directory; pass the folder that holds it")
+    if not isinstance(pattern, str) or not pattern:
+        raise ValueError(f"pattern must be a non-empty glob pattern such as '*.pth', got {pattern!r}")
+    found = d.rglob(pattern) if recursive else d.glob(pattern)
+    files = [f for f in found if f.is_file() and not f.name.startswith(".")]
+    files.sort(key=lambda f: str(f))
+    files.sort(key=lambda f: f.stat().st_mtime_ns, reverse=True)
+    return files
