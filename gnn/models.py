@@ -1,0 +1,495 @@
+"""Graph classifiers: one model with a registry of message-passing layers (GCN, GAT, GraphSAGE, GIN).
+
+A :class:`GraphClassifier` embeds node features, runs ``layers`` message-passing blocks
+(conv -> norm -> ReLU -> residual -> dropout, as in Benchmarking-GNNs), pools nodes per graph and
+classifies the pooled vector with a small MLP. The convolution comes from a registry
+(:func:`list_convs`, :func:`register_conv`); an unknown name raises an error listing the known ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch_geometric.data.data import BaseData
+from torch_geometric.nn import (
+    BatchNorm,
+    GATConv,
+    GCNConv,
+    GINConv,
+    GINEConv,
+    GraphNorm,
+    SAGEConv,
+    global_add_pool,
+    global_max_pool,
+    global_mean_pool,
+)
+
+__all__ = ["ConvSpec", "GraphClassifier", "list_convs", "list_presets", "register_conv"]
+
+
+@dataclass(frozen=True)
+class ConvSpec:
+    """How to build one kind of message-passing layer and which edge input it takes.
+
+    Attributes:
+        name: Registry name (``"gcn"``, ``"gat"``, ...).
+        build: ``build(in_channels, out_channels, *, edge_dim, heads) -> nn.Module``.
+        edge_input: ``"weight"`` if the layer takes a scalar weight per edge (``edge_weight`` (E,)),
+            ``"attr"`` if it takes edge feature vectors (``edge_attr`` (E, edge_dim)) when built with
+            ``edge_dim``, ``"none"`` if it ignores edges' values.
+        description: One line shown by :func:`list_convs` users and in errors.
+    """
+
+    name: str
+    build: Callable[..., nn.Module]
+    edge_input: str
+    description: str
+
+
+_CONVS: dict[str, ConvSpec] = {}
+
+
+def register_conv(name: str, *, edge_input: str, description: str = "") -> Callable:
+    """Decorator that adds a layer builder to the registry used by :class:`GraphClassifier`.
+
+    Args:
+        name: Name passed as ``GraphClassifier(conv=name)``.
+        edge_input: ``"weight"``, ``"attr"`` or ``"none"`` (see :class:`ConvSpec`).
+        description: One line describing the layer.
+
+    Returns:
+        The decorator; it returns the builder unchanged.
+
+    Example:
+        >>> @register_conv("gcn2", edge_input="weight", description="GCN without bias")
+        ... def _gcn2(in_channels, out_channels, *, edge_dim, heads):
+        ...     return GCNConv(in_channels, out_channels, bias=False)
+    """
+    if edge_input not in ("weight", "attr", "none"):
+        raise ValueError(f"edge_input must be 'weight', 'attr' or 'none'; got {edge_input!r}")
+
+    def decorator(build: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        _CONVS[name] = ConvSpec(name=name, build=build, edge_input=edge_input, description=description)
+        return build
+
+    return decorator
+
+
+def list_convs() -> list[str]:
+    """Names of the registered message-passing layers, sorted.
+
+    Example:
+        >>> list_convs()
+        ['gat', 'gcn', 'gin', 'sage']
+    """
+    return sorted(_CONVS)
+
+
+def _get_conv(name: str) -> ConvSpec:
+    if name not in _CONVS:
+        raise ValueError(f"conv must be one of {list_convs()}; got {name!r}")
+    return _CONVS[name]
+
+
+@register_conv("gcn", edge_input="weight", description="Kipf & Welling GCN, symmetric normalisation")
+def _build_gcn(in_channels: int, out_channels: int, *, edge_dim: int | None, heads: int) -> nn.Module:
+    return GCNConv(in_channels, out_channels)
+
+
+@register_conv("gat", edge_input="attr", description="graph attention (Velickovic et al.), multi-head")
+def _build_gat(in_channels: int, out_channels: int, *, edge_dim: int | None, heads: int) -> nn.Module:
+    return GATConv(in_channels, out_channels // heads, heads=heads, edge_dim=edge_dim)
+
+
+@register_conv("sage", edge_input="none", description="GraphSAGE, mean aggregation")
+def _build_sage(in_channels: int, out_channels: int, *, edge_dim: int | None, heads: int) -> nn.Module:
+    return SAGEConv(in_channels, out_channels)
+
+
+@register_conv("gin", edge_input="attr", description="GIN (GINE when edge_dim is set), sum aggregation")
+def _build_gin(in_channels: int, out_channels: int, *, edge_dim: int | None, heads: int) -> nn.Module:
+    mlp = nn.Sequential(
+        nn.Linear(in_channels, out_channels), nn.ReLU(), nn.Linear(out_channels, out_channels)
+    )
+    if edge_dim is not None:
+        return GINEConv(mlp, train_eps=True, edge_dim=edge_dim)
+    return GINConv(mlp, train_eps=True)
+
+
+_POOLS: dict[str, Callable[..., Tensor]] = {
+    "mean": global_mean_pool,
+    "max": global_max_pool,
+    "add": global_add_pool,
+}
+_NORMS = ("batch", "layer", "graph", None)
+
+# Benchmarking-GNNs (Dwivedi et al.) MNIST/CIFAR10 setting: about 100k parameters, 4 layers,
+# mean readout, residual connections, batch norm, no dropout, 8 attention heads for GAT.
+_PRESETS: dict[str, dict[str, Any]] = {
+    "benchmark": {
+        "target_params": 100_000,
+        "layers": 4,
+        "pool": "mean",
+        "dropout": 0.0,
+        "residual": True,
+        "norm": "batch",
+        "heads": 8,
+    },
+}
+
+
+def list_presets() -> list[str]:
+    """Names accepted by :meth:`GraphClassifier.preset`.
+
+    Example:
+        >>> list_presets()
+        ['benchmark']
+    """
+    return sorted(_PRESETS)
+
+
+def _check_int(name: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}")
+    return value
+
+
+class GraphClassifier(nn.Module):
+    """Graph-level classifier over a registry of message-passing layers.
+
+    Architecture (Benchmarking-GNNs style): ``Linear(in_channels, hidden)`` node embedding, then
+    ``layers`` blocks of ``conv -> norm -> ReLU (-> + input if residual) -> dropout``, then a
+    ``pool`` readout per graph and an MLP ``hidden -> hidden // 2 -> num_classes``.
+
+    Edge values are used where the layer takes them:
+
+    * ``conv="gcn"`` takes a scalar weight per edge: ``data.edge_weight`` (E,), or else a 1-D
+      ``data.edge_attr`` (E,), or an ``edge_attr`` (E, 1) when built with ``edge_dim=1``.
+      Weights must be non-negative. GCN adds self loops, so isolated nodes keep their features.
+    * ``conv="gat"`` and ``conv="gin"`` (as GINE) take edge feature vectors ``data.edge_attr``
+      (E, edge_dim) when built with ``edge_dim``; without it they ignore edge values.
+    * ``conv="sage"`` takes no edge values; ``edge_dim`` raises a ValueError.
+
+    Args:
+        in_channels: Node feature width F.
+        num_classes: Number of classes C.
+        conv: Registered layer name, one of :func:`list_convs`.
+        hidden: Width of the node embeddings (a multiple of ``heads`` for GAT).
+        layers: Number of message-passing blocks.
+        pool: Graph readout, ``"mean"``, ``"max"`` or ``"add"``.
+        dropout: Dropout probability after each block.
+        residual: Add each block's input to its output.
+        norm: ``"batch"`` (BatchNorm over nodes; works on single-node batches), ``"layer"``
+            (LayerNorm per node), ``"graph"`` (GraphNorm per graph) or ``None``.
+        heads: Attention heads (GAT only).
+        edge_dim: Width D of ``edge_attr`` for layers that take edge features (see above).
+
+    Shapes:
+        - x: (N, in_channels) float node features, N = nodes of all graphs in the batch.
+        - edge_index: (2, E) long, source row 0, target row 1.
+        - batch: (N,) long graph index of each node (None for a single graph).
+        - output: (num_graphs, num_classes) logits.
+
+    Example:
+        >>> import torch
+        >>> from torch_geometric.data import Batch, Data
+        >>> g = Data(x=torch.rand(4, 5), edge_index=torch.tensor([[0, 1, 2], [1, 2, 3]]))
+        >>> model = GraphClassifier(5, 3, conv="gcn", hidden=16, layers=2)
+        >>> model(Batch.from_data_list([g, g])).shape
+        torch.Size([2, 3])
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        num_classes: int,
+        *,
+        conv: str = "gcn",
+        hidden: int = 64,
+        layers: int = 3,
+        pool: str = "mean",
+        dropout: float = 0.0,
+        residual: bool = True,
+        norm: str | None = "batch",
+        heads: int = 4,
+        edge_dim: int | None = None,
+    ) -> None:
+        super().__init__()
+        _check_int("in_channels", in_channels, 1)
+        _check_int("num_classes", num_classes, 2)
+        spec = _get_conv(conv)
+        _check_int("hidden", hidden, 2)
+        _check_int("layers", layers, 1)
+        _check_int("heads", heads, 1)
+        if pool not in _POOLS:
+            raise ValueError(f"pool must be one of {sorted(_POOLS)}; got {pool!r}")
+        if norm not in _NORMS:
+            raise ValueError(f"norm must be one of {list(_NORMS)}; got {norm!r}")
+        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be a float in [0, 1); got {dropout!r}")
+        if conv == "gat" and hidden % heads:
+            raise ValueError(
+                f"hidden must be a multiple of heads for conv='gat'; got hidden={hidden}, heads={heads}"
+                f" (use hidden={hidden // heads * heads or heads})"
+            )
+        if edge_dim is not None:
+            _check_int("edge_dim", edge_dim, 1)
+            if spec.edge_input == "none":
+                raise ValueError(
+                    f"conv={conv!r} takes no edge values; got edge_dim={edge_dim}. Use edge_dim=None or"
+                    " a conv that takes them ('gcn' for a weight, 'gat'/'gin' for edge features)"
+                )
+            if spec.edge_input == "weight" and edge_dim != 1:
+                raise ValueError(
+                    f"conv={conv!r} takes one scalar weight per edge; got edge_dim={edge_dim}. Use"
+                    " edge_dim=1 (or None), or conv='gat'/'gin' for edge feature vectors"
+                )
+
+        self.in_channels = in_channels
+        self.num_classes = num_classes
+        self.conv = conv
+        self.hidden = hidden
+        self.layers = layers
+        self.pool = pool
+        self.dropout = float(dropout)
+        self.residual = bool(residual)
+        self.norm = norm
+        self.heads = heads
+        self.edge_dim = edge_dim
+        self._edge_input = spec.edge_input if (spec.edge_input == "weight" or edge_dim) else "none"
+
+        self.embed = nn.Linear(in_channels, hidden)
+        self.convs = nn.ModuleList(
+            spec.build(hidden, hidden, edge_dim=edge_dim if self._edge_input == "attr" else None, heads=heads)
+            for _ in range(layers)
+        )
+        self.norms = nn.ModuleList(self._make_norm() for _ in range(layers))
+        self.head = nn.Sequential(
+            nn.Linear(hidden, hidden // 2), nn.ReLU(), nn.Linear(hidden // 2, num_classes)
+        )
+
+    def _make_norm(self) -> nn.Module:
+        if self.norm == "batch":
+            return BatchNorm(self.hidden, allow_single_element=True)
+        if self.norm == "layer":
+            return nn.LayerNorm(self.hidden)
+        if self.norm == "graph":
+            return GraphNorm(self.hidden)
+        return nn.Identity()
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """Constructor arguments; ``GraphClassifier(**model.config)`` builds the same architecture."""
+        return {
+            "in_channels": self.in_channels,
+            "num_classes": self.num_classes,
+            "conv": self.conv,
+            "hidden": self.hidden,
+            "layers": self.layers,
+            "pool": self.pool,
+            "dropout": self.dropout,
+            "residual": self.residual,
+            "norm": self.norm,
+            "heads": self.heads,
+            "edge_dim": self.edge_dim,
+        }
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.config.items())
+        n_params = sum(p.numel() for p in self.parameters())
+        return f"{type(self).__name__}({args}, params={n_params})"
+
+    @classmethod
+    def preset(
+        cls, name: str, in_channels: int, num_classes: int, *, conv: str = "gcn", **overrides: Any
+    ) -> GraphClassifier:
+        """Build a model from a named configuration.
+
+        ``"benchmark"`` follows Benchmarking-GNNs (Dwivedi et al., 2020) for MNIST/CIFAR10
+        superpixels: 4 layers, mean readout, residual, batch norm, no dropout, 8 heads for GAT,
+        and the widest ``hidden`` that keeps the model at about 100k parameters.
+
+        Args:
+            name: One of :func:`list_presets`.
+            in_channels: Node feature width F.
+            num_classes: Number of classes C.
+            conv: Registered layer name.
+            **overrides: Any other constructor argument; ``hidden`` given here disables the
+                parameter-budget search.
+
+        Returns:
+            The model.
+
+        Example:
+            >>> m = GraphClassifier.preset("benchmark", 5, 10, conv="gcn")
+            >>> 90_000 < sum(p.numel() for p in m.parameters()) < 110_000
+            True
+        """
+        if name not in _PRESETS:
+            raise ValueError(f"preset name must be one of {list_presets()}; got {name!r}")
+        kwargs = dict(_PRESETS[name])
+        target = kwargs.pop("target_params")
+        if conv != "gat":
+            kwargs.pop("heads")
+        kwargs.update(overrides)
+        if "hidden" in kwargs:
+            return cls(in_channels, num_classes, conv=conv, **kwargs)
+        step = kwargs.get("heads", 4) if conv == "gat" else 2
+
+        def build(width_steps: int) -> GraphClassifier:
+            return cls(in_channels, num_classes, conv=conv, hidden=width_steps * step, **kwargs)
+
+        def n_params(width_steps: int) -> int:
+            return sum(p.numel() for p in build(width_steps).parameters())
+
+        # Parameter count grows with hidden: binary search the largest width within the budget.
+        lo, hi = 1, max(2, 2048 // step)
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if n_params(mid) <= target:
+                lo = mid
+            else:
+                hi = mid - 1
+        return build(lo)
+
+    def forward(
+        self,
+        data: BaseData | Tensor,
+        edge_index: Tensor | None = None,
+        batch: Tensor | None = None,
+        edge_weight: Tensor | None = None,
+        *,
+        edge_attr: Tensor | None = None,
+        num_graphs: int | None = None,
+    ) -> Tensor:
+        """Logits for every graph in ``data``.
+
+        Args:
+            data: A PyG ``Data``/``Batch`` (uses ``x``, ``edge_index``, ``batch``, ``edge_weight``,
+                ``edge_attr``), or the node feature tensor ``x`` with the other arguments given.
+            edge_index: (2, E) edges when ``data`` is a tensor.
+            batch: (N,) graph index per node when ``data`` is a tensor (None: one graph).
+            edge_weight: (E,) non-negative edge weights when ``data`` is a tensor.
+            edge_attr: (E,) or (E, D) edge values when ``data`` is a tensor.
+            num_graphs: Number of graphs when ``data`` is a tensor (default ``batch.max() + 1``).
+
+        Returns:
+            Logits (num_graphs, num_classes).
+
+        Shapes:
+            - x: (N, in_channels); edge_index: (2, E); batch: (N,).
+            - output: (num_graphs, num_classes).
+
+        Example:
+            >>> x, ei = torch.rand(3, 5), torch.tensor([[0, 1], [1, 2]])
+            >>> GraphClassifier(5, 2, hidden=8, layers=1)(x, ei).shape
+            torch.Size([1, 2])
+        """
+        if isinstance(data, BaseData):
+            extra = (edge_index, batch, edge_weight, edge_attr)
+            if any(t is not None for t in extra):
+                raise TypeError(
+                    "pass either a Data/Batch alone or tensors (x, edge_index, batch, edge_weight); got a"
+                    " Data object together with tensors"
+                )
+            x = data.x
+            edge_index = data.edge_index
+            batch = data.batch
+            edge_weight = data["edge_weight"] if "edge_weight" in data else None
+            edge_attr = data.edge_attr
+            if num_graphs is None and batch is not None:
+                num_graphs = int(data.num_graphs)
+        else:
+            x = data
+        x = self._check_x(x)
+        edge_index = self._check_edge_index(edge_index, x.size(0))
+        ew, ea = self._edge_values(edge_index, edge_weight, edge_attr)
+        if batch is None:
+            batch = torch.zeros(x.size(0), dtype=torch.long, device=x.device)
+            num_graphs = 1
+
+        h = self.embed(x)
+        for conv, norm in zip(self.convs, self.norms):
+            if self._edge_input == "weight":
+                out = conv(h, edge_index, ew)
+            elif self._edge_input == "attr":
+                out = conv(h, edge_index, ea)
+            else:
+                out = conv(h, edge_index)
+            out = norm(out, batch, num_graphs) if isinstance(norm, GraphNorm) else norm(out)
+            out = F.relu(out)
+            if self.residual:
+                out = out + h
+            h = F.dropout(out, p=self.dropout, training=self.training)
+        pooled = _POOLS[self.pool](h, batch, num_graphs)
+        return self.head(pooled)
+
+    def _check_x(self, x: Tensor | None) -> Tensor:
+        if x is None:
+            raise ValueError(
+                f"data.x is missing; GraphClassifier needs node features x of shape (N, {self.in_channels})"
+            )
+        if not isinstance(x, Tensor) or x.dim() != 2:
+            shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+            raise ValueError(f"x must be a 2-D tensor (N, {self.in_channels}); got {shape}")
+        if x.size(1) != self.in_channels:
+            raise ValueError(
+                f"x has {x.size(1)} features per node but the model was built with in_channels="
+                f"{self.in_channels}; build GraphClassifier({x.size(1)}, ...) or fix the node features"
+            )
+        if x.size(0) == 0:
+            raise ValueError("x has 0 nodes; every graph needs at least one node")
+        if not x.is_floating_point():
+            raise TypeError(f"x must be a float tensor; got dtype {x.dtype} (convert with x.float())")
+        return x
+
+    @staticmethod
+    def _check_edge_index(edge_index: Tensor | None, num_nodes: int) -> Tensor:
+        if edge_index is None:
+            raise ValueError("edge_index is missing; give a (2, E) long tensor (E may be 0)")
+        if edge_index.dim() != 2 or edge_index.size(0) != 2:
+            raise ValueError(f"edge_index must have shape (2, E); got {tuple(edge_index.shape)}")
+        if edge_index.dtype != torch.long:
+            raise TypeError(f"edge_index must be torch.long; got {edge_index.dtype}")
+        return edge_index
+
+    def _edge_values(
+        self, edge_index: Tensor, edge_weight: Tensor | None, edge_attr: Tensor | None
+    ) -> tuple[Tensor | None, Tensor | None]:
+        num_edges = edge_index.size(1)
+        if self._edge_input == "weight":
+            w = edge_weight
+            if w is None and edge_attr is not None:
+                if edge_attr.dim() == 1 or (self.edge_dim == 1 and edge_attr.dim() == 2):
+                    w = edge_attr
+            if w is None:
+                return None, None
+            if w.dim() == 2 and w.size(1) == 1:
+                w = w.view(-1)
+            if w.dim() != 1 or w.size(0) != num_edges:
+                raise ValueError(
+                    f"edge weights must have shape ({num_edges},) to match edge_index; got {tuple(w.shape)}"
+                )
+            return w, None
+        if self._edge_input == "attr":
+            a = edge_attr
+            if a is None and edge_weight is not None and self.edge_dim == 1:
+                a = edge_weight
+            if a is None:
+                raise ValueError(
+                    f"the model was built with edge_dim={self.edge_dim} and needs data.edge_attr of shape"
+                    f" (E, {self.edge_dim}); got none. Add edge_attr or build with edge_dim=None"
+                )
+            if a.dim() == 1:
+                a = a.view(-1, 1)
+            if a.size(0) != num_edges or a.size(1) != self.edge_dim:
+                raise ValueError(
+                    f"edge_attr must have shape ({num_edges}, {self.edge_dim}); got {tuple(a.shape)}"
+                )
+            return None, a
+        return None, None

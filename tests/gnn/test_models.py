@@ -1,0 +1,217 @@
+"""Tests for gnn/models.py: GraphClassifier, the conv registry and the benchmark preset."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch_geometric.data import Batch, Data
+
+from gnn import models
+from gnn.models import GraphClassifier, list_convs, list_presets, register_conv
+
+CONVS = ["gat", "gcn", "gin", "sage"]
+
+
+def _batch(make_random_graph, sizes=(6, 9, 4), features=5):
+    return Batch.from_data_list(
+        [make_random_graph(n, seed=i, features=features, label=i % 3) for i, n in enumerate(sizes)]
+    )
+
+
+def test_registry_lists_the_four_convs():
+    assert list_convs() == CONVS
+    assert list_presets() == ["benchmark"]
+
+
+def test_unknown_conv_lists_known_ones():
+    with pytest.raises(ValueError, match=r"conv must be one of \['gat', 'gcn', 'gin', 'sage'\]; got 'gcnn'"):
+        GraphClassifier(5, 3, conv="gcnn")
+
+
+@pytest.mark.parametrize("conv", CONVS)
+def test_forward_shape_finite_and_gradients_reach_every_parameter(conv, make_random_graph):
+    torch.manual_seed(0)
+    model = GraphClassifier(5, 3, conv=conv, hidden=16, layers=2, dropout=0.1)
+    batch = _batch(make_random_graph)
+    logits = model(batch)
+    assert logits.shape == (3, 3)
+    assert torch.isfinite(logits).all()
+    torch.nn.functional.cross_entropy(logits, batch.y).backward()
+    missing = [name for name, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert missing == []
+
+
+@pytest.mark.parametrize("conv", CONVS)
+def test_tensor_call_equals_data_call(conv, make_random_graph):
+    torch.manual_seed(0)
+    model = GraphClassifier(5, 3, conv=conv, hidden=16, layers=2).eval()
+    batch = _batch(make_random_graph)
+    by_data = model(batch)
+    by_tensors = model(batch.x, batch.edge_index, batch.batch, batch.edge_weight)
+    torch.testing.assert_close(by_data, by_tensors)
+
+
+@pytest.mark.parametrize("conv", CONVS)
+@pytest.mark.parametrize("norm", ["batch", "layer", "graph", None])
+@pytest.mark.parametrize("case", ["no_edges", "single_node", "isolated_nodes"])
+def test_degenerate_graphs_give_finite_logits_in_train_and_eval(conv, norm, case):
+    torch.manual_seed(0)
+    if case == "no_edges":
+        graph = Data(x=torch.randn(4, 5), edge_index=torch.empty(2, 0, dtype=torch.long))
+    elif case == "single_node":
+        graph = Data(x=torch.randn(1, 5), edge_index=torch.empty(2, 0, dtype=torch.long))
+    else:  # nodes 3 and 4 have no edges
+        graph = Data(x=torch.randn(5, 5), edge_index=torch.tensor([[0, 1, 1, 2], [1, 0, 2, 1]]))
+    model = GraphClassifier(5, 3, conv=conv, hidden=16, layers=3, norm=norm)
+    for train in (True, False):
+        model.train(train)
+        for data in (graph, Batch.from_data_list([graph])):
+            logits = model(data)
+            assert logits.shape == (1, 3)
+            assert torch.isfinite(logits).all()
+
+
+def test_gcn_keeps_isolated_node_features_through_self_loops():
+    torch.manual_seed(0)
+    model = GraphClassifier(5, 2, conv="gcn", hidden=8, layers=2, residual=False, norm=None).eval()
+    x = torch.randn(3, 5, requires_grad=True)
+    edge_index = torch.tensor([[0, 1], [1, 0]])  # node 2 is isolated
+    model(x, edge_index)[0, 0].backward()
+    assert x.grad[2].abs().sum() > 0
+
+
+def test_gcn_uses_edge_weight_and_one_dimensional_edge_attr(make_random_graph):
+    torch.manual_seed(0)
+    model = GraphClassifier(5, 3, conv="gcn", hidden=16, layers=2).eval()
+    g = make_random_graph(8, seed=3)
+    weighted = model(g)
+    unweighted = model(Data(x=g.x, edge_index=g.edge_index))
+    as_attr = model(Data(x=g.x, edge_index=g.edge_index, edge_attr=g.edge_weight))
+    wide_attr = model(Data(x=g.x, edge_index=g.edge_index, edge_attr=torch.rand(g.num_edges, 3)))
+    assert not torch.allclose(weighted, unweighted)
+    torch.testing.assert_close(as_attr, weighted)
+    torch.testing.assert_close(wide_attr, unweighted)  # (E, 3) features are not weights: ignored
+
+
+def test_gcn_with_edge_dim_one_takes_column_edge_attr(make_random_graph):
+    torch.manual_seed(0)
+    model = GraphClassifier(5, 3, conv="gcn", hidden=16, layers=2, edge_dim=1).eval()
+    g = make_random_graph(8, seed=3)
+    column = model(Data(x=g.x, edge_index=g.edge_index, edge_attr=g.edge_weight.view(-1, 1)))
+    torch.testing.assert_close(column, model(g))
+
+
+@pytest.mark.parametrize("conv", ["gat", "gin"])
+def test_edge_features_are_used_when_edge_dim_is_set(conv, make_random_graph):
+    torch.manual_seed(0)
+    model = GraphClassifier(5, 3, conv=conv, hidden=16, layers=2, edge_dim=2).eval()
+    g = make_random_graph(8, seed=4)
+    a = model(Data(x=g.x, edge_index=g.edge_index, edge_attr=torch.rand(g.num_edges, 2)))
+    b = model(Data(x=g.x, edge_index=g.edge_index, edge_attr=torch.rand(g.num_edges, 2)))
+    assert torch.isfinite(a).all() and not torch.allclose(a, b)
+    with pytest.raises(ValueError, match=r"edge_dim=2 and needs data.edge_attr of shape \(E, 2\)"):
+        model(Data(x=g.x, edge_index=g.edge_index))
+    with pytest.raises(ValueError, match=r"edge_attr must have shape"):
+        model(Data(x=g.x, edge_index=g.edge_index, edge_attr=torch.rand(g.num_edges, 3)))
+
+
+def test_feature_width_mismatch_is_a_clear_error(make_random_graph):
+    model = GraphClassifier(5, 3)
+    with pytest.raises(ValueError, match=r"x has 7 features per node but the model was built with in_chann"):
+        model(make_random_graph(6, seed=0, features=7))
+
+
+@pytest.mark.parametrize(
+    ("data", "error", "match"),
+    [
+        (Data(edge_index=torch.empty(2, 0, dtype=torch.long), num_nodes=3), ValueError, "data.x is missing"),
+        (Data(x=torch.randn(5), edge_index=torch.empty(2, 0, dtype=torch.long)), ValueError, "2-D tensor"),
+        (Data(x=torch.ones(3, 5, dtype=torch.long), edge_index=torch.empty(2, 0, dtype=torch.long)),
+         TypeError, "float tensor"),
+        (Data(x=torch.randn(0, 5), edge_index=torch.empty(2, 0, dtype=torch.long)), ValueError, "0 nodes"),
+        (Data(x=torch.randn(3, 5), edge_index=torch.tensor([0, 1])), ValueError, r"shape \(2, E\)"),
+        (Data(x=torch.randn(3, 5), edge_index=torch.tensor([[0.0], [1.0]])), TypeError, "torch.long"),
+        (Data(x=torch.randn(3, 5), edge_index=torch.tensor([[0], [1]]), edge_weight=torch.ones(4)),
+         ValueError, r"edge weights must have shape \(1,\)"),
+    ],
+)  # fmt: skip
+def test_bad_graphs_raise(data, error, match):
+    with pytest.raises(error, match=match):
+        GraphClassifier(5, 3)(data)
+
+
+def test_data_with_extra_tensors_is_a_type_error(make_random_graph):
+    g = make_random_graph(4, seed=0)
+    with pytest.raises(TypeError, match="either a Data/Batch alone or tensors"):
+        GraphClassifier(5, 3)(g, g.edge_index)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"pool": "sum"}, r"pool must be one of \['add', 'max', 'mean'\]; got 'sum'"),
+        ({"norm": "instance"}, r"norm must be one of"),
+        ({"dropout": 1.0}, r"dropout must be a float in \[0, 1\); got 1.0"),
+        ({"layers": 0}, r"layers must be an integer >= 1; got 0"),
+        (
+            {"conv": "gat", "hidden": 30, "heads": 4},
+            r"multiple of heads .* \(use hidden=28\)",
+        ),
+        ({"conv": "sage", "edge_dim": 2}, r"conv='sage' takes no edge values; got edge_dim=2"),
+        ({"conv": "gcn", "edge_dim": 3}, r"one scalar weight per edge; got edge_dim=3"),
+    ],
+)
+def test_bad_constructor_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        GraphClassifier(5, 3, **kwargs)
+
+
+def test_num_classes_below_two_is_an_error():
+    with pytest.raises(ValueError, match="num_classes must be an integer >= 2; got 1"):
+        GraphClassifier(5, 1)
+
+
+@pytest.mark.parametrize("conv", CONVS)
+def test_benchmark_preset_is_about_100k_parameters_and_4_layers(conv):
+    model = GraphClassifier.preset("benchmark", 5, 10, conv=conv)
+    n_params = sum(p.numel() for p in model.parameters())
+    assert 90_000 <= n_params <= 100_000
+    assert model.layers == 4 and len(model.convs) == 4
+    assert model.pool == "mean" and model.residual and model.norm == "batch" and model.dropout == 0.0
+
+
+def test_benchmark_gcn_matches_the_papers_width():
+    # Benchmarking-GNNs MNIST GCN: hidden 146 for the 100k budget.
+    assert GraphClassifier.preset("benchmark", 5, 10, conv="gcn").hidden == 146
+
+
+def test_preset_overrides_and_unknown_name():
+    model = GraphClassifier.preset("benchmark", 5, 10, conv="gcn", hidden=32, layers=2)
+    assert (model.hidden, model.layers) == (32, 2)
+    with pytest.raises(ValueError, match=r"preset name must be one of \['benchmark'\]; got 'tiny'"):
+        GraphClassifier.preset("tiny", 5, 10)
+
+
+def test_repr_shows_config_and_config_rebuilds_the_model():
+    model = GraphClassifier(5, 3, conv="gat", hidden=16, layers=2, pool="max", heads=2)
+    text = repr(model)
+    assert text.startswith("GraphClassifier(in_channels=5, num_classes=3, conv='gat', hidden=16, layers=2")
+    assert "pool='max'" in text and "heads=2" in text and "params=" in text
+    clone = GraphClassifier(**model.config)
+    clone.load_state_dict(model.state_dict())  # same architecture, key for key
+    assert repr(clone) == text
+
+
+def test_register_conv_adds_a_layer(monkeypatch, make_random_graph):
+    monkeypatch.setattr(models, "_CONVS", dict(models._CONVS))
+    from torch_geometric.nn import GraphConv
+
+    @register_conv("graphconv", edge_input="weight", description="Morris et al. GraphConv")
+    def _build(in_channels, out_channels, *, edge_dim, heads):
+        return GraphConv(in_channels, out_channels)
+
+    assert "graphconv" in list_convs()
+    logits = GraphClassifier(5, 3, conv="graphconv", hidden=8, layers=1)(make_random_graph(5, seed=0))
+    assert logits.shape == (1, 3)
+    with pytest.raises(ValueError, match="edge_input must be"):
+        register_conv("bad", edge_input="vector")
