@@ -365,6 +365,8 @@ def plot_node_importance(
     alpha: float = 0.5,
     cmap: str = "jet",
     colorbar: bool = True,
+    vmin: float | None = None,
+    vmax: float | None = None,
 ) -> Figure:
     """Overlay per-node values (e.g. GNN node importance) painted onto their superpixels.
 
@@ -377,6 +379,7 @@ def plot_node_importance(
         alpha: opacity of the overlay.
         cmap: colour map of the overlay.
         colorbar: add a colour bar (turn off in dense grids of panels).
+        vmin, vmax: colour range (default: the values' range; use 0 and 1 for importances in [0, 1]).
 
     Shapes:
         - image: ``(H, W, 3)`` or ``(H, W)``; segments: ``(H, W)`` or ``(1, H, W)``; values: ``(N,)``
@@ -393,7 +396,7 @@ def plot_node_importance(
     heat = paint_nodes(seg, values)
     fig, ax, created = _axes(ax, (h, w))
     ax.imshow(mark_boundaries(pic, seg, color=(1.0, 1.0, 1.0)))
-    overlay = ax.imshow(heat, cmap=cmap, alpha=alpha)
+    overlay = ax.imshow(heat, cmap=cmap, alpha=alpha, vmin=vmin, vmax=vmax)
     if colorbar:
         fig.colorbar(overlay, ax=ax, fraction=0.046, pad=0.04)
     ax.axis("off")

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.callbacks import Callback, Checkpoint, EarlyStopping
@@ -117,7 +118,7 @@ def _dataset_targets(loader: Any) -> Tensor | None:
         targets = dataset.tensors[1]
     elif dataset is not None and getattr(dataset, "targets", None) is not None:
         try:
-            targets = torch.as_tensor(dataset.targets)
+            targets = torch.as_tensor(np.array(dataset.targets))  # a copy: targets may be read-only
         except (TypeError, ValueError, RuntimeError):
             return None
     else:

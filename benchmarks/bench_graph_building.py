@@ -1,0 +1,267 @@
+"""Benchmark: image -> graph building, against the pipeline a user writes by hand.
+
+Part 1 (graph building, 224x224, 75 segments, colour + position features, region-adjacency edges):
+
+- baseline: ``skimage.segmentation.slic`` + ``skimage.graph.rag_mean_color`` (edges and mean colour)
+  + a Python loop over segments for the centroids (``np.nonzero(labels == i)``), then ``Data``;
+- ours: ``bridge.ImageToGraph(features=("color_mean", "centroid"), edges="region")``;
+- PyG's ``torch_geometric.transforms.ToSLIC`` alone (mean colour + centroid, *no edges*);
+- ours (and the baseline) on 32x32 images.
+
+Part 2 (CNN node features, efficientnet_lite0, batches of 32 at 224x224, same torch threads):
+
+- bare backbone: ``backbone.features(x)`` on the already preprocessed batch;
+- CNN node features with the segments given (``ImageToGraph.assemble``: resize/normalise with the
+  backbone's config + forward + pooling of the stages into the nodes + the ``Data`` objects), with
+  the default last 3 stages and with all 5;
+- the whole image -> graph (``ImageToGraph.batch``) with grid patches and with SLIC superpixels,
+  and the SLIC segmentation part alone (``ImageToGraph.prepare``) for reference.
+
+Every pipeline runs on the same images in one process. Each work unit (an image in part 1, a batch
+in part 2) runs ``--repeats`` times, interleaved across the pipelines; the best time of each unit
+counts (the least disturbed by other load on a shared machine). Ratios come from one run.
+
+Usage:
+    .venv/bin/python benchmarks/bench_graph_building.py            # full (about 2-3 minutes on 2 cores)
+    .venv/bin/python benchmarks/bench_graph_building.py --quick    # smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+
+
+def sample_images(n: int, size: int, *, seed: int = 0) -> list[np.ndarray]:
+    """``n`` uint8 RGB images ``(size, size, 3)``: random square crops of scikit-image's sample photos."""
+    from skimage import data, transform
+
+    photos = [
+        data.astronaut(),
+        data.chelsea(),
+        data.coffee(),
+        data.rocket(),
+        data.immunohistochemistry(),
+        data.hubble_deep_field(),
+    ]
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        photo = photos[i % len(photos)]
+        h, w = photo.shape[:2]
+        side = int(min(h, w) * rng.uniform(0.5, 1.0))
+        y = int(rng.integers(0, h - side + 1))
+        x = int(rng.integers(0, w - side + 1))
+        crop = transform.resize(photo[y : y + side, x : x + side], (size, size), anti_aliasing=True)
+        out.append((crop * 255).round().astype(np.uint8))
+    return out
+
+
+def baseline_graph(image: np.ndarray, n_segments: int = 75, compactness: float = 10.0):
+    """What a user writes from the anchors: slic + rag_mean_color + a loop over segments."""
+    from skimage import graph, segmentation
+    from torch_geometric.data import Data
+
+    labels = segmentation.slic(image, n_segments=n_segments, compactness=compactness, start_label=0)
+    rag = graph.rag_mean_color(image, labels)
+    h, w = labels.shape
+    x = []
+    for node in sorted(rag.nodes):
+        ys, xs = np.nonzero(labels == node)
+        mean = np.asarray(rag.nodes[node]["mean color"]) / 255.0
+        x.append(np.concatenate([mean, [xs.mean() / (w - 1), ys.mean() / (h - 1)]]))
+    edges = np.array([(a, b) for a, b in rag.edges if a != b], dtype=np.int64).reshape(-1, 2).T
+    edge_index = torch.from_numpy(np.concatenate([edges, edges[::-1]], axis=1))
+    x = torch.tensor(np.array(x), dtype=torch.float32)
+    return Data(x=x, edge_index=edge_index, pos=x[:, 3:])
+
+
+def time_units(fns: dict[str, list[Callable[[], object]]], repeats: int) -> dict[str, float]:
+    """Seconds per pipeline: the sum over work units (an image, a batch) of each unit's best time.
+
+    Every unit runs ``repeats`` times, interleaved across pipelines (unit j of every pipeline, then
+    unit j + 1, ...), so all pipelines see the same machine; the best of each unit is the least
+    disturbed by other load on a shared machine.
+    """
+    n_units = len(next(iter(fns.values())))
+    best = {name: [float("inf")] * n_units for name in fns}
+    for _ in range(repeats):
+        for j in range(n_units):
+            for name, units in fns.items():
+                start = time.perf_counter()
+                units[j]()
+                best[name][j] = min(best[name][j], time.perf_counter() - start)
+    return {name: sum(b) for name, b in best.items()}
+
+
+def row(name: str, n: int, seconds: float, ref: float | None, note: str = "") -> str:
+    ips = n / seconds
+    ratio = f"{ips / ref:.2f}x" if ref else "1.00x"
+    return f"| {name} | {ips:8.1f} | {1000 * seconds / n:8.2f} | {ratio} | {note} |"
+
+
+def part_graphs(n_images: int, repeats: int) -> None:
+    from torch_geometric.transforms import ToSLIC
+
+    from bridge.convert import ImageToGraph
+
+    images = sample_images(n_images, 224)
+    small = sample_images(n_images, 32, seed=1)
+    conv = ImageToGraph(n_segments=75, compactness=10.0, features=("color_mean", "centroid"), edges="region")
+    to_slic = ToSLIC(n_segments=75, compactness=10.0)
+
+    def run(fn: Callable, imgs: Sequence[np.ndarray]) -> list[Callable[[], object]]:
+        return [lambda im=im: fn(im) for im in imgs]
+
+    def slic_pyg(im: np.ndarray):
+        return to_slic(torch.from_numpy(im).permute(2, 0, 1).float().div(255.0))
+
+    fns = {
+        "baseline": run(baseline_graph, images),
+        "ours": run(conv, images),
+        "toslic": run(slic_pyg, images),
+        "baseline32": run(baseline_graph, small),
+        "ours32": run(conv, small),
+    }
+    for units in fns.values():  # warm-up (imports, caches)
+        units[0]()
+    best = time_units(fns, repeats)
+    ours = [conv(im) for im in images]
+    base = [baseline_graph(im) for im in images]
+    nodes_ours = np.mean([d.num_nodes for d in ours])
+    nodes_base = np.mean([d.num_nodes for d in base])
+    edges_ours = np.mean([d.num_edges for d in ours])
+    edges_base = np.mean([d.num_edges for d in base])
+    n = len(images)
+    b = n / best["baseline"]
+    print(
+        f"\nPart 1: graph building, {n} images, 75 segments asked, "
+        f"best of {repeats} interleaved runs per image"
+    )
+    print(
+        f"nodes/graph: ours {nodes_ours:.1f}, baseline {nodes_base:.1f}; "
+        f"directed edges/graph: ours {edges_ours:.1f}, baseline {edges_base:.1f}"
+    )
+    print("| pipeline | images/s | ms/image | vs baseline | note |")
+    print("|---|---:|---:|---:|---|")
+    print(row("baseline: slic + rag_mean_color + loop, 224 px", n, best["baseline"], None))
+    print(row("ours: ImageToGraph (region edges), 224 px", n, best["ours"], b))
+    print(row("PyG ToSLIC alone (no edges), 224 px", n, best["toslic"], b))
+    print(row("baseline, 32 px", n, best["baseline32"], None))
+    print(row("ours, 32 px", n, best["ours32"], n / best["baseline32"]))
+    print(f"ours vs baseline (224 px): {best['baseline'] / best['ours']:.2f}x faster (target >= 5x)")
+    print(f"ours vs ToSLIC alone (224 px): {best['toslic'] / best['ours']:.2f}x (ToSLIC builds no edges)")
+    print(f"ours at 32x32: {n / best['ours32']:.0f} images/s")
+
+
+def part_cnn(n_batches: int, batch_size: int, repeats: int) -> None:
+    from bridge.convert import ImageToGraph
+
+    try:
+        from cnn.backbones import create_backbone
+    except ImportError as err:  # pragma: no cover - cnn is part of this repository
+        print(f"\nPart 2 skipped: cnn.backbones not importable ({err})")
+        return
+    backbone = create_backbone("efficientnet_lite0", weights=None).eval()
+    common = {"features": ("color_mean", "centroid"), "edges": "region", "backbone": backbone}
+    slic = ImageToGraph(n_segments=75, batch_size=batch_size, **common)  # default stages: last 3
+    slic_all = ImageToGraph(n_segments=75, batch_size=batch_size, stages=None, **common)
+    grid = ImageToGraph(n_segments=196, method="grid", batch_size=batch_size, **common)
+    images = sample_images(n_batches * batch_size, 224, seed=2)
+    batches = [images[i : i + batch_size] for i in range(0, len(images), batch_size)]
+    inputs = [slic.cnn.preprocess(b) for b in batches]
+    parts = [[slic.prepare(im) for im in b] for b in batches]
+
+    def bare(x: torch.Tensor) -> None:
+        with torch.inference_mode():
+            backbone.features(x)
+
+    pairs = list(zip(batches, parts))
+    fns: dict[str, list[Callable[[], object]]] = {
+        "bare": [lambda x=x: bare(x) for x in inputs],
+        "cnn3": [lambda b=b, p=p: slic.assemble(b, p) for b, p in pairs],
+        "cnn5": [lambda b=b, p=p: slic_all.assemble(b, p) for b, p in pairs],
+        "grid": [lambda b=b: grid.batch(b) for b in batches],
+        "slic": [lambda b=b: slic.batch(b) for b in batches],
+        "segment": [lambda b=b: [slic.prepare(im) for im in b] for b in batches],
+    }
+    for units in fns.values():
+        units[0]()
+    best = time_units(fns, repeats)
+    n = len(images)
+    ref = n / best["bare"]
+    print(
+        f"\nPart 2: CNN node features, efficientnet_lite0 (weights=None), {n_batches} batches of "
+        f"{batch_size} at 224 px, torch threads {torch.get_num_threads()}, best of {repeats} per batch"
+    )
+    c3, c5 = slic.cnn.stage_channels, slic_all.cnn.stage_channels
+    print(
+        f"node features: colour 3 + centroid 2 + stages {c3} = {5 + sum(c3)} (all stages {c5}: {5 + sum(c5)})"
+    )
+    print("| pipeline | images/s | ms/image | vs bare | note |")
+    print("|---|---:|---:|---:|---|")
+    print(row("bare backbone.features(x), preprocessed batches", n, best["bare"], None))
+    note = "ImageToGraph.assemble"
+    print(row("CNN node features (last 3 stages, default), segments given", n, best["cnn3"], ref, note))
+    print(row("CNN node features (all 5 stages), segments given", n, best["cnn5"], ref, note))
+    print(
+        row(
+            "image -> graph, grid patches (196, ViG), last 3 stages",
+            n,
+            best["grid"],
+            ref,
+            "ImageToGraph.batch",
+        )
+    )
+    print(row("image -> graph, SLIC 75, last 3 stages", n, best["slic"], ref, "ImageToGraph.batch"))
+    print(
+        row(
+            "SLIC 75 + colour/position features + edges alone",
+            n,
+            best["segment"],
+            ref,
+            "ImageToGraph.prepare",
+        )
+    )
+    print(
+        f"ours / bare images/s: CNN node features {best['bare'] / best['cnn3']:.2f} "
+        f"(all stages {best['bare'] / best['cnn5']:.2f}), grid graphs {best['bare'] / best['grid']:.2f}, "
+        f"SLIC graphs {best['bare'] / best['slic']:.2f} (target >= 0.7)"
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--images", type=int, default=32, help="images for part 1")
+    parser.add_argument("--batches", type=int, default=2, help="batches of --batch-size for part 2")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's default)")
+    parser.add_argument("--skip-cnn", action="store_true")
+    parser.add_argument("--quick", action="store_true", help="tiny smoke run")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.images, args.batches, args.batch_size, args.repeats = 4, 1, 4, 1
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    import skimage
+    import torch_geometric
+
+    print(
+        f"python {platform.python_version()}, torch {torch.__version__}, "
+        f"torch_geometric {torch_geometric.__version__}, "
+        f"scikit-image {skimage.__version__}, {platform.processor() or platform.machine()}, "
+        f"cpu count {__import__('os').cpu_count()}, torch threads {torch.get_num_threads()}"
+    )
+    part_graphs(args.images, args.repeats)
+    if not args.skip_cnn:
+        part_cnn(args.batches, args.batch_size, args.repeats)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,400 @@
+"""Image -> graph: :class:`ImageToGraph` and the dense view :func:`to_dense`.
+
+The two steps of the lecture notes: an image becomes nodes (superpixels or patches) with a feature
+matrix ``X`` (N x F) and an adjacency matrix ``A`` (N x N). :class:`ImageToGraph` returns them in
+PyG's sparse form, ``Data(x, edge_index, edge_attr, pos, y)``; :func:`to_dense` gives ``(A, X)``.
+
+Example:
+    >>> import numpy as np
+    >>> img = np.zeros((32, 32, 3), np.uint8)
+    >>> img[:16, 16:] = (255, 0, 0); img[16:, :16] = (0, 255, 0); img[16:, 16:] = (0, 0, 255)
+    >>> conv = ImageToGraph(n_segments=4)
+    >>> data = conv(img, label=1)
+    >>> data.num_nodes, data.edge_index.shape[1], data.y.tolist()
+    (4, 8, [1])
+    >>> A, X = to_dense(data)
+    >>> A.shape, X.shape
+    (torch.Size([4, 4]), torch.Size([4, 8]))
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch_geometric.data import Data
+
+from .edges import _both_directions, _touching_pairs, knn_edges
+from .features import (
+    DEFAULT_STAGES,
+    FEATURES,
+    CNNNodeFeatures,
+    _check_backbone,
+    _check_features,
+    _hand_features,
+    feature_names,
+)
+from .segmentation import METHODS, _segment, as_float_image
+
+__all__ = ["EDGES", "ImageToGraph", "to_dense"]
+
+EDGES = ("region", "knn", "knn_feature")
+#: Version of the graph layout produced here; part of :meth:`ImageToGraph.config` (cache key).
+FORMAT_VERSION = 1
+
+
+def _edge_attr(
+    edge_index: np.ndarray,
+    pos: np.ndarray,
+    region_pairs: tuple[np.ndarray, np.ndarray, np.ndarray],
+    n: int,
+    height: int,
+    width: int,
+) -> np.ndarray:
+    """``(E, 2)``: [shared border length / sqrt(H*W), centroid distance]."""
+    row, col = edge_index
+    code = np.minimum(row, col) * n + np.maximum(row, col)
+    lo, hi, counts = region_pairs
+    known = lo * n + hi  # sorted
+    border = np.zeros(row.shape[0], np.float32)
+    if known.size and row.size:
+        at = np.clip(np.searchsorted(known, code), 0, known.size - 1)
+        hit = known[at] == code
+        border[hit] = counts[at[hit]]
+    border /= math.sqrt(height * width)
+    dist = np.linalg.norm(pos[row] - pos[col], axis=1).astype(np.float32)
+    return np.stack([border, dist], axis=1)
+
+
+def _prepare(params: dict[str, Any], image: Any) -> dict[str, np.ndarray]:
+    """The per-image, CPU-only half of the conversion (numpy in, numpy out; runs in workers)."""
+    img = as_float_image(image)
+    labels = _segment(
+        img,
+        n_segments=params["n_segments"],
+        compactness=params["compactness"],
+        method=params["method"],
+        sigma=params["sigma"],
+    )
+    n = int(labels.max()) + 1
+    x, pos = _hand_features(img, labels, n, params["features"])
+    # border counts of touching regions (needed for every edge kind: edge_attr column 0)
+    pairs = _touching_pairs(labels, n)
+    out = {"labels": labels, "x": x, "pos": pos, "pairs": np.stack(pairs).astype(np.int64)}
+    if params["edges"] == "region":
+        (ei,) = _both_directions(pairs[0], pairs[1], n)
+        out["edge_index"] = ei
+    elif params["edges"] == "knn":
+        out["edge_index"] = _knn(pos, params["k"])
+    return out
+
+
+def _knn(points: np.ndarray, k: int) -> np.ndarray:
+    n = points.shape[0]
+    if k >= n:
+        raise ValueError(
+            f"k={k} but the image gave only {n} nodes; k must be at most N - 1 = {n - 1} "
+            f"(lower k, ask for more segments, or use edges='region')"
+        )
+    ei, _ = knn_edges(torch.from_numpy(np.ascontiguousarray(points, dtype=np.float32)), k)
+    return ei.numpy()
+
+
+def _check_label(label: Any) -> int:
+    if isinstance(label, torch.Tensor):
+        if label.numel() != 1:
+            raise ValueError(
+                f"label must be one integer class id, got a tensor of shape {tuple(label.shape)}"
+            )
+        label = label.item()
+    if isinstance(label, (bool, np.bool_)) or not isinstance(label, (int, np.integer)):
+        raise ValueError(f"label must be an integer class id, got {label!r} ({type(label).__name__})")
+    return int(label)
+
+
+class ImageToGraph:
+    """Callable that turns an image into a :class:`torch_geometric.data.Data` graph.
+
+    Nodes are SLIC superpixels or square patches (:func:`bridge.segmentation.superpixels`); node
+    features are the chosen region statistics (:func:`bridge.features.node_features`) followed by
+    CNN stage features pooled into each node when a ``backbone`` is given; edges are region
+    adjacency (``"region"``), ``k`` nearest centroids (``"knn"``) or ``k`` nearest nodes in the
+    (standardised) feature space (``"knn_feature"``). The input image is never modified.
+
+    Output ``Data`` fields: ``x`` ``(N, F)`` float32; ``edge_index`` ``(2, E)`` long, undirected,
+    sorted, no self loops; ``edge_attr`` ``(E, 2)`` float32 = [shared border length in pixel pairs
+    divided by ``sqrt(H * W)`` (0 for k-NN edges between regions that do not touch), Euclidean
+    distance of the normalised centroids]; ``pos`` ``(N, 2)`` float32 centroids ``(x, y)`` in
+    ``[0, 1]``; ``y`` ``(1,)`` long when a label is given; ``segments`` ``(1, H, W)`` long label
+    map when ``keep_segments`` (images of different sizes then cannot share a mini-batch).
+
+    Args:
+        n_segments: superpixels / patches asked for.
+        compactness: SLIC compactness.
+        method: ``"slic"`` or ``"grid"``.
+        sigma: SLIC pre-smoothing.
+        edges: ``"region"``, ``"knn"`` or ``"knn_feature"``.
+        k: neighbours for the k-NN edge kinds (must be smaller than the node count of every image).
+        features: region statistics from :data:`bridge.features.FEATURES` (may be empty with a backbone).
+        backbone: optional cnn backbone (``cnn.create_backbone(...)``) for CNN node features.
+        stages: backbone stages to pool (default: the last three; ``None`` = all); only with ``backbone``.
+        batch_size: images per backbone forward pass.
+        keep_segments: store the label map as ``data.segments``.
+
+    Shapes:
+        - image: ``(H, W)`` or ``(H, W, 3)``
+        - data.x: ``(N, F)``; data.edge_index: ``(2, E)``; data.edge_attr: ``(E, 2)``; data.pos: ``(N, 2)``
+
+    Example:
+        >>> conv = ImageToGraph(n_segments=75, edges="region", features=("color_mean", "centroid"))
+        >>> conv  # doctest: +NORMALIZE_WHITESPACE
+        ImageToGraph(n_segments=75, compactness=10.0, method='slic', sigma=0.0, edges='region', k=8,
+        features=('color_mean', 'centroid'), backbone=None, stages=None, batch_size=32, keep_segments=True)
+        >>> from skimage.data import astronaut
+        >>> data = conv(astronaut(), label=3)
+        >>> data.x.shape[1], data.y.tolist()
+        (5, [3])
+    """
+
+    def __init__(
+        self,
+        *,
+        n_segments: int = 75,
+        compactness: float = 10.0,
+        method: str = "slic",
+        sigma: float = 0.0,
+        edges: str = "region",
+        k: int = 8,
+        features: Sequence[str] = ("color_mean", "color_std", "centroid"),
+        backbone: torch.nn.Module | None = None,
+        stages: Sequence[int] | None = DEFAULT_STAGES,
+        batch_size: int = 32,
+        keep_segments: bool = True,
+    ) -> None:
+        if isinstance(n_segments, bool) or not isinstance(n_segments, (int, np.integer)) or n_segments < 1:
+            raise ValueError(f"n_segments must be a positive int, got {n_segments!r}")
+        if not (isinstance(compactness, (int, float)) and math.isfinite(compactness) and compactness > 0):
+            raise ValueError(f"compactness must be a positive finite number, got {compactness!r}")
+        if method not in METHODS:
+            raise ValueError(f"unknown method {method!r}; expected one of {', '.join(map(repr, METHODS))}")
+        if not (isinstance(sigma, (int, float)) and math.isfinite(sigma) and sigma >= 0):
+            raise ValueError(f"sigma must be a finite number >= 0, got {sigma!r}")
+        if edges not in EDGES:
+            raise ValueError(f"unknown edges {edges!r}; expected one of {', '.join(map(repr, EDGES))}")
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise ValueError(f"k must be a positive int, got {k!r}")
+        features = _check_features(features, allow_empty=True)
+        if not features and backbone is None:
+            raise ValueError(
+                f"no node features: features is empty and backbone is None; choose some of {FEATURES} "
+                f"or pass a cnn backbone"
+            )
+        if backbone is not None:
+            _check_backbone(backbone)
+        elif stages is not None and (isinstance(stages, int) or tuple(stages) != DEFAULT_STAGES):
+            raise ValueError(f"stages={stages!r} needs a backbone; pass backbone=cnn.create_backbone(...)")
+        self.n_segments = int(n_segments)
+        self.compactness = float(compactness)
+        self.method = method
+        self.sigma = float(sigma)
+        self.edges = edges
+        self.k = int(k)
+        self.features = features
+        self.keep_segments = bool(keep_segments)
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        self.batch_size = batch_size
+        self.cnn = (
+            CNNNodeFeatures(backbone, stages=stages, batch_size=batch_size) if backbone is not None else None
+        )
+
+    # -- description ---------------------------------------------------------------------------
+    @property
+    def backbone(self) -> torch.nn.Module | None:
+        return None if self.cnn is None else self.cnn.backbone
+
+    @property
+    def stages(self) -> list[int] | None:
+        return None if self.cnn is None else self.cnn.stages
+
+    def params(self) -> dict[str, Any]:
+        """The picklable, backbone-free settings of the per-image half (:meth:`prepare`)."""
+        return {
+            "n_segments": self.n_segments,
+            "compactness": self.compactness,
+            "method": self.method,
+            "sigma": self.sigma,
+            "edges": self.edges,
+            "k": self.k,
+            "features": self.features,
+        }
+
+    def config(self) -> dict[str, Any]:
+        """JSON-able configuration (the cache key of :class:`bridge.dataset.GraphDataset`).
+
+        Includes the backbone's name, a SHA-256 of its weights, the stages and preprocessing, and
+        the scikit-image version (SLIC results may change between versions).
+        """
+        import skimage
+
+        cfg: dict[str, Any] = {"format": FORMAT_VERSION, **self.params()}
+        cfg["features"] = list(self.features)
+        cfg["keep_segments"] = self.keep_segments
+        cfg["cnn"] = None if self.cnn is None else self.cnn.config()
+        cfg["skimage"] = skimage.__version__
+        return cfg
+
+    def feature_names(self, channels: int = 3) -> list[str]:
+        """Column names of ``data.x`` (for images with ``channels`` colour channels)."""
+        names = feature_names(self.features, channels)
+        return names + (self.cnn.names() if self.cnn is not None else [])
+
+    def __repr__(self) -> str:
+        name = None if self.backbone is None else getattr(self.backbone, "name", type(self.backbone).__name__)
+        return (
+            f"{type(self).__name__}(n_segments={self.n_segments}, compactness={self.compactness}, "
+            f"method={self.method!r}, sigma={self.sigma}, edges={self.edges!r}, k={self.k}, "
+            f"features={self.features}, backbone={name!r}, stages={self.stages}, "
+            f"batch_size={self.batch_size}, keep_segments={self.keep_segments})"
+        )
+
+    # -- the two halves ------------------------------------------------------------------------
+    def prepare(self, image: Any) -> dict[str, np.ndarray]:
+        """Per-image half: segmentation, region statistics and (non-feature) edges, numpy only.
+
+        Safe to run in worker processes; :meth:`assemble` finishes the graphs.
+
+        Returns:
+            dict with ``labels`` ``(H, W)``, ``x`` ``(N, F_hand)``, ``pos`` ``(N, 2)``, ``pairs``
+            ``(3, P)`` (touching region pairs and border counts) and, except for
+            ``edges="knn_feature"``, ``edge_index`` ``(2, E)``.
+        """
+        return _prepare(self.params(), image)
+
+    def assemble(
+        self,
+        images: Sequence[Any],
+        parts: Sequence[dict[str, np.ndarray]],
+        labels: Sequence[Any] | None = None,
+    ) -> list[Data]:
+        """Main-process half: batched CNN features, feature-space edges, ``Data`` objects.
+
+        Args:
+            images: the images given to :meth:`prepare` (only read when a backbone is set).
+            parts: the outputs of :meth:`prepare`, one per image.
+            labels: optional class ids, one per image.
+        """
+        if labels is not None:
+            labels = [_check_label(v) for v in labels]
+            if len(labels) != len(parts):
+                raise ValueError(
+                    f"got {len(parts)} images but {len(labels)} labels; expected one label per image"
+                )
+        cnn_feats: list[torch.Tensor | None] = [None] * len(parts)
+        if self.cnn is not None:
+            cnn_feats = list(self.cnn(images, [p["labels"] for p in parts]))
+        out = []
+        for i, part in enumerate(parts):
+            lab = part["labels"]
+            n = int(part["x"].shape[0])
+            x = torch.from_numpy(part["x"])
+            if cnn_feats[i] is not None:
+                x = torch.cat([x, cnn_feats[i]], dim=1)
+            if "edge_index" in part:
+                ei = part["edge_index"]
+            else:
+                z = x.numpy().astype(np.float64)
+                sd = z.std(axis=0)
+                z = (z - z.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
+                ei = _knn(z, self.k)
+            pairs = part["pairs"]
+            attr = _edge_attr(ei, part["pos"], (pairs[0], pairs[1], pairs[2]), n, *lab.shape)
+            data = Data(
+                x=x,
+                edge_index=torch.from_numpy(np.ascontiguousarray(ei, dtype=np.int64)),
+                edge_attr=torch.from_numpy(attr),
+                pos=torch.from_numpy(part["pos"]),
+            )
+            if labels is not None:
+                data.y = torch.tensor([labels[i]], dtype=torch.long)
+            if self.keep_segments:
+                data.segments = torch.from_numpy(lab.astype(np.int64, copy=False)).unsqueeze(0)
+            out.append(data)
+        return out
+
+    # -- public calls --------------------------------------------------------------------------
+    def __call__(self, image: Any, label: Any = None) -> Data:
+        """Convert one image (and optional integer class label) into a graph."""
+        return self.batch([image], None if label is None else [label])[0]
+
+    def batch(self, images: Sequence[Any], labels: Sequence[Any] | None = None) -> list[Data]:
+        """Convert many images: segmentation per image, CNN features in batches of ``batch_size``."""
+        images = list(images)
+        if labels is not None:
+            labels = list(labels)
+            if len(labels) != len(images):
+                raise ValueError(
+                    f"got {len(images)} images but {len(labels)} labels; expected one label per image"
+                )
+        parts = []
+        for i, im in enumerate(images):
+            try:
+                parts.append(self.prepare(im))
+            except ValueError as err:
+                if len(images) == 1:
+                    raise
+                raise ValueError(f"images[{i}]: {err}") from None
+        return self.assemble(images, parts, labels)
+
+
+def to_dense(data: Data, *, weighted: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Adjacency matrix ``A`` and feature matrix ``X`` of a graph.
+
+    Args:
+        data: a graph with ``x`` and ``edge_index`` (``edge_attr`` needed when ``weighted``).
+        weighted: ``A[i, j]`` = edge weight instead of 1: ``data.edge_weight`` when present, else
+            the first column of ``data.edge_attr`` (the normalised border length for
+            :class:`ImageToGraph` graphs).
+
+    Returns:
+        ``(A, X)``: ``A`` ``(N, N)`` float32, symmetric (an edge in one direction counts for both),
+        zero diagonal unless the graph has self loops; ``X`` = ``data.x`` ``(N, F)``.
+
+    Raises:
+        ValueError: ``data`` without ``x`` / ``edge_index``, or ``weighted`` without weights.
+
+    Shapes:
+        - A: ``(N, N)``
+        - X: ``(N, F)``
+
+    Example:
+        >>> d = Data(x=torch.ones(3, 2), edge_index=torch.tensor([[0, 1], [1, 2]]))
+        >>> to_dense(d)[0].tolist()
+        [[0.0, 1.0, 0.0], [1.0, 0.0, 1.0], [0.0, 1.0, 0.0]]
+    """
+    if getattr(data, "x", None) is None or getattr(data, "edge_index", None) is None:
+        raise ValueError("data needs x (N, F) and edge_index (2, E); got a graph without them")
+    x = data.x
+    n = int(data.num_nodes) if data.num_nodes is not None else int(x.shape[0])
+    ei = data.edge_index
+    if ei.ndim != 2 or ei.shape[0] != 2:
+        raise ValueError(f"data.edge_index has shape {tuple(ei.shape)}; expected (2, E)")
+    if weighted:
+        w = getattr(data, "edge_weight", None)
+        if w is None:
+            attr = getattr(data, "edge_attr", None)
+            if attr is None:
+                raise ValueError(
+                    "weighted=True needs data.edge_weight or data.edge_attr; the graph has neither"
+                )
+            w = attr[:, 0] if attr.ndim == 2 else attr
+        w = w.to(torch.float32)
+    else:
+        w = torch.ones(ei.shape[1], dtype=torch.float32, device=ei.device)
+    A = torch.zeros(n, n, dtype=torch.float32, device=ei.device)
+    A[ei[0], ei[1]] = w
+    A = torch.where(A != 0, A, A.T)
+    return A, x

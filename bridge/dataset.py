@@ -1,0 +1,333 @@
+"""A whole image dataset converted to graphs once, cached on disk, loaded as a PyG dataset.
+
+:class:`GraphDataset` runs :class:`bridge.convert.ImageToGraph` over every ``(image, label)`` item:
+segmentation, region statistics and edges in worker processes, CNN node features batched in the
+main process (overlapping the workers' next chunk). The result is written to
+``root/graphs-<key>.pt`` where ``key`` hashes the converter's :meth:`~ImageToGraph.config`
+(backbone weights included) and a fingerprint of the data; a later run with the same key loads the
+file, a changed setting gives another key and a fresh conversion. Files are written to a temporary
+name and renamed, and hold only plain tensors (read with ``torch.load(weights_only=True)``).
+
+Example:
+    >>> from skimage.data import astronaut, chelsea
+    >>> from bridge.convert import ImageToGraph
+    >>> items = [(astronaut(), 0), (chelsea(), 1)]
+    >>> conv = ImageToGraph(n_segments=50, keep_segments=False)  # label maps of mixed sizes do not batch
+    >>> ds = GraphDataset(items, conv, root="runs/graphs", progress=False)
+    >>> ds.reused, len(ds)  # True on the second run
+    (False, 2)
+    >>> from torch_geometric.loader import DataLoader
+    >>> next(iter(DataLoader(ds, batch_size=2))).num_graphs
+    2
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import multiprocessing as mp
+import os
+import tempfile
+import warnings
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch_geometric.data import Data, InMemoryDataset
+
+from .convert import ImageToGraph, _check_label, _prepare
+
+__all__ = ["GraphDataset", "data_fingerprint"]
+
+_CACHE_FORMAT = 1
+_SAMPLE = 32
+
+
+def data_fingerprint(items: Sequence[Any], *, mode: str = "sample") -> str:
+    """SHA-256 fingerprint of an ``(image, label)`` sequence.
+
+    ``mode="sample"`` hashes the length, ``items.targets`` when the dataset has it, and the bytes
+    and labels of 32 evenly spaced items; ``mode="full"`` hashes every item (reads the whole data).
+
+    Args:
+        items: sequence of ``(image, label)`` with ``len`` and indexing.
+        mode: ``"sample"`` or ``"full"``.
+
+    Returns:
+        64 hex characters.
+
+    Example:
+        >>> len(data_fingerprint([(np.zeros((2, 2), np.uint8), 0)]))
+        64
+    """
+    if mode not in ("sample", "full"):
+        raise ValueError(f"fingerprint mode must be 'sample' or 'full', got {mode!r}")
+    n = len(items)
+    h = hashlib.sha256(f"n={n}".encode())
+    targets = getattr(items, "targets", None)
+    if targets is not None:
+        t = np.ascontiguousarray(np.asarray(targets))
+        h.update(f"targets:{t.shape}:{t.dtype}".encode())
+        h.update(t.tobytes())
+    if mode == "full":
+        idx = range(n)
+    else:
+        idx = np.unique(np.linspace(0, n - 1, min(n, _SAMPLE)).round().astype(np.int64)).tolist()
+    for i in idx:
+        image, label = _split_item(items[i], i)
+        arr = np.ascontiguousarray(np.asarray(image))
+        h.update(f"{i}:{arr.shape}:{arr.dtype}:{label!r}".encode())
+        h.update(arr.tobytes())
+    return h.hexdigest()
+
+
+def _split_item(item: Any, i: int) -> tuple[Any, Any]:
+    if not isinstance(item, (tuple, list)) or len(item) != 2:
+        raise ValueError(
+            f"item {i} of the dataset is a {type(item).__name__}; expected (image, label) pairs "
+            f"(numpy uint8 image (H, W, 3), int label)"
+        )
+    return item[0], item[1]
+
+
+def _worker_init() -> None:
+    torch.set_num_threads(1)
+
+
+def _prepare_task(task: tuple[int, dict[str, Any], Any]) -> dict[str, np.ndarray]:
+    i, params, image = task
+    try:
+        return _prepare(params, image)
+    except ValueError as err:
+        raise ValueError(f"item {i}: {err}") from None
+
+
+def _compact(labels: np.ndarray) -> np.ndarray:
+    top = int(labels.max()) if labels.size else 0
+    dtype = np.int16 if top < 2**15 else np.int32
+    return labels.astype(dtype).ravel()
+
+
+class GraphDataset(InMemoryDataset):
+    """Graphs of a whole image dataset, converted once in parallel and cached on disk.
+
+    Args:
+        images: sequence of ``(image, label)`` items (``len`` + indexing), images as numpy arrays
+            ``(H, W, 3)`` / ``(H, W)`` (uint8, or float in ``[0, 1]``), labels integer class ids.
+        converter: the :class:`~bridge.convert.ImageToGraph` to apply.
+        root: folder for the cache file (created when missing).
+        workers: worker processes for segmentation (``None`` = ``min(2, cpu count)``; ``0`` or ``1``
+            = in this process).
+        progress: show a tqdm progress bar.
+        force: convert again even when a cache file exists (it is then replaced).
+        fingerprint: ``"sample"`` (default; length, ``targets`` and 32 items) or ``"full"`` (every
+            item's bytes) for the data part of the cache key.
+        transform: optional PyG transform applied on access.
+        chunk_size: images handed to the workers at once (default: ``max(converter.batch_size,
+            8 * workers)``).
+
+    Attributes:
+        key: the cache key; cache_path: the cache file; reused: ``True`` when it was loaded from the
+        cache; config: the converter configuration stored with it.
+
+    Shapes:
+        - item ``ds[i]``: ``Data(x (N_i, F), edge_index (2, E_i), edge_attr (E_i, 2), pos (N_i, 2),
+          y (1,), segments (1, H, W))``
+
+    Example:
+        >>> items = [(np.zeros((32, 32, 3), np.uint8), 0), (np.full((32, 32, 3), 9, np.uint8), 1)]
+        >>> ds = GraphDataset(items, ImageToGraph(n_segments=4), root=tmp, workers=2, progress=False)
+        >>> ds.reused, GraphDataset(items, ImageToGraph(n_segments=4), root=tmp, progress=False).reused
+        (False, True)
+    """
+
+    def __init__(
+        self,
+        images: Sequence[Any],
+        converter: ImageToGraph,
+        *,
+        root: str | os.PathLike,
+        workers: int | None = None,
+        progress: bool = True,
+        force: bool = False,
+        fingerprint: str = "sample",
+        transform: Callable[[Data], Data] | None = None,
+        chunk_size: int | None = None,
+    ) -> None:
+        if not isinstance(converter, ImageToGraph):
+            raise TypeError(
+                f"converter must be a bridge.ImageToGraph, got {type(converter).__name__}; "
+                f"build one with ImageToGraph(...)"
+            )
+        if not hasattr(images, "__len__") or not hasattr(images, "__getitem__"):
+            images = list(images)
+        if len(images) == 0:
+            raise ValueError("images is empty; expected a sequence of (image, label) items")
+        if workers is None:
+            workers = min(2, os.cpu_count() or 1)
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
+            raise ValueError(f"workers must be an int >= 0 or None, got {workers!r}")
+        if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
+            raise ValueError(f"chunk_size must be a positive int or None, got {chunk_size!r}")
+        if root is None or str(root) == "":
+            raise ValueError("root must be a folder path for the cache file, got an empty value")
+        super().__init__(None, transform)
+        self.converter = converter
+        self.workers = workers
+        self.config = converter.config()
+        data_key = data_fingerprint(images, mode=fingerprint)
+        blob = json.dumps({"config": self.config, "data": data_key, "cache": _CACHE_FORMAT}, sort_keys=True)
+        self.key = hashlib.sha256(blob.encode()).hexdigest()[:24]
+        self.cache_dir = os.fspath(root)
+        self.cache_path = os.path.join(self.cache_dir, f"graphs-{self.key}.pt")
+        self.reused = False
+        self._segments: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+        payload = None
+        if not force and os.path.exists(self.cache_path):
+            payload = self._read(self.cache_path)
+        if payload is None:
+            payload = self._build(images, progress=progress, chunk_size=chunk_size)
+            self._write(payload)
+        else:
+            self.reused = True
+        self._set(payload)
+
+    # -- building ------------------------------------------------------------------------------
+    def _build(self, images: Sequence[Any], *, progress: bool, chunk_size: int | None) -> dict[str, Any]:
+        from tqdm.auto import tqdm
+
+        conv = self.converter
+        n = len(images)
+        params = conv.params()
+        chunk = chunk_size or max(conv.batch_size, 8 * max(self.workers, 1))
+        pool = None
+        if self.workers > 1 and n > 1:
+            method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
+            pool = mp.get_context(method).Pool(self.workers, initializer=_worker_init)
+        graphs: list[Data] = []
+        bar = tqdm(total=n, desc="image -> graph", unit="img", disable=not progress)
+
+        def load(start: int) -> tuple[list[Any], list[int], Any]:
+            imgs, ys = [], []
+            for i in range(start, min(n, start + chunk)):
+                image, label = _split_item(images[i], i)
+                try:
+                    ys.append(_check_label(label))
+                except ValueError as err:
+                    raise ValueError(f"item {i}: {err}") from None
+                imgs.append(image)
+            tasks = [(start + j, params, im) for j, im in enumerate(imgs)]
+            if pool is None:
+                return imgs, ys, tasks
+            per = max(1, len(tasks) // (4 * self.workers))
+            return imgs, ys, pool.map_async(_prepare_task, tasks, chunksize=per)
+
+        def finish(imgs: list[Any], ys: list[int], job: Any) -> None:
+            parts = [_prepare_task(t) for t in job] if pool is None else job.get()
+            graphs.extend(conv.assemble(imgs, parts, ys))
+            bar.update(len(imgs))
+
+        try:
+            pending = None
+            for start in range(0, n, chunk):
+                nxt = load(start)  # workers start on this chunk ...
+                if pending is not None:
+                    finish(*pending)  # ... while the main process finishes the previous one
+                pending = nxt
+            if pending is not None:
+                finish(*pending)
+        finally:
+            bar.close()
+            if pool is not None:
+                pool.terminate()
+                pool.join()
+        return self._pack(graphs)
+
+    def _pack(self, graphs: list[Data]) -> dict[str, Any]:
+        seg_flat, seg_shapes = [], []
+        plain = []
+        for g in graphs:
+            seg = getattr(g, "segments", None)
+            g = copy.copy(g)
+            if seg is not None:
+                del g.segments
+                seg_shapes.append(tuple(seg.shape[-2:]))
+                seg_flat.append(_compact(seg.numpy()))
+            plain.append(g)
+        data, slices = InMemoryDataset.collate(plain)
+        payload: dict[str, Any] = {
+            "format": _CACHE_FORMAT,
+            "key": self.key,
+            "config": json.dumps(self.config, sort_keys=True),
+            "n": len(graphs),
+            "data": {k: v for k, v in data.to_dict().items() if isinstance(v, torch.Tensor)},
+            "slices": dict(slices),
+        }
+        if seg_flat and len(seg_flat) == len(graphs):
+            dtype = np.int32 if any(s.dtype == np.int32 for s in seg_flat) else np.int16
+            shapes = torch.tensor(seg_shapes, dtype=torch.long)
+            offsets = torch.zeros(len(graphs) + 1, dtype=torch.long)
+            offsets[1:] = torch.cumsum(shapes[:, 0] * shapes[:, 1], 0)
+            payload["segments"] = torch.from_numpy(np.concatenate(seg_flat).astype(dtype))
+            payload["segment_shapes"] = shapes
+            payload["segment_offsets"] = offsets
+        return payload
+
+    # -- cache file ----------------------------------------------------------------------------
+    def _write(self, payload: dict[str, Any]) -> None:
+        os.makedirs(self.cache_dir, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".graphs-", suffix=".tmp", dir=self.cache_dir)
+        os.close(fd)
+        try:
+            torch.save(payload, tmp)
+            os.replace(tmp, self.cache_path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+            raise
+
+    def _read(self, path: str) -> dict[str, Any] | None:
+        try:
+            payload = torch.load(path, weights_only=True, map_location="cpu")
+        except Exception as err:  # unreadable or truncated file: convert again
+            warnings.warn(f"cache file {path} could not be read ({err}); converting again", stacklevel=3)
+            return None
+        if (
+            not isinstance(payload, dict)
+            or payload.get("format") != _CACHE_FORMAT
+            or payload.get("key") != self.key
+        ):
+            warnings.warn(f"cache file {path} has another format or key; converting again", stacklevel=3)
+            return None
+        return payload
+
+    def _set(self, payload: dict[str, Any]) -> None:
+        self._data = Data.from_dict(payload["data"])
+        self.slices = payload["slices"]
+        self._data_list = None
+        if "segments" in payload:
+            self._segments = (payload["segments"], payload["segment_shapes"], payload["segment_offsets"])
+
+    # -- access --------------------------------------------------------------------------------
+    def get(self, idx: int) -> Data:
+        data = super().get(idx)
+        if self._segments is not None:
+            flat, shapes, offsets = self._segments
+            h, w = shapes[idx].tolist()
+            seg = flat[int(offsets[idx]) : int(offsets[idx + 1])]
+            data.segments = seg.to(torch.long).view(1, h, w)
+        return data
+
+    def copy(self, idx: Any = None) -> GraphDataset:
+        """A copy (of a subset) with every graph in memory; label maps are then stored with the graphs."""
+        out = super().copy(idx)
+        out._segments = None
+        return out
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}({len(self)}, key={self.key!r}, reused={self.reused}, "
+            f"cache_path={self.cache_path!r}, converter={self.converter!r})"
+        )

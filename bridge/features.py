@@ -1,0 +1,605 @@
+"""Node features of an image graph: region statistics and CNN feature maps pooled into regions.
+
+Hand-made features (one ``np.bincount`` per column, no loop over regions or pixels):
+
+============== ======= =====================================================================
+name           columns meaning
+============== ======= =====================================================================
+``color_mean`` C       mean of each channel in ``[0, 1]`` (C = 3 for RGB, 1 for grayscale)
+``color_std``  C       standard deviation of each channel
+``centroid``   2       ``(x, y)`` centre of mass, normalised to ``[0, 1]`` by ``(W - 1, H - 1)``
+``area``       1       number of pixels divided by ``H * W``
+============== ======= =====================================================================
+
+CNN features (:class:`CNNNodeFeatures`, :func:`pool_feature_maps`): the maps of several backbone
+stages are averaged over each region, area-weighted: a map cell contributes to a node in proportion
+to the number of the node's pixels that fall in the cell. Label maps are brought to each map's
+resolution; feature maps are never upsampled. A node smaller than a cell gets the cell it sits in.
+
+Example:
+    >>> import numpy as np
+    >>> img = np.zeros((4, 4, 3), np.uint8); img[:, 2:] = 255
+    >>> labels = np.array([[0, 0, 1, 1]] * 4)
+    >>> x, names = node_features(img, labels, features=("color_mean", "area"))
+    >>> x.tolist(), names
+    ([[0.0, 0.0, 0.0, 0.5], [1.0, 1.0, 1.0, 0.5]], ['color_mean_r', 'color_mean_g', 'color_mean_b', 'area'])
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .segmentation import as_float_image, check_labels
+
+__all__ = [
+    "DEFAULT_STAGES",
+    "FEATURES",
+    "CNNNodeFeatures",
+    "centroids",
+    "feature_names",
+    "node_features",
+    "pool_feature_maps",
+    "weights_fingerprint",
+]
+
+FEATURES = ("color_mean", "color_std", "centroid", "area")
+#: Backbone stages pooled by default: the last three (stride 8, 16, 32 for most CNNs; all if fewer).
+DEFAULT_STAGES = (-3, -2, -1)
+
+
+def _check_features(features: Any, *, allow_empty: bool = False) -> tuple[str, ...]:
+    if isinstance(features, str):
+        features = (features,)
+    try:
+        features = tuple(features)
+    except TypeError:
+        raise ValueError(f"features must be a sequence of names from {FEATURES}, got {features!r}") from None
+    unknown = [f for f in features if f not in FEATURES]
+    if unknown:
+        raise ValueError(f"unknown node feature(s) {unknown}; known: {', '.join(FEATURES)}")
+    if len(set(features)) != len(features):
+        raise ValueError(f"features lists a name twice: {features!r}")
+    if not features and not allow_empty:
+        raise ValueError(f"features is empty; choose at least one of {', '.join(FEATURES)}")
+    return features
+
+
+def feature_names(features: Sequence[str], channels: int = 3) -> list[str]:
+    """Column names of :func:`node_features` for the given feature list.
+
+    Args:
+        features: names from :data:`FEATURES`.
+        channels: colour channels of the image (3 or 1).
+
+    Returns:
+        One name per column, e.g. ``["color_mean_r", ..., "centroid_x", "centroid_y", "area"]``.
+
+    Example:
+        >>> feature_names(("centroid", "area"))
+        ['centroid_x', 'centroid_y', 'area']
+    """
+    chans = ("r", "g", "b") if channels == 3 else ("gray",)
+    names: list[str] = []
+    for f in _check_features(features, allow_empty=True):
+        if f in ("color_mean", "color_std"):
+            names += [f"{f}_{c}" for c in chans]
+        elif f == "centroid":
+            names += ["centroid_x", "centroid_y"]
+        else:
+            names.append("area")
+    return names
+
+
+@functools.lru_cache(maxsize=16)
+def _coordinates(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column index of every pixel, flat, float64 (read-only, cached per image size)."""
+    rows = np.repeat(np.arange(height, dtype=np.float64), width)
+    cols = np.tile(np.arange(width, dtype=np.float64), height)
+    rows.setflags(write=False)
+    cols.setflags(write=False)
+    return rows, cols
+
+
+def _centroids(labels: np.ndarray, n: int, counts: np.ndarray) -> np.ndarray:
+    height, width = labels.shape
+    flat = labels.ravel()
+    rows, cols = _coordinates(height, width)
+    row_sum = np.bincount(flat, rows, minlength=n)
+    col_sum = np.bincount(flat, cols, minlength=n)
+    pos = np.stack([col_sum / counts / max(width - 1, 1), row_sum / counts / max(height - 1, 1)], axis=1)
+    return pos.astype(np.float32)
+
+
+def _hand_features(
+    img: np.ndarray, labels: np.ndarray, n: int, features: Sequence[str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Numpy core of :func:`node_features`: ``(x (N, F) float32, pos (N, 2) float32)``."""
+    flat = labels.ravel()
+    counts = np.bincount(flat, minlength=n).astype(np.float64)
+    pos = _centroids(labels, n, counts)
+    cols: list[np.ndarray] = []
+    pix = img.reshape(-1, img.shape[2])
+    mean = None
+    if "color_mean" in features or "color_std" in features:
+        mean = np.stack([np.bincount(flat, pix[:, c], minlength=n) for c in range(pix.shape[1])], 1)
+        mean /= counts[:, None]
+    for f in features:
+        if f == "color_mean":
+            cols.append(mean)
+        elif f == "color_std":
+            sq = np.stack(
+                [
+                    np.bincount(flat, np.square(pix[:, c], dtype=np.float64), minlength=n)
+                    for c in range(pix.shape[1])
+                ],
+                1,
+            )
+            cols.append(np.sqrt(np.maximum(sq / counts[:, None] - np.square(mean), 0.0)))
+        elif f == "centroid":
+            cols.append(pos)
+        elif f == "area":
+            cols.append((counts / flat.size)[:, None])
+    x = np.concatenate(cols, axis=1).astype(np.float32) if cols else np.zeros((n, 0), np.float32)
+    return x, pos
+
+
+def node_features(
+    image: Any, labels: Any, *, features: Sequence[str] = FEATURES
+) -> tuple[torch.Tensor, list[str]]:
+    """Per-region statistics of an image, one row per label.
+
+    Args:
+        image: uint8 or float (``[0, 1]``) image, ``(H, W)``, ``(H, W, 1)`` or ``(H, W, 3)``.
+        labels: ``(H, W)`` label map with contiguous ids ``0 .. N-1``.
+        features: any of ``"color_mean"``, ``"color_std"``, ``"centroid"``, ``"area"`` (in this
+            order in the output when given in this order; columns follow the order given).
+
+    Returns:
+        ``(x, names)``: ``x`` ``(N, F)`` float32 tensor and the ``F`` column names.
+
+    Raises:
+        ValueError: bad image or labels, shapes that differ, unknown or empty ``features``.
+
+    Shapes:
+        - image: ``(H, W[, C])``
+        - labels: ``(H, W)``
+        - x: ``(N, F)``
+
+    Example:
+        >>> x, names = node_features(np.zeros((8, 8), np.uint8), np.zeros((8, 8), int))
+        >>> x.shape, names
+        (torch.Size([1, 5]), ['color_mean_gray', 'color_std_gray', 'centroid_x', 'centroid_y', 'area'])
+    """
+    features = _check_features(features)
+    img = as_float_image(image)
+    labels, n = check_labels(labels)
+    if labels.shape != img.shape[:2]:
+        raise ValueError(
+            f"labels has shape {labels.shape} but image is {img.shape[:2]}; "
+            f"expected the label map of this image"
+        )
+    x, _ = _hand_features(img, labels, n, features)
+    return torch.from_numpy(x), feature_names(features, img.shape[2])
+
+
+def centroids(labels: Any) -> torch.Tensor:
+    """Centre of mass of every region as ``(x, y)``, normalised to ``[0, 1]`` by ``(W - 1, H - 1)``.
+
+    Args:
+        labels: ``(H, W)`` label map with contiguous ids ``0 .. N-1``.
+
+    Returns:
+        ``(N, 2)`` float32 tensor; column 0 is x (left to right), column 1 is y (top to bottom).
+
+    Shapes:
+        - labels: ``(H, W)``
+        - output: ``(N, 2)``
+
+    Example:
+        >>> centroids(np.array([[0, 1, 1]])).tolist()
+        [[0.0, 0.0], [0.75, 0.0]]
+    """
+    labels, n = check_labels(labels)
+    counts = np.bincount(labels.ravel(), minlength=n).astype(np.float64)
+    return torch.from_numpy(_centroids(labels, n, counts))
+
+
+# ----------------------------------------------------------------------------------------------
+# CNN feature maps pooled into regions
+
+# Overlaps derived for a coarser stage are merged with one np.bincount when the batch has at most this
+# many (node, cell) counters (and not many more than overlaps); otherwise duplicates stay (still exact).
+_MERGE_MAX = 1 << 22
+
+
+@functools.lru_cache(maxsize=64)
+def _grid(height: int, width: int, h: int, w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Cell of every pixel (flat) and the first pixel row / column of every cell row / column."""
+    rows = (np.arange(height, dtype=np.int64) * h) // height
+    cols = (np.arange(width, dtype=np.int64) * w) // width
+    first_row = np.minimum(np.searchsorted(rows, np.arange(h)), height - 1)
+    first_col = np.minimum(np.searchsorted(cols, np.arange(w)), width - 1)
+    cell = (rows[:, None] * w + cols[None, :]).reshape(-1)
+    for a in (cell, first_row, first_col):
+        a.setflags(write=False)
+    return cell, first_row, first_col
+
+
+def _pixel_pairs(labels: np.ndarray, n: int, h: int, w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(node, cell, pixel count) of every node/cell overlap of one label map on an (h, w) grid.
+
+    Coarse grids: one bincount over all (node, cell) counters. Fine grids (cells smaller than
+    nodes): most cells lie inside one node, so pixels with the label of their cell's first pixel are
+    counted with a bincount over cells and only the remaining (border) pixels over (node, cell).
+    """
+    hw = h * w
+    cell, first_row, first_col = _grid(labels.shape[0], labels.shape[1], h, w)
+    if n * hw <= max(1 << 16, 2 * cell.size):
+        counts = np.bincount(labels.reshape(-1) * hw + cell, minlength=n * hw)
+        nz = np.flatnonzero(counts)
+        return nz // hw, nz % hw, counts[nz]
+    base = labels[first_row][:, first_col].reshape(-1)  # (hw,) label of each cell's first pixel
+    flat = labels.reshape(-1)
+    same = flat == base[cell]
+    inside = np.bincount(cell[same], minlength=hw)
+    hit = np.flatnonzero(inside)
+    node, where, count = base[hit], hit, inside[hit]
+    other = ~same
+    if other.any():
+        uniq, inverse = np.unique(flat[other] * hw + cell[other], return_inverse=True)
+        node = np.concatenate([node, uniq // hw])
+        where = np.concatenate([where, uniq % hw])
+        count = np.concatenate([count, np.bincount(inverse.ravel())])
+    return node, where, count
+
+
+def pool_feature_maps(
+    maps: Sequence[torch.Tensor],
+    labels: torch.Tensor | Sequence[Any],
+    n_nodes: Sequence[int] | None = None,
+) -> list[torch.Tensor]:
+    """Average feature maps over the regions of label maps (area-weighted, no upsampling).
+
+    For a map of size ``(h, w)`` and a label map of size ``(H, W)``, pixel ``(y, x)`` falls in
+    cell ``(y * h // H, x * w // W)``. Counting pixels per (node, cell) gives a ``(N, h*w)``
+    sparse matrix; multiplied with the flattened map ``(h*w, C)`` and divided by the node's area it is
+    the node's feature. The counts come from one ``np.bincount`` per image (a coarser stage whose grid
+    divides a finer one is counted from the finer stage's pairs, not from the pixels again); the
+    weighted sum is one gather + ``index_add_`` per stage for the whole batch. The per-stage results
+    are concatenated along channels.
+
+    Args:
+        maps: stage maps, each ``(B, C_i, h_i, w_i)`` (any resolutions, same ``B``).
+        labels: ``(B, H, W)`` long tensor, or a list of ``B`` label maps (``(H_b, W_b)``,
+            arrays or tensors; sizes may differ), ids ``0 .. N_b-1``. The label map covers the
+            whole image the maps were computed from.
+        n_nodes: ``N_b`` per image; computed as ``labels.max() + 1`` when omitted.
+
+    Returns:
+        ``B`` float32 tensors ``(N_b, sum_i C_i)`` on the maps' device.
+
+    Raises:
+        ValueError: no maps, maps with different batch sizes, or a label count that differs from ``B``.
+
+    Shapes:
+        - maps: ``[(B, C_i, h_i, w_i)]``
+        - labels: ``(B, H, W)`` or ``[(H_b, W_b)]``
+        - output: ``[(N_b, sum C_i)]``
+
+    Example:
+        >>> fmap = torch.arange(4.0).view(1, 1, 2, 2)
+        >>> pool_feature_maps([fmap], torch.tensor([[[0, 0, 1, 1]] * 4]))[0].tolist()
+        [[1.0], [2.0]]
+    """
+    maps = list(maps)
+    if not maps:
+        raise ValueError("maps is empty; expected at least one (B, C, h, w) feature map")
+    for i, m in enumerate(maps):
+        if m.ndim != 4:
+            raise ValueError(f"maps[{i}] has shape {tuple(m.shape)}; expected (B, C, h, w)")
+    batch = int(maps[0].shape[0])
+    if any(int(m.shape[0]) != batch for m in maps):
+        raise ValueError(f"maps have different batch sizes {[int(m.shape[0]) for m in maps]}; expected one B")
+    device = maps[0].device
+    label_list = list(labels) if not isinstance(labels, torch.Tensor) else list(labels.unbind(0))
+    if len(label_list) != batch:
+        raise ValueError(f"got {len(label_list)} label maps for a batch of {batch} feature maps")
+    # Index arithmetic in numpy: many small torch ops are slow when the intra-op pool is contended.
+    flat: list[np.ndarray] = []
+    sizes: list[tuple[int, int]] = []
+    for lab in label_list:
+        arr = lab.detach().cpu().numpy() if isinstance(lab, torch.Tensor) else np.asarray(lab)
+        if arr.ndim != 2:
+            raise ValueError(f"label map has shape {arr.shape}; expected (H, W)")
+        sizes.append((int(arr.shape[0]), int(arr.shape[1])))
+        flat.append(arr.astype(np.int64, copy=False).ravel())
+    if n_nodes is None:
+        counts_n = [int(f.max()) + 1 for f in flat]
+    else:
+        counts_n = [int(v) for v in n_nodes]
+        if len(counts_n) != batch:
+            raise ValueError(f"n_nodes has {len(counts_n)} entries for a batch of {batch}")
+    for b, f in enumerate(flat):
+        if f.size == 0 or int(f.min()) < 0 or int(f.max()) >= counts_n[b]:
+            lo, hi = (int(f.min()), int(f.max())) if f.size else (None, None)
+            raise ValueError(
+                f"label map {b} has ids in [{lo}, {hi}]; "
+                f"expected a non-empty map with ids 0..{counts_n[b] - 1}"
+            )
+    offsets = np.concatenate([[0], np.cumsum(counts_n)]).astype(np.int64)
+    total = int(offsets[-1])
+    image_of_node = np.repeat(np.arange(batch, dtype=np.int64), counts_n)
+    area_np = np.concatenate([np.bincount(f, minlength=n) for f, n in zip(flat, counts_n)]).astype(np.float32)
+    area = torch.from_numpy(np.maximum(area_np, 1.0)).to(device).unsqueeze(-1)
+
+    # (node, cell, count) overlaps for the whole batch (global node ids), finest stage first; a
+    # coarser stage whose grid divides a finer one is derived from that stage's overlaps instead of
+    # from every pixel again (exact: y * h // H == (y * h_fine // H) // (h_fine // h)).
+    order = sorted(range(len(maps)), key=lambda i: -int(maps[i].shape[2] * maps[i].shape[3]))
+    done: list[tuple[int, int, np.ndarray, np.ndarray, np.ndarray]] = []
+    pooled_stages: list[torch.Tensor | None] = [None] * len(maps)
+    for i in order:
+        m = maps[i]
+        _, channels, h, w = m.shape
+        hw = h * w
+        parent = next((d for d in reversed(done) if d[0] % h == 0 and d[1] % w == 0), None)
+        if parent is None:
+            parts = [_pixel_pairs(flat[b].reshape(sizes[b]), counts_n[b], h, w) for b in range(batch)]
+            gnode = np.concatenate([offsets[b] + parts[b][0] for b in range(batch)])
+            cell = np.concatenate([p[1] for p in parts])
+            count = np.concatenate([p[2] for p in parts]).astype(np.float64)
+        else:
+            ph, pw, pnode, pcell, pcount = parent
+            row, col = np.divmod(pcell, pw)
+            gnode, cell, count = pnode, (row // (ph // h)) * w + col // (pw // w), pcount
+            size = total * hw
+            if size <= min(_MERGE_MAX, max(1 << 16, 4 * gnode.size)):  # merge duplicates
+                merged = np.bincount(gnode * hw + cell, count, minlength=size)
+                nz = np.flatnonzero(merged)
+                gnode, cell, count = nz // hw, nz % hw, merged[nz]
+        done.append((h, w, gnode, cell, count))
+        rows = torch.from_numpy(image_of_node[gnode] * hw + cell).to(device)
+        values = m.detach().to(torch.float32).permute(0, 2, 3, 1).reshape(batch * hw, channels)
+        contrib = values.index_select(0, rows)
+        contrib *= torch.from_numpy(count.astype(np.float32)).to(device).unsqueeze(1)
+        out = torch.zeros(total, channels, device=device)
+        out.index_add_(0, torch.from_numpy(gnode).to(device), contrib)
+        pooled_stages[i] = out / area
+    pooled = torch.cat(pooled_stages, dim=1)  # type: ignore[arg-type]
+    return list(torch.split(pooled, counts_n))
+
+
+def _check_backbone(backbone: Any) -> None:
+    missing = [a for a in ("features", "cfg") if not hasattr(backbone, a)]
+    if missing:
+        raise TypeError(
+            f"backbone {type(backbone).__name__} lacks {missing}; expected a cnn backbone "
+            f"(cnn.create_backbone(name, weights=...)) with .features(x) and .cfg"
+        )
+    cfg = backbone.cfg
+    missing = [a for a in ("input_size", "mean", "std") if not hasattr(cfg, a)]
+    if missing:
+        raise TypeError(f"backbone.cfg lacks {missing}; expected a PreprocessConfig")
+
+
+def weights_fingerprint(module: torch.nn.Module) -> str:
+    """SHA-256 over a module's state (names, shapes, dtypes and values of parameters and buffers).
+
+    Example:
+        >>> len(weights_fingerprint(torch.nn.Linear(2, 2)))
+        64
+    """
+    h = hashlib.sha256()
+    for key, value in module.state_dict().items():
+        if not isinstance(value, torch.Tensor):
+            continue
+        t = value.detach().cpu().contiguous()
+        h.update(f"{key}:{tuple(t.shape)}:{t.dtype}".encode())
+        if t.numel():
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+class CNNNodeFeatures:
+    """Backbone stage maps pooled into the nodes of label maps, computed in batches.
+
+    Images are resized to the backbone's square ``cfg.input_size`` (the whole image, no crop, so
+    the label map of the original image covers the network input exactly), scaled to ``[0, 1]``
+    and normalised with ``cfg.mean`` / ``cfg.std``; then ``backbone.features(x)`` runs under
+    ``torch.inference_mode`` in eval mode (the module's train/eval flag is restored afterwards)
+    and the chosen stages are pooled into nodes with :func:`pool_feature_maps`.
+
+    Args:
+        backbone: a cnn backbone (``cnn.create_backbone(...)``): ``.features(x)`` returning a list
+            of stage maps and ``.cfg`` with ``input_size``, ``mean``, ``std``, ``interpolation``.
+        stages: indices into ``backbone.features(x)`` (negative allowed); default: the last three
+            (all of them for a backbone with fewer); ``None`` = all stages. The shallow, high-resolution
+            stages cost the most to pool and add little beyond the colour statistics of a superpixel.
+        batch_size: images per forward pass.
+        device: where the backbone runs; ``None`` = the device of its parameters.
+
+    Shapes:
+        - images: list of ``(H_b, W_b, 3)`` (or grayscale ``(H_b, W_b)``) uint8 / float arrays
+        - labels: list of ``(H_b, W_b)`` label maps
+        - output: list of ``(N_b, out_channels)`` float32 CPU tensors
+
+    Example:
+        >>> from cnn.backbones import create_backbone
+        >>> cnn = CNNNodeFeatures(create_backbone("efficientnet_lite0", weights=None))  # last 3 stages
+        >>> image = np.zeros((64, 64, 3), np.uint8)
+        >>> labels = np.repeat([[0, 1]], 64, axis=0).repeat(32, axis=1)
+        >>> [f.shape for f in cnn([image], [labels])]
+        [torch.Size([2, 472])]
+    """
+
+    def __init__(
+        self,
+        backbone: torch.nn.Module,
+        *,
+        stages: Sequence[int] | None = DEFAULT_STAGES,
+        batch_size: int = 32,
+        device: str | torch.device | None = None,
+    ) -> None:
+        _check_backbone(backbone)
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        channels = getattr(backbone, "feature_channels", None)
+        self.n_stages = len(channels) if channels is not None else None
+        if self.n_stages is not None and stages is not None and not isinstance(stages, int):
+            if tuple(stages) == DEFAULT_STAGES and self.n_stages < len(DEFAULT_STAGES):
+                stages = list(range(self.n_stages))
+        if stages is not None:
+            if isinstance(stages, int):
+                stages = [stages]
+            stages = list(stages)
+            if not stages or any(isinstance(s, bool) or not isinstance(s, (int, np.integer)) for s in stages):
+                raise ValueError(f"stages must be a non-empty list of stage indices or None, got {stages!r}")
+            if self.n_stages is not None:
+                bad = [s for s in stages if not -self.n_stages <= s < self.n_stages]
+                if bad:
+                    raise ValueError(
+                        f"stages {bad} out of range for backbone with {self.n_stages} stages "
+                        f"(valid: {-self.n_stages}..{self.n_stages - 1})"
+                    )
+                stages = [int(s) % self.n_stages for s in stages]
+            if len(set(stages)) != len(stages):
+                raise ValueError(f"stages lists a stage twice: {stages!r}")
+        self.backbone = backbone
+        self.stages = None if stages is None else [int(s) for s in stages]
+        self.batch_size = batch_size
+        if device is None:
+            param = next(iter(backbone.parameters()), None) if hasattr(backbone, "parameters") else None
+            device = param.device if param is not None else torch.device("cpu")
+        self.device = torch.device(device)
+
+    @property
+    def stage_channels(self) -> list[int] | None:
+        """Channels of each selected stage (``None`` if the backbone does not list them)."""
+        channels = getattr(self.backbone, "feature_channels", None)
+        if channels is None:
+            return None
+        idx = range(len(channels)) if self.stages is None else self.stages
+        return [int(channels[i]) for i in idx]
+
+    @property
+    def out_channels(self) -> int | None:
+        """Width of the pooled node feature (sum of the selected stages' channels)."""
+        ch = self.stage_channels
+        return None if ch is None else sum(ch)
+
+    def names(self) -> list[str]:
+        """Column names ``cnn{stage}_{channel}`` of the pooled features."""
+        ch = self.stage_channels or []
+        idx = range(len(ch)) if self.stages is None else self.stages
+        return [f"cnn{s}_{c}" for s, n in zip(idx, ch) for c in range(n)]
+
+    def config(self) -> dict[str, Any]:
+        """JSON-able description: backbone name, weights fingerprint, stages, preprocessing."""
+        cfg = self.backbone.cfg
+        return {
+            "backbone": getattr(self.backbone, "name", type(self.backbone).__name__),
+            "weights": weights_fingerprint(self.backbone)
+            if isinstance(self.backbone, torch.nn.Module)
+            else None,
+            "stages": self.stages,
+            "input_size": int(cfg.input_size),
+            "mean": [float(v) for v in cfg.mean],
+            "std": [float(v) for v in cfg.std],
+            "interpolation": str(getattr(cfg, "interpolation", "bilinear")),
+        }
+
+    def __repr__(self) -> str:
+        name = getattr(self.backbone, "name", type(self.backbone).__name__)
+        return (
+            f"{type(self).__name__}(backbone={name!r}, stages={self.stages}, "
+            f"batch_size={self.batch_size}, device={str(self.device)!r}, "
+            f"input_size={self.backbone.cfg.input_size})"
+        )
+
+    def preprocess(self, images: Sequence[Any]) -> torch.Tensor:
+        """Images to the normalised network input ``(B, 3, S, S)`` on :attr:`device`.
+
+        Example:
+            >>> cnn.preprocess([np.zeros((32, 48, 3), np.uint8)]).shape  # doctest: +SKIP
+            torch.Size([1, 3, 224, 224])
+        """
+        cfg = self.backbone.cfg
+        size = int(cfg.input_size)
+        mode = str(getattr(cfg, "interpolation", "bilinear"))
+        if mode not in ("bilinear", "bicubic", "nearest", "area"):
+            mode = "bilinear"
+        arrays = [as_float_image(im, name=f"images[{i}]") for i, im in enumerate(images)]
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for i, a in enumerate(arrays):
+            groups.setdefault(a.shape, []).append(i)
+        out = torch.empty(len(arrays), 3, size, size, device=self.device)
+        for shape, idx in groups.items():
+            t = torch.from_numpy(np.stack([arrays[i] for i in idx])).to(self.device)  # (b, H, W, C)
+            t = t.permute(0, 3, 1, 2)
+            if shape[2] == 1:
+                t = t.expand(-1, 3, -1, -1)
+            if shape[:2] != (size, size):
+                kw = {"antialias": True, "align_corners": False} if mode in ("bilinear", "bicubic") else {}
+                t = F.interpolate(t.contiguous(), size=(size, size), mode=mode, **kw).clamp_(0.0, 1.0)
+            out[idx] = t
+        mean = torch.tensor(cfg.mean, dtype=out.dtype, device=self.device).view(1, 3, 1, 1)
+        std = torch.tensor(cfg.std, dtype=out.dtype, device=self.device).view(1, 3, 1, 1)
+        return out.sub_(mean).div_(std)
+
+    def _select(self, maps: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        maps = list(maps)
+        if self.stages is None:
+            return maps
+        bad = [s for s in self.stages if not -len(maps) <= s < len(maps)]
+        if bad:
+            raise ValueError(f"stages {bad} out of range: backbone.features returned {len(maps)} maps")
+        return [maps[s] for s in self.stages]
+
+    def __call__(self, images: Sequence[Any], labels: Sequence[Any]) -> list[torch.Tensor]:
+        """Pooled CNN features for each image's label map.
+
+        Args:
+            images: ``B`` images (``(H, W, 3)`` / ``(H, W)``, uint8 or float in ``[0, 1]``).
+            labels: ``B`` label maps of the same sizes, ids ``0 .. N_b-1``.
+
+        Returns:
+            ``B`` float32 CPU tensors ``(N_b, out_channels)``.
+        """
+        images = list(images)
+        labels = list(labels)
+        if len(images) != len(labels):
+            raise ValueError(f"got {len(images)} images but {len(labels)} label maps; expected one per image")
+        checked = []
+        for i, (im, lab) in enumerate(zip(images, labels)):
+            lab_np, n = check_labels(lab, name=f"labels[{i}]")
+            if lab_np.shape != tuple(np.shape(im)[:2]):
+                raise ValueError(
+                    f"labels[{i}] has shape {lab_np.shape} but images[{i}] is {tuple(np.shape(im)[:2])}"
+                )
+            checked.append((torch.from_numpy(lab_np), n))
+        results: list[torch.Tensor] = []
+        module = self.backbone
+        was_training = bool(getattr(module, "training", False))
+        if hasattr(module, "eval"):
+            module.eval()
+        try:
+            for start in range(0, len(images), self.batch_size):
+                chunk = slice(start, start + self.batch_size)
+                x = self.preprocess(images[chunk])
+                with torch.inference_mode():
+                    maps = self._select(module.features(x))
+                    pooled = pool_feature_maps(
+                        maps, [lab for lab, _ in checked[chunk]], n_nodes=[n for _, n in checked[chunk]]
+                    )
+                results += [p.to("cpu", torch.float32) for p in pooled]
+        finally:
+            if was_training and hasattr(module, "train"):
+                module.train(True)
+        return results

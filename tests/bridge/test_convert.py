@@ -1,0 +1,206 @@
+import dataclasses
+import json
+import pickle
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from scipy import ndimage
+from torch import nn
+from torch_geometric.data import Data
+
+from bridge.convert import ImageToGraph, to_dense
+
+
+@dataclasses.dataclass(frozen=True)
+class FakeCfg:
+    input_size: int = 32
+    mean: tuple = (0.5, 0.5, 0.5)
+    std: tuple = (0.5, 0.5, 0.5)
+    interpolation: str = "bilinear"
+
+
+class FakeBackbone(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.cfg = FakeCfg()
+        self.name = "fake"
+        self.conv = nn.Conv2d(3, 4, 3, stride=2, padding=1)
+        self.feature_channels = [3, 4]
+
+    def features(self, x):
+        return [F.avg_pool2d(x, 2), self.conv(x)]
+
+
+def quadrants(h=32, w=32):
+    img = np.zeros((h, w, 3), np.uint8)
+    img[: h // 2, w // 2 :] = (255, 0, 0)
+    img[h // 2 :, : w // 2] = (0, 255, 0)
+    img[h // 2 :, w // 2 :] = (0, 0, 255)
+    return img
+
+
+def smooth_image(h=48, w=48, seed=0):
+    rng = np.random.default_rng(seed)
+    img = ndimage.gaussian_filter(rng.random((h, w, 3)), sigma=(3, 3, 0))
+    img = (img - img.min()) / (img.max() - img.min())
+    return (img * 255).astype(np.uint8)
+
+
+def test_four_quadrants_graph_and_dense_matrices():
+    data = ImageToGraph(n_segments=4)(quadrants(), label=2)
+    assert isinstance(data, Data)
+    assert data.num_nodes == 4
+    pairs = {(a, b) for a, b in zip(*data.edge_index.tolist()) if a < b}
+    seg = data.segments[0]
+    tl, tr, bl, br = (int(seg[0, 0]), int(seg[0, -1]), int(seg[-1, 0]), int(seg[-1, -1]))
+    expected = {tuple(sorted(p)) for p in [(tl, tr), (tl, bl), (tr, br), (bl, br)]}
+    assert pairs == expected  # exactly the 4 shared borders, no diagonals
+    assert data.edge_index.shape == (2, 8) and data.is_undirected() and not data.has_self_loops()
+    # edge_attr = [16-pixel border / sqrt(32 * 32), centroid distance of neighbouring quadrants]
+    torch.testing.assert_close(data.edge_attr, torch.tensor([[0.5, 16 / 31]] * 8))
+    assert data.x.shape == (4, 3 + 3 + 2) and data.pos.shape == (4, 2)
+    assert data.y.tolist() == [2] and data.y.dtype == torch.long
+    assert data.segments.shape == (1, 32, 32) and data.segments.dtype == torch.long
+    A, X = to_dense(data)
+    assert A.shape == (4, 4) and X.shape == (4, 8)
+    assert torch.equal(A, A.T) and A.sum() == 8 and A.diagonal().sum() == 0
+    assert A[tl, br] == 0 and A[tr, bl] == 0
+
+
+def test_repr_and_config():
+    conv = ImageToGraph(n_segments=30, edges="knn", k=4, features=("color_mean",))
+    assert repr(conv) == (
+        "ImageToGraph(n_segments=30, compactness=10.0, method='slic', sigma=0.0, edges='knn', k=4, "
+        "features=('color_mean',), backbone=None, stages=None, batch_size=32, keep_segments=True)"
+    )
+    cfg = conv.config()
+    assert json.loads(json.dumps(cfg)) == cfg
+    assert cfg["n_segments"] == 30 and cfg["edges"] == "knn" and cfg["cnn"] is None
+    assert ImageToGraph(n_segments=31, edges="knn", k=4, features=("color_mean",)).config() != cfg
+
+
+def test_input_is_not_modified():
+    img = smooth_image()
+    before = img.copy()
+    ImageToGraph(n_segments=20)(img)
+    np.testing.assert_array_equal(img, before)
+
+
+@pytest.mark.parametrize("edges", ["region", "knn", "knn_feature"])
+def test_edge_kinds(edges):
+    data = ImageToGraph(n_segments=40, edges=edges, k=3)(smooth_image())
+    n = data.num_nodes
+    assert n > 4
+    assert data.is_undirected() and not data.has_self_loops()
+    assert data.edge_attr.shape == (data.num_edges, 2)
+    assert (data.edge_attr >= 0).all()
+    if edges != "region":
+        assert (torch.bincount(data.edge_index[0], minlength=n) >= 3).all()
+
+
+def test_knn_border_column_marks_touching_regions():
+    img = quadrants()
+    region = ImageToGraph(n_segments=4)(img)
+    knn = ImageToGraph(n_segments=4, edges="knn", k=3)(img)  # complete graph on 4 nodes
+    assert knn.num_edges == 12
+    touching = knn.edge_attr[:, 0] > 0
+    assert touching.sum() == 8  # the diagonal pairs do not share a border
+    assert {tuple(e) for e in knn.edge_index[:, touching].T.tolist()} == {
+        tuple(e) for e in region.edge_index.T.tolist()
+    }
+
+
+def test_grid_patch_graph():
+    data = ImageToGraph(n_segments=16, method="grid")(np.zeros((32, 32, 3), np.uint8))
+    assert data.num_nodes == 16
+    assert data.num_edges == 2 * 24  # 4x4 lattice: 2 * 4 * 3 undirected edges
+
+
+def test_cnn_node_features_are_appended_and_batched():
+    backbone = FakeBackbone()
+    conv = ImageToGraph(n_segments=20, backbone=backbone, batch_size=2)
+    images = [smooth_image(seed=s) for s in range(3)]
+    graphs = conv.batch(images, labels=[0, 1, 2])
+    assert [g.y.item() for g in graphs] == [0, 1, 2]
+    assert all(g.x.shape[1] == 8 + 7 for g in graphs)
+    assert len(conv.feature_names()) == 15 and conv.feature_names()[8] == "cnn0_0"
+    single = conv(images[1], label=1)
+    torch.testing.assert_close(single.x, graphs[1].x)
+    assert torch.equal(single.edge_index, graphs[1].edge_index)
+    cfg = conv.config()["cnn"]
+    assert cfg["backbone"] == "fake" and cfg["stages"] == [0, 1]  # default: last three, here both
+    only_cnn = ImageToGraph(n_segments=20, features=(), backbone=backbone, stages=[1])(images[0])
+    assert only_cnn.x.shape[1] == 4
+
+
+def test_config_changes_with_backbone_weights():
+    backbone = FakeBackbone()
+    conv = ImageToGraph(backbone=backbone)
+    before = conv.config()
+    with torch.no_grad():
+        backbone.conv.bias.add_(1.0)
+    assert conv.config() != before
+
+
+def test_picklable():
+    conv = ImageToGraph(n_segments=4, edges="knn", k=2)
+    clone = pickle.loads(pickle.dumps(conv))
+    assert repr(clone) == repr(conv)
+    img = quadrants()
+    assert torch.equal(clone(img).x, conv(img).x)
+    with_cnn = pickle.loads(pickle.dumps(ImageToGraph(backbone=FakeBackbone())))
+    assert with_cnn.config()["cnn"]["backbone"] == "fake"
+
+
+def test_without_segments():
+    data = ImageToGraph(n_segments=4, keep_segments=False)(quadrants())
+    assert "segments" not in data
+
+
+def test_to_dense_weighted_and_directed_input():
+    data = Data(
+        x=torch.ones(3, 1), edge_index=torch.tensor([[0, 1], [1, 2]]), edge_attr=torch.tensor([[2.0], [3.0]])
+    )
+    A, X = to_dense(data, weighted=True)
+    assert A.tolist() == [[0.0, 2.0, 0.0], [2.0, 0.0, 3.0], [0.0, 3.0, 0.0]]
+    assert X is data.x
+    with pytest.raises(ValueError, match="weighted=True needs data.edge_weight or data.edge_attr"):
+        to_dense(Data(x=torch.ones(2, 1), edge_index=torch.tensor([[0], [1]])), weighted=True)
+    with pytest.raises(ValueError, match="data needs x"):
+        to_dense(Data(edge_index=torch.tensor([[0], [1]])))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"edges": "delaunay"}, "unknown edges 'delaunay'; expected one of 'region', 'knn', 'knn_feature'"),
+        ({"method": "quickshift"}, "unknown method 'quickshift'"),
+        ({"k": 0}, "k must be a positive int, got 0"),
+        ({"features": ()}, "no node features"),
+        ({"features": ("hue",)}, r"unknown node feature\(s\) \['hue'\]"),
+        ({"stages": [0]}, "stages=.0. needs a backbone"),
+        ({"n_segments": -1}, "n_segments must be a positive int"),
+        ({"batch_size": 0}, "batch_size must be a positive int"),
+    ],
+)
+def test_bad_settings(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        ImageToGraph(**kwargs)
+
+
+def test_bad_calls():
+    conv = ImageToGraph(n_segments=4)
+    with pytest.raises(ValueError, match=r"label must be an integer class id, got 1.5"):
+        conv(quadrants(), label=1.5)
+    with pytest.raises(ValueError, match="got 2 images but 1 labels"):
+        conv.batch([quadrants(), quadrants()], labels=[0])
+    with pytest.raises(ValueError, match=r"images\[1\]: image contains NaN"):
+        conv.batch([quadrants(), np.full((8, 8), np.nan)])
+    with pytest.raises(ValueError, match="channel-first"):
+        conv(np.zeros((3, 32, 32), np.uint8))
+    with pytest.raises(ValueError, match=r"k=8 but the image gave only 4 nodes"):
+        ImageToGraph(n_segments=4, edges="knn")(quadrants())
+    with pytest.raises(ValueError, match=r"k=3 but the image gave only 1 nodes"):
+        ImageToGraph(n_segments=4, edges="knn_feature", k=3)(np.zeros((8, 8, 3), np.uint8))
