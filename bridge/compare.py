@@ -216,7 +216,7 @@ def default_out_dir(data: str, root: str | os.PathLike = "runs") -> Path:
 
 
 def graph_cache_dir() -> Path:
-    """Where converted graph datasets are cached: ``$PIXGRAPH_CACHE/graphs`` or ``~/.cache/pixgraph/graphs``."""
+    """Folder of cached graph datasets: ``$PIXGRAPH_CACHE/graphs``, else ``~/.cache/pixgraph/graphs``."""
     return Path(os.environ.get("PIXGRAPH_CACHE", Path.home() / ".cache" / "pixgraph")) / "graphs"
 
 
