@@ -24,9 +24,9 @@ lint: $(STAMP)
 test: lint
 	MPLBACKEND=Agg $(PY) -m pytest -q
 
-# The comparison on elpv, sized for about 5-10 minutes on 2 CPU cores: 200 images per class, a 160 px view,
+# The comparison on elpv, sized for about 7 minutes on 2 CPU cores: 400 images per class, a 160 px view,
 # 3 seeds. Each run writes a new folder runs/compare-elpv-<time>/ (report.md, results.json, figures/).
-DEMO_ARGS ?= --data elpv --max-per-class 200 --image-size 160 --seeds 0,1,2
+DEMO_ARGS ?= --data elpv --max-per-class 400 --image-size 160 --seeds 0,1,2
 
 demo: $(STAMP)
 	MPLBACKEND=Agg $(VENV)/bin/pixgraph compare $(DEMO_ARGS)
