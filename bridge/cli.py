@@ -261,19 +261,14 @@ def _cmd_graphs(args: argparse.Namespace) -> int:
 def _cmd_explain(args: argparse.Namespace) -> int:
     import torch
 
-    from cnn import FeatureMaps, create_backbone, grad_cam, plot_feature_maps, plot_grad_cam, resize
+    from bridge.compare import _normalise, center_view
+    from cnn import FeatureMaps, create_backbone, grad_cam, plot_feature_maps, plot_grad_cam
 
     image = _load_image(args.image)
     model = create_backbone(args.backbone, weights=args.weights)
     cfg = model.cfg
-    size = cfg.input_size
-    h, w = image.shape[:2]
-    scale = cfg.resize_size / min(h, w)
-    img = resize(image, (max(size, round(h * scale)), max(size, round(w * scale))), interpolation="area")
-    top, left = (img.shape[0] - size) // 2, (img.shape[1] - size) // 2
-    img = img[top : top + size, left : left + size]
-    x = torch.from_numpy(img).permute(2, 0, 1).float().div(255)
-    x = ((x - torch.tensor(cfg.mean).view(3, 1, 1)) / torch.tensor(cfg.std).view(3, 1, 1)).unsqueeze(0)
+    img = center_view(image, cfg.input_size, cfg.resize_size)
+    x = _normalise(img[None], cfg.mean, cfg.std)
     if not 0 <= args.stage < len(model.feature_channels):
         raise CLIError(f"--stage {args.stage}: the backbone has stages 0..{len(model.feature_channels) - 1}")
     with FeatureMaps(model, [args.stage]) as fm, torch.no_grad():

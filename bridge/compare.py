@@ -156,10 +156,10 @@ def quick_config(**overrides: Any) -> CompareConfig:
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    from cnn.io import atomic_open
+
+    with atomic_open(path) as f:
+        f.write(text.encode())
 
 
 def _pid_alive(pid: int) -> bool:
@@ -258,22 +258,13 @@ class _Data:
 
 
 def _prepare_data(cfg: CompareConfig, size: int, resize_size: int, log: Callable[[str], None]) -> _Data:
-    from cnn import load_dataset, resize, split
+    from cnn import load_dataset, split
 
     ds = load_dataset(cfg.data, max_per_class=cfg.max_per_class, seed=cfg.split_seed)
     n = len(ds)
     images = np.empty((n, size, size, 3), dtype=np.uint8)
     for i in range(n):  # one resize + crop per image (OpenCV), not per pixel
-        img, _ = ds[i]
-        img = np.asarray(img)
-        if img.ndim == 2:
-            img = np.repeat(img[..., None], 3, axis=2)
-        h, w = img.shape[:2]
-        scale = resize_size / min(h, w)
-        nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
-        img = resize(img, (nh, nw), interpolation="area" if scale < 1 else "cubic")
-        top, left = (nh - size) // 2, (nw - size) // 2
-        images[i] = img[top : top + size, left : left + size]
+        images[i] = center_view(ds[i][0], size, resize_size)
     targets = np.array(ds.targets, dtype=np.int64)  # a writable copy
     train, val, test = split(targets, val=cfg.val, test=cfg.test, seed=cfg.split_seed)
     log(
@@ -281,6 +272,29 @@ def _prepare_data(cfg: CompareConfig, size: int, resize_size: int, log: Callable
         f"split train/val/test = {len(train)}/{len(val)}/{len(test)}, view {size}x{size}"
     )
     return _Data(images, targets, list(ds.classes), train, val, test, getattr(ds, "name", cfg.data))
+
+
+def center_view(image: np.ndarray, size: int, resize_size: int) -> np.ndarray:
+    """The evaluation view of an image: shorter side resized to ``resize_size``, centre crop ``size``.
+
+    Shapes:
+        - image: ``(H, W, 3)`` or ``(H, W)`` uint8 -> ``(size, size, 3)`` uint8
+
+    Example:
+        >>> center_view(np.zeros((300, 400, 3), np.uint8), 224, 256).shape
+        (224, 224, 3)
+    """
+    from cnn import resize
+
+    img = np.asarray(image)
+    if img.ndim == 2:
+        img = np.repeat(img[..., None], 3, axis=2)
+    h, w = img.shape[:2]
+    scale = resize_size / min(h, w)
+    nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
+    img = resize(img, (nh, nw), interpolation="area" if scale < 1 else "cubic")
+    top, left = (nh - size) // 2, (nw - size) // 2
+    return img[top : top + size, left : left + size]
 
 
 def _normalise(images: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
@@ -478,11 +492,10 @@ class _Comparison:
     def _save_model(self, arm: str, seed: int, model: nn.Module) -> None:
         if seed != self.cfg.seeds[0]:
             return
-        self.models_dir.mkdir(parents=True, exist_ok=True)
-        path = self.models_dir / f"{arm}.pth"
-        tmp = path.with_name(f".{path.name}.tmp")
-        torch.save(model.state_dict(), tmp)
-        os.replace(tmp, path)
+        from cnn.io import atomic_open
+
+        with atomic_open(self.models_dir / f"{arm}.pth") as f:
+            torch.save(model.state_dict(), f)
 
     def _finish_cell(
         self, model: nn.Module, history: Any, preds: torch.Tensor, train_time: float, speed: float

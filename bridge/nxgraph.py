@@ -13,7 +13,6 @@ Positions follow :class:`bridge.ImageToGraph`: ``data.pos`` holds centroids ``(x
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 from torch_geometric.data import Data
 
+from cnn.io import atomic_open
 from cnn.plots import save_figure
 
 __all__ = ["draw_graph", "export_graphml", "paint_nodes", "plot_node_importance", "to_networkx"]
@@ -179,17 +179,8 @@ def export_graphml(
     """
     g = to_networkx(data, feature_names=feature_names, edge_feature_names=edge_feature_names, flat=True)
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # a plain open (not mkstemp) so the file gets the usual permissions (umask), not 0600
-    tmp = target.parent / f".{target.name}.{uuid.uuid4().hex[:8]}.tmp"
-    try:
-        with open(tmp, "xb") as f:
-            nx.write_graphml(g, f)
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with atomic_open(target) as f:
+        nx.write_graphml(g, f)
     return target
 
 

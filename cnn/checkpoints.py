@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
-import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
+
+from cnn.io import atomic_open
 
 __all__ = ["find_checkpoints", "load_checkpoint", "save_checkpoint"]
 
@@ -132,19 +133,8 @@ def save_checkpoint(
         "extra": extra,
     }
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # A unique name in the same folder; opened like any new file, so it gets the usual permissions.
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, "xb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_open(path) as f:
+        torch.save(payload, f)
     return path
 
 

@@ -15,7 +15,6 @@ clipped to ``[0, 1]``.
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,8 @@ import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
+
+from cnn.io import atomic_open
 
 __all__ = [
     "plot_confusion_matrix",
@@ -54,17 +55,8 @@ def save_figure(fig: Figure, path: str | os.PathLike, *, dpi: int = 100) -> Path
     """
     target = Path(path)
     fmt = target.suffix[1:].lower() or "png"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # a plain open (not mkstemp) so the file gets the usual permissions (umask), not 0600
-    tmp = target.parent / f".{target.name}.{uuid.uuid4().hex[:8]}.tmp"
-    try:
-        with open(tmp, "xb") as f:
-            fig.savefig(f, format=fmt, dpi=dpi, bbox_inches="tight")
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with atomic_open(target) as f:
+        fig.savefig(f, format=fmt, dpi=dpi, bbox_inches="tight")
     return target
 
 
