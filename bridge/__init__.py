@@ -7,7 +7,8 @@ from bridge.dataset import GraphDataset
 from bridge.edges import knn_edges, region_adjacency
 from bridge.features import FEATURES, CNNNodeFeatures, node_features, pool_feature_maps
 from bridge.nxgraph import draw_graph, export_graphml, paint_nodes, plot_node_importance, to_networkx
-from bridge.segmentation import relabel, superpixels
+from bridge.segmentation import relabel, superpixels, superpixels_batch
+from bridge.slic import slic_batch
 
 __all__ = [
     "ARMS",
@@ -27,7 +28,9 @@ __all__ = [
     "quick_config",
     "region_adjacency",
     "relabel",
+    "slic_batch",
     "superpixels",
+    "superpixels_batch",
     "to_dense",
     "to_networkx",
 ]

@@ -23,6 +23,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .segmentation import METHODS
+
 __all__ = ["main", "build_parser"]
 
 _SAMPLES = ("chelsea", "coffee", "astronaut", "rocket")
@@ -108,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default="elpv")
     p.add_argument("--max-per-class", type=_positive, default=None)
     p.add_argument("--n-segments", type=_positive, default=75)
-    p.add_argument("--method", choices=("slic", "grid"), default="slic")
+    p.add_argument("--method", choices=METHODS, default="slic")
     p.add_argument("--edges", choices=("region", "knn", "knn_feature"), default="region")
     p.add_argument("--k", type=_positive, default=8)
     p.add_argument("--backbone", default=None, help="add CNN node features from this backbone")
@@ -130,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("show", help="draw an image's superpixel graph over it")
     p.add_argument("image", help=f"an image file, or a scikit-image sample: {', '.join(_SAMPLES)}")
     p.add_argument("--n-segments", type=_positive, default=75)
-    p.add_argument("--method", choices=("slic", "grid"), default="slic")
+    p.add_argument("--method", choices=METHODS, default="slic")
     p.add_argument("--edges", choices=("region", "knn"), default="region")
     p.add_argument("--out", default="graph.png", help="PNG to write")
     p.add_argument("--graphml", default=None, help="also export the graph to this GraphML file")

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -37,7 +38,7 @@ from .features import (
     _hand_features,
     feature_names,
 )
-from .segmentation import METHODS, _segment, as_float_image
+from .segmentation import METHODS, _check_size, _segment, _segment_many, as_float_image
 
 __all__ = ["EDGES", "ImageToGraph", "to_dense"]
 
@@ -71,14 +72,54 @@ def _edge_attr(
 
 def _prepare(params: dict[str, Any], image: Any) -> dict[str, np.ndarray]:
     """The per-image, CPU-only half of the conversion (numpy in, numpy out; runs in workers)."""
-    img = as_float_image(image)
-    labels = _segment(
-        img,
-        n_segments=params["n_segments"],
-        compactness=params["compactness"],
-        method=params["method"],
-        sigma=params["sigma"],
-    )
+    return _prepare_many(params, [image])[0]
+
+
+def _prepare_many(
+    params: dict[str, Any], images: Sequence[Any], *, first: int | None = None, name: str = "images[{}]"
+) -> list[dict[str, np.ndarray]]:
+    """:func:`_prepare` of several images; ``slic_torch`` segments equal-sized images in one batch.
+
+    A bad image raises ``ValueError`` naming its index (``name`` formatted with ``first + i``);
+    without ``first`` a lone image's error has no prefix.
+    """
+
+    def where(i: int) -> str:
+        return "" if first is None and len(images) == 1 else name.format((first or 0) + i) + ": "
+
+    imgs = []
+    for i, image in enumerate(images):
+        try:
+            imgs.append(as_float_image(image))
+        except ValueError as err:
+            raise ValueError(f"{where(i)}{err}") from None
+    opts = {k: params[k] for k in ("n_segments", "compactness", "method", "sigma")}
+    batched: list[np.ndarray | None] = [None] * len(imgs)
+    if params["method"] == "slic_torch" and len(imgs) > 1:
+        for i, img in enumerate(imgs):  # size checks first, so that an error names its image
+            try:
+                _check_size(img.shape[0], img.shape[1], params["n_segments"])
+            except ValueError as err:
+                raise ValueError(f"{where(i)}{err}") from None
+        batched = list(_segment_many(imgs, **opts))
+
+    def one(i: int) -> dict[str, np.ndarray]:
+        try:
+            labels = batched[i]
+            return _finish(params, imgs[i], _segment(imgs[i], **opts) if labels is None else labels)
+        except ValueError as err:
+            raise ValueError(f"{where(i)}{err}") from None
+
+    threads = min(len(imgs), torch.get_num_threads())
+    if threads < 2:
+        return [one(i) for i in range(len(imgs))]
+    # numpy's bincounts and comparisons release the GIL: the torch threads' cores share the work
+    with ThreadPoolExecutor(threads) as pool:
+        return list(pool.map(one, range(len(imgs))))
+
+
+def _finish(params: dict[str, Any], img: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray]:
+    """Region statistics and edges of one segmented image (``img`` checked, ``labels`` contiguous)."""
     n = int(labels.max()) + 1
     x, pos = _hand_features(img, labels, n, params["features"])
     # border counts of touching regions (needed for every edge kind: edge_attr column 0)
@@ -245,6 +286,10 @@ class ImageToGraph:
         cfg["keep_segments"] = self.keep_segments
         cfg["cnn"] = None if self.cnn is None else self.cnn.config()
         cfg["skimage"] = skimage.__version__
+        if self.method == "slic_torch":  # its results change with this module's algorithm version
+            from .slic import VERSION
+
+            cfg["slic_torch"] = VERSION
         return cfg
 
     def feature_names(self, channels: int = 3) -> list[str]:
@@ -331,7 +376,8 @@ class ImageToGraph:
         return self.batch([image], None if label is None else [label])[0]
 
     def batch(self, images: Sequence[Any], labels: Sequence[Any] | None = None) -> list[Data]:
-        """Convert many images: segmentation per image, CNN features in batches of ``batch_size``."""
+        """Convert many images: segmentation (batched for ``method="slic_torch"``) and CNN features
+        in chunks of ``batch_size``."""
         images = list(images)
         if labels is not None:
             labels = list(labels)
@@ -340,13 +386,9 @@ class ImageToGraph:
                     f"got {len(images)} images but {len(labels)} labels; expected one label per image"
                 )
         parts = []
-        for i, im in enumerate(images):
-            try:
-                parts.append(self.prepare(im))
-            except ValueError as err:
-                if len(images) == 1:
-                    raise
-                raise ValueError(f"images[{i}]: {err}") from None
+        for start in range(0, len(images), self.batch_size):
+            chunk = images[start : start + self.batch_size]
+            parts.extend(_prepare_many(self.params(), chunk, first=start if len(images) > 1 else None))
         return self.assemble(images, parts, labels)
 
 

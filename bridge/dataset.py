@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from torch_geometric.data import Data, InMemoryDataset
 
-from .convert import ImageToGraph, _check_label, _prepare
+from .convert import ImageToGraph, _check_label, _prepare_many
 
 __all__ = ["GraphDataset", "data_fingerprint"]
 
@@ -96,12 +96,10 @@ def _worker_init() -> None:
     torch.set_num_threads(1)
 
 
-def _prepare_task(task: tuple[int, dict[str, Any], Any]) -> dict[str, np.ndarray]:
-    i, params, image = task
-    try:
-        return _prepare(params, image)
-    except ValueError as err:
-        raise ValueError(f"item {i}: {err}") from None
+def _prepare_task(task: tuple[int, dict[str, Any], list[Any]]) -> list[dict[str, np.ndarray]]:
+    """Segmentation, region statistics and edges of consecutive items ``first, first + 1, ...``."""
+    first, params, images = task
+    return _prepare_many(params, images, first=first, name="item {}")
 
 
 def _compact(labels: np.ndarray) -> np.ndarray:
@@ -218,14 +216,16 @@ class GraphDataset(InMemoryDataset):
                 except ValueError as err:
                     raise ValueError(f"item {i}: {err}") from None
                 imgs.append(image)
-            tasks = [(start + j, params, im) for j, im in enumerate(imgs)]
+            # a few tasks per worker, each a run of images (slic_torch segments a run in one batch)
+            per = len(imgs) if pool is None else max(1, -(-len(imgs) // (2 * self.workers)))
+            tasks = [(start + j, params, imgs[j : j + per]) for j in range(0, len(imgs), per)]
             if pool is None:
                 return imgs, ys, tasks
-            per = max(1, len(tasks) // (4 * self.workers))
-            return imgs, ys, pool.map_async(_prepare_task, tasks, chunksize=per)
+            return imgs, ys, pool.map_async(_prepare_task, tasks, chunksize=1)
 
         def finish(imgs: list[Any], ys: list[int], job: Any) -> None:
-            parts = [_prepare_task(t) for t in job] if pool is None else job.get()
+            done = [_prepare_task(t) for t in job] if pool is None else job.get()
+            parts = [p for run in done for p in run]
             graphs.extend(conv.assemble(imgs, parts, ys))
             bar.update(len(imgs))
 

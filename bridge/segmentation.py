@@ -16,13 +16,14 @@ Example:
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-__all__ = ["METHODS", "as_float_image", "check_labels", "relabel", "superpixels"]
+__all__ = ["METHODS", "as_float_image", "check_labels", "relabel", "superpixels", "superpixels_batch"]
 
-METHODS = ("slic", "grid")
+METHODS = ("slic", "slic_torch", "grid")
 
 
 def as_float_image(image: Any, *, name: str = "image") -> np.ndarray:
@@ -185,20 +186,32 @@ def _grid(height: int, width: int, n_segments: int) -> np.ndarray:
     return r[:, None] * cols + c[None, :]
 
 
-def _segment(
-    img: np.ndarray, *, n_segments: int, compactness: float, method: str, sigma: float
-) -> np.ndarray:
-    """:func:`superpixels` on an image already checked by :func:`as_float_image` (options checked too)."""
-    height, width = img.shape[:2]
+def _check_size(height: int, width: int, n_segments: int) -> None:
     if n_segments > height * width:
         raise ValueError(
             f"n_segments={n_segments} is larger than the number of pixels ({height}x{width} = "
             f"{height * width}); ask for at most {height * width} segments"
         )
+
+
+def _is_flat(img: np.ndarray) -> bool:
+    return bool((img == img[:1, :1]).all())
+
+
+def _segment(
+    img: np.ndarray, *, n_segments: int, compactness: float, method: str, sigma: float
+) -> np.ndarray:
+    """:func:`superpixels` on an image already checked by :func:`as_float_image` (options checked too)."""
+    height, width = img.shape[:2]
+    _check_size(height, width, n_segments)
     if method == "grid":
         return _grid(height, width, n_segments)
-    if n_segments == 1 or bool((img == img[:1, :1]).all()):
+    if n_segments == 1 or _is_flat(img):
         return np.zeros((height, width), np.int64)
+    if method == "slic_torch":
+        return _segment_many(
+            [img], n_segments=n_segments, compactness=compactness, method=method, sigma=sigma
+        )[0]
     from skimage.segmentation import slic
 
     color = img.shape[2] == 3
@@ -212,6 +225,46 @@ def _segment(
         channel_axis=-1 if color else None,
     )
     return relabel(seg)
+
+
+def _segment_many(
+    imgs: list[np.ndarray], *, n_segments: int, compactness: float, method: str, sigma: float
+) -> list[np.ndarray]:
+    """:func:`_segment` of many checked images; ``slic_torch`` runs once per group of equal shapes."""
+    if method != "slic_torch":
+        return [
+            _segment(im, n_segments=n_segments, compactness=compactness, method=method, sigma=sigma)
+            for im in imgs
+        ]
+    from .slic import slic_batch
+
+    out: list[np.ndarray | None] = [None] * len(imgs)
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for i, im in enumerate(imgs):
+        _check_size(im.shape[0], im.shape[1], n_segments)
+        if n_segments == 1 or _is_flat(im):
+            out[i] = np.zeros(im.shape[:2], np.int64)
+        else:
+            groups.setdefault(im.shape, []).append(i)
+    for idx in groups.values():
+        labels = slic_batch(
+            np.stack([imgs[i] for i in idx]), n_segments=n_segments, compactness=compactness, sigma=sigma
+        )
+        for i, lab in zip(idx, labels):
+            out[i] = lab
+    return out  # type: ignore[return-value]
+
+
+def _check_options(n_segments: Any, compactness: Any, method: Any, sigma: Any) -> int:
+    if isinstance(n_segments, bool) or not isinstance(n_segments, (int, np.integer)) or n_segments < 1:
+        raise ValueError(f"n_segments must be a positive int, got {n_segments!r}")
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; expected one of {', '.join(map(repr, METHODS))}")
+    if not (isinstance(compactness, (int, float)) and math.isfinite(compactness) and compactness > 0):
+        raise ValueError(f"compactness must be a positive finite number, got {compactness!r}")
+    if not (isinstance(sigma, (int, float)) and math.isfinite(sigma) and sigma >= 0):
+        raise ValueError(f"sigma must be a finite number >= 0, got {sigma!r}")
+    return int(n_segments)
 
 
 def superpixels(
@@ -229,6 +282,9 @@ def superpixels(
     as is, ``enforce_connectivity=True``) and relabels the result into connected, contiguous ids.
     SLIC returns about ``n_segments`` regions, often fewer; ``return_info=True`` reports both.
     An image whose pixels are all equal gives a single region.
+    ``method="slic_torch"`` runs the same algorithm batched in torch (:mod:`bridge.slic`; about 10x
+    faster per image in batches, see :func:`superpixels_batch`), on a 2x smaller copy for 224 px
+    images with 75 segments (borders exact to 2 px).
     ``method="grid"`` cuts the image into ``rows x cols`` rectangular patches of side
     ``~sqrt(H * W / n_segments)`` (the ViG patch graph; 224x224 with 196 segments gives 14x14
     patches of 16 px). The grid ignores the image content, so a flat image still gives patches.
@@ -238,7 +294,7 @@ def superpixels(
             never modified.
         n_segments: number of segments asked for, ``1 <= n_segments <= H * W``.
         compactness: SLIC balance of colour and space (higher = squarer superpixels), ``> 0``.
-        method: ``"slic"`` or ``"grid"``.
+        method: ``"slic"`` (scikit-image), ``"slic_torch"`` (:mod:`bridge.slic`) or ``"grid"``.
         sigma: width of a Gaussian pre-smoothing for SLIC (0 = none).
         return_info: also return a dict with ``n_segments_requested``, ``n_segments`` (got) and
             ``method``.
@@ -260,15 +316,7 @@ def superpixels(
         4
     """
     img = as_float_image(image)
-    if isinstance(n_segments, bool) or not isinstance(n_segments, (int, np.integer)) or n_segments < 1:
-        raise ValueError(f"n_segments must be a positive int, got {n_segments!r}")
-    n_segments = int(n_segments)
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; expected one of {', '.join(map(repr, METHODS))}")
-    if not (isinstance(compactness, (int, float)) and math.isfinite(compactness) and compactness > 0):
-        raise ValueError(f"compactness must be a positive finite number, got {compactness!r}")
-    if not (isinstance(sigma, (int, float)) and math.isfinite(sigma) and sigma >= 0):
-        raise ValueError(f"sigma must be a finite number >= 0, got {sigma!r}")
+    n_segments = _check_options(n_segments, compactness, method, sigma)
     labels = _segment(img, n_segments=n_segments, compactness=compactness, method=method, sigma=sigma)
     if return_info:
         info = {
@@ -278,3 +326,45 @@ def superpixels(
         }
         return labels, info
     return labels
+
+
+def superpixels_batch(
+    images: Sequence[Any],
+    *,
+    n_segments: int = 75,
+    compactness: float = 10.0,
+    method: str = "slic_torch",
+    sigma: float = 0.0,
+) -> list[np.ndarray]:
+    """:func:`superpixels` of many images; with ``method="slic_torch"`` images of equal shape are
+    segmented together in one batched pass (:func:`bridge.slic.slic_batch`).
+
+    Args:
+        images: sequence of images as accepted by :func:`superpixels` (sizes may differ).
+        n_segments, compactness, method, sigma: as in :func:`superpixels`.
+
+    Returns:
+        list of ``(H_i, W_i)`` int64 label maps with ids ``0 .. N_i - 1``, each one connected region.
+
+    Raises:
+        ValueError: as :func:`superpixels`; the message names the index of a bad image.
+
+    Shapes:
+        - images[i]: ``(H_i, W_i)`` or ``(H_i, W_i, C)``
+        - output[i]: ``(H_i, W_i)``
+
+    Example:
+        >>> from skimage.data import astronaut, coffee
+        >>> labels = superpixels_batch([astronaut()[:224, :224], coffee()[:224, :224]], n_segments=75)
+        >>> [lab.shape for lab in labels]
+        [(224, 224), (224, 224)]
+    """
+    n_segments = _check_options(n_segments, compactness, method, sigma)
+    imgs = []
+    for i, image in enumerate(images):
+        try:
+            imgs.append(as_float_image(image))
+            _check_size(imgs[-1].shape[0], imgs[-1].shape[1], n_segments)
+        except ValueError as err:
+            raise ValueError(f"images[{i}]: {err}") from None
+    return _segment_many(imgs, n_segments=n_segments, compactness=compactness, method=method, sigma=sigma)

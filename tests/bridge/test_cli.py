@@ -45,11 +45,14 @@ def test_bad_arguments_give_one_line_and_exit_2(tmp_path, capsys):
     assert exc.value.code == 2
 
 
-def test_show_draws_a_graph(tmp_path, capsys):
+@pytest.mark.parametrize("method", ["slic", "slic_torch"])
+def test_show_draws_a_graph(tmp_path, capsys, method):
     png, graphml = tmp_path / "g.png", tmp_path / "g.graphml"
-    assert main(["show", "coffee", "--n-segments", "40", "--out", str(png), "--graphml", str(graphml)]) == 0
+    argv = ["show", "coffee", "--n-segments", "40", "--method", method, "--out", str(png)]
+    assert main([*argv, "--graphml", str(graphml)]) == 0
     assert png.stat().st_size > 0 and graphml.stat().st_size > 0
-    assert "nodes" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "nodes" in out
 
 
 def test_explain_prints_top5_and_writes_pictures(tmp_path, capsys):

@@ -96,13 +96,16 @@ def test_graphs_equal_direct_conversion_and_load_in_a_pyg_loader(tmp_path):
     assert torch.equal(subset[0].segments, reloaded[6].segments) and subset[1].y.tolist() == [0]
 
 
-def test_worker_processes_give_the_same_graphs(tmp_path):
+@pytest.mark.parametrize("method", ["slic", "slic_torch"])
+def test_worker_processes_give_the_same_graphs(tmp_path, method):
     items = Items(n=10)
-    serial = GraphDataset(items, ImageToGraph(n_segments=10), root=tmp_path / "a", workers=0, progress=False)
-    parallel = GraphDataset(
-        items, ImageToGraph(n_segments=10), root=tmp_path / "b", workers=2, progress=False, chunk_size=3
-    )
+    conv = ImageToGraph(n_segments=10, method=method)
+    serial = GraphDataset(items, conv, root=tmp_path / "a", workers=0, progress=False)
+    parallel = GraphDataset(items, conv, root=tmp_path / "b", workers=2, progress=False, chunk_size=3)
     assert_same_graphs(serial, parallel)
+    assert serial.key == parallel.key
+    direct = conv.batch([items[i][0] for i in range(len(items))])
+    assert [g.num_nodes for g in direct] == [serial[i].num_nodes for i in range(len(items))]
 
 
 def test_cnn_features_and_weights_in_the_key(tmp_path):

@@ -132,7 +132,7 @@ def test_bad_images(image, match):
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"method": "watershed"}, "unknown method 'watershed'; expected one of 'slic', 'grid'"),
+        ({"method": "watershed"}, "unknown method 'watershed'; expected one of 'slic', 'slic_torch', 'grid'"),
         ({"n_segments": 0}, "n_segments must be a positive int, got 0"),
         ({"n_segments": 2.5}, "n_segments must be a positive int"),
         ({"compactness": 0}, "compactness must be a positive"),

@@ -1,0 +1,28 @@
+"""The examples in the docstrings of these modules run and print what they show."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+
+import pytest
+
+MODULES = [
+    "bridge.segmentation",
+    "bridge.slic",
+    "bridge.convert",
+    "bridge.edges",
+    "bridge.features",
+    "gnn.models",
+    "gnn.dense",
+]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples(name: str) -> None:
+    module = importlib.import_module(name)
+    result = doctest.testmod(
+        module, optionflags=doctest.NORMALIZE_WHITESPACE | doctest.ELLIPSIS, verbose=False
+    )
+    assert result.attempted > 0, f"{name} has no docstring examples"
+    assert result.failed == 0, f"{result.failed} of {result.attempted} docstring examples of {name} failed"

@@ -1,0 +1,542 @@
+"""Tests of bridge.slic (batched SLIC in torch) and of the ``slic_torch`` method around it.
+
+Expectations come from properties (the label-map contract, flat-colour images whose right answer
+is known, agreement with scikit-image), never from numbers copied out of a run.
+"""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy import ndimage
+from skimage import color
+from skimage import data as skdata
+from skimage.measure import label as cc_label
+from skimage.measure import regionprops
+from skimage.transform import resize
+
+from bridge.convert import ImageToGraph
+from bridge.segmentation import METHODS, superpixels, superpixels_batch
+from bridge.slic import _connect, _merge_small, auto_downsample, rgb_to_lab, slic_batch
+
+PHOTOS = ("astronaut", "chelsea", "coffee", "rocket")
+COLOURS = np.array([[0.9, 0.1, 0.1], [0.1, 0.8, 0.1], [0.1, 0.1, 0.9], [0.9, 0.9, 0.1]], np.float32)
+
+
+@pytest.fixture(scope="module")
+def photos() -> np.ndarray:
+    """Four sample photos resized to 96x96, ``(4, 96, 96, 3)`` float32 in [0, 1]."""
+    return np.stack([resize(getattr(skdata, name)(), (96, 96)) for name in PHOTOS]).astype(np.float32)
+
+
+def smooth_batch(b: int, h: int, w: int, c: int = 3, seed: int = 0) -> np.ndarray:
+    """Smooth random colour fields (texture at several scales), ``(b, h, w, c)`` float32 in [0, 1]."""
+    rng = np.random.default_rng(seed)
+    img = ndimage.gaussian_filter(rng.random((b, h, w, c)), sigma=(0, 3, 3, 0))
+    lo = img.min(axis=(1, 2, 3), keepdims=True)
+    hi = img.max(axis=(1, 2, 3), keepdims=True)
+    return ((img - lo) / (hi - lo)).astype(np.float32)
+
+
+def quadrant_image(h: int, w: int, channels: int = 3) -> np.ndarray:
+    img = np.empty((h, w, 3), np.float32)
+    img[: h // 2, : w // 2] = COLOURS[0]
+    img[: h // 2, w // 2 :] = COLOURS[1]
+    img[h // 2 :, : w // 2] = COLOURS[2]
+    img[h // 2 :, w // 2 :] = COLOURS[3]
+    return img if channels == 3 else img.mean(axis=2, keepdims=True)
+
+
+def assert_label_contract(labels: np.ndarray, shape: tuple[int, ...]) -> None:
+    """(B, H, W) int64; per image: ids 0..N-1 all used, each one 4-connected region, raster order."""
+    assert labels.shape == shape
+    assert labels.dtype == np.int64
+    for lab in labels:
+        n = int(lab.max()) + 1
+        assert lab.min() == 0
+        assert (np.bincount(lab.ravel(), minlength=n) > 0).all(), "unused ids"
+        # splitting every id into its 4-connected components adds no region
+        assert cc_label(lab, connectivity=1, background=-1).max() == n, "an id is not one 4-connected region"
+        # ids numbered in raster order of their first pixel
+        ids, first = np.unique(lab.ravel(), return_index=True)
+        assert (ids == np.arange(n)).all()
+        assert (np.diff(first) > 0).all(), "ids not in raster order of their first pixel"
+
+
+def region_count(labels: np.ndarray) -> int:
+    return int(labels.max()) + 1
+
+
+def lab_rms(image: np.ndarray, labels: np.ndarray) -> float:
+    """Root mean square distance (CIELAB) of each pixel to the mean colour of its region."""
+    lab = color.rgb2lab(image).reshape(-1, 3)
+    flat = labels.ravel()
+    counts = np.bincount(flat)
+    total = 0.0
+    for ch in range(3):
+        mean = np.bincount(flat, lab[:, ch]) / counts
+        total += float(((lab[:, ch] - mean[flat]) ** 2).sum())
+    return math.sqrt(total / flat.size)
+
+
+def mean_isoperimetric(labels: np.ndarray) -> float:
+    """Mean perimeter^2 / area of the regions (4 pi for a disc; larger = more ragged)."""
+    return float(np.mean([r.perimeter**2 / r.area for r in regionprops(labels + 1)]))
+
+
+# -- the label-map contract ------------------------------------------------------------------------
+
+
+def test_slic_torch_is_a_method():
+    assert "slic_torch" in METHODS
+
+
+def test_contract_on_photos(photos):
+    labels = slic_batch(photos, n_segments=30)
+    assert_label_contract(labels, (4, 96, 96))
+    for lab in labels:
+        assert 2 <= region_count(lab) <= 2 * 30
+
+
+@pytest.mark.parametrize(
+    ("b", "h", "w", "c", "n"),
+    [(3, 40, 70, 3, 20), (2, 70, 40, 3, 20), (3, 40, 70, 1, 20), (2, 33, 47, 1, 12), (2, 64, 64, 3, 50)],
+)
+def test_contract_rgb_grayscale_non_square(b, h, w, c, n):
+    labels = slic_batch(smooth_batch(b, h, w, c, seed=h + w), n_segments=n)
+    assert_label_contract(labels, (b, h, w))
+    assert all(region_count(lab) >= 2 for lab in labels)
+
+
+def test_contract_on_grayscale_photo():
+    img = resize(skdata.camera(), (80, 64)).astype(np.float32)[None, :, :, None]
+    labels = slic_batch(img, n_segments=25)
+    assert_label_contract(labels, (1, 80, 64))
+    assert region_count(labels[0]) >= 5
+
+
+@pytest.mark.parametrize("c", [1, 3])
+@pytest.mark.parametrize(("h", "w", "n"), [(5, 7, 4), (5, 7, 35), (1, 9, 3), (1, 1, 1), (2, 2, 4), (3, 2, 6)])
+def test_contract_on_tiny_images(h, w, n, c):
+    imgs = np.random.default_rng(h * 10 + w).random((3, h, w, c)).astype(np.float32)
+    labels = slic_batch(imgs, n_segments=n)
+    assert_label_contract(labels, (3, h, w))
+    for i in range(3):  # one at a time gives the same
+        np.testing.assert_array_equal(slic_batch(imgs[i : i + 1], n_segments=n)[0], labels[i])
+
+
+def test_batch_of_width_one_images():
+    imgs = np.random.default_rng(91).random((3, 9, 1, 3)).astype(np.float32)
+    labels = slic_batch(imgs, n_segments=2)
+    assert_label_contract(labels, (3, 9, 1))
+    for i in range(3):
+        np.testing.assert_array_equal(slic_batch(imgs[i : i + 1], n_segments=2)[0], labels[i])
+
+
+def test_numpy_float64_and_tensor_inputs_agree(photos):
+    ref = slic_batch(photos[:2], n_segments=30)
+    np.testing.assert_array_equal(slic_batch(photos[:2].astype(np.float64), n_segments=30), ref)
+    np.testing.assert_array_equal(slic_batch(torch.from_numpy(photos[:2]), n_segments=30), ref)
+
+
+def test_input_is_not_modified(photos):
+    imgs = photos[:2].copy()
+    slic_batch(imgs, n_segments=30, sigma=1.0)
+    np.testing.assert_array_equal(imgs, photos[:2])
+
+
+# -- batch consistency -----------------------------------------------------------------------------
+
+
+def test_batch_equals_one_image_at_a_time(photos):
+    together = slic_batch(photos, n_segments=30)
+    for i in range(len(photos)):
+        np.testing.assert_array_equal(slic_batch(photos[i : i + 1], n_segments=30)[0], together[i])
+
+
+@pytest.mark.parametrize("c", [1, 3])
+def test_batch_consistency_non_square_with_options(c):
+    imgs = smooth_batch(3, 40, 70, c, seed=7)
+    opts = {"n_segments": 20, "compactness": 5.0, "sigma": 1.0, "downsample": 2}
+    together = slic_batch(imgs, **opts)
+    for i in range(3):
+        np.testing.assert_array_equal(slic_batch(imgs[i : i + 1], **opts)[0], together[i])
+
+
+def test_identical_images_get_identical_labels(photos):
+    labels = slic_batch(np.stack([photos[1], photos[1], photos[1]]), n_segments=30)
+    np.testing.assert_array_equal(labels[0], labels[1])
+    np.testing.assert_array_equal(labels[0], labels[2])
+
+
+# -- images whose segmentation is known ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("h", "w", "downsample"), [(32, 32, None), (32, 32, 1), (40, 70, 1), (64, 64, 2)])
+def test_two_colour_halves_give_two_regions(h, w, downsample):
+    img = np.zeros((1, h, w, 3), np.float32)
+    img[0, :, : w // 2] = COLOURS[0]
+    img[0, :, w // 2 :] = COLOURS[2]
+    lab = slic_batch(img, n_segments=2, downsample=downsample)[0]
+    assert region_count(lab) == 2
+    assert (lab[:, : w // 2] == 0).all()
+    assert (lab[:, w // 2 :] == 1).all()
+
+
+@pytest.mark.parametrize("c", [1, 3])
+@pytest.mark.parametrize(("h", "w"), [(32, 32), (40, 70), (48, 36)])
+def test_four_flat_quadrants_give_the_quadrants(h, w, c):
+    img = quadrant_image(h, w, c)[None]
+    lab = slic_batch(img, n_segments=4, downsample=1)[0]
+    assert region_count(lab) == 4
+    hh, hw = h // 2, w // 2
+    quads = [lab[:hh, :hw], lab[:hh, hw:], lab[hh:, :hw], lab[hh:, hw:]]
+    assert all((q == q[0, 0]).all() for q in quads)
+    # raster order: top-left, top-right, bottom-left, bottom-right
+    assert [int(q[0, 0]) for q in quads] == [0, 1, 2, 3]
+
+
+def test_quadrant_borders_exact_to_the_downsample_factor():
+    """With the automatic factor (> 1 here) a border pixel may only be wrong within one block."""
+    h, w = 40, 70
+    factor = auto_downsample(h, w, 4)
+    assert factor > 1
+    lab = slic_batch(quadrant_image(h, w)[None], n_segments=4)[0]
+    assert region_count(lab) == 4
+    truth = (np.arange(h)[:, None] >= h // 2) * 2 + (np.arange(w)[None, :] >= w // 2)
+    wrong = lab != truth
+    rows, cols = np.nonzero(wrong)
+    assert (np.minimum(np.abs(rows - h // 2), np.abs(cols - w // 2)) < factor).all()
+    # the bulk of each quadrant is right
+    assert wrong.mean() < 0.05
+
+
+def test_flat_image_gives_one_region():
+    for img in (np.full((24, 30, 3), 0.4, np.float32), np.full((24, 30), 77, np.uint8)):
+        lab, info = superpixels(img, method="slic_torch", n_segments=10, return_info=True)
+        assert lab.shape == (24, 30)
+        assert (lab == 0).all()
+        assert info["n_segments"] == 1
+        assert info["method"] == "slic_torch"
+
+
+def test_superpixels_slic_torch_equals_slic_batch(photos):
+    lab = superpixels(photos[2], method="slic_torch", n_segments=30)
+    np.testing.assert_array_equal(lab, slic_batch(photos[2:3], n_segments=30)[0])
+
+
+def test_more_segments_than_pixels_raises():
+    img = np.random.default_rng(0).random((4, 4, 3)).astype(np.float32)
+    with pytest.raises(ValueError, match="n_segments=17"):
+        superpixels(img, method="slic_torch", n_segments=17)
+    with pytest.raises(ValueError, match="n_segments=17"):
+        slic_batch(img[None], n_segments=17)
+    assert_label_contract(slic_batch(img[None], n_segments=16), (1, 4, 4))
+
+
+@pytest.mark.parametrize(
+    ("n", "edge"),
+    [
+        (30, 45),
+        (100, 61),
+        (400, 30),
+        (400, 61),
+        (900, 30),
+    ],
+)
+def test_no_region_straddles_a_colour_edge(n, edge):
+    """A straight edge between two flat colours far from the image border is never crossed."""
+    img = np.zeros((1, 96, 96, 3), np.float32)
+    img[0, :edge] = COLOURS[0]
+    img[0, edge:] = COLOURS[2]
+    lab = slic_batch(img, n_segments=n, downsample=1)[0]
+    crossing = set(np.unique(lab[:edge]).tolist()) & set(np.unique(lab[edge:]).tolist())
+    assert not crossing, f"{len(crossing)} regions contain both colours"
+    assert_label_contract(lab[None], (1, 96, 96))
+
+
+# -- downsampling ----------------------------------------------------------------------------------
+
+
+def test_auto_downsample_values():
+    assert auto_downsample(224, 224, 75) == 2
+    assert auto_downsample(32, 32, 75) == 1
+    assert auto_downsample(96, 96, 30) == 1
+    assert auto_downsample(5, 7, 4) == 1
+    # never below 1, never decreasing with the image size, never increasing with the segment count
+    sizes = [8, 32, 64, 128, 224, 512, 1024]
+    factors = [auto_downsample(s, s, 75) for s in sizes]
+    assert min(factors) >= 1
+    assert factors == sorted(factors)
+    assert [auto_downsample(512, 512, n) for n in (10, 75, 300, 1000)] == sorted(
+        [auto_downsample(512, 512, n) for n in (10, 75, 300, 1000)], reverse=True
+    )
+
+
+def test_downsample_one_and_auto_both_satisfy_the_contract(photos):
+    n = 8  # 96 px with 8 segments: the automatic factor is above 1
+    factor = auto_downsample(96, 96, n)
+    assert factor > 1
+    full = slic_batch(photos, n_segments=n, downsample=1)
+    auto = slic_batch(photos, n_segments=n)
+    assert_label_contract(full, (4, 96, 96))
+    assert_label_contract(auto, (4, 96, 96))
+    np.testing.assert_array_equal(auto, slic_batch(photos, n_segments=n, downsample=factor))
+    # every pixel takes the label of its factor x factor block (96 is a multiple of the factor here)
+    if 96 % factor == 0:
+        blocks = auto.reshape(4, 96 // factor, factor, 96 // factor, factor)
+        assert (blocks == blocks[:, :, :1, :, :1]).all()
+    # both resolutions give a similar number of regions and similar colour homogeneity
+    for img, a, b in zip(photos, full, auto):
+        assert 0.5 <= region_count(a) / region_count(b) <= 2.0
+        assert lab_rms(img, b) <= 1.25 * lab_rms(img, a)
+
+
+def test_explicit_downsample_gives_constant_blocks():
+    imgs = smooth_batch(2, 60, 90, seed=3)
+    lab = slic_batch(imgs, n_segments=12, downsample=3)
+    assert_label_contract(lab, (2, 60, 90))
+    blocks = lab.reshape(2, 20, 3, 30, 3)
+    assert (blocks == blocks[:, :, :1, :, :1]).all()
+
+
+@pytest.mark.parametrize("downsample", [0, -2])
+def test_bad_downsample_raises(downsample):
+    with pytest.raises(ValueError, match="downsample"):
+        slic_batch(smooth_batch(1, 16, 16), n_segments=4, downsample=downsample)
+
+
+# -- compactness -----------------------------------------------------------------------------------
+
+
+def test_higher_compactness_gives_more_compact_regions(photos):
+    loose = slic_batch(photos, n_segments=30, compactness=2.0)
+    tight = slic_batch(photos, n_segments=30, compactness=40.0)
+    iso_loose = [mean_isoperimetric(lab) for lab in loose]
+    iso_tight = [mean_isoperimetric(lab) for lab in tight]
+    # every photo: squarer regions; on average by a clear margin
+    assert all(t < lo for t, lo in zip(iso_tight, iso_loose)), (iso_tight, iso_loose)
+    assert np.mean(iso_tight) < 0.8 * np.mean(iso_loose)
+    # and more even region sizes (coefficient of variation of the areas)
+    cv = [np.std(np.bincount(lab.ravel())) / np.mean(np.bincount(lab.ravel())) for lab in (*loose, *tight)]
+    assert np.mean(cv[4:]) < np.mean(cv[:4])
+
+
+# -- quality against scikit-image ------------------------------------------------------------------
+
+
+def test_quality_close_to_scikit_image(photos):
+    from skimage.segmentation import slic
+
+    ours = slic_batch(photos, n_segments=30)
+    counts, rms = [], []
+    for img, lab in zip(photos, ours):
+        ref = slic(img, n_segments=30, compactness=10.0, start_label=0, channel_axis=-1)
+        counts.append((region_count(lab), int(ref.max()) + 1))
+        rms.append((lab_rms(img, lab), lab_rms(img, ref)))
+    got, want = np.array(counts).T
+    # slic_torch tends to keep more of the requested segments than scikit-image: +-40 % on the
+    # four photos together, -50 % .. +60 % per photo
+    assert 0.6 <= got.sum() / want.sum() <= 1.4, counts
+    assert all(0.5 <= g / w <= 1.6 for g, w in zip(got, want)), counts
+    assert all(r <= 1.15 * s for r, s in rms), rms
+
+
+# -- rgb_to_lab ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_rgb_to_lab_matches_skimage(dtype):
+    rng = np.random.default_rng(1)
+    rgb = rng.random((2, 7, 9, 3))
+    # the corners of the cube and values around the sRGB linear threshold 0.04045
+    rgb[0, 0, :8] = np.array(np.meshgrid([0, 1], [0, 1], [0, 1])).reshape(3, -1).T
+    rgb[1, 0, :3] = [[0.04, 0.0405, 0.041], [0.04045, 0.04045, 0.04045], [1e-6, 0.5, 1.0]]
+    ref = color.rgb2lab(rgb)
+    last = rgb_to_lab(torch.tensor(rgb, dtype=dtype))
+    assert last.shape == rgb.shape
+    assert last.dtype == dtype
+    np.testing.assert_allclose(last.numpy(), ref, atol=1e-3)
+    first = rgb_to_lab(torch.tensor(rgb, dtype=dtype).permute(0, 3, 1, 2), dim=1)
+    assert first.shape == (2, 3, 7, 9)
+    np.testing.assert_allclose(first.permute(0, 2, 3, 1).numpy(), ref, atol=1e-3)
+
+
+def test_rgb_to_lab_white_black_grey():
+    # white is L = 100 and neutral (a, b of a few 1e-3 from the rounded D65 constants, as in
+    # scikit-image), black is 0; greys are neutral with L growing with the intensity
+    out = rgb_to_lab(torch.tensor([[1.0, 1.0, 1.0], [0.0, 0.0, 0.0], [0.2, 0.2, 0.2], [0.6, 0.6, 0.6]]))
+    np.testing.assert_allclose(out[:2].numpy(), [[100.0, 0.0, 0.0], [0.0, 0.0, 0.0]], atol=1e-2)
+    np.testing.assert_allclose(out[2:, 1:].numpy(), 0.0, atol=1e-2)
+    assert 0.0 < out[2, 0] < out[3, 0] < 100.0
+
+
+@pytest.mark.parametrize(
+    ("shape", "dim"), [((2, 4), -1), ((1, 3, 4, 4), -1), ((1, 4, 5, 5), 1), ((5, 1), -1)]
+)
+def test_rgb_to_lab_wrong_channel_count(shape, dim):
+    with pytest.raises(ValueError, match="3 channels"):
+        rgb_to_lab(torch.zeros(shape), dim=dim)
+
+
+# -- bad input -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("images", "match"),
+    [
+        (np.zeros((1, 8, 8, 3), np.uint8), "float"),
+        (np.zeros((1, 8, 8, 3), np.int64), "float"),
+        (np.zeros((8, 8, 3), np.float32), r"\(B, H, W, C\)"),
+        (np.zeros((1, 1, 8, 8, 3), np.float32), r"\(B, H, W, C\)"),
+        (np.zeros((1, 8, 8, 2), np.float32), "C in"),
+        (np.zeros((1, 8, 8, 4), np.float32), "C in"),
+        (np.zeros((0, 8, 8, 3), np.float32), "empty"),
+        (np.zeros((1, 0, 8, 3), np.float32), "empty"),
+    ],
+)
+def test_bad_images_raise(images, match):
+    with pytest.raises(ValueError, match=match):
+        slic_batch(images, n_segments=2)
+
+
+@pytest.mark.parametrize("n", [0, -3])
+def test_non_positive_n_segments_raises(n):
+    with pytest.raises(ValueError, match="n_segments"):
+        slic_batch(smooth_batch(1, 16, 16), n_segments=n)
+
+
+# -- connectivity and small regions (_connect, _merge_small) ---------------------------------------
+
+
+def halves_map() -> np.ndarray:
+    lab = np.zeros((10, 10), np.int64)
+    lab[:, 5:] = 1
+    return lab
+
+
+def test_connect_merges_tiny_islands_into_their_surroundings():
+    ref = halves_map()
+    lab = ref.copy()
+    lab[2, 2] = 7  # a 1-pixel island inside region 0
+    lab[7, 7:9] = 3  # a 2-pixel region inside region 1
+    out = _connect(lab[None], 5)[0]
+    np.testing.assert_array_equal(out, ref)
+    # below the size limit nothing merges: the islands keep their own ids
+    kept = _connect(lab[None], 1)[0]
+    assert region_count(kept) == 4
+    assert_label_contract(kept[None], (1, 10, 10))
+    assert kept[2, 2] not in (kept[0, 0], kept[0, 9])
+    assert kept[7, 7] == kept[7, 8] != kept[0, 9]
+
+
+def test_merge_small_groups_islands_with_their_neighbour():
+    comp = np.zeros((1, 10, 10), np.int64)
+    comp[0, :, 5:] = 1
+    comp[0, 2, 2] = 2
+    comp[0, 7, 7:9] = 3
+    groups = _merge_small(comp, 5)
+    assert groups.shape == (4,)
+    assert groups[2] == groups[0] != groups[1]
+    assert groups[3] == groups[1]
+    # nothing small: every component its own group
+    assert len(set(_merge_small(comp, 1).tolist())) == 4
+
+
+def test_small_region_joins_its_largest_neighbour():
+    lab = np.zeros((10, 10), np.int64)  # region A: rows 0..6 (70 px)
+    lab[7:] = 1  # region B: rows 7..9 (28 px once S is cut out)
+    lab[7, :2] = 2  # S (2 px): 2 pixel edges with A, 3 with B, so B has the longer border
+    out = _connect(lab[None], 5)[0]
+    assert region_count(out) == 2
+    assert out[7, 0] == out[7, 1] == out[0, 0] != out[9, 9]
+
+
+def test_connect_splits_disconnected_ids():
+    lab = np.zeros((4, 6), np.int64)
+    lab[:, 2:4] = 1  # id 0 appears left and right of id 1, not connected
+    out = _connect(lab[None], 1)[0]
+    assert region_count(out) == 3
+    assert out[0, 0] != out[0, 5]
+    assert (out[:, :2] == out[0, 0]).all() and (out[:, 4:] == out[0, 5]).all()
+    assert_label_contract(out[None], (1, 4, 6))
+    # a diagonal touch is not a 4-connection
+    diag = np.array([[[0, 1], [1, 0]]], np.int64)
+    assert region_count(_connect(diag, 1)[0]) == 4
+
+
+def test_connect_batch_of_width_one_maps():
+    labs = np.array([[[0], [1]], [[0], [1]]], np.int64)  # two images of 2x1 pixels, two regions each
+    np.testing.assert_array_equal(_connect(labs, 1), labs)
+
+
+def test_connect_numbers_each_image_from_zero_independently():
+    rng = np.random.default_rng(5)
+    labs = rng.integers(0, 4, (3, 12, 9)).astype(np.int64)
+    labs[1] += 10  # other ids in another image must not matter
+    together = _connect(labs, 3)
+    assert_label_contract(together, (3, 12, 9))
+    for i in range(3):
+        np.testing.assert_array_equal(together[i], _connect(labs[i : i + 1], 3)[0])
+
+
+# -- superpixels_batch -----------------------------------------------------------------------------
+
+
+def test_superpixels_batch_mixed_sizes(photos):
+    rng = np.random.default_rng(2)
+    images = [
+        photos[0],
+        (smooth_batch(1, 24, 24, 1)[0, :, :, 0] * 255).astype(np.uint8),  # (H, W) grayscale uint8
+        photos[1],
+        smooth_batch(1, 50, 20)[0],
+        np.full((30, 30, 3), 0.5, np.float32),  # flat
+        rng.random((96, 96, 3)).astype(np.float32),
+    ]
+    out = superpixels_batch(images, n_segments=12)
+    assert [lab.shape for lab in out] == [im.shape[:2] for im in images]
+    for im, lab in zip(images, out):
+        assert_label_contract(lab[None], (1, *im.shape[:2]))
+        np.testing.assert_array_equal(lab, superpixels(im, method="slic_torch", n_segments=12))
+    assert region_count(out[4]) == 1
+
+
+@pytest.mark.parametrize(
+    ("bad", "match"),
+    [
+        (np.zeros((8, 8, 2), np.float32), "shape"),
+        (np.full((8, 8, 3), 2.0, np.float32), r"\[0, 1\]"),
+        (np.zeros((2, 2, 3), np.float32), "n_segments=12"),
+    ],
+)
+def test_superpixels_batch_error_names_the_image(photos, bad, match):
+    with pytest.raises(ValueError, match=r"images\[1\]") as err:
+        superpixels_batch([photos[0], bad, photos[1]], n_segments=12)
+    assert err.match(match)
+
+
+# -- ImageToGraph(method="slic_torch") -------------------------------------------------------------
+
+
+def test_image_to_graph_batch_equals_one_at_a_time(photos):
+    conv = ImageToGraph(method="slic_torch", n_segments=20)
+    images = [photos[0], photos[1][:64, :80], photos[2], smooth_batch(1, 64, 80)[0]]
+    batched = conv.batch(images)
+    assert len(batched) == len(images)
+    for im, g in zip(images, batched):
+        one = conv(im)
+        assert torch.equal(g.x, one.x)
+        assert torch.equal(g.edge_index, one.edge_index)
+        assert torch.equal(g.segments, one.segments)
+        assert g.segments.shape == (1, *im.shape[:2])
+        assert g.x.shape[0] == int(g.segments.max()) + 1
+
+
+@pytest.mark.parametrize(
+    "bad", [np.zeros((8, 8, 2), np.float32), np.full((8, 8, 3), 2.0, np.float32), np.zeros((3, 3, 3))]
+)
+def test_image_to_graph_batch_error_names_the_image(photos, bad):
+    conv = ImageToGraph(method="slic_torch", n_segments=20)
+    with pytest.raises(ValueError, match=r"images\[1\]"):
+        conv.batch([photos[0], bad])
