@@ -38,7 +38,7 @@ from .features import (
     _hand_features,
     feature_names,
 )
-from .segmentation import METHODS, _check_size, _segment, _segment_many, as_float_image
+from .segmentation import _check_options, _check_size, _segment, _segment_many, as_float_image
 
 __all__ = ["EDGES", "ImageToGraph", "to_dense"]
 
@@ -88,19 +88,15 @@ def _prepare_many(
         return "" if first is None and len(images) == 1 else name.format((first or 0) + i) + ": "
 
     imgs = []
-    for i, image in enumerate(images):
+    for i, image in enumerate(images):  # every check before any work, so that an error names its image
         try:
             imgs.append(as_float_image(image))
+            _check_size(imgs[-1].shape[0], imgs[-1].shape[1], params["n_segments"])
         except ValueError as err:
             raise ValueError(f"{where(i)}{err}") from None
     opts = {k: params[k] for k in ("n_segments", "compactness", "method", "sigma")}
     batched: list[np.ndarray | None] = [None] * len(imgs)
     if params["method"] == "slic_torch" and len(imgs) > 1:
-        for i, img in enumerate(imgs):  # size checks first, so that an error names its image
-            try:
-                _check_size(img.shape[0], img.shape[1], params["n_segments"])
-            except ValueError as err:
-                raise ValueError(f"{where(i)}{err}") from None
         batched = list(_segment_many(imgs, **opts))
 
     def one(i: int) -> dict[str, np.ndarray]:
@@ -215,14 +211,7 @@ class ImageToGraph:
         batch_size: int = 32,
         keep_segments: bool = True,
     ) -> None:
-        if isinstance(n_segments, bool) or not isinstance(n_segments, (int, np.integer)) or n_segments < 1:
-            raise ValueError(f"n_segments must be a positive int, got {n_segments!r}")
-        if not (isinstance(compactness, (int, float)) and math.isfinite(compactness) and compactness > 0):
-            raise ValueError(f"compactness must be a positive finite number, got {compactness!r}")
-        if method not in METHODS:
-            raise ValueError(f"unknown method {method!r}; expected one of {', '.join(map(repr, METHODS))}")
-        if not (isinstance(sigma, (int, float)) and math.isfinite(sigma) and sigma >= 0):
-            raise ValueError(f"sigma must be a finite number >= 0, got {sigma!r}")
+        n_segments = _check_options(n_segments, compactness, method, sigma)
         if edges not in EDGES:
             raise ValueError(f"unknown edges {edges!r}; expected one of {', '.join(map(repr, EDGES))}")
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:

@@ -209,9 +209,9 @@ def _segment(
     if n_segments == 1 or _is_flat(img):
         return np.zeros((height, width), np.int64)
     if method == "slic_torch":
-        return _segment_many(
-            [img], n_segments=n_segments, compactness=compactness, method=method, sigma=sigma
-        )[0]
+        from .slic import slic_batch
+
+        return slic_batch(img[None], n_segments=n_segments, compactness=compactness, sigma=sigma)[0]
     from skimage.segmentation import slic
 
     color = img.shape[2] == 3

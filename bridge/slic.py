@@ -44,6 +44,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .segmentation import _check_options, _check_size
+
 __all__ = ["VERSION", "auto_downsample", "rgb_to_lab", "slic_batch"]
 
 #: Version of the algorithm's results; part of the cache key of graphs built with ``slic_torch``.
@@ -238,7 +240,6 @@ def _connect(labels: np.ndarray, min_size: int) -> np.ndarray:
     span = int(labels.max()) + 1
     # offsets keep equal ids of neighbouring images apart in the 3-D component labelling
     vol = labels + (np.arange(b, dtype=np.int64) * span)[:, None, None]
-    # skimage numbers components in raster order of their first pixel, over the whole volume
     comp = cc_label(vol, background=-1, connectivity=1).astype(np.int64) - 1
     n = int(comp.max()) + 1
     flat = comp.ravel()
@@ -328,18 +329,14 @@ def slic_batch(
     b, h, w, c = x.shape
     if b == 0 or h == 0 or w == 0:
         raise ValueError(f"images is empty (shape {tuple(x.shape)}); expected at least one pixel")
-    if isinstance(n_segments, bool) or not isinstance(n_segments, (int, np.integer)) or n_segments < 1:
-        raise ValueError(f"n_segments must be a positive int, got {n_segments!r}")
-    if not (isinstance(compactness, (int, float)) and math.isfinite(compactness) and compactness > 0):
-        raise ValueError(f"compactness must be a positive finite number, got {compactness!r}")
+    n_segments = _check_options(n_segments, compactness, "slic_torch", sigma)
     if isinstance(cell_px, bool) or not isinstance(cell_px, int) or cell_px < 1:
         raise ValueError(f"cell_px must be a positive int, got {cell_px!r}")
     if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 0:
         raise ValueError(f"max_iter must be an int >= 0, got {max_iter!r}")
     if not torch.isfinite(x).all():
         raise ValueError("images contain NaN or infinite values; expected finite values in [0, 1]")
-    if n_segments > h * w:
-        raise ValueError(f"n_segments={n_segments} is larger than the number of pixels ({h}x{w})")
+    _check_size(h, w, n_segments)
     x = x.detach()
     factor = auto_downsample(h, w, n_segments) if downsample is None else int(downsample)
     if factor < 1:
@@ -369,7 +366,7 @@ def slic_batch(
     pos = torch.stack(torch.broadcast_tensors(ys.view(1, gh, lch, 1, 1), xs.view(1, 1, 1, gw, lcw)))
     pix = torch.cat([_cells(low, gh, gw), pos.expand(2, b, gh, lch, gw, lcw)]).contiguous()
     centres = _padded_centres(pix.mean(dim=(3, 5)))
-    for _ in range(max(0, int(max_iter))):
+    for _ in range(max_iter):
         centres = _update(pix, _assign(pix[:c], ys, xs, centres), centres)
     # final assignment of every pixel of the working copy (the pad is cut off afterwards)
     full = _cells(full, gh, gw).contiguous()
