@@ -1,20 +1,55 @@
 """pixgraph.bridge: images become graphs (superpixels or patches, adjacency + feature matrices, CNN node
-features), cached graph datasets, networkx export and drawing, and the CNN-vs-GNN comparison."""
+features), cached graph datasets, networkx export and drawing, and the CNN-vs-GNN comparison.
 
-from bridge.compare import ARMS, CompareConfig, compare, quick_config
-from bridge.convert import ImageToGraph, to_dense
-from bridge.dataset import GraphDataset
-from bridge.edges import knn_edges, region_adjacency
-from bridge.features import FEATURES, CNNNodeFeatures, node_features, pool_feature_maps
-from bridge.nxgraph import draw_graph, export_graphml, paint_nodes, plot_node_importance, to_networkx
-from bridge.segmentation import relabel, superpixels, superpixels_batch
-from bridge.slic import slic_batch
+Public names are imported on first use (PEP 562), so ``import bridge`` stays cheap.
+"""
+
+from typing import TYPE_CHECKING
+
+from engine.lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from bridge.compare import ARMS, CompareConfig, compare, quick_config
+    from bridge.convert import ImageToGraph, to_dense
+    from bridge.dataset import GraphDataset
+    from bridge.edges import knn_edges, region_adjacency
+    from bridge.features import FEATURES, CNNNodeFeatures, node_features, pool_feature_maps
+    from bridge.nxgraph import draw_graph, export_graphml, paint_nodes, plot_node_importance, to_networkx
+    from bridge.segmentation import relabel, superpixels, superpixels_batch
+    from bridge.slic import slic_batch
+
+_EXPORTS = {
+    "ARMS": "bridge.compare",
+    "CompareConfig": "bridge.compare",
+    "compare": "bridge.compare",
+    "quick_config": "bridge.compare",
+    "ImageToGraph": "bridge.convert",
+    "to_dense": "bridge.convert",
+    "GraphDataset": "bridge.dataset",
+    "knn_edges": "bridge.edges",
+    "region_adjacency": "bridge.edges",
+    "CNNNodeFeatures": "bridge.features",
+    "FEATURES": "bridge.features",
+    "node_features": "bridge.features",
+    "pool_feature_maps": "bridge.features",
+    "draw_graph": "bridge.nxgraph",
+    "export_graphml": "bridge.nxgraph",
+    "paint_nodes": "bridge.nxgraph",
+    "plot_node_importance": "bridge.nxgraph",
+    "to_networkx": "bridge.nxgraph",
+    "relabel": "bridge.segmentation",
+    "superpixels": "bridge.segmentation",
+    "superpixels_batch": "bridge.segmentation",
+    "slic_batch": "bridge.slic",
+}
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 __all__ = [
     "ARMS",
-    "FEATURES",
     "CNNNodeFeatures",
     "CompareConfig",
+    "FEATURES",
     "GraphDataset",
     "ImageToGraph",
     "compare",

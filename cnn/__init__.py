@@ -1,38 +1,95 @@
-"""pixgraph.cnn: transfer learning with pretrained CNNs (backbones, freezing, data, training, plots)."""
+"""pixgraph.cnn: transfer learning with pretrained CNNs (backbones, freezing, data, training, plots).
 
-from cnn.backbones import (
-    Backbone,
-    PreprocessConfig,
-    WeightsNotFoundError,
-    create_backbone,
-    list_backbones,
-    register_backbone,
-)
-from cnn.checkpoints import find_checkpoints, load_checkpoint, save_checkpoint
-from cnn.datasets import DATASETS, ELPV_CLASSES, ImageDataset, load_dataset, split
-from cnn.explain import FeatureMaps, grad_cam
-from cnn.freezing import Strategy, choose_strategy, count_parameters, freeze, set_parameter_requires_grad
-from cnn.io import IMAGE_EXTENSIONS, INTERPOLATIONS, UnreadableImageError, read_image, resize, write_image
-from cnn.plots import (
-    plot_confusion_matrix,
-    plot_feature_maps,
-    plot_grad_cam,
-    plot_history,
-    plot_predictions,
-    save_figure,
-    show_images,
-)
-from cnn.training import History, evaluate, fit, predict
-from cnn.transforms import ToRGBImage, build_transforms, denormalize, to_display
+Public names are imported on first use (PEP 562), so ``import cnn`` stays cheap.
+"""
+
+from typing import TYPE_CHECKING
+
+from engine.lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from cnn.backbones import (
+        Backbone,
+        PreprocessConfig,
+        WeightsNotFoundError,
+        check_backbone_name,
+        create_backbone,
+        list_backbones,
+        register_backbone,
+    )
+    from cnn.datasets import DATASETS, ELPV_CLASSES, ImageDataset, load_dataset, split
+    from cnn.explain import FeatureMaps, grad_cam
+    from cnn.freezing import Strategy, choose_strategy, count_parameters, freeze, set_parameter_requires_grad
+    from cnn.io import IMAGE_EXTENSIONS, INTERPOLATIONS, UnreadableImageError, read_image, resize, write_image
+    from cnn.plots import (
+        plot_confusion_matrix,
+        plot_feature_maps,
+        plot_grad_cam,
+        plot_history,
+        plot_predictions,
+        save_figure,
+        show_images,
+    )
+    from cnn.training import History, evaluate, fit, predict
+    from cnn.transforms import ToRGBImage, build_transforms, denormalize, to_display
+    from engine.checkpoints import find_checkpoints, load_checkpoint, save_checkpoint
+
+_EXPORTS = {
+    "Backbone": "cnn.backbones",
+    "PreprocessConfig": "cnn.backbones",
+    "WeightsNotFoundError": "cnn.backbones",
+    "check_backbone_name": "cnn.backbones",
+    "create_backbone": "cnn.backbones",
+    "list_backbones": "cnn.backbones",
+    "register_backbone": "cnn.backbones",
+    "DATASETS": "cnn.datasets",
+    "ELPV_CLASSES": "cnn.datasets",
+    "ImageDataset": "cnn.datasets",
+    "load_dataset": "cnn.datasets",
+    "split": "cnn.datasets",
+    "FeatureMaps": "cnn.explain",
+    "grad_cam": "cnn.explain",
+    "Strategy": "cnn.freezing",
+    "choose_strategy": "cnn.freezing",
+    "count_parameters": "cnn.freezing",
+    "freeze": "cnn.freezing",
+    "set_parameter_requires_grad": "cnn.freezing",
+    "IMAGE_EXTENSIONS": "cnn.io",
+    "INTERPOLATIONS": "cnn.io",
+    "UnreadableImageError": "cnn.io",
+    "read_image": "cnn.io",
+    "resize": "cnn.io",
+    "write_image": "cnn.io",
+    "plot_confusion_matrix": "cnn.plots",
+    "plot_feature_maps": "cnn.plots",
+    "plot_grad_cam": "cnn.plots",
+    "plot_history": "cnn.plots",
+    "plot_predictions": "cnn.plots",
+    "save_figure": "cnn.plots",
+    "show_images": "cnn.plots",
+    "History": "cnn.training",
+    "evaluate": "cnn.training",
+    "fit": "cnn.training",
+    "predict": "cnn.training",
+    "ToRGBImage": "cnn.transforms",
+    "build_transforms": "cnn.transforms",
+    "denormalize": "cnn.transforms",
+    "to_display": "cnn.transforms",
+    "find_checkpoints": "engine.checkpoints",
+    "load_checkpoint": "engine.checkpoints",
+    "save_checkpoint": "engine.checkpoints",
+}
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 __all__ = [
+    "Backbone",
     "DATASETS",
     "ELPV_CLASSES",
-    "IMAGE_EXTENSIONS",
-    "INTERPOLATIONS",
-    "Backbone",
     "FeatureMaps",
     "History",
+    "IMAGE_EXTENSIONS",
+    "INTERPOLATIONS",
     "ImageDataset",
     "PreprocessConfig",
     "Strategy",
@@ -40,6 +97,7 @@ __all__ = [
     "UnreadableImageError",
     "WeightsNotFoundError",
     "build_transforms",
+    "check_backbone_name",
     "choose_strategy",
     "count_parameters",
     "create_backbone",

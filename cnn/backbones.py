@@ -29,6 +29,7 @@ __all__ = [
     "PreprocessConfig",
     "WeightsNotFoundError",
     "create_backbone",
+    "check_backbone_name",
     "list_backbones",
     "register_backbone",
     "efficientnet_lite_key_map",
@@ -149,6 +150,20 @@ def list_backbones() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def check_backbone_name(name: str) -> str:
+    """Check that :func:`create_backbone` knows ``name`` without building anything; return it.
+
+    Raises:
+        TypeError: ``name`` is not a string.
+        ValueError: an unknown name; the message lists the known ones and the closest match.
+
+    Example:
+        >>> check_backbone_name("resnet18")
+        'resnet18'
+    """
+    return _resolve(name)[0]
+
+
 def _resolve(name: str) -> tuple[str, _Entry]:
     if not isinstance(name, str):
         raise TypeError(f"backbone name must be a str, got {type(name).__name__}")
@@ -171,8 +186,12 @@ def _resolve(name: str) -> tuple[str, _Entry]:
                 "see torchvision.models.list_models(module=torchvision.models)"
             )
         return name, _Entry("torchvision", arch)
+    import difflib
+
+    close = difflib.get_close_matches(name, list_backbones(), n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
     raise ValueError(
-        f"unknown backbone {name!r}; known: {', '.join(list_backbones())}, "
+        f"unknown backbone {name!r}; {hint}known: {', '.join(list_backbones())}, "
         "or 'timm/<model>' / 'torchvision/<model>'"
     )
 

@@ -9,15 +9,13 @@ atomically: a temporary file in the same folder, then ``os.replace``.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import secrets
-from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
 
 import cv2
 import numpy as np
+
+from engine.files import atomic_open
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -28,32 +26,6 @@ __all__ = [
     "resize",
     "write_image",
 ]
-
-
-@contextlib.contextmanager
-def atomic_open(path: str | os.PathLike) -> Iterator[BinaryIO]:
-    """Open ``path`` for binary writing so that it appears whole or not at all.
-
-    Writes go to a temporary file in the same folder (created with the usual permissions), which is
-    flushed, synced and renamed over ``path`` when the block ends; on any error it is removed and ``path``
-    keeps what it had. Missing parent folders are created.
-
-    Example:
-        >>> with atomic_open("out/model.pth") as f:
-        ...     torch.save(model.state_dict(), f)
-    """
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
-    try:
-        with open(tmp, "xb") as fh:
-            yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 #: File name suffixes (lower case) that :func:`cnn.datasets.load_dataset` treats as images.

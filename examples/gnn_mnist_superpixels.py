@@ -105,7 +105,7 @@ def main() -> None:
         )
         train_time = time.perf_counter() - t1
         last = evaluate(model, test_loader)
-        load_checkpoint(model, ckpt_dir / "best.ckpt")  # weights of the epoch with the best val_loss
+        load_checkpoint(ckpt_dir / "best.pth", model)  # weights of the epoch with the best val_loss
         best_epoch = int(np.argmin(history.val_loss)) + 1
     result = evaluate(model, test_loader)
 

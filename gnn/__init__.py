@@ -1,9 +1,39 @@
-"""pixgraph gnn package: graph classifiers, the dense GCN, their training and node importance."""
+"""pixgraph gnn package: graph classifiers, the dense GCN, their training and node importance.
 
-from gnn.dense import DenseGCN, normalized_adjacency
-from gnn.importance import node_importance
-from gnn.models import ConvSpec, GraphClassifier, list_convs, list_presets, register_conv
-from gnn.training import History, evaluate, fit, load_checkpoint, macro_f1, predict
+Public names are imported on first use (PEP 562), so ``import gnn`` stays cheap.
+"""
+
+from typing import TYPE_CHECKING
+
+from engine.lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from engine.checkpoints import find_checkpoints, save_checkpoint
+    from gnn.dense import DenseGCN, normalized_adjacency
+    from gnn.importance import node_importance
+    from gnn.models import ConvSpec, GraphClassifier, list_convs, list_presets, register_conv
+    from gnn.training import History, evaluate, fit, load_checkpoint, macro_f1, predict
+
+_EXPORTS = {
+    "DenseGCN": "gnn.dense",
+    "normalized_adjacency": "gnn.dense",
+    "node_importance": "gnn.importance",
+    "ConvSpec": "gnn.models",
+    "GraphClassifier": "gnn.models",
+    "list_convs": "gnn.models",
+    "list_presets": "gnn.models",
+    "register_conv": "gnn.models",
+    "find_checkpoints": "engine.checkpoints",
+    "save_checkpoint": "engine.checkpoints",
+    "History": "gnn.training",
+    "evaluate": "gnn.training",
+    "fit": "gnn.training",
+    "load_checkpoint": "gnn.training",
+    "macro_f1": "gnn.training",
+    "predict": "gnn.training",
+}
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 __all__ = [
     "ConvSpec",
@@ -11,6 +41,7 @@ __all__ = [
     "GraphClassifier",
     "History",
     "evaluate",
+    "find_checkpoints",
     "fit",
     "list_convs",
     "list_presets",
@@ -20,4 +51,5 @@ __all__ = [
     "normalized_adjacency",
     "predict",
     "register_conv",
+    "save_checkpoint",
 ]

@@ -19,9 +19,9 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset, TensorDataset
 
 from cnn.backbones import create_backbone
-from cnn.checkpoints import load_checkpoint
 from cnn.freezing import freeze
 from cnn.training import History, evaluate, fit, predict
+from engine.checkpoints import load_checkpoint
 
 REPO = Path(__file__).resolve().parents[2]
 QUIET = {"progress": False, "accelerator": "cpu"}
@@ -139,7 +139,12 @@ def test_checkpoints_and_resume_after_a_crash(tmp_path):
             **QUIET,
         )
     last = ckpt_dir / "last.ckpt"
-    assert last.is_file() and sorted(p.name for p in ckpt_dir.iterdir()) == ["best.pth", "last.ckpt"]
+    assert last.is_file() and sorted(p.name for p in ckpt_dir.iterdir()) == [
+        "best.ckpt",
+        "best.pth",
+        "last.ckpt",
+        "logs",
+    ]
     saved = torch.load(last, weights_only=True)  # our additions keep the checkpoint weights_only-safe
     first_epoch = saved["state_dict"]["_extra_state"]["train_loss"]
     assert len(first_epoch) == 1

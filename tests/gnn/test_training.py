@@ -130,12 +130,16 @@ def test_model_without_num_classes_attribute_is_checked_by_a_dry_run(task):
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
-        ({"epochs": 0}, ValueError, "epochs must be a positive integer; got 0"),
-        ({"lr": 0.0}, ValueError, "lr must be a positive number; got 0.0"),
+        ({"epochs": 0}, ValueError, "epochs must be a positive int, got 0"),
+        ({"lr": 0.0}, ValueError, "lr must be a positive number, got 0.0"),
         ({"patience": 2}, ValueError, "patience needs a val_loader"),
         ({"scheduler": "plateau"}, ValueError, "scheduler='plateau' needs a val_loader"),
-        ({"scheduler": "step"}, ValueError, r"scheduler must be one of \['cosine', 'plateau', None\]"),
-        ({"resume": "missing.ckpt"}, FileNotFoundError, "resume='missing.ckpt' is not a checkpoint file"),
+        (
+            {"scheduler": "step"},
+            ValueError,
+            r"scheduler must be one of \['cosine', 'plateau', None\], got 'step'",
+        ),
+        ({"resume": "missing.ckpt"}, FileNotFoundError, "resume='missing.ckpt' is not a file"),
     ],
 )
 def test_bad_fit_arguments(kwargs, error, match, task):
@@ -163,7 +167,7 @@ def test_resume_continues_up_to_the_requested_epochs(task, tmp_path):
     assert second.train_loss[:2] == first.train_loss and second.val_loss[:2] == first.val_loss
     # Asking again for 4 epochs trains nothing and returns the stored History.
     assert fit(model, train, val, epochs=4, checkpoint_dir=tmp_path, **QUIET) == second
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.ckpt", "last.ckpt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.ckpt", "best.pth", "last.ckpt", "logs"]
 
 
 class _FailAt(L.Callback):
@@ -185,7 +189,8 @@ def test_interrupted_run_resumes_from_the_last_finished_epoch(error, task, tmp_p
     assert signal.getsignal(signal.SIGINT) == handler  # Lightning's SIG_IGN is undone
     ckpt = torch.load(tmp_path / "last.ckpt", weights_only=True)
     assert ckpt["global_step"] == 8 and len(ckpt["pixgraph"]["history"]["train_loss"]) == 2
-    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]  # no temporary file left behind
+    # no temporary file left behind
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.ckpt", "best.pth", "last.ckpt", "logs"]
     history = fit(model, train, epochs=4, checkpoint_dir=tmp_path, **QUIET)
     assert len(history) == 4
     assert torch.load(tmp_path / "last.ckpt", weights_only=True)["global_step"] == 16
@@ -203,11 +208,11 @@ def test_load_checkpoint_restores_weights_and_history(task, tmp_path):
     model = _small_model()
     history = fit(model, DataLoader(task[0][:32], batch_size=16), epochs=2, checkpoint_dir=tmp_path, **QUIET)
     fresh = _small_model(seed=1)
-    assert load_checkpoint(fresh, tmp_path / "last.ckpt") == history
+    assert load_checkpoint(tmp_path / "last.ckpt", fresh)["history"] == history
     for k, v in model.state_dict().items():
         torch.testing.assert_close(fresh.state_dict()[k], v.cpu())
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        load_checkpoint(fresh, tmp_path / "nope.ckpt")
+        load_checkpoint(tmp_path / "nope.ckpt", fresh)
 
 
 def test_early_stopping_stops_when_val_loss_rises(make_red_edge_graphs):
@@ -267,5 +272,7 @@ def test_predict_returns_classes_and_probabilities(task):
 
 
 def test_evaluate_rejects_labels_outside_the_model_classes():
-    with pytest.raises(ValueError, match=r"labels must be in \[0, 2\) for a model with 2 classes"):
+    with pytest.raises(
+        ValueError, match=r"has labels in \[0, 3\] but the model has 2 classes; labels must be in \[0, 2\)"
+    ):
         evaluate(_small_model(), [Batch.from_data_list([_labelled(0), _labelled(3)])])

@@ -1,4 +1,4 @@
-"""Tests for cnn.checkpoints: atomic save, weights_only load, mismatch errors, find_checkpoints."""
+"""Tests for engine.checkpoints: atomic save, weights_only load, mismatch errors, find_checkpoints."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import torch
 from torch import nn
 
 from cnn.backbones import create_backbone
-from cnn.checkpoints import find_checkpoints, load_checkpoint, save_checkpoint
+from engine.checkpoints import find_checkpoints, load_checkpoint, save_checkpoint
+from engine.files import CheckpointError
 
 
 @pytest.fixture
@@ -101,7 +102,7 @@ def test_architecture_mismatch_names_both(resnet, tmp_path):
     with pytest.raises(ValueError, match=r"saved from 'resnet18' with 2 classes \['a', 'b'\]") as err:
         load_checkpoint(path, other)
     assert "the model is 'mobilenet_v2' with 4 classes" in str(err.value)
-    assert "create_backbone('resnet18', num_classes=2)" in str(err.value)
+    assert "build the model as 'resnet18' with num_classes=2" in str(err.value)
 
 
 def test_class_count_mismatch(resnet, tmp_path):
@@ -139,8 +140,11 @@ def test_load_errors(tmp_path):
     with pytest.raises(ValueError, match="holds a list, not a checkpoint"):
         load_checkpoint(tmp_path / "list.pth")
     (tmp_path / "junk.pth").write_bytes(b"not a zip")
-    with pytest.raises(ValueError, match="weights_only=True"):
+    with pytest.raises(
+        CheckpointError, match=r"junk.pth' as a checkpoint .*: the file \(9 bytes\) is not a torch file"
+    ) as err:
         load_checkpoint(tmp_path / "junk.pth")
+    assert "weights_only=False" not in str(err.value)
 
 
 def test_find_checkpoints_newest_first(tmp_path):

@@ -1,12 +1,15 @@
 """Model checkpoints as ``.pth`` files: save atomically, load safely, find them in a folder.
 
-A checkpoint is a dict of tensors and plain Python values only, so it loads with
+Shared by both model families (a backbone, a graph classifier, any ``nn.Module``). A checkpoint is a
+dict of tensors and plain Python values only, so it loads with
 ``torch.load(path, weights_only=True)`` (no pickled code runs)::
 
     {"state_dict": {name: Tensor}, "arch": "resnet18" | None, "num_classes": 2 | None,
      "classes": ["cat", "dog"] | None, "pixgraph_version": "0.1.0", "extra": {...} | None}
 
 Its ``state_dict`` is the model's own, so ``create_backbone(arch, weights=path)`` reads it too.
+:func:`load_checkpoint` also reads a bare ``state_dict`` file and the ``last.ckpt`` / ``best.ckpt`` files
+that Lightning writes during :func:`engine.training.fit` (their History comes back under ``"history"``).
 """
 
 from __future__ import annotations
@@ -20,11 +23,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from cnn.io import atomic_open
+from engine.files import CheckpointError, atomic_open, load_torch_file
+from engine.history import History
 
 __all__ = ["find_checkpoints", "load_checkpoint", "save_checkpoint"]
 
 _KEYS = ("state_dict", "arch", "num_classes", "classes", "pixgraph_version", "extra")
+#: Key of pixgraph's own entry in a Lightning checkpoint (History, model class and configuration).
+META_KEY = "pixgraph"
 
 
 def _version() -> str:
@@ -166,7 +172,8 @@ def load_checkpoint(
 
     Returns:
         The checkpoint dict (keys ``state_dict``, ``arch``, ``num_classes``, ``classes``,
-        ``pixgraph_version``, ``extra``), tensors on the CPU.
+        ``pixgraph_version``, ``extra``, ``history``), tensors on the CPU; ``history`` is the training
+        :class:`~engine.history.History` when the file has one, else ``None``.
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
@@ -183,25 +190,27 @@ def load_checkpoint(
         raise FileNotFoundError(
             f"checkpoint {str(p)!r} does not exist; find_checkpoints(folder) lists .pth files"
         )
-    try:
-        obj = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as err:  # unpickling errors come in many types
-        raise ValueError(
-            f"{str(p)!r} is not a checkpoint torch.load(weights_only=True) can read: {err}"
-        ) from err
-    if isinstance(obj, Mapping) and "state_dict" in obj:
+    obj = load_torch_file(p, expected="a checkpoint (.pth or .ckpt written by pixgraph, or a state_dict)")
+    if isinstance(obj, Mapping) and "pytorch-lightning_version" in obj and "state_dict" in obj:
+        ckpt = _from_lightning(obj, p)
+    elif isinstance(obj, Mapping) and "state_dict" in obj:
         ckpt = {k: obj.get(k) for k in _KEYS}
     elif isinstance(obj, Mapping) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
         ckpt = dict.fromkeys(_KEYS)
         ckpt["state_dict"] = dict(obj)
     else:
-        raise ValueError(
+        raise CheckpointError(
             f"{str(p)!r} holds a {type(obj).__name__}, not a checkpoint (a dict with 'state_dict', "
-            "written by save_checkpoint) nor a state_dict"
+            "written by save_checkpoint) nor a state_dict; give a .pth or .ckpt written by pixgraph",
+            p,
         )
+    history = ckpt.get("history")
+    if history is None and isinstance(ckpt.get("extra"), Mapping):
+        history = ckpt["extra"].get("history")
+    ckpt["history"] = History.from_dict(history) if isinstance(history, Mapping) else None
     state: Any = ckpt["state_dict"]
     if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ValueError(f"{str(p)!r}: 'state_dict' is not a dict of tensors")
+        raise CheckpointError(f"{str(p)!r}: 'state_dict' is not a dict of tensors; give another file", p)
     ckpt["state_dict"] = dict(state)
 
     stored_classes = ckpt["classes"]
@@ -224,8 +233,8 @@ def load_checkpoint(
     ):
         raise ValueError(
             f"checkpoint {p.name!r} was saved from {_describe(arch, n, stored_classes)}; "
-            f"the model is {_describe(model_arch, model_n, None)}; build it with "
-            f"create_backbone({(arch or model_arch)!r}, num_classes={n if n is not None else model_n})"
+            f"the model is {_describe(model_arch, model_n, None)}; build the model as "
+            f"{(arch or model_arch)!r} with num_classes={n if n is not None else model_n}"
         )
     own = model.state_dict()
     state = ckpt["state_dict"]
@@ -252,6 +261,28 @@ def load_checkpoint(
             f"{_describe(model_arch, model_n, None)}: {detail}"
         )
     model.load_state_dict(state)
+    return ckpt
+
+
+def _from_lightning(obj: Mapping[str, Any], path: Path) -> dict[str, Any]:
+    """The checkpoint dict of a Lightning ``.ckpt`` written by ``fit``: the wrapped model's weights."""
+    state = obj["state_dict"]
+    if not isinstance(state, Mapping):
+        raise CheckpointError(
+            f"{str(path)!r}: 'state_dict' is not a dict of tensors; give another file", path
+        )
+    prefix = "model."
+    weights = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+    meta = obj.get(META_KEY) if isinstance(obj.get(META_KEY), Mapping) else {}
+    ckpt: dict[str, Any] = dict.fromkeys(_KEYS)
+    ckpt.update(
+        state_dict=weights or dict(state),
+        arch=meta.get("arch"),
+        num_classes=meta.get("num_classes"),
+        classes=meta.get("classes"),
+        extra={"epoch": obj.get("epoch"), "global_step": obj.get("global_step")},
+    )
+    ckpt["history"] = meta.get("history")
     return ckpt
 
 

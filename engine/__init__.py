@@ -1,0 +1,59 @@
+"""pixgraph.engine: the one training engine (Lightning) and what both model families share.
+
+``cnn`` and ``gnn`` never import each other; both import ``engine``, which knows neither images nor graphs:
+a family describes its batches in a :class:`~engine.training.BatchFormat`. History, metrics, checkpoints
+and safe file reading live here too.
+
+Public names are imported on first use (PEP 562), so ``import engine`` stays cheap.
+"""
+
+from typing import TYPE_CHECKING
+
+from engine.lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from engine.checkpoints import find_checkpoints, load_checkpoint, save_checkpoint
+    from engine.files import CheckpointError, atomic_open, load_torch_file
+    from engine.history import History
+    from engine.metrics import accuracy, classification_metrics, confusion_matrix, macro_f1
+    from engine.training import BatchFormat, bind_format, evaluate, fit, predict
+
+_EXPORTS = {
+    "find_checkpoints": "engine.checkpoints",
+    "load_checkpoint": "engine.checkpoints",
+    "save_checkpoint": "engine.checkpoints",
+    "CheckpointError": "engine.files",
+    "atomic_open": "engine.files",
+    "load_torch_file": "engine.files",
+    "History": "engine.history",
+    "accuracy": "engine.metrics",
+    "classification_metrics": "engine.metrics",
+    "confusion_matrix": "engine.metrics",
+    "macro_f1": "engine.metrics",
+    "BatchFormat": "engine.training",
+    "bind_format": "engine.training",
+    "evaluate": "engine.training",
+    "fit": "engine.training",
+    "predict": "engine.training",
+}
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+
+__all__ = [
+    "BatchFormat",
+    "CheckpointError",
+    "History",
+    "accuracy",
+    "atomic_open",
+    "bind_format",
+    "classification_metrics",
+    "confusion_matrix",
+    "evaluate",
+    "find_checkpoints",
+    "fit",
+    "load_checkpoint",
+    "load_torch_file",
+    "macro_f1",
+    "predict",
+    "save_checkpoint",
+]

@@ -1,0 +1,118 @@
+"""Files that are never half-written and never unpickled: ``atomic_open`` and ``load_torch_file``.
+
+Every file pixgraph writes (checkpoints, images, figures, run files) goes through :func:`atomic_open`;
+every tensor file it reads (weights, checkpoints, cached graphs) goes through :func:`load_torch_file`,
+which reads with ``torch.load(weights_only=True)`` and turns any failure into one
+:class:`CheckpointError` that names the file, what was expected, and what to do.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import torch
+
+__all__ = ["CheckpointError", "atomic_open", "load_torch_file"]
+
+
+class CheckpointError(ValueError):
+    """A weights, checkpoint or cache file that cannot be read: empty, truncated, corrupt or not a torch file.
+
+    Attributes:
+        path: the file.
+    """
+
+    def __init__(self, message: str, path: str | os.PathLike) -> None:
+        super().__init__(message)
+        self.path = Path(path)
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | os.PathLike) -> Iterator[BinaryIO]:
+    """Open ``path`` for binary writing so that it appears whole or not at all.
+
+    Writes go to a temporary file in the same folder (created with the usual permissions), which is
+    flushed, synced and renamed over ``path`` when the block ends; on any error it is removed and ``path``
+    keeps what it had. Missing parent folders are created.
+
+    Example:
+        >>> import tempfile
+        >>> target = Path(tempfile.mkdtemp()) / "out" / "x.pth"
+        >>> with atomic_open(target) as f:
+        ...     torch.save({"w": torch.ones(2)}, f)
+        >>> sorted(p.name for p in target.parent.iterdir())
+        ['x.pth']
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.parent / f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    try:
+        with open(tmp, "xb") as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _reason(err: BaseException, path: Path, size: int) -> str:
+    """A short cause in plain words (never torch's advice to turn weights_only off)."""
+    if size == 0:
+        return "the file is empty (0 bytes)"
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    if head[:2] != b"PK" and head[:1] != b"\x80":  # neither torch's zip format nor its legacy pickle
+        return f"the file ({size} bytes) is not a torch file"
+    if head[:2] == b"PK" and not zipfile.is_zipfile(path):
+        return f"the file ({size} bytes) is truncated (its zip index is missing)"
+    text = str(err)
+    if "weights_only" in text or "Unsupported global" in text:
+        return "the file holds Python objects other than tensors and plain values, which are never unpickled"
+    return f"the file ({size} bytes) is corrupt ({type(err).__name__})"
+
+
+def load_torch_file(
+    path: str | os.PathLike, *, expected: str = "a torch file", fix: str | None = None
+) -> Any:
+    """``torch.load(path, map_location="cpu", weights_only=True)`` with one clear error for every failure.
+
+    Args:
+        path: the file.
+        expected: what the caller expects there, for the message (e.g. ``"a checkpoint written by fit"``).
+        fix: what the user should do; default: delete or replace the file.
+
+    Returns:
+        What the file holds (tensors, numbers, strings, lists, dicts), tensors on the CPU.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        CheckpointError: the file cannot be read safely; the message names the file and the fix.
+
+    Example:
+        >>> import tempfile
+        >>> p = Path(tempfile.mkdtemp()) / "w.pth"
+        >>> torch.save({"w": torch.zeros(1)}, p)
+        >>> load_torch_file(p)["w"]
+        tensor([0.])
+    """
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"{str(p)!r} does not exist; expected {expected} there")
+    if p.is_dir():
+        raise CheckpointError(f"{str(p)!r} is a folder; expected {expected} (a file)", p)
+    size = p.stat().st_size
+    try:
+        return torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as err:  # unpickling and zip errors come in many types
+        what = fix or "delete it and run again to recreate it, or give another file"
+        raise CheckpointError(
+            f"cannot read {str(p)!r} as {expected}: {_reason(err, p, size)}; {what}", p
+        ) from None

@@ -1,0 +1,104 @@
+"""``History``: the per-epoch metrics of a training run, for both model families.
+
+During :func:`engine.training.fit` every entry is read from the metrics the run logged through Lightning
+(``trainer.callback_metrics``), the same values its CSV log holds; :meth:`History.from_csv` reads such a
+log back.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+__all__ = ["METRICS", "History"]
+
+#: The metrics a run logs once per epoch, in History's field order.
+METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "epoch_time")
+
+
+@dataclass
+class History:
+    """Per-epoch metrics of a training run, one entry per finished epoch (restored epochs included).
+
+    ``val_loss`` / ``val_acc`` stay empty without a validation loader; ``epoch_time`` is the wall time
+    of each epoch in seconds (training and validation).
+
+    Example:
+        >>> h = History(train_loss=[0.9, 0.5], train_acc=[0.6, 0.8], val_loss=[0.7, 0.8], val_acc=[0.7, 0.6])
+        >>> len(h), h.best_epoch, h.to_dict()["train_acc"]
+        (2, 0, [0.6, 0.8])
+    """
+
+    train_loss: list[float] = field(default_factory=list)
+    train_acc: list[float] = field(default_factory=list)
+    val_loss: list[float] = field(default_factory=list)
+    val_acc: list[float] = field(default_factory=list)
+    epoch_time: list[float] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.train_loss)
+
+    @property
+    def best_epoch(self) -> int | None:
+        """0-based index of the epoch with the lowest ``val_loss`` (``train_loss`` without validation)."""
+        losses = self.val_loss or self.train_loss
+        if not losses:
+            return None
+        return min(range(len(losses)), key=lambda i: (losses[i], i))
+
+    def append(self, metrics: Mapping[str, Any]) -> None:
+        """Add one epoch from logged metrics (``train_loss`` required; the others when present).
+
+        Example:
+            >>> h = History()
+            >>> h.append({"train_loss": 0.5, "train_acc": 0.75, "epoch_time": 1.0})
+            >>> h.train_acc, h.val_acc
+            ([0.75], [])
+        """
+        if "train_loss" not in metrics:
+            raise ValueError(f"an epoch of History needs 'train_loss'; got keys {sorted(metrics)}")
+        for name in METRICS:
+            if name in metrics:
+                getattr(self, name).append(float(metrics[name]))
+
+    def to_dict(self) -> dict[str, list[float]]:
+        """A plain dict of lists (JSON-ready)."""
+        return {k: list(v) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Sequence[float]]) -> History:
+        """Inverse of :meth:`to_dict`; unknown keys are ignored."""
+        return cls(**{k: [float(x) for x in v] for k, v in d.items() if k in cls.__dataclass_fields__})
+
+    @classmethod
+    def from_csv(cls, path: str | os.PathLike) -> History:
+        """Read a ``metrics.csv`` written by Lightning's ``CSVLogger`` during :func:`engine.training.fit`.
+
+        Rows are grouped by ``epoch``; empty cells (a metric logged at another moment) are skipped.
+
+        Example:
+            >>> import tempfile
+            >>> p = Path(tempfile.mkdtemp()) / "metrics.csv"
+            >>> _ = p.write_text("epoch,step,train_loss,train_acc,val_loss\\n0,3,0.5,0.8,\\n0,3,,,0.6\\n")
+            >>> History.from_csv(p).to_dict()["val_loss"]
+            [0.6]
+        """
+        rows: dict[int, dict[str, float]] = {}
+        with open(path, newline="") as fh:
+            for row in csv.DictReader(fh):
+                if not row.get("epoch"):
+                    continue
+                epoch = rows.setdefault(int(float(row["epoch"])), {})
+                for name in METRICS:
+                    value = row.get(name)
+                    if value not in (None, ""):
+                        epoch[name] = float(value)
+        history = cls()
+        for epoch in sorted(rows):
+            if not math.isnan(rows[epoch].get("train_loss", math.nan)):
+                history.append(rows[epoch])
+        return history
