@@ -203,7 +203,7 @@ def part_graphs(n_images: int, repeats: int) -> None:
 
 
 def part_cnn(n_batches: int, batch_size: int, repeats: int) -> None:
-    from bridge.convert import ImageToGraph, _prepare_many
+    from bridge.convert import ImageToGraph, prepare_many
 
     try:
         from cnn.backbones import create_backbone
@@ -234,7 +234,7 @@ def part_cnn(n_batches: int, batch_size: int, repeats: int) -> None:
         "slic": [lambda b=b: slic.batch(b) for b in batches],
         "slic_t": [lambda b=b: slic_t.batch(b) for b in batches],
         "segment": [lambda b=b: [slic.prepare(im) for im in b] for b in batches],
-        "segment_t": [lambda b=b: _prepare_many(slic_t.params(), b) for b in batches],
+        "segment_t": [lambda b=b: prepare_many(slic_t.params(), b) for b in batches],
     }
     for units in fns.values():
         units[0]()

@@ -28,23 +28,21 @@ import numpy as np
 import torch
 from torch_geometric.data import Data
 
-from .edges import _both_directions, _touching_pairs, knn_edges
-from .features import (
-    DEFAULT_STAGES,
-    FEATURES,
-    CNNNodeFeatures,
-    _check_backbone,
-    _check_features,
-    _hand_features,
-    feature_names,
-)
-from .segmentation import _check_options, _check_size, _segment, _segment_many, as_float_image
+from .checks import as_float_image, check_backbone, check_label, check_size
+from .edges import both_directions, knn_edges, touching_pairs
+from .features import DEFAULT_STAGES, FEATURES, CNNNodeFeatures, check_features, feature_names, hand_features
+from .segmentation import check_options, get_segmentation
 
-__all__ = ["EDGES", "ImageToGraph", "to_dense"]
+__all__ = ["EDGES", "FORMAT_VERSION", "ImageToGraph", "prepare_many", "to_dense"]
 
 EDGES = ("region", "knn", "knn_feature")
 #: Version of the graph layout produced here; part of :meth:`ImageToGraph.config` (cache key).
 FORMAT_VERSION = 1
+# keys of ImageToGraph.config() that a segmentation back-end's name must not take (config[method] = version)
+_CONFIG_KEYS = (
+    *("format", "n_segments", "compactness", "method", "sigma", "edges", "k", "features"),
+    *("keep_segments", "cnn", "skimage"),
+)
 
 
 def _edge_attr(
@@ -70,18 +68,33 @@ def _edge_attr(
     return np.stack([border, dist], axis=1)
 
 
-def _prepare(params: dict[str, Any], image: Any) -> dict[str, np.ndarray]:
-    """The per-image, CPU-only half of the conversion (numpy in, numpy out; runs in workers)."""
-    return _prepare_many(params, [image])[0]
-
-
-def _prepare_many(
+def prepare_many(
     params: dict[str, Any], images: Sequence[Any], *, first: int | None = None, name: str = "images[{}]"
 ) -> list[dict[str, np.ndarray]]:
-    """:func:`_prepare` of several images; ``slic_torch`` segments equal-sized images in one batch.
+    """The per-image, CPU-only half of the conversion of several images (numpy in, numpy out).
 
-    A bad image raises ``ValueError`` naming its index (``name`` formatted with ``first + i``);
-    without ``first`` a lone image's error has no prefix.
+    What :meth:`ImageToGraph.prepare` does, as a module-level function of the picklable
+    :meth:`ImageToGraph.params`, so that worker processes can run it. A batched segmentation
+    back-end (``slic_torch``) segments equal-sized images in one pass; the other steps run per image
+    on ``torch.get_num_threads()`` threads.
+
+    Args:
+        params: :meth:`ImageToGraph.params` of the converter.
+        images: the images (as :func:`bridge.segmentation.superpixels` accepts them).
+        first: index of ``images[0]`` in the whole dataset, for error messages.
+        name: how an image is named in error messages, formatted with its index.
+
+    Returns:
+        One dict per image, as :meth:`ImageToGraph.prepare` returns.
+
+    Raises:
+        ValueError: a bad image, named by its index (``name`` formatted with ``first + i``; without
+            ``first`` a lone image's error has no prefix); every image is checked before any work.
+
+    Example:
+        >>> parts = prepare_many(ImageToGraph(n_segments=4).params(), [np.zeros((8, 8), np.uint8)] * 2)
+        >>> [p["x"].shape for p in parts]
+        [(1, 4), (1, 4)]
     """
 
     def where(i: int) -> str:
@@ -91,18 +104,19 @@ def _prepare_many(
     for i, image in enumerate(images):  # every check before any work, so that an error names its image
         try:
             imgs.append(as_float_image(image))
-            _check_size(imgs[-1].shape[0], imgs[-1].shape[1], params["n_segments"])
+            check_size(imgs[-1].shape[0], imgs[-1].shape[1], params["n_segments"])
         except ValueError as err:
             raise ValueError(f"{where(i)}{err}") from None
-    opts = {k: params[k] for k in ("n_segments", "compactness", "method", "sigma")}
+    backend = get_segmentation(params["method"])
+    opts = {k: params[k] for k in ("n_segments", "compactness", "sigma")}
     batched: list[np.ndarray | None] = [None] * len(imgs)
-    if params["method"] == "slic_torch" and len(imgs) > 1:
-        batched = list(_segment_many(imgs, **opts))
+    if backend.batched and len(imgs) > 1:
+        batched = list(backend.segment_many(imgs, **opts))
 
     def one(i: int) -> dict[str, np.ndarray]:
         try:
             labels = batched[i]
-            return _finish(params, imgs[i], _segment(imgs[i], **opts) if labels is None else labels)
+            return _finish(params, imgs[i], backend.segment(imgs[i], **opts) if labels is None else labels)
         except ValueError as err:
             raise ValueError(f"{where(i)}{err}") from None
 
@@ -117,12 +131,12 @@ def _prepare_many(
 def _finish(params: dict[str, Any], img: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray]:
     """Region statistics and edges of one segmented image (``img`` checked, ``labels`` contiguous)."""
     n = int(labels.max()) + 1
-    x, pos = _hand_features(img, labels, n, params["features"])
+    x, pos = hand_features(img, labels, n, params["features"])
     # border counts of touching regions (needed for every edge kind: edge_attr column 0)
-    pairs = _touching_pairs(labels, n)
+    pairs = touching_pairs(labels, n)
     out = {"labels": labels, "x": x, "pos": pos, "pairs": np.stack(pairs).astype(np.int64)}
     if params["edges"] == "region":
-        (ei,) = _both_directions(pairs[0], pairs[1], n)
+        (ei,) = both_directions(pairs[0], pairs[1], n)
         out["edge_index"] = ei
     elif params["edges"] == "knn":
         out["edge_index"] = _knn(pos, params["k"])
@@ -138,18 +152,6 @@ def _knn(points: np.ndarray, k: int) -> np.ndarray:
         )
     ei, _ = knn_edges(torch.from_numpy(np.ascontiguousarray(points, dtype=np.float32)), k)
     return ei.numpy()
-
-
-def _check_label(label: Any) -> int:
-    if isinstance(label, torch.Tensor):
-        if label.numel() != 1:
-            raise ValueError(
-                f"label must be one integer class id, got a tensor of shape {tuple(label.shape)}"
-            )
-        label = label.item()
-    if isinstance(label, (bool, np.bool_)) or not isinstance(label, (int, np.integer)):
-        raise ValueError(f"label must be an integer class id, got {label!r} ({type(label).__name__})")
-    return int(label)
 
 
 class ImageToGraph:
@@ -171,7 +173,8 @@ class ImageToGraph:
     Args:
         n_segments: superpixels / patches asked for.
         compactness: SLIC compactness.
-        method: ``"slic"`` or ``"grid"``.
+        method: a segmentation back-end (:func:`bridge.segmentation.list_segmentations`):
+            ``"slic"``, ``"slic_torch"``, ``"grid"`` or one registered by the user.
         sigma: SLIC pre-smoothing.
         edges: ``"region"``, ``"knn"`` or ``"knn_feature"``.
         k: neighbours for the k-NN edge kinds (must be smaller than the node count of every image).
@@ -211,19 +214,24 @@ class ImageToGraph:
         batch_size: int = 32,
         keep_segments: bool = True,
     ) -> None:
-        n_segments = _check_options(n_segments, compactness, method, sigma)
+        n_segments = check_options(n_segments, compactness, method, sigma)
+        if method in _CONFIG_KEYS:
+            raise ValueError(
+                f"method={method!r} is also a key of ImageToGraph.config(); register the segmentation "
+                f"back-end under another name"
+            )
         if edges not in EDGES:
             raise ValueError(f"unknown edges {edges!r}; expected one of {', '.join(map(repr, EDGES))}")
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
             raise ValueError(f"k must be a positive int, got {k!r}")
-        features = _check_features(features, allow_empty=True)
+        features = check_features(features, allow_empty=True)
         if not features and backbone is None:
             raise ValueError(
                 f"no node features: features is empty and backbone is None; choose some of {FEATURES} "
                 f"or pass a cnn backbone"
             )
         if backbone is not None:
-            _check_backbone(backbone)
+            check_backbone(backbone)
         elif stages is not None and (isinstance(stages, int) or tuple(stages) != DEFAULT_STAGES):
             raise ValueError(f"stages={stages!r} needs a backbone; pass backbone=cnn.create_backbone(...)")
         self.n_segments = int(n_segments)
@@ -265,8 +273,9 @@ class ImageToGraph:
     def config(self) -> dict[str, Any]:
         """JSON-able configuration (the cache key of :class:`bridge.dataset.GraphDataset`).
 
-        Includes the backbone's name, a SHA-256 of its weights, the stages and preprocessing, and
-        the scikit-image version (SLIC results may change between versions).
+        Includes the backbone's name, a SHA-256 of its weights, the stages and preprocessing, the
+        scikit-image version (SLIC results may change between versions) and, for a segmentation
+        back-end with a ``version`` (``slic_torch``), ``config[method] = version``.
         """
         import skimage
 
@@ -275,10 +284,9 @@ class ImageToGraph:
         cfg["keep_segments"] = self.keep_segments
         cfg["cnn"] = None if self.cnn is None else self.cnn.config()
         cfg["skimage"] = skimage.__version__
-        if self.method == "slic_torch":  # its results change with this module's algorithm version
-            from .slic import VERSION
-
-            cfg["slic_torch"] = VERSION
+        version = get_segmentation(self.method).version
+        if version is not None:  # the back-end's results change with its own version
+            cfg[self.method] = version
         return cfg
 
     def feature_names(self, channels: int = 3) -> list[str]:
@@ -306,7 +314,7 @@ class ImageToGraph:
             ``(3, P)`` (touching region pairs and border counts) and, except for
             ``edges="knn_feature"``, ``edge_index`` ``(2, E)``.
         """
-        return _prepare(self.params(), image)
+        return prepare_many(self.params(), [image])[0]
 
     def assemble(
         self,
@@ -322,7 +330,7 @@ class ImageToGraph:
             labels: optional class ids, one per image.
         """
         if labels is not None:
-            labels = [_check_label(v) for v in labels]
+            labels = [check_label(v) for v in labels]
             if len(labels) != len(parts):
                 raise ValueError(
                     f"got {len(parts)} images but {len(labels)} labels; expected one label per image"
@@ -365,8 +373,8 @@ class ImageToGraph:
         return self.batch([image], None if label is None else [label])[0]
 
     def batch(self, images: Sequence[Any], labels: Sequence[Any] | None = None) -> list[Data]:
-        """Convert many images: segmentation (batched for ``method="slic_torch"``) and CNN features
-        in chunks of ``batch_size``."""
+        """Convert many images: segmentation (in one pass for a batched back-end such as ``"slic_torch"``)
+        and CNN features in chunks of ``batch_size``."""
         images = list(images)
         if labels is not None:
             labels = list(labels)
@@ -377,7 +385,7 @@ class ImageToGraph:
         parts = []
         for start in range(0, len(images), self.batch_size):
             chunk = images[start : start + self.batch_size]
-            parts.extend(_prepare_many(self.params(), chunk, first=start if len(images) > 1 else None))
+            parts.extend(prepare_many(self.params(), chunk, first=start if len(images) > 1 else None))
         return self.assemble(images, parts, labels)
 
 

@@ -31,15 +31,28 @@ import os
 import tempfile
 import warnings
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch_geometric.data import Data, InMemoryDataset
 
-from .convert import ImageToGraph, _check_label, _prepare_many
+from .checks import check_label
+from .convert import ImageToGraph, prepare_many
 
-__all__ = ["GraphDataset", "data_fingerprint"]
+__all__ = ["GraphDataset", "data_fingerprint", "default_cache_dir"]
+
+
+def default_cache_dir() -> Path:
+    """Folder of cached graph datasets: ``$PIXGRAPH_CACHE/graphs``, else ``~/.cache/pixgraph/graphs``.
+
+    Example:
+        >>> default_cache_dir().name
+        'graphs'
+    """
+    return Path(os.environ.get("PIXGRAPH_CACHE", Path.home() / ".cache" / "pixgraph")) / "graphs"
+
 
 _CACHE_FORMAT = 1
 _SAMPLE = 32
@@ -99,7 +112,7 @@ def _worker_init() -> None:
 def _prepare_task(task: tuple[int, dict[str, Any], list[Any]]) -> list[dict[str, np.ndarray]]:
     """Segmentation, region statistics and edges of consecutive items ``first, first + 1, ...``."""
     first, params, images = task
-    return _prepare_many(params, images, first=first, name="item {}")
+    return prepare_many(params, images, first=first, name="item {}")
 
 
 def _compact(labels: np.ndarray) -> np.ndarray:
@@ -212,11 +225,12 @@ class GraphDataset(InMemoryDataset):
             for i in range(start, min(n, start + chunk)):
                 image, label = _split_item(images[i], i)
                 try:
-                    ys.append(_check_label(label))
+                    ys.append(check_label(label))
                 except ValueError as err:
                     raise ValueError(f"item {i}: {err}") from None
                 imgs.append(image)
-            # a few tasks per worker, each a run of images (slic_torch segments a run in one batch)
+            # a few tasks per worker, each a run of images (a batched segmentation back-end such as
+            # slic_torch segments a run in one pass)
             per = len(imgs) if pool is None else max(1, -(-len(imgs) // (2 * self.workers)))
             tasks = [(start + j, params, imgs[j : j + per]) for j in range(0, len(imgs), per)]
             if pool is None:

@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from .segmentation import check_labels
+from .checks import check_labels
 
-__all__ = ["knn_edges", "region_adjacency", "undirected"]
+__all__ = ["both_directions", "knn_edges", "region_adjacency", "touching_pairs", "undirected"]
 
 # Up to this many possible node pairs the border counts use one np.bincount instead of np.unique.
 _BINCOUNT_MAX = 1 << 22
@@ -37,8 +37,28 @@ def _pairs_to_edges(lo: np.ndarray, hi: np.ndarray, n: int) -> tuple[np.ndarray,
     return uniq // n, uniq % n, counts
 
 
-def _touching_pairs(labels: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Pairs (lo < hi) of 4-neighbouring labels with their border length, from shifted arrays."""
+def touching_pairs(labels: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pairs ``lo < hi`` of 4-neighbouring labels with their border length, from shifted arrays.
+
+    The numpy core of :func:`region_adjacency`, for label maps already checked
+    (:func:`bridge.checks.check_labels`).
+
+    Args:
+        labels: ``(H, W)`` int64 label map with ids ``0 .. n-1``.
+        n: the number of labels.
+
+    Returns:
+        ``(lo, hi, counts)``: ``(P,)`` int64 arrays sorted by ``(lo, hi)``; ``counts`` is the number of
+        4-neighbour pixel pairs across each border.
+
+    Shapes:
+        - labels: ``(H, W)``
+        - lo, hi, counts: ``(P,)``
+
+    Example:
+        >>> [a.tolist() for a in touching_pairs(np.array([[0, 0, 1], [2, 2, 1]]), 3)]
+        [[0, 0, 1], [1, 2, 2], [1, 2, 1]]
+    """
     a, b = labels[:, :-1].ravel(), labels[:, 1:].ravel()
     c, d = labels[:-1, :].ravel(), labels[1:, :].ravel()
     horizontal = a != b
@@ -48,8 +68,26 @@ def _touching_pairs(labels: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray,
     return _pairs_to_edges(np.minimum(src, dst), np.maximum(src, dst), n)
 
 
-def _both_directions(src: np.ndarray, dst: np.ndarray, n: int, *attrs: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Stack (src, dst) with (dst, src) and sort by (source, target); attrs follow the edges."""
+def both_directions(src: np.ndarray, dst: np.ndarray, n: int, *attrs: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Stack ``(src, dst)`` with ``(dst, src)`` and sort by ``(source, target)``; ``attrs`` follow the edges.
+
+    Args:
+        src, dst: ``(P,)`` int64 end points of undirected edges, each edge once.
+        n: the number of nodes (``src, dst < n``).
+        attrs: per-edge ``(P, ...)`` arrays, repeated for the reverse direction.
+
+    Returns:
+        ``(edge_index, *attrs)``: ``(2, 2P)`` int64 and the ``(2P, ...)`` attributes, sorted.
+
+    Shapes:
+        - src, dst: ``(P,)``
+        - edge_index: ``(2, 2P)``
+
+    Example:
+        >>> ei, w = both_directions(np.array([0, 1]), np.array([2, 2]), 3, np.array([5.0, 7.0]))
+        >>> ei.tolist(), w.tolist()
+        ([[0, 1, 2, 2], [2, 2, 0, 1]], [5.0, 7.0, 5.0, 7.0])
+    """
     row = np.concatenate([src, dst])
     col = np.concatenate([dst, src])
     order = np.argsort(row * n + col, kind="stable")
@@ -90,8 +128,8 @@ def region_adjacency(
         ([[0, 1], [1, 0]], [2.0, 2.0])
     """
     labels, n = check_labels(labels)
-    lo, hi, counts = _touching_pairs(labels, n)
-    edge_index, border = _both_directions(lo, hi, n, counts.astype(np.float32))
+    lo, hi, counts = touching_pairs(labels, n)
+    edge_index, border = both_directions(lo, hi, n, counts.astype(np.float32))
     ei = torch.from_numpy(edge_index.astype(np.int64, copy=False))
     if return_attr:
         return ei, torch.from_numpy(border)
@@ -119,7 +157,7 @@ def undirected(edge_index: torch.Tensor, num_nodes: int) -> torch.Tensor:
     keep = ei[0] != ei[1]
     s, t = ei[0][keep], ei[1][keep]
     lo, hi, _ = _pairs_to_edges(np.minimum(s, t), np.maximum(s, t), int(num_nodes))
-    (out,) = _both_directions(lo, hi, int(num_nodes))
+    (out,) = both_directions(lo, hi, int(num_nodes))
     return torch.from_numpy(out)
 
 
@@ -183,7 +221,7 @@ def knn_edges(
     source = nbr.reshape(-1)
     if symmetric:
         lo, hi, _ = _pairs_to_edges(np.minimum(source, target), np.maximum(source, target), n)
-        (ei,) = _both_directions(lo, hi, n)
+        (ei,) = both_directions(lo, hi, n)
     else:
         order = np.argsort(target * n + source, kind="stable")
         ei = np.stack([source[order], target[order]])

@@ -36,14 +36,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .segmentation import as_float_image, check_labels
+from .checks import as_float_image, check_backbone, check_labels
 
 __all__ = [
     "DEFAULT_STAGES",
     "FEATURES",
     "CNNNodeFeatures",
     "centroids",
+    "check_features",
     "feature_names",
+    "hand_features",
     "node_features",
     "pool_feature_maps",
     "weights_fingerprint",
@@ -54,7 +56,16 @@ FEATURES = ("color_mean", "color_std", "centroid", "area")
 DEFAULT_STAGES = (-3, -2, -1)
 
 
-def _check_features(features: Any, *, allow_empty: bool = False) -> tuple[str, ...]:
+def check_features(features: Any, *, allow_empty: bool = False) -> tuple[str, ...]:
+    """Validate a list of node feature names and return it as a tuple (one name is accepted too).
+
+    Raises:
+        ValueError: not a sequence, an unknown or repeated name, or empty unless ``allow_empty``.
+
+    Example:
+        >>> check_features("area")
+        ('area',)
+    """
     if isinstance(features, str):
         features = (features,)
     try:
@@ -87,7 +98,7 @@ def feature_names(features: Sequence[str], channels: int = 3) -> list[str]:
     """
     chans = ("r", "g", "b") if channels == 3 else ("gray",)
     names: list[str] = []
-    for f in _check_features(features, allow_empty=True):
+    for f in check_features(features, allow_empty=True):
         if f in ("color_mean", "color_std"):
             names += [f"{f}_{c}" for c in chans]
         elif f == "centroid":
@@ -117,10 +128,29 @@ def _centroids(labels: np.ndarray, n: int, counts: np.ndarray) -> np.ndarray:
     return pos.astype(np.float32)
 
 
-def _hand_features(
+def hand_features(
     img: np.ndarray, labels: np.ndarray, n: int, features: Sequence[str]
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Numpy core of :func:`node_features`: ``(x (N, F) float32, pos (N, 2) float32)``."""
+    """Numpy core of :func:`node_features` for inputs already checked, plus the centroids.
+
+    Args:
+        img: ``(H, W, C)`` float32 image from :func:`bridge.checks.as_float_image`.
+        labels: ``(H, W)`` int64 label map with ids ``0 .. n-1``, each used.
+        n: the number of labels.
+        features: names from :data:`FEATURES` (checked with :func:`check_features`).
+
+    Returns:
+        ``(x, pos)``: ``(N, F)`` float32 features and ``(N, 2)`` float32 centroids ``(x, y)``.
+
+    Shapes:
+        - img: ``(H, W, C)``; labels: ``(H, W)``
+        - x: ``(N, F)``; pos: ``(N, 2)``
+
+    Example:
+        >>> x, pos = hand_features(np.ones((2, 2, 1), np.float32), np.array([[0, 1], [0, 1]]), 2, ("area",))
+        >>> x.tolist(), pos.tolist()
+        ([[0.5], [0.5]], [[0.0, 0.5], [1.0, 0.5]])
+    """
     flat = labels.ravel()
     counts = np.bincount(flat, minlength=n).astype(np.float64)
     pos = _centroids(labels, n, counts)
@@ -177,7 +207,7 @@ def node_features(
         >>> x.shape, names
         (torch.Size([1, 5]), ['color_mean_gray', 'color_std_gray', 'centroid_x', 'centroid_y', 'area'])
     """
-    features = _check_features(features)
+    features = check_features(features)
     img = as_float_image(image)
     labels, n = check_labels(labels)
     if labels.shape != img.shape[:2]:
@@ -185,7 +215,7 @@ def node_features(
             f"labels has shape {labels.shape} but image is {img.shape[:2]}; "
             f"expected the label map of this image"
         )
-    x, _ = _hand_features(img, labels, n, features)
+    x, _ = hand_features(img, labels, n, features)
     return torch.from_numpy(x), feature_names(features, img.shape[2])
 
 
@@ -376,19 +406,6 @@ def pool_feature_maps(
     return list(torch.split(pooled, counts_n))
 
 
-def _check_backbone(backbone: Any) -> None:
-    missing = [a for a in ("features", "cfg") if not hasattr(backbone, a)]
-    if missing:
-        raise TypeError(
-            f"backbone {type(backbone).__name__} lacks {missing}; expected a cnn backbone "
-            f"(cnn.create_backbone(name, weights=...)) with .features(x) and .cfg"
-        )
-    cfg = backbone.cfg
-    missing = [a for a in ("input_size", "mean", "std") if not hasattr(cfg, a)]
-    if missing:
-        raise TypeError(f"backbone.cfg lacks {missing}; expected a PreprocessConfig")
-
-
 def weights_fingerprint(module: torch.nn.Module) -> str:
     """SHA-256 over a module's state (names, shapes, dtypes and values of parameters and buffers).
 
@@ -447,7 +464,7 @@ class CNNNodeFeatures:
         batch_size: int = 32,
         device: str | torch.device | None = None,
     ) -> None:
-        _check_backbone(backbone)
+        check_backbone(backbone)
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
         channels = getattr(backbone, "feature_channels", None)

@@ -1,5 +1,20 @@
 """Segmentation: an image becomes a label map of superpixels (SLIC) or square patches (grid).
 
+The segmentation back-ends live in one table (:class:`SegmentationBackend`, filled with
+:func:`register_segmentation`, read with :func:`get_segmentation` and :func:`list_segmentations`):
+
+============== ========================================================================= ==========
+name           back-end                                                                  batched
+============== ========================================================================= ==========
+``slic``       :func:`skimage.segmentation.slic`, one image at a time (the default)      no
+``slic_torch`` the same algorithm batched in torch (:func:`bridge.slic.slic_batch`)      yes
+``grid``       square patches of side ``~sqrt(H * W / n_segments)`` (the ViG patch graph) no
+============== ========================================================================= ==========
+
+:func:`superpixels`, :func:`superpixels_batch`, :class:`bridge.convert.ImageToGraph` (segmentation
+and cache key) and :class:`bridge.dataset.GraphDataset` look a method up in the table; none of them
+tests a method's name. :data:`METHODS` is the tuple of the table's names.
+
 Every label map returned here is *contiguous* (ids ``0 .. N-1``, each used) and every id is
 *one connected region* under 4-connectivity, so downstream code (adjacency, node features,
 CNN pooling) can use ``np.bincount`` with ``minlength=N`` and never meets an empty node.
@@ -11,131 +26,286 @@ Example:
     >>> labels, info = superpixels(img, n_segments=4, return_info=True)
     >>> labels.shape, labels.dtype, info["n_segments"]
     ((32, 32), dtype('int64'), 4)
+    >>> list_segmentations()
+    ['slic', 'slic_torch', 'grid']
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from collections.abc import Sequence
+import re
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
-__all__ = ["METHODS", "as_float_image", "check_labels", "relabel", "superpixels", "superpixels_batch"]
+from .checks import as_float_image, check_compactness, check_n_segments, check_sigma, check_size
+from .slic import VERSION as SLIC_TORCH_VERSION
+from .slic import slic_batch
 
-METHODS = ("slic", "slic_torch", "grid")
+__all__ = [
+    "METHODS",
+    "SegmentationBackend",
+    "check_options",
+    "get_segmentation",
+    "list_segmentations",
+    "register_segmentation",
+    "relabel",
+    "superpixels",
+    "superpixels_batch",
+    "unregister_segmentation",
+]
+
+#: The names of the back-end table, as a tuple (read on access: back-ends registered later are in it).
+METHODS: tuple[str, ...]  # served by the module's __getattr__
+
+#: One image: ``fn(img, *, n_segments, compactness, sigma) -> labels``.
+SegmentFn = Callable[..., np.ndarray]
+#: Many images: ``fn(imgs, *, n_segments, compactness, sigma) -> [labels, ...]``.
+SegmentBatchFn = Callable[..., Sequence[np.ndarray]]
 
 
-def as_float_image(image: Any, *, name: str = "image") -> np.ndarray:
-    """Validate an image and return it as a ``float32`` array in ``[0, 1]`` with a channel axis.
+@dataclasses.dataclass(frozen=True)
+class SegmentationBackend:
+    """One entry of the segmentation table: how a ``method`` name segments images.
 
-    Accepted: ``uint8`` (divided by 255) or floating point (finite, already in ``[0, 1]``), shaped
-    ``(H, W)``, ``(H, W, 1)`` or ``(H, W, 3)``. The input is never modified.
+    The functions receive images already checked by :func:`bridge.checks.as_float_image` (``(H, W, C)``
+    float32 in ``[0, 1]``, ``C`` in ``{1, 3}``) and options already checked (``n_segments`` an int in
+    ``1 .. H * W``, ``compactness > 0``, ``sigma >= 0``; a back-end may ignore the last two), all as
+    keyword arguments. They must return ``(H, W)`` int64 label maps with ids ``0 .. N-1``, every id
+    one 4-connected region (:func:`relabel` brings any label map there). They never modify their input.
 
-    Args:
-        image: the image (numpy array; a CPU tensor in ``(H, W[, C])`` layout is accepted too).
-        name: the argument name used in error messages.
-
-    Returns:
-        ``(H, W, C)`` float32 array, ``C`` in ``{1, 3}``.
-
-    Raises:
-        ValueError: wrong dtype, shape or channel count, empty image, NaN/inf, or floats outside ``[0, 1]``.
+    Attributes:
+        name: the ``method`` name (``superpixels(..., method=name)``).
+        single: ``single(img, *, n_segments, compactness, sigma) -> labels`` for one image.
+        batch: ``batch(imgs, *, n_segments, compactness, sigma) -> [labels, ...]`` for a list of images
+            (sizes may differ), or ``None`` when the back-end gains nothing from batches (then
+            :meth:`segment_many` calls ``single`` per image and converters spread images over threads).
+        version: the version of the back-end's results, or ``None``. When set, graph caches record it
+            as ``config[name] = version`` (:meth:`bridge.convert.ImageToGraph.config`), so a new
+            version gives a new cache key. scikit-image's version is recorded for every method.
+        description: one line for listings (``pixgraph graphs --help``, reports).
 
     Shapes:
-        - image: ``(H, W)``, ``(H, W, 1)`` or ``(H, W, 3)``
-        - output: ``(H, W, C)``
+        - single: ``(H, W, C)`` -> ``(H, W)``
+        - batch: ``[(H_i, W_i, C)]`` -> ``[(H_i, W_i)]``
 
     Example:
-        >>> as_float_image(np.full((2, 3), 255, np.uint8)).shape
-        (2, 3, 1)
+        >>> backend = get_segmentation("grid")
+        >>> backend.segment(np.zeros((4, 4, 1), np.float32), n_segments=4).tolist()
+        [[0, 0, 1, 1], [0, 0, 1, 1], [2, 2, 3, 3], [2, 2, 3, 3]]
+        >>> backend.batched, get_segmentation("slic_torch").batched
+        (False, True)
     """
-    if hasattr(image, "detach") and hasattr(image, "numpy"):  # torch tensor
-        image = image.detach().cpu().numpy()
-    if not isinstance(image, np.ndarray):
-        raise ValueError(
-            f"{name} must be a numpy array of shape (H, W) or (H, W, 3), got {type(image).__name__}"
-        )
-    if image.ndim == 3 and image.shape[0] in (1, 3) and image.shape[2] not in (1, 3):
-        raise ValueError(
-            f"{name} has shape {image.shape}, which looks channel-first (C, H, W); expected channel-last "
-            f"(H, W) or (H, W, 3): use image.transpose(1, 2, 0)"
-        )
-    if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (1, 3)):
-        raise ValueError(
-            f"{name} has shape {image.shape}; expected (H, W) grayscale, (H, W, 1) or (H, W, 3) RGB"
-        )
-    if image.shape[0] == 0 or image.shape[1] == 0:
-        raise ValueError(f"{name} is empty (shape {image.shape}); expected at least one pixel")
-    if image.dtype == np.uint8:
-        out = image.astype(np.float32) / np.float32(255.0)
-    elif np.issubdtype(image.dtype, np.floating):
-        out = image.astype(np.float32, copy=True)
-        if not np.isfinite(out).all():
-            raise ValueError(f"{name} contains NaN or infinite values; expected finite values in [0, 1]")
-        lo, hi = float(out.min()), float(out.max())
-        if lo < 0.0 or hi > 1.0:
-            hint = " (divide by 255?)" if hi <= 255.0 and lo >= 0.0 else ""
+
+    name: str
+    single: SegmentFn
+    batch: SegmentBatchFn | None = None
+    version: str | int | None = None
+    description: str = ""
+
+    @property
+    def batched(self) -> bool:
+        """Whether the back-end segments a list of images in one pass."""
+        return self.batch is not None
+
+    def segment(
+        self, img: np.ndarray, *, n_segments: int, compactness: float = 10.0, sigma: float = 0.0
+    ) -> np.ndarray:
+        """Label map of one checked image (see the class docstring); refuses more segments than pixels.
+
+        Shapes:
+            - img: ``(H, W, C)``
+            - output: ``(H, W)``
+        """
+        check_size(img.shape[0], img.shape[1], n_segments)
+        labels = self.single(img, n_segments=n_segments, compactness=compactness, sigma=sigma)
+        return self._checked(labels, img)
+
+    def segment_many(
+        self, imgs: Sequence[np.ndarray], *, n_segments: int, compactness: float = 10.0, sigma: float = 0.0
+    ) -> list[np.ndarray]:
+        """Label maps of many checked images: one call of ``batch``, else ``single`` per image.
+
+        Shapes:
+            - imgs: ``[(H_i, W_i, C)]``
+            - output: ``[(H_i, W_i)]``
+        """
+        imgs = list(imgs)
+        if self.batch is None:
+            return [
+                self.segment(im, n_segments=n_segments, compactness=compactness, sigma=sigma) for im in imgs
+            ]
+        for im in imgs:
+            check_size(im.shape[0], im.shape[1], n_segments)
+        out = list(self.batch(imgs, n_segments=n_segments, compactness=compactness, sigma=sigma))
+        if len(out) != len(imgs):
             raise ValueError(
-                f"{name} is a float image with values in [{lo:g}, {hi:g}]; expected float values in [0, 1]"
-                f"{hint} or a uint8 image"
+                f"segmentation back-end {self.name!r} returned {len(out)} label maps for {len(imgs)} "
+                f"images; its batch function must return one label map per image"
             )
-    else:
-        raise ValueError(
-            f"{name} has dtype {image.dtype}; expected uint8 (0..255) or float in [0, 1]"
-            f" (convert with image.astype(np.uint8) or image / image.max())"
-        )
-    if out.ndim == 2:
-        out = out[:, :, None]
-    return out
+        return [self._checked(lab, im) for lab, im in zip(out, imgs)]
+
+    def _checked(self, labels: Any, img: np.ndarray) -> np.ndarray:
+        labels = np.asarray(labels)
+        if labels.shape != img.shape[:2] or not np.issubdtype(labels.dtype, np.integer):
+            raise ValueError(
+                f"segmentation back-end {self.name!r} returned a label map of dtype {labels.dtype} and "
+                f"shape {labels.shape} for an image of {img.shape[:2]}; a back-end must return an integer "
+                f"(H, W) label map (fix the back-end, see bridge.segmentation.SegmentationBackend)"
+            )
+        return labels.astype(np.int64, copy=False)
 
 
-def check_labels(labels: Any, *, name: str = "labels") -> tuple[np.ndarray, int]:
-    """Validate a label map and return it as ``int64`` numpy array plus its number of labels.
+_REGISTRY: dict[str, SegmentationBackend] = {}
+_BUILTIN = ("slic", "slic_torch", "grid")
+_NAME = re.compile(r"[a-z][a-z0-9_]*")
+
+
+def register_segmentation(
+    name: str,
+    single: SegmentFn,
+    *,
+    batch: SegmentBatchFn | None = None,
+    version: str | int | None = None,
+    description: str = "",
+    replace: bool = False,
+) -> SegmentationBackend:
+    """Add a segmentation back-end to the table (the contract is in :class:`SegmentationBackend`).
+
+    Converter workers look a method up by name: a back-end registered at run time reaches worker
+    processes started with ``fork`` (Linux), not with ``spawn``; register it at import of your module
+    for those.
 
     Args:
-        labels: ``(H, W)`` integer array or tensor with ids ``0 .. N-1``, every id used.
-        name: the argument name used in error messages.
+        name: the ``method`` name: lower case letters, digits and ``_``, starting with a letter.
+        single: the one-image function.
+        batch: the many-images function, or ``None``.
+        version: version of the back-end's results (part of graph cache keys), or ``None``.
+        description: one line for listings.
+        replace: allow replacing a registered back-end of this name (the built-ins cannot be replaced).
 
     Returns:
-        ``(labels, N)``; ``labels`` is the input itself when it already is a C-contiguous int64 array.
+        The new table entry.
 
     Raises:
-        ValueError: not 2-D, not integer, empty, negative ids or ids with holes (unused ids).
-
-    Shapes:
-        - labels: ``(H, W)``
+        ValueError: a bad or taken name, or a built-in name.
+        TypeError: ``single`` or ``batch`` not callable.
 
     Example:
-        >>> check_labels(np.array([[0, 1], [1, 2]]))[1]
-        3
+        >>> def halves(img, *, n_segments, compactness, sigma):
+        ...     return np.repeat([[0] * (img.shape[1] // 2) + [1] * (img.shape[1] - img.shape[1] // 2)],
+        ...                      img.shape[0], axis=0)
+        >>> _ = register_segmentation("halves", halves, version="1", description="left and right half")
+        >>> superpixels(np.zeros((2, 4), np.uint8), n_segments=2, method="halves").tolist()
+        [[0, 0, 1, 1], [0, 0, 1, 1]]
+        >>> _ = unregister_segmentation("halves")
     """
-    if hasattr(labels, "detach") and hasattr(labels, "numpy"):
-        labels = labels.detach().cpu().numpy()
-    labels = np.asarray(labels)
-    if labels.ndim != 2:
-        raise ValueError(f"{name} has shape {labels.shape}; expected a 2-D label map (H, W)")
-    if labels.size == 0:
-        raise ValueError(f"{name} is empty (shape {labels.shape}); expected at least one pixel")
-    if not (np.issubdtype(labels.dtype, np.integer) or labels.dtype == np.bool_):
-        raise ValueError(f"{name} has dtype {labels.dtype}; expected an integer label map")
-    labels = np.ascontiguousarray(labels, dtype=np.int64)
-    lo = int(labels.min())
-    if lo < 0:
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise ValueError(
-            f"{name} contains negative ids (min {lo}); expected ids 0..N-1 for every pixel "
-            f"(unlabelled pixels are not supported; use bridge.segmentation.relabel(labels) after "
-            f"assigning them)"
+            f"segmentation name must be lower case letters, digits and '_' starting with a letter, "
+            f"got {name!r}"
         )
-    counts = np.bincount(labels.ravel())
-    if (counts == 0).any():
-        missing = np.flatnonzero(counts == 0)
+    if name in _BUILTIN and name in _REGISTRY:
         raise ValueError(
-            f"{name} has holes in its ids: {missing.size} of 0..{counts.size - 1} are unused "
-            f"(e.g. {missing[:5].tolist()}); expected contiguous ids 0..N-1: use "
-            f"bridge.segmentation.relabel(labels)"
+            f"{name!r} is a built-in segmentation back-end and cannot be replaced; pick another name"
         )
-    return labels, int(counts.size)
+    if name in _REGISTRY and not replace:
+        raise ValueError(
+            f"a segmentation back-end named {name!r} is already registered; pass replace=True or pick "
+            f"another name"
+        )
+    if not callable(single):
+        raise TypeError(
+            f"single must be callable as single(img, *, n_segments, compactness, sigma), got {single!r}"
+        )
+    if batch is not None and not callable(batch):
+        raise TypeError(
+            f"batch must be None or callable as batch(imgs, *, n_segments, compactness, sigma), got {batch!r}"
+        )
+    if version is not None and (isinstance(version, bool) or not isinstance(version, (str, int))):
+        raise TypeError(f"version must be a str, an int or None, got {version!r}")
+    backend = SegmentationBackend(name, single, batch, version, str(description))
+    _REGISTRY[name] = backend
+    return backend
+
+
+def unregister_segmentation(name: str) -> SegmentationBackend:
+    """Remove a back-end added with :func:`register_segmentation` and return it.
+
+    Raises:
+        ValueError: an unknown name or a built-in back-end.
+
+    Example:
+        >>> unregister_segmentation("slic")
+        Traceback (most recent call last):
+        ...
+        ValueError: 'slic' is a built-in segmentation back-end and cannot be removed
+    """
+    if name in _BUILTIN:
+        raise ValueError(f"{name!r} is a built-in segmentation back-end and cannot be removed")
+    backend = get_segmentation(name)
+    del _REGISTRY[name]
+    return backend
+
+
+def get_segmentation(name: Any) -> SegmentationBackend:
+    """The table entry of a method name.
+
+    Raises:
+        ValueError: an unknown name; the message lists the known ones.
+
+    Example:
+        >>> get_segmentation("slic_torch").version
+        1
+        >>> get_segmentation("watershed")
+        Traceback (most recent call last):
+        ...
+        ValueError: unknown method 'watershed'; expected one of 'slic', 'slic_torch', 'grid' ...
+    """
+    backend = _REGISTRY.get(name) if isinstance(name, str) else None
+    if backend is None:
+        raise ValueError(
+            f"unknown method {name!r}; expected one of {', '.join(map(repr, _REGISTRY))} "
+            f"(or add one with bridge.segmentation.register_segmentation)"
+        )
+    return backend
+
+
+def list_segmentations() -> list[str]:
+    """Names of the registered segmentation back-ends, built-ins first, then in order of registration.
+
+    Example:
+        >>> list_segmentations()[:3]
+        ['slic', 'slic_torch', 'grid']
+    """
+    return list(_REGISTRY)
+
+
+def __getattr__(name: str) -> Any:
+    # METHODS follows the table, so back-ends registered later appear in it too
+    if name == "METHODS":
+        return tuple(_REGISTRY)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def check_options(n_segments: Any, compactness: Any, method: Any, sigma: Any) -> int:
+    """Check the segmentation options of :func:`superpixels` and return ``n_segments`` as an int.
+
+    Raises:
+        ValueError: ``n_segments`` not a positive int, an unknown ``method``, ``compactness <= 0``
+            or ``sigma < 0`` (checked in this order).
+
+    Example:
+        >>> check_options(np.int64(10), 10.0, "grid", 0.0)
+        10
+    """
+    n = check_n_segments(n_segments)
+    get_segmentation(method)
+    check_compactness(compactness)
+    check_sigma(sigma)
+    return n
 
 
 def relabel(labels: Any) -> np.ndarray:
@@ -177,7 +347,16 @@ def relabel(labels: Any) -> np.ndarray:
     return out
 
 
-def _grid(height: int, width: int, n_segments: int) -> np.ndarray:
+# -- the built-in back-ends ----------------------------------------------------------------------
+
+
+def _is_flat(img: np.ndarray) -> bool:
+    return bool((img == img[:1, :1]).all())
+
+
+def _grid(img: np.ndarray, *, n_segments: int, compactness: float = 10.0, sigma: float = 0.0) -> np.ndarray:
+    """``rows x cols`` rectangular patches of side ``~sqrt(H * W / n_segments)``; ignores the content."""
+    height, width = img.shape[:2]
     side = math.sqrt(height * width / n_segments)
     rows = min(height, max(1, round(height / side)))
     cols = min(width, max(1, round(width / side)))
@@ -186,32 +365,10 @@ def _grid(height: int, width: int, n_segments: int) -> np.ndarray:
     return r[:, None] * cols + c[None, :]
 
 
-def _check_size(height: int, width: int, n_segments: int) -> None:
-    if n_segments > height * width:
-        raise ValueError(
-            f"n_segments={n_segments} is larger than the number of pixels ({height}x{width} = "
-            f"{height * width}); ask for at most {height * width} segments"
-        )
-
-
-def _is_flat(img: np.ndarray) -> bool:
-    return bool((img == img[:1, :1]).all())
-
-
-def _segment(
-    img: np.ndarray, *, n_segments: int, compactness: float, method: str, sigma: float
-) -> np.ndarray:
-    """:func:`superpixels` on an image already checked by :func:`as_float_image` (options checked too)."""
-    height, width = img.shape[:2]
-    _check_size(height, width, n_segments)
-    if method == "grid":
-        return _grid(height, width, n_segments)
+def _slic(img: np.ndarray, *, n_segments: int, compactness: float, sigma: float) -> np.ndarray:
+    """scikit-image SLIC (Lab for RGB, ``enforce_connectivity``), relabelled; one region if flat."""
     if n_segments == 1 or _is_flat(img):
-        return np.zeros((height, width), np.int64)
-    if method == "slic_torch":
-        from .slic import slic_batch
-
-        return slic_batch(img[None], n_segments=n_segments, compactness=compactness, sigma=sigma)[0]
+        return np.zeros(img.shape[:2], np.int64)
     from skimage.segmentation import slic
 
     color = img.shape[2] == 3
@@ -227,21 +384,20 @@ def _segment(
     return relabel(seg)
 
 
-def _segment_many(
-    imgs: list[np.ndarray], *, n_segments: int, compactness: float, method: str, sigma: float
-) -> list[np.ndarray]:
-    """:func:`_segment` of many checked images; ``slic_torch`` runs once per group of equal shapes."""
-    if method != "slic_torch":
-        return [
-            _segment(im, n_segments=n_segments, compactness=compactness, method=method, sigma=sigma)
-            for im in imgs
-        ]
-    from .slic import slic_batch
+def _slic_torch(img: np.ndarray, *, n_segments: int, compactness: float, sigma: float) -> np.ndarray:
+    """:func:`bridge.slic.slic_batch` of one image; one region if flat."""
+    if n_segments == 1 or _is_flat(img):
+        return np.zeros(img.shape[:2], np.int64)
+    return slic_batch(img[None], n_segments=n_segments, compactness=compactness, sigma=sigma)[0]
 
+
+def _slic_torch_batch(
+    imgs: Sequence[np.ndarray], *, n_segments: int, compactness: float, sigma: float
+) -> list[np.ndarray]:
+    """:func:`bridge.slic.slic_batch` once per group of equal shapes; flat images give one region."""
     out: list[np.ndarray | None] = [None] * len(imgs)
     groups: dict[tuple[int, ...], list[int]] = {}
     for i, im in enumerate(imgs):
-        _check_size(im.shape[0], im.shape[1], n_segments)
         if n_segments == 1 or _is_flat(im):
             out[i] = np.zeros(im.shape[:2], np.int64)
         else:
@@ -255,16 +411,18 @@ def _segment_many(
     return out  # type: ignore[return-value]
 
 
-def _check_options(n_segments: Any, compactness: Any, method: Any, sigma: Any) -> int:
-    if isinstance(n_segments, bool) or not isinstance(n_segments, (int, np.integer)) or n_segments < 1:
-        raise ValueError(f"n_segments must be a positive int, got {n_segments!r}")
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; expected one of {', '.join(map(repr, METHODS))}")
-    if not (isinstance(compactness, (int, float)) and math.isfinite(compactness) and compactness > 0):
-        raise ValueError(f"compactness must be a positive finite number, got {compactness!r}")
-    if not (isinstance(sigma, (int, float)) and math.isfinite(sigma) and sigma >= 0):
-        raise ValueError(f"sigma must be a finite number >= 0, got {sigma!r}")
-    return int(n_segments)
+register_segmentation("slic", _slic, description="scikit-image SLIC, one image at a time (the default)")
+register_segmentation(
+    "slic_torch",
+    _slic_torch,
+    batch=_slic_torch_batch,
+    version=SLIC_TORCH_VERSION,
+    description="SLIC batched in torch (bridge.slic.slic_batch), ~10x faster per image in batches",
+)
+register_segmentation("grid", _grid, description="square patches of side ~sqrt(H * W / n_segments)")
+
+
+# -- the public calls ----------------------------------------------------------------------------
 
 
 def superpixels(
@@ -294,7 +452,9 @@ def superpixels(
             never modified.
         n_segments: number of segments asked for, ``1 <= n_segments <= H * W``.
         compactness: SLIC balance of colour and space (higher = squarer superpixels), ``> 0``.
-        method: ``"slic"`` (scikit-image), ``"slic_torch"`` (:mod:`bridge.slic`) or ``"grid"``.
+        method: a name of the back-end table (:func:`list_segmentations`): ``"slic"``
+            (scikit-image), ``"slic_torch"`` (:mod:`bridge.slic`), ``"grid"``, or one added with
+            :func:`register_segmentation`.
         sigma: width of a Gaussian pre-smoothing for SLIC (0 = none).
         return_info: also return a dict with ``n_segments_requested``, ``n_segments`` (got) and
             ``method``.
@@ -303,8 +463,8 @@ def superpixels(
         ``labels`` (``(H, W)`` int64, ids ``0 .. N-1``), or ``(labels, info)`` with ``return_info``.
 
     Raises:
-        ValueError: bad image (see :func:`as_float_image`), ``n_segments`` outside ``1 .. H*W``,
-            unknown ``method``, ``compactness <= 0`` or ``sigma < 0``.
+        ValueError: bad image (see :func:`bridge.checks.as_float_image`), ``n_segments`` outside
+            ``1 .. H*W``, unknown ``method``, ``compactness <= 0`` or ``sigma < 0``.
 
     Shapes:
         - image: ``(H, W)`` or ``(H, W, C)``
@@ -316,8 +476,9 @@ def superpixels(
         4
     """
     img = as_float_image(image)
-    n_segments = _check_options(n_segments, compactness, method, sigma)
-    labels = _segment(img, n_segments=n_segments, compactness=compactness, method=method, sigma=sigma)
+    n_segments = check_options(n_segments, compactness, method, sigma)
+    backend = get_segmentation(method)
+    labels = backend.segment(img, n_segments=n_segments, compactness=compactness, sigma=sigma)
     if return_info:
         info = {
             "n_segments_requested": n_segments,
@@ -336,8 +497,8 @@ def superpixels_batch(
     method: str = "slic_torch",
     sigma: float = 0.0,
 ) -> list[np.ndarray]:
-    """:func:`superpixels` of many images; with ``method="slic_torch"`` images of equal shape are
-    segmented together in one batched pass (:func:`bridge.slic.slic_batch`).
+    """:func:`superpixels` of many images; a batched back-end (``method="slic_torch"``, the default
+    here) segments images of equal shape together in one pass (:func:`bridge.slic.slic_batch`).
 
     Args:
         images: sequence of images as accepted by :func:`superpixels` (sizes may differ).
@@ -359,12 +520,13 @@ def superpixels_batch(
         >>> [lab.shape for lab in labels]
         [(224, 224), (224, 224)]
     """
-    n_segments = _check_options(n_segments, compactness, method, sigma)
+    n_segments = check_options(n_segments, compactness, method, sigma)
+    backend = get_segmentation(method)
     imgs = []
     for i, image in enumerate(images):
         try:
             imgs.append(as_float_image(image))
-            _check_size(imgs[-1].shape[0], imgs[-1].shape[1], n_segments)
+            check_size(imgs[-1].shape[0], imgs[-1].shape[1], n_segments)
         except ValueError as err:
             raise ValueError(f"images[{i}]: {err}") from None
-    return _segment_many(imgs, n_segments=n_segments, compactness=compactness, method=method, sigma=sigma)
+    return backend.segment_many(imgs, n_segments=n_segments, compactness=compactness, sigma=sigma)

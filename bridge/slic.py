@@ -44,11 +44,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .segmentation import _check_options, _check_size
+from .checks import check_compactness, check_n_segments, check_sigma, check_size
 
 __all__ = ["VERSION", "auto_downsample", "rgb_to_lab", "slic_batch"]
 
-#: Version of the algorithm's results; part of the cache key of graphs built with ``slic_torch``.
+#: Version of the algorithm's results: the ``version`` of the ``slic_torch`` entry of the segmentation
+#: table (:mod:`bridge.segmentation`), so part of the cache key of graphs built with it.
 VERSION = 1
 
 # sRGB (D65) -> XYZ, divided by the D65 white point, so that white maps to (1, 1, 1).
@@ -329,14 +330,16 @@ def slic_batch(
     b, h, w, c = x.shape
     if b == 0 or h == 0 or w == 0:
         raise ValueError(f"images is empty (shape {tuple(x.shape)}); expected at least one pixel")
-    n_segments = _check_options(n_segments, compactness, "slic_torch", sigma)
+    n_segments = check_n_segments(n_segments)
+    check_compactness(compactness)
+    check_sigma(sigma)
     if isinstance(cell_px, bool) or not isinstance(cell_px, int) or cell_px < 1:
         raise ValueError(f"cell_px must be a positive int, got {cell_px!r}")
     if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 0:
         raise ValueError(f"max_iter must be an int >= 0, got {max_iter!r}")
     if not torch.isfinite(x).all():
         raise ValueError("images contain NaN or infinite values; expected finite values in [0, 1]")
-    _check_size(h, w, n_segments)
+    check_size(h, w, n_segments)
     x = x.detach()
     factor = auto_downsample(h, w, n_segments) if downsample is None else int(downsample)
     if factor < 1:

@@ -10,7 +10,8 @@ from scipy import ndimage
 from torch import nn
 from torch_geometric.data import Data
 
-from bridge.convert import ImageToGraph, to_dense
+from bridge.convert import ImageToGraph, prepare_many, to_dense
+from bridge.segmentation import register_segmentation, unregister_segmentation
 
 
 @dataclasses.dataclass(frozen=True)
@@ -204,3 +205,42 @@ def test_bad_calls():
         ImageToGraph(n_segments=4, edges="knn")(quadrants())
     with pytest.raises(ValueError, match=r"k=3 but the image gave only 1 nodes"):
         ImageToGraph(n_segments=4, edges="knn_feature", k=3)(np.zeros((8, 8, 3), np.uint8))
+
+
+def columns(img, *, n_segments, compactness, sigma):
+    """Test back-end: the left half is region 0, the right half region 1."""
+    return np.broadcast_to(np.arange(img.shape[1]) >= img.shape[1] // 2, img.shape[:2]).astype(np.int64)
+
+
+def test_registered_backend_is_used_by_image_to_graph():
+    register_segmentation("test_columns", columns, version=7)
+    try:
+        conv = ImageToGraph(n_segments=9, method="test_columns", features=("color_mean",))
+        assert "method='test_columns'" in repr(conv)
+        assert conv.config()["test_columns"] == 7 and conv.config()["method"] == "test_columns"
+        data = conv(quadrants(), label=0)
+        assert data.num_nodes == 2 and data.edge_index.tolist() == [[0, 1], [1, 0]]
+        # left half: black over green; right half: red over blue
+        torch.testing.assert_close(data.x, torch.tensor([[0.0, 0.5, 0.0], [0.5, 0.0, 0.5]]))
+        assert [d.num_nodes for d in conv.batch([quadrants(), quadrants(16, 8)])] == [2, 2]
+    finally:
+        unregister_segmentation("test_columns")
+    with pytest.raises(ValueError, match="unknown method 'test_columns'"):
+        conv.config()
+
+
+def test_backend_named_like_a_config_key_is_refused():
+    register_segmentation("features", columns, version="1")
+    try:
+        with pytest.raises(ValueError, match="method='features' is also a key of ImageToGraph.config"):
+            ImageToGraph(method="features")
+    finally:
+        unregister_segmentation("features")
+
+
+def test_prepare_many_names_the_bad_item():
+    params = ImageToGraph(n_segments=4).params()
+    parts = prepare_many(params, [quadrants(), quadrants(16, 16)])
+    assert [p["x"].shape[0] for p in parts] == [4, 4] and parts[0]["edge_index"].shape == (2, 8)
+    with pytest.raises(ValueError, match=r"item 11: n_segments=4 is larger than the number of pixels"):
+        prepare_many(params, [quadrants(), np.zeros((1, 3), np.uint8)], first=10, name="item {}")

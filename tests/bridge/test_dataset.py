@@ -177,3 +177,105 @@ def test_bad_input(tmp_path):
     with pytest.raises(TypeError, match="converter must be a bridge.ImageToGraph"):
         GraphDataset([(np.zeros((8, 8, 3), np.uint8), 0)], lambda im: im, root=tmp_path)
     assert not any(p.name.endswith(".pt") for p in tmp_path.iterdir())
+
+
+# -- cache keys and the segmentation table ----------------------------------------------------------
+
+
+def four_colours(flip=False):
+    img = np.zeros((32, 32, 3), np.uint8)
+    img[:16, 16:] = (255, 0, 0)
+    img[16:, :16] = (0, 255, 0)
+    img[16:, 16:] = (0, 0, 255)
+    return img[::-1].copy() if flip else img
+
+
+def fixed_backbone():
+    backbone = FakeBackbone()
+    with torch.no_grad():
+        w = backbone.conv.weight
+        w.copy_(torch.linspace(-1, 1, w.numel()).view_as(w))
+        backbone.conv.bias.copy_(torch.linspace(0, 0.3, 4))
+    return backbone
+
+
+_BASE = {
+    "format": 1,
+    "n_segments": 4,
+    "compactness": 10.0,
+    "method": "slic",
+    "sigma": 0.0,
+    "edges": "region",
+    "k": 8,
+    "features": ["color_mean", "color_std", "centroid"],
+    "keep_segments": True,
+    "cnn": None,
+    "skimage": "0.26.0",
+}
+_CNN = {
+    "backbone": "fake",
+    "weights": "860945b6428e30ebf78807588a36b26d8f683f57c6fe520df94cff1b29598cdb",
+    "stages": [1],
+    "input_size": 32,
+    "mean": [0.5, 0.5, 0.5],
+    "std": [0.5, 0.5, 0.5],
+    "interpolation": "bilinear",
+}
+
+
+# Configurations and cache keys recorded (with scikit-image 0.26.0) before the segmentation back-ends
+# moved into one table: caches that users built then must still be found.
+@pytest.mark.parametrize(
+    ("kwargs", "config", "key"),
+    [
+        ({}, {}, "314de647f92c39b858796994"),
+        ({"method": "slic_torch"}, {"method": "slic_torch", "slic_torch": 1}, "d20d9a9d167a01ba6827aeec"),
+        (
+            {"method": "grid", "edges": "knn", "k": 2, "features": ("area",), "keep_segments": False},
+            {"method": "grid", "edges": "knn", "k": 2, "features": ["area"], "keep_segments": False},
+            "8341eabc7d9f2d34c9cb9537",
+        ),
+        ({"backbone": "fixed", "stages": (-1,)}, {"cnn": _CNN}, "c743bd8677bd1638fbe93291"),
+    ],
+    ids=["slic", "slic_torch", "grid_knn", "slic_cnn"],
+)
+def test_config_and_cache_key_are_unchanged(tmp_path, monkeypatch, kwargs, config, key):
+    import skimage
+
+    monkeypatch.setattr(skimage, "__version__", "0.26.0")
+    if kwargs.get("backbone") == "fixed":
+        kwargs = {**kwargs, "backbone": fixed_backbone()}
+    conv = ImageToGraph(n_segments=4, **kwargs)
+    assert conv.config() == {**_BASE, **config}
+    items = [(four_colours(), 0), (four_colours(flip=True), 1)]
+    ds = GraphDataset(items, conv, root=tmp_path, workers=0, progress=False)
+    assert ds.key == key
+
+
+def _stripes(img, *, n_segments, compactness, sigma):
+    """Test back-end: ``n_segments`` vertical stripes (module level, so worker processes find it)."""
+    cols = (np.arange(img.shape[1]) * n_segments) // img.shape[1]
+    return np.broadcast_to(cols, img.shape[:2]).astype(np.int64)
+
+
+@pytest.fixture
+def stripes():
+    from bridge.segmentation import register_segmentation, unregister_segmentation
+
+    register_segmentation("test_stripes", _stripes, version="s-1")
+    yield
+    unregister_segmentation("test_stripes")
+
+
+def test_registered_backend_builds_datasets_and_keys(tmp_path, stripes):
+    items = Items(n=4)
+    conv = ImageToGraph(n_segments=3, method="test_stripes")
+    assert conv.config()["test_stripes"] == "s-1"
+    ds = GraphDataset(items, conv, root=tmp_path, workers=2, progress=False, chunk_size=4)
+    assert [ds[i].num_nodes for i in range(4)] == [3] * 4
+    assert ds[0].segments[0, 0].tolist() == [0] * 11 + [1] * 11 + [2] * 10
+    assert ds[0].edge_index.shape[1] == 4  # stripes 0-1 and 1-2, both directions
+    other = GraphDataset(
+        items, ImageToGraph(n_segments=3, method="grid"), root=tmp_path, workers=0, progress=False
+    )
+    assert other.key != ds.key

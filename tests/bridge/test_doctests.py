@@ -11,6 +11,7 @@ import importlib
 import pytest
 
 MODULES = [
+    "bridge.checks",
     "bridge.segmentation",
     "bridge.slic",
     "bridge.convert",

@@ -2,7 +2,18 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from bridge.segmentation import as_float_image, check_labels, relabel, superpixels
+import bridge.segmentation as seg
+from bridge.edges import region_adjacency
+from bridge.segmentation import (
+    SegmentationBackend,
+    get_segmentation,
+    list_segmentations,
+    register_segmentation,
+    relabel,
+    superpixels,
+    superpixels_batch,
+    unregister_segmentation,
+)
 
 COLOURS = np.array([[230, 20, 20], [20, 230, 20], [20, 20, 230], [230, 230, 20]], np.uint8)
 
@@ -144,12 +155,6 @@ def test_bad_options(kwargs, match):
         superpixels(np.zeros((8, 8, 3), np.uint8), **{"n_segments": 4, **kwargs})
 
 
-def test_as_float_image_scales_uint8():
-    out = as_float_image(np.array([[0, 255]], np.uint8))
-    assert out.shape == (1, 2, 1) and out.dtype == np.float32
-    assert out.ravel().tolist() == [0.0, 1.0]
-
-
 def test_relabel_makes_contiguous_connected_ids():
     labels = np.array([[5, 5, 9, 9], [7, 5, 5, 9], [7, 7, 9, 5]])
     out = relabel(labels)
@@ -158,22 +163,127 @@ def test_relabel_makes_contiguous_connected_ids():
     assert relabel(np.array([[-3, -3], [4, -3]])).tolist() == [[0, 0], [1, 0]]
 
 
+# -- the back-end table ----------------------------------------------------------------------------
+
+
+def halves(img, *, n_segments, compactness, sigma):
+    """A test back-end: top half 0, bottom half 1, whatever the options."""
+    return np.repeat((np.arange(img.shape[0]) >= img.shape[0] // 2)[:, None], img.shape[1], axis=1).astype(
+        np.int64
+    )
+
+
+@pytest.fixture
+def halves_backend():
+    backend = register_segmentation("test_halves", halves, version="h-1", description="top and bottom")
+    yield backend
+    unregister_segmentation("test_halves")
+
+
+def test_table_lists_the_built_ins_first():
+    assert list_segmentations()[:3] == ["slic", "slic_torch", "grid"]
+    assert seg.METHODS == tuple(list_segmentations())
+    assert [get_segmentation(m).version for m in ("slic", "slic_torch", "grid")] == [None, 1, None]
+    assert [get_segmentation(m).batched for m in ("slic", "slic_torch", "grid")] == [False, True, False]
+    assert all(get_segmentation(m).description for m in list_segmentations())
+
+
+@pytest.mark.parametrize("name", ["watershed", None, ["slic"]])
+def test_unknown_name_lists_the_known_ones(name):
+    with pytest.raises(ValueError, match=r"unknown method .*; expected one of 'slic', 'slic_torch', 'grid'"):
+        get_segmentation(name)
+
+
+@pytest.mark.parametrize("name", list_segmentations())
+def test_every_backend_keeps_the_contract_on_four_quadrants(name):
+    img = quadrants()
+    labels = superpixels(img, n_segments=4, method=name)
+    assert labels.shape == (32, 32)
+    assert_contiguous_connected(labels)
+    corners = [labels[:16, :16], labels[:16, 16:], labels[16:, :16], labels[16:, 16:]]
+    assert all((c == c[0, 0]).all() for c in corners)
+    assert labels.max() + 1 == 4
+    ei = region_adjacency(labels)
+    tl, tr, bl, br = (int(c[0, 0]) for c in corners)
+    expected = {tuple(sorted(p)) for p in [(tl, tr), (tl, bl), (tr, br), (bl, br)]}
+    assert {(a, b) for a, b in ei.t().tolist() if a < b} == expected  # 4 borders, no diagonal
+    # the batch entry gives the same label maps as the single-image one
+    batch = superpixels_batch([img, img[:, ::-1].copy()], n_segments=4, method=name)
+    np.testing.assert_array_equal(batch[0], labels)
+    assert batch[1].max() + 1 == 4
+
+
+def test_registered_backend_is_used_and_listed(halves_backend):
+    assert isinstance(halves_backend, SegmentationBackend)
+    assert "test_halves" in list_segmentations() and "test_halves" in seg.METHODS
+    img = np.zeros((6, 4, 3), np.uint8)
+    labels, info = superpixels(img, n_segments=5, method="test_halves", return_info=True)
+    assert labels[:3].max() == 0 and labels[3:].min() == 1
+    assert info == {"n_segments_requested": 5, "n_segments": 2, "method": "test_halves"}
+    # no batch function: the batch entry segments image by image
+    assert not halves_backend.batched
+    out = superpixels_batch([img, np.zeros((2, 2), np.uint8)], n_segments=2, method="test_halves")
+    assert [o.tolist() for o in out] == [labels.tolist(), [[0, 0], [1, 1]]]
+
+
+def test_unregistered_backend_is_gone():
+    register_segmentation("test_gone", halves)
+    assert unregister_segmentation("test_gone").name == "test_gone"
+    assert "test_gone" not in list_segmentations()
+    with pytest.raises(ValueError, match="unknown method 'test_gone'"):
+        superpixels(np.zeros((4, 4), np.uint8), n_segments=2, method="test_gone")
+
+
+def test_batch_function_is_called_once(halves_backend):
+    calls = []
+
+    def many(imgs, *, n_segments, compactness, sigma):
+        calls.append(len(imgs))
+        return [halves(im, n_segments=n_segments, compactness=compactness, sigma=sigma) for im in imgs]
+
+    register_segmentation("test_halves", halves, batch=many, replace=True)
+    out = superpixels_batch([np.zeros((4, 4), np.uint8)] * 3, n_segments=2, method="test_halves")
+    assert calls == [3] and len(out) == 3
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"name": "slic"}, ValueError, "'slic' is a built-in segmentation back-end and cannot be replaced"),
+        ({"name": "Bad-Name"}, ValueError, "lower case letters, digits and '_'"),
+        ({"name": "test_halves"}, ValueError, "'test_halves' is already registered; pass replace=True"),
+        ({"name": "test_x", "single": "slic"}, TypeError, "single must be callable"),
+        ({"name": "test_x", "batch": 3}, TypeError, "batch must be None or callable"),
+        ({"name": "test_x", "version": 1.5}, TypeError, "version must be a str, an int or None, got 1.5"),
+    ],
+)
+def test_register_errors(halves_backend, kwargs, error, match):
+    kwargs = {"single": halves, **kwargs}
+    with pytest.raises(error, match=match):
+        register_segmentation(kwargs.pop("name"), kwargs.pop("single"), **kwargs)
+    assert "test_x" not in list_segmentations()
+
+
+def test_built_ins_cannot_be_removed():
+    with pytest.raises(ValueError, match="'grid' is a built-in segmentation back-end and cannot be removed"):
+        unregister_segmentation("grid")
+    assert "grid" in list_segmentations()
+
+
 @pytest.mark.parametrize(
     ("labels", "match"),
     [
-        (np.array([[0, 2], [2, 0]]), r"holes in its ids: 1 of 0..2 are unused \(e.g. \[1\]\).*relabel"),
-        (np.array([[0, -1], [1, 0]]), "negative ids"),
-        (np.zeros((2, 2), np.float32), "dtype float32; expected an integer"),
-        (np.zeros((2, 2, 2), np.int64), "expected a 2-D label map"),
-        (np.zeros((0, 3), np.int64), "empty"),
+        (
+            lambda img: np.zeros((3, 3), np.int64),
+            r"dtype int64 and shape \(3, 3\) for an image of \(4, 4\)",
+        ),
+        (lambda img: np.zeros(img.shape[:2], np.float32), "returned a label map of dtype float32"),
     ],
 )
-def test_check_labels_errors(labels, match):
-    with pytest.raises(ValueError, match=match):
-        check_labels(labels)
-
-
-def test_check_labels_accepts_tensor():
-    torch = pytest.importorskip("torch")
-    labels, n = check_labels(torch.tensor([[0, 1], [2, 1]]))
-    assert n == 3 and labels.dtype == np.int64
+def test_backend_output_is_checked(labels, match):
+    register_segmentation("test_bad", lambda img, **_: labels(img))
+    try:
+        with pytest.raises(ValueError, match=match):
+            superpixels(np.zeros((4, 4), np.uint8), n_segments=2, method="test_bad")
+    finally:
+        unregister_segmentation("test_bad")
