@@ -9,16 +9,33 @@ from typing import TYPE_CHECKING
 from engine.lazy import lazy_exports
 
 if TYPE_CHECKING:
-    from bridge.compare import ARMS, CompareConfig, compare, quick_config
+    from bridge.compare import ARMS, CompareConfig, compare, list_arms, quick_config, register_arm
     from bridge.convert import ImageToGraph, to_dense
-    from bridge.dataset import GraphDataset
+    from bridge.dataset import GraphDataset, default_cache_dir
     from bridge.edges import knn_edges, region_adjacency
     from bridge.features import FEATURES, CNNNodeFeatures, node_features, pool_feature_maps
     from bridge.nxgraph import draw_graph, export_graphml, paint_nodes, plot_node_importance, to_networkx
-    from bridge.segmentation import relabel, superpixels, superpixels_batch
+    from bridge.segmentation import (
+        SegmentationBackend,
+        get_segmentation,
+        list_segmentations,
+        register_segmentation,
+        relabel,
+        superpixels,
+        superpixels_batch,
+        unregister_segmentation,
+    )
     from bridge.slic import slic_batch
 
 _EXPORTS = {
+    "list_arms": "bridge.compare",
+    "register_arm": "bridge.compare",
+    "default_cache_dir": "bridge.dataset",
+    "SegmentationBackend": "bridge.segmentation",
+    "get_segmentation": "bridge.segmentation",
+    "list_segmentations": "bridge.segmentation",
+    "register_segmentation": "bridge.segmentation",
+    "unregister_segmentation": "bridge.segmentation",
     "ARMS": "bridge.compare",
     "CompareConfig": "bridge.compare",
     "compare": "bridge.compare",
@@ -52,20 +69,28 @@ __all__ = [
     "FEATURES",
     "GraphDataset",
     "ImageToGraph",
+    "SegmentationBackend",
     "compare",
+    "default_cache_dir",
     "draw_graph",
     "export_graphml",
+    "get_segmentation",
     "knn_edges",
+    "list_arms",
+    "list_segmentations",
     "node_features",
     "paint_nodes",
     "plot_node_importance",
     "pool_feature_maps",
     "quick_config",
     "region_adjacency",
+    "register_arm",
+    "register_segmentation",
     "relabel",
     "slic_batch",
     "superpixels",
     "superpixels_batch",
     "to_dense",
     "to_networkx",
+    "unregister_segmentation",
 ]

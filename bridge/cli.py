@@ -11,6 +11,9 @@ Subcommands:
 
 Bad arguments end with exit code 2 and one line ``pixgraph: error: ...`` (set ``PIXGRAPH_DEBUG=1``
 for the full traceback).
+
+Importing this module is cheap: Lightning, matplotlib, PyTorch Geometric and the comparison are imported
+inside the command that needs them (``pixgraph compare --help`` reads the arm registry when it prints).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +35,29 @@ _SAMPLES = ("chelsea", "coffee", "astronaut", "rocket")
 
 class CLIError(Exception):
     """A user error: printed as one line, exit code 2."""
+
+
+def _arms_help() -> str:
+    from bridge.compare.registry import arm_titles
+
+    arms = "; ".join(f"{name}: {title}" for name, title in arm_titles().items())
+    return f"comma-separated arms (default: all): {arms}".replace("%", "%%")
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` with help texts computed when help is printed (``lazy_help[dest]``), so
+    reading the arm registry costs nothing unless ``--help`` asks for it."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy_help: dict[str, Callable[[], str]] = {}
+
+    def format_help(self) -> str:
+        for action in self._actions:
+            fill = self.lazy_help.pop(action.dest, None)
+            if fill is not None:
+                action.help = fill()
+        return super().format_help()
 
 
 def _positive(text: str) -> int:
@@ -77,14 +103,15 @@ def _add_data(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``pixgraph`` command (one sub-parser per subcommand)."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="pixgraph", description="Transfer learning with pretrained CNNs and GNNs on image graphs."
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
     p = sub.add_parser("compare", help="CNN heads vs GNNs on the same data, split and seeds")
     _add_data(p)
-    p.add_argument("--arms", default=None, help="comma-separated: linear_probe,finetune,gnn_cnn,gnn_color")
+    p.add_argument("--arms", default=None, help="comma-separated arms of the registry (default: all)")
+    p.lazy_help["arms"] = _arms_help  # the registry's names and titles, read when --help prints
     p.add_argument("--gnn", default=None, help="graph convolution: gcn (default), gat, sage, gin")
     p.add_argument("--epochs-probe", type=_positive, default=None)
     p.add_argument("--epochs-finetune", type=_positive, default=None)
@@ -143,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _load_image(spec: str) -> Any:
-    from cnn import read_image
+    from cnn.io import read_image
 
     if not os.path.exists(spec) and spec in _SAMPLES:
         from skimage import data
@@ -170,8 +197,8 @@ def _check_data(data: str) -> None:
 
 
 def _compare_config(args: argparse.Namespace, **fixed: Any) -> tuple[Any, Any]:
-    from bridge.compare import CompareConfig, quick_config
-    from cnn import list_backbones
+    from bridge.compare.config import CompareConfig, quick_config
+    from cnn.backbones import check_backbone_name
 
     if args.resume:
         cfg_file = Path(args.resume) / "config.json"
@@ -180,8 +207,10 @@ def _compare_config(args: argparse.Namespace, **fixed: Any) -> tuple[Any, Any]:
         return CompareConfig.from_dict(json.loads(cfg_file.read_text())), Path(args.resume)
     _check_data(args.data)
     name = args.backbone
-    if name not in list_backbones() and not name.startswith(("timm/", "torchvision/")):
-        raise CLIError(f"unknown backbone {name!r}; known: {', '.join(list_backbones())}")
+    try:
+        check_backbone_name(name)
+    except ValueError as err:
+        raise CLIError(str(err)) from None
     kw: dict[str, Any] = {"data": args.data, "backbone": name, "weights": args.weights}
     for key in ("max_per_class", "image_size", "batch_size", "n_segments", "device", "seeds"):
         value = getattr(args, key, None)
@@ -193,7 +222,7 @@ def _compare_config(args: argparse.Namespace, **fixed: Any) -> tuple[Any, Any]:
 
 
 def _run_compare(args: argparse.Namespace, **fixed: Any) -> int:
-    from bridge.compare import compare
+    from bridge.compare.run import compare
 
     cfg, out = _compare_config(args, **fixed)
     results = compare(cfg, out=out, progress=not args.no_progress, log=lambda m: print(m, flush=True))
@@ -202,7 +231,7 @@ def _run_compare(args: argparse.Namespace, **fixed: Any) -> int:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    arms = tuple(a.strip() for a in args.arms.split(",")) if args.arms else None
+    arms = tuple(a.strip() for a in args.arms.split(",") if a.strip()) if args.arms else None
     return _run_compare(
         args,
         arms=arms,
@@ -235,8 +264,9 @@ def _cmd_graphs(args: argparse.Namespace) -> int:
     import numpy as np
 
     from bridge.convert import ImageToGraph
-    from bridge.dataset import GraphDataset
-    from cnn import create_backbone, load_dataset
+    from bridge.dataset import GraphDataset, default_cache_dir
+    from cnn.backbones import create_backbone
+    from cnn.datasets import load_dataset
 
     _check_data(args.data)
     backbone = create_backbone(args.backbone) if args.backbone else None
@@ -244,9 +274,7 @@ def _cmd_graphs(args: argparse.Namespace) -> int:
         n_segments=args.n_segments, method=args.method, edges=args.edges, k=args.k, backbone=backbone
     )
     ds = load_dataset(args.data, max_per_class=args.max_per_class)
-    from bridge.compare import graph_cache_dir
-
-    root = args.cache or graph_cache_dir()
+    root = args.cache or default_cache_dir()
     graphs = GraphDataset(ds, conv, root=root, workers=args.workers, progress=not args.no_progress)
     nodes = np.array([g.num_nodes for g in graphs])
     edges = np.array([g.edge_index.shape[1] // 2 for g in graphs])
@@ -263,14 +291,16 @@ def _cmd_graphs(args: argparse.Namespace) -> int:
 def _cmd_explain(args: argparse.Namespace) -> int:
     import torch
 
-    from bridge.compare import _normalise, center_view
-    from cnn import FeatureMaps, create_backbone, grad_cam, plot_feature_maps, plot_grad_cam
+    from cnn.backbones import create_backbone
+    from cnn.explain import FeatureMaps, grad_cam
+    from cnn.plots import plot_feature_maps, plot_grad_cam
+    from cnn.transforms import center_view, normalize_images
 
     image = _load_image(args.image)
     model = create_backbone(args.backbone, weights=args.weights)
     cfg = model.cfg
     img = center_view(image, cfg.input_size, cfg.resize_size)
-    x = _normalise(img[None], cfg.mean, cfg.std)
+    x = normalize_images(img[None], cfg.mean, cfg.std)
     if not 0 <= args.stage < len(model.feature_channels):
         raise CLIError(f"--stage {args.stage}: the backbone has stages 0..{len(model.feature_channels) - 1}")
     with FeatureMaps(model, [args.stage]) as fm, torch.no_grad():

@@ -31,10 +31,19 @@ if TYPE_CHECKING:
         show_images,
     )
     from cnn.training import History, evaluate, fit, predict
-    from cnn.transforms import ToRGBImage, build_transforms, denormalize, to_display
+    from cnn.transforms import (
+        ToRGBImage,
+        build_transforms,
+        center_view,
+        denormalize,
+        normalize_images,
+        to_display,
+    )
     from engine.checkpoints import find_checkpoints, load_checkpoint, save_checkpoint
 
 _EXPORTS = {
+    "center_view": "cnn.transforms",
+    "normalize_images": "cnn.transforms",
     "Backbone": "cnn.backbones",
     "PreprocessConfig": "cnn.backbones",
     "WeightsNotFoundError": "cnn.backbones",
@@ -97,6 +106,7 @@ __all__ = [
     "UnreadableImageError",
     "WeightsNotFoundError",
     "build_transforms",
+    "center_view",
     "check_backbone_name",
     "choose_strategy",
     "count_parameters",
@@ -110,6 +120,7 @@ __all__ = [
     "list_backbones",
     "load_checkpoint",
     "load_dataset",
+    "normalize_images",
     "plot_confusion_matrix",
     "plot_feature_maps",
     "plot_grad_cam",

@@ -2,7 +2,9 @@
 
 :func:`build_transforms` reads everything (input size, resize size, mean, std, interpolation) from the
 backbone's :class:`~cnn.backbones.PreprocessConfig`, so nothing here hard-codes ImageNet numbers.
-:func:`denormalize` and :func:`to_display` undo the normalisation for plotting.
+:func:`denormalize` and :func:`to_display` undo the normalisation for plotting. :func:`center_view` and
+:func:`normalize_images` do the evaluation view and the normalisation on numpy uint8 images in batches
+(OpenCV resize, one tensor operation for a whole batch), as the comparison and ``pixgraph explain`` use them.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from torchvision.transforms import InterpolationMode, v2
 
 from cnn.backbones import PreprocessConfig
 
-__all__ = ["ToRGBImage", "build_transforms", "denormalize", "to_display"]
+__all__ = ["ToRGBImage", "build_transforms", "center_view", "denormalize", "normalize_images", "to_display"]
 
 _TENSOR_INTERPOLATIONS = ("nearest", "nearest-exact", "bilinear", "bicubic")
 
@@ -239,3 +241,87 @@ def to_display(tensor: torch.Tensor | np.ndarray, cfg: Any = None) -> np.ndarray
     arr = x.cpu().numpy().astype(np.float32, copy=False)
     arr = np.transpose(arr, (1, 2, 0)) if arr.ndim == 3 else np.transpose(arr, (0, 2, 3, 1))
     return np.ascontiguousarray(np.clip(arr, 0.0, 1.0))
+
+
+def center_view(image: np.ndarray, size: int, resize_size: int) -> np.ndarray:
+    """The evaluation view of an image: shorter side resized to ``resize_size``, centre crop ``size``.
+
+    The numpy (OpenCV) twin of the evaluation pipeline of :func:`build_transforms`: ``area``
+    interpolation when shrinking, ``cubic`` when enlarging. Grey images get their channel repeated; the
+    input is never modified.
+
+    Args:
+        image: a numpy image.
+        size: side of the square crop (the backbone's ``cfg.input_size``).
+        resize_size: shorter side before the crop (``cfg.resize_size``); at least ``size``.
+
+    Returns:
+        A new uint8 array.
+
+    Shapes:
+        - image: ``(H, W, 3)``, ``(H, W, 1)`` or ``(H, W)`` uint8 -> ``(size, size, 3)`` uint8.
+
+    Example:
+        >>> center_view(np.zeros((300, 400, 3), np.uint8), 224, 256).shape
+        (224, 224, 3)
+    """
+    from cnn.io import resize
+
+    for name, value in (("size", size), ("resize_size", resize_size)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    if resize_size < size:
+        raise ValueError(
+            f"resize_size={resize_size} is smaller than size={size}; the crop must fit in the resized "
+            "image: use resize_size >= size (e.g. cfg.resize_size)"
+        )
+    img = np.asarray(image)
+    if img.dtype != np.uint8:
+        raise TypeError(f"image must be uint8, got {img.dtype}; scale to 0..255 and use .astype(np.uint8)")
+    if img.ndim == 3 and img.shape[2] == 1:
+        img = img[:, :, 0]
+    if img.ndim == 2:
+        img = np.repeat(img[..., None], 3, axis=2)
+    if img.ndim != 3 or img.shape[2] != 3 or min(img.shape[:2]) < 1:
+        raise ValueError(f"image must be (H, W, 3) RGB or (H, W) grey, got shape {np.shape(image)}")
+    h, w = img.shape[:2]
+    scale = resize_size / min(h, w)
+    nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
+    img = resize(img, (nh, nw), interpolation="area" if scale < 1 else "cubic")
+    top, left = (nh - size) // 2, (nw - size) // 2
+    return np.ascontiguousarray(img[top : top + size, left : left + size])
+
+
+def normalize_images(images: np.ndarray, mean: Any, std: Any) -> torch.Tensor:
+    """A batch of uint8 images as one normalised float tensor: ``(x / 255 - mean) / std``, channels first.
+
+    Args:
+        images: RGB uint8 images (e.g. from :func:`center_view`, stacked); not modified.
+        mean, std: three numbers each, the backbone's ``cfg.mean`` and ``cfg.std``.
+
+    Returns:
+        A new float32 tensor.
+
+    Shapes:
+        - images: ``(B, S, S, 3)`` uint8 -> ``(B, 3, S, S)`` float32.
+
+    Example:
+        >>> x = normalize_images(np.full((2, 4, 4, 3), 255, np.uint8), (0.5,) * 3, (0.5,) * 3)
+        >>> x.shape, x.unique()
+        (torch.Size([2, 3, 4, 4]), tensor([1.]))
+    """
+    arr = np.asarray(images)
+    if arr.dtype != np.uint8:
+        raise TypeError(f"images must be uint8, got {arr.dtype}; scale to 0..255 and use .astype(np.uint8)")
+    if arr.ndim != 4 or arr.shape[3] != 3:
+        raise ValueError(
+            f"images must be a batch (B, H, W, 3), got shape {arr.shape}; for one image use image[None]"
+        )
+    m = torch.as_tensor(mean, dtype=torch.float32).reshape(-1)
+    s = torch.as_tensor(std, dtype=torch.float32).reshape(-1)
+    if m.numel() != 3 or s.numel() != 3:
+        raise ValueError(f"mean and std need 3 values each (R, G, B), got mean={mean!r}, std={std!r}")
+    if bool((s <= 0).any()):
+        raise ValueError(f"std must be positive, got {std!r}")
+    x = torch.from_numpy(np.ascontiguousarray(arr)).permute(0, 3, 1, 2).float().div_(255.0)
+    return (x - m.view(1, 3, 1, 1)) / s.view(1, 3, 1, 1)

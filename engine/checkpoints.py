@@ -273,7 +273,8 @@ def _from_lightning(obj: Mapping[str, Any], path: Path) -> dict[str, Any]:
         )
     prefix = "model."
     weights = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
-    meta = obj.get(META_KEY) if isinstance(obj.get(META_KEY), Mapping) else {}
+    found = obj.get(META_KEY)
+    meta: Mapping[str, Any] = found if isinstance(found, Mapping) else {}
     ckpt: dict[str, Any] = dict.fromkeys(_KEYS)
     ckpt.update(
         state_dict=weights or dict(state),

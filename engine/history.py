@@ -92,11 +92,11 @@ class History:
             for row in csv.DictReader(fh):
                 if not row.get("epoch"):
                     continue
-                epoch = rows.setdefault(int(float(row["epoch"])), {})
+                values = rows.setdefault(int(float(row["epoch"])), {})
                 for name in METRICS:
                     value = row.get(name)
                     if value not in (None, ""):
-                        epoch[name] = float(value)
+                        values[name] = float(value)
         history = cls()
         for epoch in sorted(rows):
             if not math.isnan(rows[epoch].get("train_loss", math.nan)):

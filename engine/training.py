@@ -197,7 +197,8 @@ class _Task(L.LightningModule):
         super().__init__()
         self.model = model
         self.fmt = fmt
-        self.opt = {"name": optimizer, "lr": lr, "weight_decay": weight_decay, "momentum": momentum}
+        self.optimizer_name = optimizer
+        self.lr, self.weight_decay, self.momentum = lr, weight_decay, momentum
         self.scheduler, self.epochs, self.classes = scheduler, epochs, classes
         self.history = History()
         self._sums: dict[str, Tensor] = {}
@@ -211,13 +212,11 @@ class _Task(L.LightningModule):
 
     def configure_optimizers(self) -> Any:
         params = [p for p in self.model.parameters() if p.requires_grad]
-        o = self.opt
-        if o["name"] == "sgd":
-            opt: torch.optim.Optimizer = torch.optim.SGD(
-                params, lr=o["lr"], momentum=o["momentum"], weight_decay=o["weight_decay"]
-            )
+        opt: torch.optim.Optimizer
+        if self.optimizer_name == "sgd":
+            opt = torch.optim.SGD(params, lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay)
         else:
-            opt = torch.optim.Adam(params, lr=o["lr"], weight_decay=o["weight_decay"])
+            opt = torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay)
         if self.scheduler == "cosine":
             cosine = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=self.epochs)
             return {"optimizer": opt, "lr_scheduler": {"scheduler": cosine, "interval": "epoch"}}
@@ -289,7 +288,7 @@ class _Task(L.LightningModule):
             "classes": self.classes,
             "model_class": type(self.model).__name__,
             "model_config": dict(config) if isinstance(config, dict) else None,
-            "optimizer": self.opt["name"],
+            "optimizer": self.optimizer_name,
             "trainable": self._trainable_names(),
             "history": self.history.to_dict(),
         }
@@ -305,10 +304,10 @@ class _Task(L.LightningModule):
                 f"the checkpoint to resume was trained from {meta['arch']!r}, the model is {arch!r}; "
                 "use another checkpoint_dir or resume=False to start over"
             )
-        if meta.get("optimizer", self.opt["name"]) != self.opt["name"]:
+        if meta.get("optimizer", self.optimizer_name) != self.optimizer_name:
             raise ValueError(
                 f"the checkpoint to resume was trained with optimizer={meta.get('optimizer')!r}, this call "
-                f"uses optimizer={self.opt['name']!r}; use the same optimizer or resume=False"
+                f"uses optimizer={self.optimizer_name!r}; use the same optimizer or resume=False"
             )
         saved, now = list(meta.get("trainable", [])), self._trainable_names()
         if saved and saved != now:
@@ -342,7 +341,7 @@ class _Checkpoint(ModelCheckpoint):
         super().on_train_epoch_end(trainer, pl_module)
         after = self.best_model_score
         improved = after is not None and (before is None or float(after) < float(before))
-        if improved and trainer.is_global_zero and isinstance(pl_module, _Task):
+        if after is not None and improved and trainer.is_global_zero and isinstance(pl_module, _Task):
             history = pl_module.history
             save_checkpoint(
                 pl_module.model,

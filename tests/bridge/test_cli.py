@@ -22,6 +22,37 @@ def test_console_script_runs():
     assert out.returncode == 0 and all(c in out.stdout for c in COMMANDS)
 
 
+def test_importing_the_cli_loads_no_heavy_package():
+    code = "import sys, bridge.cli; print(sorted(sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    for heavy in ("lightning", "matplotlib", "torch_geometric", "bridge.compare"):
+        assert f"'{heavy}'" not in out, heavy
+
+
+def test_compare_help_lists_the_registry(capsys, monkeypatch):
+    from bridge.compare import registry
+
+    registry.list_arms()
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    registry.register_arm("knn_probe", title="E. nearest neighbours (50% of the time)")(
+        lambda bench, seed: {}
+    )
+    with pytest.raises(SystemExit):
+        main(["compare", "--help"])
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    for arm in ("linear_probe", "finetune", "gnn_cnn", "gnn_color"):
+        assert arm in text
+    assert "knn_probe: E. nearest neighbours (50% of the time)" in text
+
+
+def test_unknown_arm_is_refused_with_the_known_ones(capsys):
+    _one_line_error(
+        capsys,
+        ["compare", "--data", "digits", "--arms", "linear_probe,svm"],
+        "choose from linear_probe, finetune, gnn_cnn, gnn_color",
+    )
+
+
 def _one_line_error(capsys, argv, match):
     code = main(argv)
     err = capsys.readouterr().err.strip()

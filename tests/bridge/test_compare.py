@@ -1,11 +1,16 @@
+"""bridge.compare: the whole comparison on a tiny digits run, resume (also of an old run folder), failures."""
+
 import importlib
 import json
+import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from bridge.compare import ARMS, CompareConfig, compare, quick_config, summary_table
+from bridge.compare import registry as registry_module
 
 compare_module = importlib.import_module("bridge.compare")  # the package exports the function `compare`
 
@@ -92,8 +97,6 @@ def test_rerun_reuses_finished_cells(finished):
 def test_interrupted_run_resumes_only_missing_cells(finished, tmp_path):
     out, _, _ = finished
     # simulate a run killed after some cells: copy the folder, drop two cells
-    import shutil
-
     copy = tmp_path / "copy"
     shutil.copytree(out, copy)
     (copy / "cells" / "gnn_color-seed1.json").unlink()
@@ -104,21 +107,145 @@ def test_interrupted_run_resumes_only_missing_cells(finished, tmp_path):
     assert sorted(trained) == ["[gnn_color seed 1] training ...", "[linear_probe seed 1] training ..."]
 
 
+def _old_config_json() -> dict:
+    """config.json exactly as the single-module bridge/compare.py (before the arm registry) wrote it."""
+    return {
+        "data": "digits",
+        "backbone": "efficientnet_lite0",
+        "weights": "imagenet",
+        "seeds": [0, 1],
+        "arms": ["linear_probe", "gnn_color"],
+        "val": 0.15,
+        "test": 0.15,
+        "split_seed": 0,
+        "max_per_class": 8,
+        "similarity": None,
+        "strategy": None,
+        "trainable_blocks": None,
+        "image_size": 32,
+        "batch_size": 32,
+        "epochs_probe": 3,
+        "epochs_finetune": 1,
+        "epochs_gnn": 3,
+        "lr_probe": 0.001,
+        "lr_finetune": 0.001,
+        "lr_gnn": 0.001,
+        "n_segments": 12,
+        "compactness": 10.0,
+        "gnn": "gcn",
+        "hidden": 16,
+        "layers": 2,
+        "device": "cpu",
+        "n_explain": 1,
+    }
+
+
+def _old_cell(arm: str, seed: int, accuracy: float, preds: list[int]) -> dict:
+    """A finished cell as the old code wrote it (keys of _finish_cell + status/arm/seed/wall_time_s)."""
+    return {
+        "test": {"accuracy": accuracy, "macro_f1": accuracy / 2, "n": len(preds)},
+        "test_preds": preds,
+        "history": {
+            "train_loss": [2.0, 1.5],
+            "train_acc": [0.3, 0.6],
+            "val_loss": [2.1, 1.9],
+            "val_acc": [0.2, 0.4],
+        },
+        "train_time_s": 1.25,
+        "images_per_s": 321.0,
+        "trainable_params": 1290,
+        "total_params": 3_400_000,
+        "shared_prep_time_s": 0.5,
+        "status": "ok",
+        "arm": arm,
+        "seed": seed,
+        "wall_time_s": 2.0,
+    }
+
+
+def test_an_old_run_folder_resumes_without_recomputing_finished_cells(tmp_path):
+    from cnn.datasets import load_dataset, split
+
+    ds = load_dataset("digits", max_per_class=8, seed=0)
+    _, _, test = split(np.array(ds.targets), val=0.15, test=0.15, seed=0)
+    y_test = [int(ds.targets[i]) for i in test]
+    out = tmp_path / "old-run"
+    (out / "cells").mkdir(parents=True)
+    (out / "config.json").write_text(json.dumps(_old_config_json(), indent=1))
+    cells = {
+        "linear_probe-seed0": _old_cell("linear_probe", 0, 0.5, y_test),
+        "linear_probe-seed1": _old_cell("linear_probe", 1, 0.75, y_test),
+        "gnn_color-seed0": _old_cell("gnn_color", 0, 0.25, y_test),
+        "gnn_color-seed1": {  # a failed cell of the old run is trained again
+            "status": "failed",
+            "error": "RuntimeError: out of memory",
+            "traceback": "Traceback ...",
+            "arm": "gnn_color",
+            "seed": 1,
+            "wall_time_s": 0.1,
+        },
+    }
+    for name, cell in cells.items():
+        (out / "cells" / f"{name}.json").write_text(json.dumps(cell, indent=1))
+    finished_names = ("linear_probe-seed0.json", "linear_probe-seed1.json", "gnn_color-seed0.json")
+    before = {name: (out / "cells" / name).read_bytes() for name in finished_names}
+
+    logs = []
+    cfg = CompareConfig.from_dict(json.loads((out / "config.json").read_text()))  # as `--resume` reads it
+    res = compare(cfg, out=out, progress=False, log=logs.append)
+
+    assert f"resuming {out}" in logs
+    assert [m for m in logs if m.endswith("training ...")] == ["[gnn_color seed 1] training ..."]
+    assert sum("already finished" in m for m in logs) == 3
+    probe = res["arms"]["linear_probe"]["summary"]
+    assert probe["accuracy_mean"] == pytest.approx(0.625) and probe["accuracy_std"] == pytest.approx(
+        0.25 / 2**0.5
+    )
+    assert probe["macro_f1_mean"] == pytest.approx(0.3125) and probe["trainable_params"] == 1290
+    assert res["arms"]["gnn_color"]["status"] == "ok"
+    assert res["arms"]["gnn_color"]["seeds"]["0"]["test"]["accuracy"] == 0.25
+    assert json.loads((out / "cells" / "gnn_color-seed1.json").read_text())["status"] == "ok"
+    for name, content in before.items():  # finished cells are read, never rewritten
+        assert (out / "cells" / name).read_bytes() == content, name
+    assert json.loads((out / "config.json").read_text()) == _old_config_json()
+
+
 def test_a_failing_arm_is_reported_and_the_others_finish(tmp_path, monkeypatch):
-    def boom(self, seed):
+    """A new arm is one function + one registry line; one that raises fails alone."""
+    monkeypatch.setattr(registry_module, "_REGISTRY", dict(registry_module._REGISTRY))
+    register_arm = compare_module.register_arm
+
+    @register_arm("majority", title="M. majority class of the train split")
+    def majority(bench, seed):
+        import torch
+
+        d = bench.data
+        winner = int(np.bincount(d.targets[d.train]).argmax())
+        preds = torch.full((len(d.test),), winner)
+        model = torch.nn.Linear(1, 1)
+        return compare_module.result_cell(
+            bench, model, {"train_acc": [0.1]}, preds, train_time=0.0, speed=1.0
+        )
+
+    @register_arm("boom", title="X. always fails")
+    def boom(bench, seed):
         raise RuntimeError("simulated failure")
 
-    monkeypatch.setattr(compare_module._Comparison, "_run_gnn_color", boom)
+    assert compare_module.ARMS[-2:] == ("majority", "boom")
     res = compare(
-        _tiny(seeds=(0,), arms=("linear_probe", "gnn_color")),
+        _tiny(seeds=(0,), arms=("majority", "boom")),
         out=tmp_path / "r",
         progress=False,
         log=lambda m: None,
     )
-    assert res["arms"]["linear_probe"]["status"] == "ok"
-    assert res["arms"]["gnn_color"]["status"] == "failed"
-    assert "simulated failure" in res["arms"]["gnn_color"]["errors"][0]
+    assert res["arms"]["majority"]["status"] == "ok"
+    d_test = res["data"]["split"]["test"]
+    assert res["arms"]["majority"]["seeds"]["0"]["test"]["n"] == d_test
+    assert res["arms"]["majority"]["summary"]["trainable_params"] == 2
+    assert res["arms"]["boom"]["status"] == "failed"
+    assert "simulated failure" in res["arms"]["boom"]["errors"][0]
     table = summary_table(res["arms"])
+    assert "| M. majority class of the train split |" in table
     assert "failed: RuntimeError: simulated failure" in table
 
 
@@ -139,13 +266,13 @@ def test_two_runs_never_share_a_folder(tmp_path):
     finally:
         holder.kill()
         holder.wait()
-    assert compare_module.default_out_dir("digits", tmp_path) != compare_module.default_out_dir(
-        "elpv", tmp_path
-    )
+    assert not (out / "config.json").exists()  # refused before writing anything
 
 
 def test_config_is_validated_before_any_work():
-    with pytest.raises(ValueError, match="unknown or empty"):
+    with pytest.raises(
+        ValueError, match="unknown or empty; choose from linear_probe, finetune, gnn_cnn, gnn_color"
+    ):
         CompareConfig(arms=("linear_probe", "svm"))
     with pytest.raises(ValueError, match="seeds is empty"):
         CompareConfig(seeds=())

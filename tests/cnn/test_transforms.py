@@ -10,7 +10,14 @@ import torch
 from PIL import Image
 
 from cnn.backbones import PreprocessConfig
-from cnn.transforms import ToRGBImage, build_transforms, denormalize, to_display
+from cnn.transforms import (
+    ToRGBImage,
+    build_transforms,
+    center_view,
+    denormalize,
+    normalize_images,
+    to_display,
+)
 
 IMAGENET = PreprocessConfig(input_size=32, crop_pct=0.8)  # resize 40, crop 32, ImageNet mean/std
 HALF = PreprocessConfig(input_size=32, crop_pct=0.8, mean=(0.5,) * 3, std=(0.5,) * 3, interpolation="bicubic")
@@ -156,3 +163,61 @@ def test_to_display_layout_and_range():
     np.testing.assert_allclose(to_display(raw), np.transpose(raw.numpy(), (1, 2, 0)))
     with pytest.raises(ValueError, match=r"\(3, H, W\)"):
         to_display(torch.rand(4, 5), HALF)
+
+
+def test_center_view_resizes_shorter_side_then_crops_the_middle():
+    # 20x80 stripes: shorter side 20 -> 40 (40x160); the 32x32 crop keeps columns 64..96 of 160,
+    # i.e. 32..48 of the original, half black (< 40) and half white (>= 40)
+    img = np.zeros((20, 80), np.uint8)
+    img[:, 40:] = 255
+    out = center_view(img, 32, 40)
+    assert out.shape == (32, 32, 3) and out.dtype == np.uint8
+    assert (out[:, :14] < 5).all() and (out[:, 18:] > 250).all()
+    # resize_size == size on a square image of that size: the view is the image itself
+    rgb = _img(32, 32)
+    np.testing.assert_array_equal(center_view(rgb, 32, 32), rgb)
+    # shrinking (area): a 64x64 image made of 2x2 constant blocks comes back as the blocks
+    blocks = _img(32, 32, seed=4)
+    np.testing.assert_array_equal(center_view(blocks.repeat(2, 0).repeat(2, 1), 32, 32), blocks)
+
+
+def test_center_view_leaves_input_alone_and_checks_arguments():
+    img = _img(30, 50, seed=5)
+    copy = img.copy()
+    center_view(img, 16, 20)
+    np.testing.assert_array_equal(img, copy)
+    with pytest.raises(ValueError, match="resize_size=10 is smaller than size=16"):
+        center_view(img, 16, 10)
+    with pytest.raises(ValueError, match="size must be a positive int, got 0"):
+        center_view(img, 0, 10)
+    with pytest.raises(TypeError, match="image must be uint8, got float32"):
+        center_view(img.astype(np.float32), 16, 20)
+    with pytest.raises(ValueError, match=r"\(H, W, 3\) RGB or \(H, W\) grey, got shape \(30, 50, 4\)"):
+        center_view(np.zeros((30, 50, 4), np.uint8), 16, 20)
+
+
+def test_normalize_images_known_values_and_layout():
+    imgs = np.zeros((2, 4, 5, 3), np.uint8)
+    imgs[..., 0], imgs[..., 1], imgs[..., 2] = 0, 127, 255
+    imgs[1] = 255
+    x = normalize_images(imgs, IMAGENET.mean, IMAGENET.std)
+    assert x.shape == (2, 3, 4, 5) and x.dtype == torch.float32
+    expected = (np.array([0, 127, 255]) / 255 - np.array(IMAGENET.mean)) / np.array(IMAGENET.std)
+    np.testing.assert_allclose(x[0].mean(dim=(1, 2)).numpy(), expected, atol=1e-5)
+    np.testing.assert_allclose(
+        x[1].mean(dim=(1, 2)).numpy(), (1 - np.array(IMAGENET.mean)) / np.array(IMAGENET.std), atol=1e-5
+    )
+    # the same numbers as the evaluation pipeline on an image already at its size
+    img = _img(32, 32, seed=6)
+    torch.testing.assert_close(normalize_images(img[None], HALF.mean, HALF.std)[0], _normalised(img, HALF))
+
+
+def test_normalize_images_errors():
+    with pytest.raises(ValueError, match=r"batch \(B, H, W, 3\).*image\[None\]"):
+        normalize_images(_img(4, 4), HALF.mean, HALF.std)
+    with pytest.raises(TypeError, match="images must be uint8, got float64"):
+        normalize_images(np.zeros((1, 4, 4, 3)), HALF.mean, HALF.std)
+    with pytest.raises(ValueError, match="3 values each"):
+        normalize_images(np.zeros((1, 4, 4, 3), np.uint8), (0.5, 0.5), HALF.std)
+    with pytest.raises(ValueError, match="std must be positive"):
+        normalize_images(np.zeros((1, 4, 4, 3), np.uint8), HALF.mean, (0.5, 0.0, 0.5))

@@ -1,0 +1,104 @@
+"""One result cell: an (arm, seed) pair trained, measured and written to the run folder.
+
+A cell is a JSON-serialisable dict; the keys every arm returns (:func:`result_cell`) are ``test``
+(``accuracy``, ``macro_f1``, ``n``), ``test_preds``, ``history``, ``train_time_s``, ``images_per_s``,
+``trainable_params``, ``total_params``; :func:`run_cell` adds ``status``, ``arm``, ``seed`` and
+``wall_time_s`` (and ``error`` / ``traceback`` when the arm failed). Arms may add keys of their own.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from bridge.compare.registry import get_arm
+from bridge.compare.workbench import Workbench
+
+__all__ = ["result_cell", "run_cell", "save_model"]
+
+
+def result_cell(
+    bench: Workbench, model: nn.Module, history: Any, preds: torch.Tensor, *, train_time: float, speed: float
+) -> dict[str, Any]:
+    """The cell of one trained model: test metrics, predictions, history, time, speed, parameters.
+
+    Args:
+        bench: the workbench (its test split and classes).
+        model: what the arm runs at inference (parameters are counted on it).
+        history: the ``History`` of ``fit`` (or a dict).
+        preds: test predictions.
+        train_time: seconds of training.
+        speed: images per second at inference (:meth:`Workbench.speed`).
+
+    Shapes:
+        - preds: ``(len(bench.data.test),)`` class indices in the order of ``bench.data.test``.
+
+    Example:
+        >>> cell = result_cell(bench, head, history, preds, train_time=1.5, speed=900.0)
+        >>> sorted(cell["test"])
+        ['accuracy', 'macro_f1', 'n']
+    """
+    from cnn.freezing import count_parameters
+    from engine.metrics import classification_metrics
+
+    d = bench.data
+    preds_np = preds.cpu().numpy().astype(np.int64)
+    y_test = d.targets[d.test]
+    trainable, total = count_parameters(model)
+    return {
+        "test": {**classification_metrics(preds_np, y_test, len(d.classes)), "n": int(len(y_test))},
+        "test_preds": preds_np.tolist(),
+        "history": history.to_dict() if hasattr(history, "to_dict") else dict(history),
+        "train_time_s": train_time,
+        "images_per_s": speed,
+        "trainable_params": int(trainable),
+        "total_params": int(total),
+    }
+
+
+def save_model(bench: Workbench, arm: str, seed: int, model: nn.Module) -> None:
+    """Keep the first seed's weights as ``models/<arm>.pth`` (the pictures use them); other seeds: nothing."""
+    if seed != bench.cfg.seeds[0]:
+        return
+    from engine.files import atomic_open
+
+    with atomic_open(bench.folder.models_dir / f"{arm}.pth") as f:
+        torch.save(model.state_dict(), f)
+
+
+def run_cell(bench: Workbench, arm: str, seed: int) -> dict[str, Any]:
+    """The cell of (arm, seed): reused from the run folder when finished, else computed and written.
+
+    A failing arm gives a ``"failed"`` cell (error and traceback kept) instead of stopping the run.
+    """
+    folder, log = bench.folder, bench.log
+    cell = folder.finished_cell(arm, seed)
+    if cell is not None:
+        log(f"[{arm} seed {seed}] already finished: reused")
+        return cell
+    spec = get_arm(arm)
+    log(f"[{arm} seed {seed}] training ...")
+    t0 = time.perf_counter()
+    try:
+        cell = spec.run(bench, seed)
+        cell["status"] = "ok"
+    except Exception as err:  # a failing arm is reported; the others still run
+        cell = {
+            "status": "failed",
+            "error": f"{type(err).__name__}: {err}",
+            "traceback": traceback.format_exc(limit=6),
+        }
+        log(f"[{arm} seed {seed}] FAILED: {cell['error']}")
+    cell.update(arm=arm, seed=seed, wall_time_s=time.perf_counter() - t0)
+    folder.write_cell(cell)
+    if cell["status"] == "ok":
+        log(
+            f"[{arm} seed {seed}] test accuracy {cell['test']['accuracy']:.4f}, "
+            f"macro-F1 {cell['test']['macro_f1']:.4f}, {cell['train_time_s']:.1f} s"
+        )
+    return cell

@@ -1,0 +1,130 @@
+"""The configuration of a comparison: :class:`CompareConfig` (stored as ``config.json``) and
+:func:`quick_config`."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from bridge.compare.registry import list_arms
+
+__all__ = ["CompareConfig", "quick_config"]
+
+#: The arms of a configuration written before the registry existed (``config.json`` without ``arms``).
+_DEFAULT_ARMS: tuple[str, ...] = ("linear_probe", "finetune", "gnn_cnn", "gnn_color")
+
+
+@dataclasses.dataclass(frozen=True)
+class CompareConfig:
+    """Everything that defines a comparison; stored in ``config.json`` and in every report.
+
+    Attributes:
+        data: ``"elpv"``, ``"mnist5k"``, ``"digits"`` or a folder with one sub-folder per class.
+        backbone: a ``cnn.list_backbones()`` name; its weights feed arms A, B and C.
+        weights: ``"imagenet"``, ``None`` (random init: the control) or a ``.pth`` path.
+        seeds: one training run per seed and arm.
+        arms: which registered arms to run (:func:`~bridge.compare.registry.list_arms`; default: all).
+        val, test: split fractions (stratified, ``split_seed``).
+        max_per_class: keep at most this many images per class (seeded), ``None`` for all.
+        similarity: how close the data is to ImageNet (``"high"``/``"low"``) for ``choose_strategy``;
+            ``None`` picks ``"low"`` for the packaged datasets and ``"high"`` for a folder.
+        strategy, trainable_blocks: arm B's freezing (``"fine_tuning"`` or ``"full"``); ``None`` lets
+            ``choose_strategy`` decide (feature extraction advice becomes fine-tuning of 1 block, since
+            arm A already is feature extraction).
+        n_segments: superpixels per image for arms C and D.
+        gnn: graph convolution of arms C and D (``"gcn"``, ``"gat"``, ``"sage"``, ``"gin"``).
+
+    Example:
+        >>> CompareConfig(data="digits", seeds=(0,)).to_dict()["seeds"]
+        [0]
+    """
+
+    data: str = "elpv"
+    backbone: str = "efficientnet_lite0"
+    weights: str | None = "imagenet"
+    seeds: tuple[int, ...] = (0, 1, 2)
+    arms: tuple[str, ...] = dataclasses.field(default_factory=list_arms)
+    val: float = 0.15
+    test: float = 0.15
+    split_seed: int = 0
+    max_per_class: int | None = None
+    similarity: str | None = None
+    strategy: str | None = None
+    trainable_blocks: int | None = None
+    image_size: int | None = None
+    batch_size: int = 32
+    epochs_probe: int = 60
+    epochs_finetune: int = 4
+    epochs_gnn: int = 40
+    lr_probe: float = 1e-3
+    lr_finetune: float = 1e-3
+    lr_gnn: float = 1e-3
+    n_segments: int = 75
+    compactness: float = 10.0
+    gnn: str = "gcn"
+    hidden: int = 64
+    layers: int = 4
+    device: str = "cpu"
+    n_explain: int = 4
+
+    def __post_init__(self) -> None:
+        known = list_arms()
+        unknown = [a for a in self.arms if a not in known]
+        if unknown or not self.arms:
+            raise ValueError(
+                f"arms={list(self.arms)!r}: unknown or empty; choose from {', '.join(known)} "
+                "(or register a new arm with bridge.compare.register_arm)"
+            )
+        if len(set(self.arms)) != len(self.arms):
+            raise ValueError(f"arms={list(self.arms)} has duplicates; name each arm once")
+        if not self.seeds:
+            raise ValueError("seeds is empty; give at least one seed, e.g. seeds=(0,)")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds={list(self.seeds)} has duplicates")
+        for name in ("epochs_probe", "epochs_finetune", "epochs_gnn", "batch_size", "n_segments"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if self.max_per_class is not None and self.max_per_class < 4:
+            raise ValueError(f"max_per_class={self.max_per_class} is too small; use at least 4 (or None)")
+        if self.strategy not in (None, "fine_tuning", "full"):
+            raise ValueError(f"strategy={self.strategy!r}; use 'fine_tuning', 'full' or None (automatic)")
+        if self.similarity not in (None, "high", "low"):
+            raise ValueError(f"similarity={self.similarity!r}; use 'high', 'low' or None")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form of ``config.json`` (tuples as lists)."""
+        d = dataclasses.asdict(self)
+        d["seeds"], d["arms"] = list(self.seeds), list(self.arms)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> CompareConfig:
+        """Read :meth:`to_dict`'s form back (unknown keys are ignored, so older files load)."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        kw = {k: v for k, v in d.items() if k in known}
+        kw["seeds"], kw["arms"] = tuple(kw.get("seeds", (0,))), tuple(kw.get("arms", _DEFAULT_ARMS))
+        return cls(**kw)
+
+
+def quick_config(**overrides: Any) -> CompareConfig:
+    """A configuration that runs in about a minute on 2 CPU cores (for CI and first tries).
+
+    Example:
+        >>> quick_config(data="digits").seeds
+        (0, 1)
+    """
+    base: dict[str, Any] = dict(
+        seeds=(0, 1),
+        max_per_class=16,
+        image_size=64,
+        epochs_probe=15,
+        epochs_finetune=2,
+        epochs_gnn=15,
+        n_segments=30,
+        hidden=32,
+        layers=2,
+        n_explain=2,
+    )
+    base.update(overrides)
+    return CompareConfig(**base)

@@ -1,0 +1,131 @@
+"""The pictures of a comparison (first seed): accuracy curves, confusion matrices, prediction grids and
+an explanation panel (image, its graph, Grad-CAM of arm B, node importance of arm C).
+
+Matplotlib is imported here only, when a run has finished; a picture that fails never sinks a run.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from bridge.compare.workbench import Workbench
+
+__all__ = ["write_figures"]
+
+
+def write_figures(bench: Workbench, cells: dict[tuple[str, int], dict[str, Any]]) -> list[str]:
+    """Write the pictures under ``figures/``; returns their file names, in report order."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from cnn.plots import plot_confusion_matrix, plot_predictions
+
+    cfg, d, fig_dir = bench.cfg, bench.data, bench.folder.fig_dir
+    seed = cfg.seeds[0]
+    done = [a for a in cfg.arms if cells.get((a, seed), {}).get("status") == "ok"]
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    names = []
+    if done:
+        fig, axes = plt.subplots(1, len(done), figsize=(4 * len(done), 3.2), squeeze=False)
+        for ax, arm in zip(axes[0], done):
+            h = cells[(arm, seed)]["history"]
+            ax.plot(np.arange(1, len(h.get("train_acc", [])) + 1), h.get("train_acc", []), label="train")
+            if h.get("val_acc"):
+                ax.plot(np.arange(1, len(h["val_acc"]) + 1), h["val_acc"], label="val")
+            ax.set(title=arm, xlabel="epoch", ylabel="accuracy", ylim=(0, 1.02))
+            ax.legend()
+        fig.tight_layout()
+        fig.savefig(fig_dir / "accuracy_curves.png", dpi=90)
+        plt.close(fig)
+        names.append("accuracy_curves.png")
+        fig, axes = plt.subplots(1, len(done), figsize=(3.6 * len(done), 3.4), squeeze=False)
+        y_true = d.targets[d.test]
+        for ax, arm in zip(axes[0], done):
+            plot_confusion_matrix(y_true, np.asarray(cells[(arm, seed)]["test_preds"]), d.classes, ax=ax)
+            ax.set_title(arm)
+        fig.tight_layout()
+        fig.savefig(fig_dir / "confusion_matrices.png", dpi=90)
+        plt.close(fig)
+        names.append("confusion_matrices.png")
+    n_grid = min(20, len(d.test))
+    for arm in ("finetune", "gnn_cnn"):
+        if arm in done:
+            preds = np.asarray(cells[(arm, seed)]["test_preds"])[:n_grid]
+            fig = plot_predictions(
+                list(d.images[d.test[:n_grid]]),
+                d.targets[d.test[:n_grid]],
+                preds,
+                d.classes,
+                cols=min(10, n_grid),
+                rows=2 if n_grid > 10 else 1,
+            )
+            fig.savefig(fig_dir / f"predictions_{arm}.png", dpi=80)
+            plt.close(fig)
+            names.append(f"predictions_{arm}.png")
+    try:
+        names.append(_explain_panel(bench, done))
+    except Exception as err:  # pictures never sink a finished comparison
+        bench.log(f"explanation panel failed: {type(err).__name__}: {err}")
+    return names
+
+
+def _load_state(model: torch.nn.Module, path: Any) -> torch.nn.Module:
+    model.load_state_dict(torch.load(path, weights_only=True, map_location="cpu"))
+    return model.eval()
+
+
+def _explain_panel(bench: Workbench, done: list[str]) -> str:
+    import matplotlib.pyplot as plt
+
+    from bridge.nxgraph import draw_graph, plot_node_importance
+    from cnn.explain import grad_cam
+    from cnn.plots import plot_grad_cam
+    from cnn.transforms import normalize_images
+    from gnn.importance import node_importance
+
+    cfg, d, models = bench.cfg, bench.data, bench.folder.models_dir
+    idx = d.test[: cfg.n_explain]
+    graphs = bench.converter("gnn_cnn" in done, keep_segments=True).batch(list(d.images[idx]))
+    cols = ["image", "graph"]
+    ft = gm = None
+    if "finetune" in done and (models / "finetune.pth").exists():
+        ft = _load_state(bench.backbone(num_classes=len(d.classes)), models / "finetune.pth")
+        cols.append("Grad-CAM (B)")
+    if "gnn_cnn" in done and (models / "gnn_cnn.pth").exists():
+        gm = _load_state(bench.gnn_model(graphs[0].x.shape[1]), models / "gnn_cnn.pth")
+        gs = bench.graphs(True)
+        cols.append("node importance (C)")
+    fig, axes = plt.subplots(len(idx), len(cols), figsize=(3 * len(cols), 3 * len(idx)), squeeze=False)
+    for r, (i, g) in enumerate(zip(idx, graphs)):
+        img = d.images[i]
+        axes[r][0].imshow(img)
+        axes[r][0].set_title(f"true: {d.classes[d.targets[i]]}")
+        draw_graph(img, g, ax=axes[r][1])
+        c = 2
+        if ft is not None:
+            x = normalize_images(img[None], ft.cfg.mean, ft.cfg.std)
+            cam = grad_cam(ft, x)[0].detach().numpy()
+            pred = int(ft(x).argmax(1))
+            plot_grad_cam(img, cam, ax=axes[r][c])
+            axes[r][c].set_title(f"B predicts {d.classes[pred]}")
+            c += 1
+        if gm is not None:
+            g2 = g.clone()
+            g2.x = (g2.x - gs.mean) / gs.std
+            imp = node_importance(gm, g2).detach().numpy()
+            with torch.no_grad():
+                pred = int(gm(g2).argmax(1))
+            plot_node_importance(img, g.segments[0].numpy(), imp, ax=axes[r][c], vmin=0.0, vmax=1.0)
+            axes[r][c].set_title(f"C predicts {d.classes[pred]}")
+    for ax in np.ravel(axes):
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.tight_layout()
+    fig.savefig(bench.folder.fig_dir / "explanations.png", dpi=80)
+    plt.close(fig)
+    return "explanations.png"

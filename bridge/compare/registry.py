@@ -1,0 +1,120 @@
+"""The arm registry: one function per arm, registered under a name with a title.
+
+An arm takes the shared :class:`~bridge.compare.workbench.Workbench` (data view and split, frozen
+backbone, embeddings, graphs, all computed once and only when an arm asks) and a seed, trains one model,
+and returns its result cell (a JSON-serialisable dict, see :meth:`Workbench.result_cell`). Adding an arm
+is one function and one decorator line::
+
+    @register_arm("knn_probe", title="E. k-nearest neighbours on the frozen embeddings")
+    def knn_probe(bench: Workbench, seed: int) -> dict[str, Any]: ...
+
+The built-in arms (``linear_probe``, ``finetune``, ``gnn_cnn``, ``gnn_color``) live in
+:mod:`bridge.compare.arms`, imported on the first look-up, so reading the registry costs no heavy import.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from bridge.compare.workbench import Workbench
+
+__all__ = ["ArmFn", "ArmSpec", "arm_titles", "get_arm", "list_arms", "register_arm"]
+
+ArmFn = Callable[["Workbench", int], dict[str, Any]]
+_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+_REGISTRY: dict[str, ArmSpec] = {}
+
+
+@dataclasses.dataclass(frozen=True)
+class ArmSpec:
+    """One registered arm.
+
+    Attributes:
+        name: the key in configurations, cell file names (``cells/<name>-seed<seed>.json``) and ``--arms``.
+        title: the row label of the report table.
+        run: ``run(bench, seed) -> cell``.
+    """
+
+    name: str
+    title: str
+    run: ArmFn
+
+
+def _load_builtins() -> None:
+    import bridge.compare.arms  # noqa: F401  (registers the built-in arms on first import)
+
+
+def register_arm(name: str, *, title: str) -> Callable[[ArmFn], ArmFn]:
+    """Decorator that registers ``fn(bench, seed) -> cell`` as the arm ``name``.
+
+    Arms run (and appear in reports) in registration order. The function is returned unchanged.
+
+    Raises:
+        ValueError: ``name`` is not lower-case ``snake_case`` (it becomes a file name), or is taken.
+        TypeError: ``title`` is not a non-empty string.
+
+    Example:
+        >>> @register_arm("always_zero", title="Z. predicts class 0")  # doctest: +SKIP
+        ... def always_zero(bench, seed):
+        ...     d = bench.data
+        ...     return bench.result_cell(model, history, torch.zeros(len(d.test)), 0.0, 1.0)
+    """
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise ValueError(
+            f"arm name {name!r} must be lower-case snake_case (letters, digits, '_'), e.g. 'knn_probe'"
+        )
+    if not isinstance(title, str) or not title.strip():
+        raise TypeError(f"title must be a non-empty string (the report's row label), got {title!r}")
+
+    def decorate(fn: ArmFn) -> ArmFn:
+        if not callable(fn):
+            raise TypeError(f"register_arm({name!r}) decorates a function (bench, seed) -> cell, got {fn!r}")
+        old = _REGISTRY.get(name)
+        if old is not None and old.run is not fn:
+            raise ValueError(f"arm {name!r} is already registered ({old.title!r}); choose another name")
+        _REGISTRY[name] = ArmSpec(name, title, fn)
+        return fn
+
+    return decorate
+
+
+def list_arms() -> tuple[str, ...]:
+    """Names of the registered arms, in registration order (the built-in four first).
+
+    Example:
+        >>> list_arms()[:4]
+        ('linear_probe', 'finetune', 'gnn_cnn', 'gnn_color')
+    """
+    _load_builtins()
+    return tuple(_REGISTRY)
+
+
+def get_arm(name: str) -> ArmSpec:
+    """The registered arm ``name``.
+
+    Raises:
+        ValueError: an unknown name; the message lists the known ones.
+
+    Example:
+        >>> get_arm("finetune").title
+        'B. fine-tuned CNN (last blocks + head)'
+    """
+    _load_builtins()
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown arm {name!r}; known arms: {', '.join(_REGISTRY)}")
+    return _REGISTRY[name]
+
+
+def arm_titles() -> dict[str, str]:
+    """``{name: title}`` of every registered arm, in order.
+
+    Example:
+        >>> arm_titles()["gnn_color"]
+        'D. GNN, superpixels with colour + position features'
+    """
+    _load_builtins()
+    return {name: spec.title for name, spec in _REGISTRY.items()}

@@ -1,0 +1,175 @@
+"""The workbench every arm shares: data view and split, frozen backbone, embeddings, graphs, timing.
+
+Each piece is computed on first use and kept (an arm that needs no graphs never builds them), so a run
+that resumes with only CNN arms left never segments an image.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from bridge.compare.config import CompareConfig
+from bridge.compare.data import DataView, prepare_data
+from bridge.compare.rundir import RunFolder
+
+if TYPE_CHECKING:
+    from cnn.backbones import Backbone
+
+__all__ = ["Embeddings", "GraphSet", "Workbench"]
+
+
+@dataclasses.dataclass
+class Embeddings:
+    """Pooled frozen-backbone features of every image, standardised with train-set mean and std.
+
+    Shapes:
+        - values: ``(N, F)``; mean, std: ``(F,)`` (what was subtracted / divided by).
+    """
+
+    values: torch.Tensor
+    mean: torch.Tensor
+    std: torch.Tensor
+    seconds: float
+
+
+@dataclasses.dataclass
+class GraphSet:
+    """One graph per image, node features standardised with train-set mean and std (the same for every
+    seed); ``seconds`` is the time to build (or load) them."""
+
+    graphs: list[Any]
+    seconds: float
+    mean: torch.Tensor
+    std: torch.Tensor
+
+
+class Workbench:
+    """Shared, lazily computed inputs of every arm: data, frozen backbone, embeddings, graphs, timing.
+
+    Args:
+        cfg: the comparison.
+        folder: the run folder (models of the first seed go to ``folder.models_dir``).
+        log: where progress lines go.
+        progress: progress bars.
+    """
+
+    def __init__(
+        self, cfg: CompareConfig, folder: RunFolder, *, log: Callable[[str], None], progress: bool
+    ) -> None:
+        self.cfg, self.folder, self.log, self.progress = cfg, folder, log, progress
+        self._graphs: dict[bool, GraphSet] = {}
+
+    def __repr__(self) -> str:
+        return f"Workbench(data={self.cfg.data!r}, backbone={self.cfg.backbone!r}, folder={self.folder!r})"
+
+    def backbone(self, num_classes: int | None = None) -> Backbone:
+        """A fresh pretrained backbone (with a new ``num_classes`` head when given)."""
+        from cnn.backbones import create_backbone
+
+        return create_backbone(self.cfg.backbone, weights=self.cfg.weights, num_classes=num_classes)
+
+    @functools.cached_property
+    def frozen(self) -> Backbone:
+        """The backbone in eval mode with every parameter frozen (shared by arms A and C)."""
+        from cnn.freezing import set_parameter_requires_grad
+
+        model = self.backbone()
+        set_parameter_requires_grad(model, False)
+        return model.eval()
+
+    @functools.cached_property
+    def data(self) -> DataView:
+        """The working images (the backbone's view size unless ``cfg.image_size``) and the split."""
+        pcfg = self.frozen.cfg
+        size = self.cfg.image_size or pcfg.input_size
+        resize_size = int(round(size / pcfg.crop_pct))
+        return prepare_data(self.cfg, size, resize_size, self.log)
+
+    def normalize(self, images: np.ndarray) -> torch.Tensor:
+        """``(B, S, S, 3)`` uint8 -> ``(B, 3, S, S)`` float with the frozen backbone's mean and std."""
+        from cnn.transforms import normalize_images
+
+        return normalize_images(images, self.frozen.cfg.mean, self.frozen.cfg.std)
+
+    @functools.cached_property
+    def embeddings(self) -> Embeddings:
+        """:class:`Embeddings` of every working image (one batched pass of the frozen backbone)."""
+        t0 = time.perf_counter()
+        images, bs = self.data.images, self.cfg.batch_size
+        with torch.inference_mode():
+            emb = torch.cat(
+                [self.frozen.embed(self.normalize(images[i : i + bs])) for i in range(0, len(images), bs)]
+            )
+        emb = emb.float()
+        train = emb[self.data.train]
+        mu, sd = train.mean(0), train.std(0).clamp_min(1e-6)
+        return Embeddings((emb - mu) / sd, mu, sd, time.perf_counter() - t0)
+
+    def converter(self, with_cnn: bool, *, keep_segments: bool = False) -> Any:
+        """Graph builder of arm C (``with_cnn``) or D; label maps only when pictures need them."""
+        from bridge.convert import ImageToGraph
+
+        return ImageToGraph(
+            n_segments=self.cfg.n_segments,
+            compactness=self.cfg.compactness,
+            features=("color_mean", "color_std", "centroid"),
+            edges="region",
+            backbone=self.frozen if with_cnn else None,
+            batch_size=self.cfg.batch_size,
+            keep_segments=keep_segments,
+        )
+
+    def graphs(self, with_cnn: bool) -> GraphSet:
+        """The :class:`GraphSet` of every working image (built once, cached on disk by its converter)."""
+        if with_cnn not in self._graphs:
+            from bridge.dataset import GraphDataset, default_cache_dir
+
+            d = self.data
+            items = [(d.images[i], int(d.targets[i])) for i in range(len(d.targets))]
+            t0 = time.perf_counter()
+            ds = GraphDataset(
+                items, self.converter(with_cnn), root=default_cache_dir(), progress=self.progress
+            )
+            graphs = [ds[i] for i in range(len(ds))]
+            x_train = torch.cat([graphs[i].x for i in d.train])
+            mu, sd = x_train.mean(0), x_train.std(0).clamp_min(1e-6)
+            for g in graphs:
+                g.x = (g.x - mu) / sd
+            self._graphs[with_cnn] = GraphSet(graphs, time.perf_counter() - t0, mu, sd)
+        return self._graphs[with_cnn]
+
+    def gnn_model(self, in_channels: int) -> nn.Module:
+        """A fresh graph classifier of arms C and D (``cfg.gnn``, ``cfg.hidden``, ``cfg.layers``)."""
+        from gnn.models import GraphClassifier
+
+        cfg = self.cfg
+        return GraphClassifier(
+            in_channels, len(self.data.classes), conv=cfg.gnn, hidden=cfg.hidden, layers=cfg.layers
+        )
+
+    def fit_kwargs(self, seed: int) -> dict[str, Any]:
+        """Keyword arguments every arm passes to ``fit``: seed, progress bars, device."""
+        return dict(seed=seed, progress=self.progress, accelerator=self.cfg.device)
+
+    @torch.inference_mode()
+    def speed(self, run: Callable[[np.ndarray], Any], n_max: int = 64) -> float:
+        """Images per second of ``run`` from raw working images to logits (graph building included).
+
+        Shapes:
+            - run's input: ``(B, S, S, 3)`` uint8 test images, ``B <= cfg.batch_size``.
+        """
+        d, bs = self.data, self.cfg.batch_size
+        imgs = d.images[d.test[:n_max]]
+        run(imgs[:bs])  # warm-up: one full batch
+        t0 = time.perf_counter()
+        for i in range(0, len(imgs), bs):
+            run(imgs[i : i + bs])
+        return len(imgs) / (time.perf_counter() - t0)
