@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # The torch pair that installs on this project's machines (a CUDA build that also runs on the CPU).
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: test demo install lint clean
+.PHONY: test test-all demo install lint clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,11 +18,16 @@ $(STAMP): pyproject.toml Makefile
 install: $(STAMP)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check cnn gnn bridge tests examples benchmarks
-	$(VENV)/bin/ruff format --check cnn gnn bridge tests examples benchmarks
+	$(VENV)/bin/ruff check cnn gnn bridge engine tests examples benchmarks
+	$(VENV)/bin/ruff format --check cnn gnn bridge engine tests examples benchmarks
+	$(VENV)/bin/mypy
 
+# The default run leaves out tests marked `slow` (over ~20 s each); `make test-all` runs them too.
 test: lint
 	MPLBACKEND=Agg $(PY) -m pytest -q
+
+test-all: lint
+	MPLBACKEND=Agg $(PY) -m pytest -q -m "not network"
 
 # The comparison on elpv, sized for about 7 minutes on 2 CPU cores: 400 images per class, a 160 px view,
 # 3 seeds. Each run writes a new folder runs/compare-elpv-<time>/ (report.md, results.json, figures/).

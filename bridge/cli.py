@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -361,6 +362,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     parser = build_parser()
     args = parser.parse_args(argv)
+    # PyTorch Geometric scripts a few helpers at import; torch 2.14 warns about torch.jit.script on each
+    # command. The warning concerns PyG's code, not the user's, so the command does not show it.
+    warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
     try:
         return _COMMANDS[args.command](args)
     except CLIError as err:
