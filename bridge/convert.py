@@ -30,7 +30,15 @@ from torch_geometric.data import Data
 
 from .checks import as_float_image, check_backbone, check_label, check_size
 from .edges import both_directions, knn_edges, touching_pairs
-from .features import DEFAULT_STAGES, FEATURES, CNNNodeFeatures, check_features, feature_names, hand_features
+from .features import (
+    DEFAULT_STAGES,
+    FEATURES,
+    BackboneLike,
+    CNNNodeFeatures,
+    check_features,
+    feature_names,
+    hand_features,
+)
 from .segmentation import check_options, get_segmentation
 
 __all__ = ["EDGES", "FORMAT_VERSION", "ImageToGraph", "prepare_many", "to_dense"]
@@ -209,7 +217,7 @@ class ImageToGraph:
         edges: str = "region",
         k: int = 8,
         features: Sequence[str] = ("color_mean", "color_std", "centroid"),
-        backbone: torch.nn.Module | None = None,
+        backbone: BackboneLike | None = None,
         stages: Sequence[int] | None = DEFAULT_STAGES,
         batch_size: int = 32,
         keep_segments: bool = True,
@@ -251,7 +259,7 @@ class ImageToGraph:
 
     # -- description ---------------------------------------------------------------------------
     @property
-    def backbone(self) -> torch.nn.Module | None:
+    def backbone(self) -> BackboneLike | None:
         return None if self.cnn is None else self.cnn.backbone
 
     @property
@@ -283,7 +291,8 @@ class ImageToGraph:
         cfg["features"] = list(self.features)
         cfg["keep_segments"] = self.keep_segments
         cfg["cnn"] = None if self.cnn is None else self.cnn.config()
-        cfg["skimage"] = skimage.__version__
+        # skimage's lazy-loader stub (__init__.pyi) does not declare __version__; it exists at runtime.
+        cfg["skimage"] = skimage.__version__  # type: ignore[attr-defined]
         version = get_segmentation(self.method).version
         if version is not None:  # the back-end's results change with its own version
             cfg[self.method] = version
@@ -343,8 +352,9 @@ class ImageToGraph:
             lab = part["labels"]
             n = int(part["x"].shape[0])
             x = torch.from_numpy(part["x"])
-            if cnn_feats[i] is not None:
-                x = torch.cat([x, cnn_feats[i]], dim=1)
+            cnn_x = cnn_feats[i]
+            if cnn_x is not None:
+                x = torch.cat([x, cnn_x], dim=1)
             if "edge_index" in part:
                 ei = part["edge_index"]
             else:

@@ -30,7 +30,7 @@ from __future__ import annotations
 import functools
 import hashlib
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -40,6 +40,7 @@ from .checks import as_float_image, check_backbone, check_labels
 
 __all__ = [
     "DEFAULT_STAGES",
+    "BackboneLike",
     "FEATURES",
     "CNNNodeFeatures",
     "centroids",
@@ -54,6 +55,32 @@ __all__ = [
 FEATURES = ("color_mean", "color_std", "centroid", "area")
 #: Backbone stages pooled by default: the last three (stride 8, 16, 32 for most CNNs; all if fewer).
 DEFAULT_STAGES = (-3, -2, -1)
+
+
+class _PreprocessLike(Protocol):
+    """What :class:`CNNNodeFeatures` reads of a backbone's ``cfg`` (``interpolation`` is optional)."""
+
+    @property
+    def input_size(self) -> int: ...
+
+    @property
+    def mean(self) -> Sequence[float]: ...
+
+    @property
+    def std(self) -> Sequence[float]: ...
+
+
+class BackboneLike(Protocol):
+    """The part of the cnn backbone contract that CNN node features need (checked by ``check_backbone``).
+
+    ``cnn.create_backbone(...)`` returns one; ``name``, ``feature_channels`` and ``parameters()``
+    are used when present.
+    """
+
+    @property
+    def cfg(self) -> _PreprocessLike: ...
+
+    def features(self, x: torch.Tensor) -> list[torch.Tensor]: ...
 
 
 def check_features(features: Any, *, allow_empty: bool = False) -> tuple[str, ...]:
@@ -156,7 +183,7 @@ def hand_features(
     pos = _centroids(labels, n, counts)
     cols: list[np.ndarray] = []
     pix = img.reshape(-1, img.shape[2])
-    mean = None
+    mean: np.ndarray = np.empty((n, 0))  # (N, C) channel means when a colour feature is asked for
     if "color_mean" in features or "color_std" in features:
         mean = np.stack([np.bincount(flat, pix[:, c], minlength=n) for c in range(pix.shape[1])], 1)
         mean /= counts[:, None]
@@ -384,7 +411,9 @@ def pool_feature_maps(
             parts = [_pixel_pairs(flat[b].reshape(sizes[b]), counts_n[b], h, w) for b in range(batch)]
             gnode = np.concatenate([offsets[b] + parts[b][0] for b in range(batch)])
             cell = np.concatenate([p[1] for p in parts])
-            count = np.concatenate([p[2] for p in parts]).astype(np.float64)
+            # float64 pixel counts; a plain ndarray because the merge below reassigns it from a weighted
+            # np.bincount, which is float64 at runtime although numpy's stubs say intp
+            count: np.ndarray = np.concatenate([p[2] for p in parts]).astype(np.float64)
         else:
             ph, pw, pnode, pcell, pcount = parent
             row, col = np.divmod(pcell, pw)
@@ -458,7 +487,7 @@ class CNNNodeFeatures:
 
     def __init__(
         self,
-        backbone: torch.nn.Module,
+        backbone: BackboneLike,
         *,
         stages: Sequence[int] | None = DEFAULT_STAGES,
         batch_size: int = 32,

@@ -132,20 +132,23 @@ def _assign(col: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor, centres: torc
     norm = (centres * centres).sum(0)
     yv = ys.view(1, gh, ch, 1, 1)
     xv = xs.view(1, 1, 1, gw, cw)
-    best = arg = None
-    for o in range(9):
+
+    def distance(o: int) -> torch.Tensor:
         dy, dx = divmod(o, 3)
         wo = w[:, :, dy : dy + gh, dx : dx + gw].unsqueeze(3).unsqueeze(5)  # (C + 2, B, gh, 1, gw, 1)
         rows = torch.addcmul(norm[:, dy : dy + gh, dx : dx + gw].unsqueeze(2).unsqueeze(4), yv, wo[c_])
         dist = torch.addcmul(rows, xv, wo[c_ + 1])
         for k in range(c_):
             dist.addcmul_(col[k], wo[k])
-        if best is None:
-            best, arg = dist, torch.zeros(dist.shape, dtype=torch.uint8, device=dist.device)
-        else:
-            closer = dist < best
-            torch.minimum(best, dist, out=best)
-            arg.masked_fill_(closer, o)
+        return dist
+
+    best = distance(0)
+    arg = torch.zeros(best.shape, dtype=torch.uint8, device=best.device)
+    for o in range(1, 9):
+        dist = distance(o)
+        closer = dist < best
+        torch.minimum(best, dist, out=best)
+        arg.masked_fill_(closer, o)
     return arg
 
 

@@ -17,7 +17,17 @@ if TYPE_CHECKING:
         list_backbones,
         register_backbone,
     )
-    from cnn.datasets import DATASETS, ELPV_CLASSES, ImageDataset, load_dataset, split
+    from cnn.datasets import (
+        DATASETS,
+        ELPV_CLASSES,
+        DatasetNotAvailableError,
+        ImageDataset,
+        default_data_root,
+        describe_dataset,
+        format_description,
+        load_dataset,
+        split,
+    )
     from cnn.explain import FeatureMaps, grad_cam
     from cnn.freezing import Strategy, choose_strategy, count_parameters, freeze, set_parameter_requires_grad
     from cnn.io import IMAGE_EXTENSIONS, INTERPOLATIONS, UnreadableImageError, read_image, resize, write_image
@@ -42,6 +52,10 @@ if TYPE_CHECKING:
     from engine.checkpoints import find_checkpoints, load_checkpoint, save_checkpoint
 
 _EXPORTS = {
+    "DatasetNotAvailableError": "cnn.datasets",
+    "describe_dataset": "cnn.datasets",
+    "default_data_root": "cnn.datasets",
+    "format_description": "cnn.datasets",
     "center_view": "cnn.transforms",
     "normalize_images": "cnn.transforms",
     "Backbone": "cnn.backbones",
@@ -94,6 +108,7 @@ __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 __all__ = [
     "Backbone",
     "DATASETS",
+    "DatasetNotAvailableError",
     "ELPV_CLASSES",
     "FeatureMaps",
     "History",
@@ -111,10 +126,13 @@ __all__ = [
     "choose_strategy",
     "count_parameters",
     "create_backbone",
+    "default_data_root",
     "denormalize",
+    "describe_dataset",
     "evaluate",
     "find_checkpoints",
     "fit",
+    "format_description",
     "freeze",
     "grad_cam",
     "list_backbones",

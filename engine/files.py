@@ -1,9 +1,11 @@
-"""Files that are never half-written and never unpickled: ``atomic_open`` and ``load_torch_file``.
+"""Files that are never half-written and never unpickled: ``atomic_open``, ``load_torch_file``, folders.
 
 Every file pixgraph writes (checkpoints, images, figures, run files) goes through :func:`atomic_open`;
 every tensor file it reads (weights, checkpoints, cached graphs) goes through :func:`load_torch_file`,
 which reads with ``torch.load(weights_only=True)`` and turns any failure into one
-:class:`CheckpointError` that names the file, what was expected, and what to do.
+:class:`CheckpointError` that names the file, what was expected, and what to do. Downloaded datasets of
+both families live under :func:`default_data_root`, are swapped in whole with :func:`replace_folder`,
+and report a missing download with :class:`DatasetNotAvailableError`.
 """
 
 from __future__ import annotations
@@ -11,14 +13,22 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import shutil
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import torch
 
-__all__ = ["CheckpointError", "atomic_open", "load_torch_file"]
+__all__ = [
+    "CheckpointError",
+    "DatasetNotAvailableError",
+    "atomic_open",
+    "default_data_root",
+    "load_torch_file",
+    "replace_folder",
+]
 
 
 class CheckpointError(ValueError):
@@ -116,3 +126,77 @@ def load_torch_file(
         raise CheckpointError(
             f"cannot read {str(p)!r} as {expected}: {_reason(err, p, size)}; {what}", p
         ) from None
+
+
+class DatasetNotAvailableError(RuntimeError):
+    """A dataset by name is not in its cache folder and could not be downloaded (offline, or refused).
+
+    The message says which files to download, from which URLs, and the exact folder to put them in.
+
+    Attributes:
+        name: the dataset name.
+        folder: its cache folder.
+        urls: the files to download, in order.
+    """
+
+    def __init__(self, message: str, *, name: str, folder: Path, urls: Sequence[str]) -> None:
+        super().__init__(message)
+        self.name = name
+        self.folder = Path(folder)
+        self.urls = list(urls)
+
+    def __reduce__(self):  # picklable across processes
+        return (_rebuild_not_available, (str(self), self.name, str(self.folder), self.urls))
+
+
+def _rebuild_not_available(message: str, name: str, folder: str, urls: list[str]) -> DatasetNotAvailableError:
+    return DatasetNotAvailableError(message, name=name, folder=Path(folder), urls=urls)
+
+
+def default_data_root() -> Path:
+    """The cache folder of downloaded datasets: ``$PIXGRAPH_DATA`` if set, else ``~/.cache/pixgraph/data``.
+
+    Each dataset lives in a sub-folder named like it (``<root>/cifar10``). Nothing is created here.
+
+    Example:
+        >>> default_data_root().parts[-2:] if "PIXGRAPH_DATA" not in os.environ else ("pixgraph", "data")
+        ('pixgraph', 'data')
+    """
+    env = os.environ.get("PIXGRAPH_DATA")
+    if env:
+        return Path(os.path.expanduser(env))
+    return Path.home() / ".cache" / "pixgraph" / "data"
+
+
+def replace_folder(tmp: Path, target: Path, *, done: Callable[[Path], bool] | None = None) -> None:
+    """Rename the finished folder ``tmp`` to ``target``; an old ``target`` is removed only afterwards.
+
+    Readers see the old folder or the new one, never a half-written one. When the rename fails and
+    ``done(target)`` says another process has already put a complete folder there, that one is kept.
+
+    Example:
+        >>> import tempfile
+        >>> root = Path(tempfile.mkdtemp())
+        >>> (root / "tmp").mkdir(); (root / "tmp" / "a.txt").write_text("new")
+        3
+        >>> replace_folder(root / "tmp", root / "data")
+        >>> (root / "data" / "a.txt").read_text()
+        'new'
+    """
+    old = None
+    if target.exists():
+        old = target.with_name(f".{target.name}.old-{os.getpid()}-{secrets.token_hex(4)}")
+        os.rename(target, old)
+    try:
+        os.rename(tmp, target)
+    except OSError:
+        if old is not None and not target.exists():
+            os.rename(old, target)  # put the old folder back
+            old = None
+        if done is not None and done(target):  # e.g. another process put a complete folder there first
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
+            return
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

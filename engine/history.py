@@ -82,8 +82,9 @@ class History:
 
         Example:
             >>> import tempfile
-            >>> p = Path(tempfile.mkdtemp()) / "metrics.csv"
-            >>> _ = p.write_text("epoch,step,train_loss,train_acc,val_loss\\n0,3,0.5,0.8,\\n0,3,,,0.6\\n")
+            >>> p = os.path.join(tempfile.mkdtemp(), "metrics.csv")
+            >>> rows = "epoch,step,train_loss,train_acc,val_loss\\n0,3,0.5,0.8,\\n0,3,,,0.6\\n"
+            >>> _ = open(p, "w").write(rows)
             >>> History.from_csv(p).to_dict()["val_loss"]
             [0.6]
         """

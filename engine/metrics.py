@@ -20,7 +20,10 @@ __all__ = ["accuracy", "classification_metrics", "confusion_matrix", "correct_co
 
 
 def _as_long(values: Any, name: str) -> Tensor:
-    t = torch.as_tensor(np.asarray(values) if not isinstance(values, Tensor) else values)
+    if not isinstance(values, Tensor):
+        array = np.asarray(values)
+        values = array.astype(np.int64) if array.size == 0 else array  # [] is float64 in NumPy
+    t = torch.as_tensor(values)
     if t.is_floating_point() or t.dtype == torch.bool:
         raise ValueError(f"{name} must hold integer class indices; got dtype {t.dtype}")
     return t.reshape(-1).long()

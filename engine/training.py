@@ -763,7 +763,7 @@ def predict(
 
     Example:
         >>> pairs = BatchFormat("vectors", split=lambda b: (b[0], b[1]), inputs=lambda b: b[0])
-        >>> predict(nn.Identity(), [torch.tensor([[0.0, 2.0]])], batch_format=pairs)[0]
+        >>> predict(nn.Identity(), [(torch.tensor([[0.0, 2.0]]),)], batch_format=pairs)[0]
         tensor([1])
     """
     if not isinstance(model, nn.Module):

@@ -9,12 +9,16 @@ from engine.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from engine.checkpoints import find_checkpoints, save_checkpoint
+    from gnn.datasets import ConcatPos, list_graph_datasets, load_graph_dataset
     from gnn.dense import DenseGCN, normalized_adjacency
     from gnn.importance import node_importance
     from gnn.models import ConvSpec, GraphClassifier, list_convs, list_presets, register_conv
     from gnn.training import History, evaluate, fit, load_checkpoint, macro_f1, predict
 
 _EXPORTS = {
+    "ConcatPos": "gnn.datasets",
+    "list_graph_datasets": "gnn.datasets",
+    "load_graph_dataset": "gnn.datasets",
     "DenseGCN": "gnn.dense",
     "normalized_adjacency": "gnn.dense",
     "node_importance": "gnn.importance",
@@ -36,6 +40,7 @@ _EXPORTS = {
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 __all__ = [
+    "ConcatPos",
     "ConvSpec",
     "DenseGCN",
     "GraphClassifier",
@@ -44,8 +49,10 @@ __all__ = [
     "find_checkpoints",
     "fit",
     "list_convs",
+    "list_graph_datasets",
     "list_presets",
     "load_checkpoint",
+    "load_graph_dataset",
     "macro_f1",
     "node_importance",
     "normalized_adjacency",

@@ -18,7 +18,6 @@ import os
 import secrets
 import shutil
 import zipfile
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,8 @@ from urllib.error import URLError
 
 import torch
 from torch_geometric.transforms import BaseTransform
+
+from engine.files import DatasetNotAvailableError, default_data_root, replace_folder
 
 __all__ = [
     "GRAPH_DATASETS",
@@ -35,31 +36,6 @@ __all__ = [
     "list_graph_datasets",
     "load_graph_dataset",
 ]
-
-
-class DatasetNotAvailableError(RuntimeError):
-    """A graph dataset is not in its cache folder and could not be downloaded (offline, or refused).
-
-    The message says which file to download, from which URL, and the exact folder to put it in.
-
-    Attributes:
-        name: the dataset name.
-        folder: its cache folder.
-        urls: the files to download.
-    """
-
-    def __init__(self, message: str, *, name: str, folder: Path, urls: Sequence[str]) -> None:
-        super().__init__(message)
-        self.name = name
-        self.folder = Path(folder)
-        self.urls = list(urls)
-
-    def __reduce__(self):  # picklable across processes
-        return (_rebuild_not_available, (str(self), self.name, str(self.folder), self.urls))
-
-
-def _rebuild_not_available(message: str, name: str, folder: str, urls: list[str]) -> DatasetNotAvailableError:
-    return DatasetNotAvailableError(message, name=name, folder=Path(folder), urls=urls)
 
 
 class ConcatPos(BaseTransform):
@@ -163,19 +139,6 @@ def list_graph_datasets() -> list[str]:
     return sorted(_SPECS)
 
 
-def default_data_root() -> Path:
-    """The cache folder of downloaded datasets: ``$PIXGRAPH_DATA`` if set, else ``~/.cache/pixgraph/data``.
-
-    Example:
-        >>> default_data_root()  # doctest: +SKIP
-        PosixPath('/home/me/.cache/pixgraph/data')
-    """
-    env = os.environ.get("PIXGRAPH_DATA")
-    if env:
-        return Path(os.path.expanduser(env))
-    return Path.home() / ".cache" / "pixgraph" / "data"
-
-
 def _raw_name(spec: _GraphSpec) -> str:
     """The file PyG reads from the raw folder: ``MNIST_v2.zip`` -> ``MNIST_v2.pt``."""
     return spec.url().rsplit("/", 1)[-1][: -len(".zip")] + ".pt"
@@ -247,19 +210,7 @@ def _prepare(name: str, spec: _GraphSpec, root: Path, *, download: bool) -> Path
             raise _not_available(name, spec, target, reason) from err
         if not _is_ready(spec, tmp):
             raise _not_available(name, spec, target, f"PyG left no complete dataset in {str(tmp)!r}")
-        old = None
-        if target.exists():
-            old = target.with_name(f".{name}.old-{os.getpid()}-{secrets.token_hex(4)}")
-            os.rename(target, old)
-        try:
-            os.rename(tmp, target)
-        except OSError:
-            if old is not None:
-                os.rename(old, target)
-            if not _is_ready(spec, target):  # another process may have finished first
-                raise
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        replace_folder(tmp, target, done=lambda folder: _is_ready(spec, folder))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target

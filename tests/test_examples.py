@@ -15,7 +15,10 @@ def _load(name):
     return module
 
 
-@pytest.mark.parametrize("strategy", ["feature_extraction", "fine_tuning"])
+@pytest.mark.parametrize(
+    "strategy",
+    ["feature_extraction", pytest.param("fine_tuning", marks=pytest.mark.slow)],  # ~30 s: `make test-all`
+)
 def test_transfer_learning_example(tmp_path, strategy, capsys):
     result = _load("cnn_transfer_learning").main(
         ["--quick", "--data", "digits", "--strategy", strategy, "--out", str(tmp_path)]

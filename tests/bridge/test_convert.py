@@ -1,37 +1,14 @@
-import dataclasses
 import json
 import pickle
 
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from scipy import ndimage
-from torch import nn
 from torch_geometric.data import Data
 
 from bridge.convert import ImageToGraph, prepare_many, to_dense
 from bridge.segmentation import register_segmentation, unregister_segmentation
-
-
-@dataclasses.dataclass(frozen=True)
-class FakeCfg:
-    input_size: int = 32
-    mean: tuple = (0.5, 0.5, 0.5)
-    std: tuple = (0.5, 0.5, 0.5)
-    interpolation: str = "bilinear"
-
-
-class FakeBackbone(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.cfg = FakeCfg()
-        self.name = "fake"
-        self.conv = nn.Conv2d(3, 4, 3, stride=2, padding=1)
-        self.feature_channels = [3, 4]
-
-    def features(self, x):
-        return [F.avg_pool2d(x, 2), self.conv(x)]
 
 
 def quadrants(h=32, w=32):
@@ -119,8 +96,8 @@ def test_grid_patch_graph():
     assert data.num_edges == 2 * 24  # 4x4 lattice: 2 * 4 * 3 undirected edges
 
 
-def test_cnn_node_features_are_appended_and_batched():
-    backbone = FakeBackbone()
+def test_cnn_node_features_are_appended_and_batched(fake_backbone):
+    backbone = fake_backbone()
     conv = ImageToGraph(n_segments=20, backbone=backbone, batch_size=2)
     images = [smooth_image(seed=s) for s in range(3)]
     graphs = conv.batch(images, labels=[0, 1, 2])
@@ -136,8 +113,8 @@ def test_cnn_node_features_are_appended_and_batched():
     assert only_cnn.x.shape[1] == 4
 
 
-def test_config_changes_with_backbone_weights():
-    backbone = FakeBackbone()
+def test_config_changes_with_backbone_weights(fake_backbone):
+    backbone = fake_backbone()
     conv = ImageToGraph(backbone=backbone)
     before = conv.config()
     with torch.no_grad():
@@ -145,13 +122,13 @@ def test_config_changes_with_backbone_weights():
     assert conv.config() != before
 
 
-def test_picklable():
+def test_picklable(fake_backbone):
     conv = ImageToGraph(n_segments=4, edges="knn", k=2)
     clone = pickle.loads(pickle.dumps(conv))
     assert repr(clone) == repr(conv)
     img = quadrants()
     assert torch.equal(clone(img).x, conv(img).x)
-    with_cnn = pickle.loads(pickle.dumps(ImageToGraph(backbone=FakeBackbone())))
+    with_cnn = pickle.loads(pickle.dumps(ImageToGraph(backbone=fake_backbone())))
     assert with_cnn.config()["cnn"]["backbone"] == "fake"
 
 

@@ -1,36 +1,13 @@
-import dataclasses
 import os
 
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from scipy import ndimage
-from torch import nn
 from torch_geometric.loader import DataLoader
 
 from bridge.convert import ImageToGraph
 from bridge.dataset import GraphDataset, data_fingerprint
-
-
-@dataclasses.dataclass(frozen=True)
-class FakeCfg:
-    input_size: int = 32
-    mean: tuple = (0.5, 0.5, 0.5)
-    std: tuple = (0.5, 0.5, 0.5)
-    interpolation: str = "bilinear"
-
-
-class FakeBackbone(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.cfg = FakeCfg()
-        self.name = "fake"
-        self.conv = nn.Conv2d(3, 4, 3, stride=2, padding=1)
-        self.feature_channels = [3, 4]
-
-    def features(self, x):
-        return [F.avg_pool2d(x, 2), self.conv(x)]
 
 
 class Items:
@@ -108,9 +85,9 @@ def test_worker_processes_give_the_same_graphs(tmp_path, method):
     assert [g.num_nodes for g in direct] == [serial[i].num_nodes for i in range(len(items))]
 
 
-def test_cnn_features_and_weights_in_the_key(tmp_path):
+def test_cnn_features_and_weights_in_the_key(tmp_path, fake_backbone):
     items = Items(n=5)
-    backbone = FakeBackbone()
+    backbone = fake_backbone()
     conv = ImageToGraph(n_segments=10, backbone=backbone, batch_size=2)
     ds = GraphDataset(items, conv, root=tmp_path, workers=2, progress=False, chunk_size=2)
     assert ds[0].x.shape[1] == 8 + 7
@@ -190,8 +167,9 @@ def four_colours(flip=False):
     return img[::-1].copy() if flip else img
 
 
-def fixed_backbone():
-    backbone = FakeBackbone()
+def fixed_backbone(fake_backbone):
+    """A fake backbone with weights set by formula, so its fingerprint is known."""
+    backbone = fake_backbone()
     with torch.no_grad():
         w = backbone.conv.weight
         w.copy_(torch.linspace(-1, 1, w.numel()).view_as(w))
@@ -239,12 +217,12 @@ _CNN = {
     ],
     ids=["slic", "slic_torch", "grid_knn", "slic_cnn"],
 )
-def test_config_and_cache_key_are_unchanged(tmp_path, monkeypatch, kwargs, config, key):
+def test_config_and_cache_key_are_unchanged(tmp_path, monkeypatch, fake_backbone, kwargs, config, key):
     import skimage
 
     monkeypatch.setattr(skimage, "__version__", "0.26.0")
     if kwargs.get("backbone") == "fixed":
-        kwargs = {**kwargs, "backbone": fixed_backbone()}
+        kwargs = {**kwargs, "backbone": fixed_backbone(fake_backbone)}
     conv = ImageToGraph(n_segments=4, **kwargs)
     assert conv.config() == {**_BASE, **config}
     items = [(four_colours(), 0), (four_colours(flip=True), 1)]

@@ -1,4 +1,4 @@
-import dataclasses
+import functools
 
 import numpy as np
 import pytest
@@ -16,28 +16,14 @@ from bridge.features import (
 )
 from bridge.segmentation import relabel
 
-
-@dataclasses.dataclass(frozen=True)
-class FakeCfg:
-    input_size: int = 32
-    mean: tuple = (0.5, 0.25, 0.0)
-    std: tuple = (0.5, 0.5, 2.0)
-    interpolation: str = "bilinear"
+# Per-channel normalisation that differs between channels, so a swapped channel shows.
+CFG = {"mean": (0.5, 0.25, 0.0), "std": (0.5, 0.5, 2.0)}
 
 
-class FakeBackbone(nn.Module):
-    """Stages: the input itself (stride 1), 2x2 average (stride 2) and a 1x1 conv of that (stride 4)."""
-
-    def __init__(self, cfg=FakeCfg()):
-        super().__init__()
-        self.cfg = cfg
-        self.name = "fake"
-        self.conv = nn.Conv2d(3, 2, 1)
-        self.feature_channels = [3, 3, 2]
-
-    def features(self, x):
-        s1 = F.avg_pool2d(x, 2)
-        return [x, s1, self.conv(F.avg_pool2d(s1, 2))]
+@pytest.fixture
+def make_backbone(fake_backbone):
+    """Fresh fake backbones with three stages: the input, a 2x2 average and a 1x1 conv at stride 4."""
+    return functools.partial(fake_backbone, "pyramid", **CFG)
 
 
 def quadrants(h=32, w=32):
@@ -194,31 +180,31 @@ def test_pool_errors():
         )
 
 
-def test_cnn_features_known_by_construction():
+def test_cnn_features_known_by_construction(make_backbone):
     img, labels = quadrants()
-    cnn = CNNNodeFeatures(FakeBackbone(), stages=[0, 1])
+    cnn = CNNNodeFeatures(make_backbone(), stages=[0, 1])
     (x,) = cnn([img], [labels])
     assert x.shape == (4, 6) and cnn.out_channels == 6
     colours = torch.tensor([[0.0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1]])
-    expected = (colours - torch.tensor(FakeCfg.mean)) / torch.tensor(FakeCfg.std)
+    expected = (colours - torch.tensor(CFG["mean"])) / torch.tensor(CFG["std"])
     torch.testing.assert_close(x[:, :3], expected)  # full-resolution stage = normalised mean colour
     torch.testing.assert_close(x[:, 3:], expected)  # quadrant borders fall on 2x2 cell borders
     assert cnn.names()[:2] == ["cnn0_0", "cnn0_1"]
 
 
-def test_cnn_features_resize_keeps_labels_aligned():
+def test_cnn_features_resize_keeps_labels_aligned(make_backbone):
     img, labels = quadrants(48, 40)  # resized to 32x32 for the network
-    (x,) = CNNNodeFeatures(FakeBackbone(), stages=[1])([img], [labels])
+    (x,) = CNNNodeFeatures(make_backbone(), stages=[1])([img], [labels])
     colours = torch.tensor([[0.0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1]])
-    expected = (colours - torch.tensor(FakeCfg.mean)) / torch.tensor(FakeCfg.std)
+    expected = (colours - torch.tensor(CFG["mean"])) / torch.tensor(CFG["std"])
     torch.testing.assert_close(x, expected, atol=0.15, rtol=0)  # only border cells blur
 
 
-def test_cnn_features_batches_and_mode():
+def test_cnn_features_batches_and_mode(make_backbone):
     rng = np.random.default_rng(0)
     images = [rng.integers(0, 256, (16 + 4 * i, 20, 3), dtype=np.uint8) for i in range(5)]
     labels = [np.kron(np.arange(4).reshape(2, 2), np.ones((8 + 2 * i, 10), np.int64)) for i in range(5)]
-    backbone = FakeBackbone().train()
+    backbone = make_backbone().train()
     one = CNNNodeFeatures(backbone, batch_size=2)(images, labels)
     many = CNNNodeFeatures(backbone, batch_size=32)(images, labels)
     assert backbone.training  # mode restored
@@ -227,8 +213,8 @@ def test_cnn_features_batches_and_mode():
         torch.testing.assert_close(a, b)
 
 
-def test_cnn_features_negative_stages_and_repr():
-    cnn = CNNNodeFeatures(FakeBackbone(), stages=[-1], batch_size=4)
+def test_cnn_features_negative_stages_and_repr(make_backbone):
+    cnn = CNNNodeFeatures(make_backbone(), stages=[-1], batch_size=4)
     assert cnn.stages == [2] and cnn.stage_channels == [2]
     assert (
         repr(cnn) == "CNNNodeFeatures(backbone='fake', stages=[2], batch_size=4, device='cpu', input_size=32)"
@@ -237,23 +223,23 @@ def test_cnn_features_negative_stages_and_repr():
     assert cfg["backbone"] == "fake" and cfg["stages"] == [2] and len(cfg["weights"]) == 64
 
 
-def test_default_stages_are_the_last_three():
-    backbone = FakeBackbone()
+def test_default_stages_are_the_last_three(make_backbone):
+    backbone = make_backbone()
     backbone.feature_channels = [3, 3, 2, 2, 2]
     backbone.features = lambda x: [x, F.avg_pool2d(x, 2), *(F.avg_pool2d(x, k)[:, :2] for k in (4, 8, 16))]
     assert CNNNodeFeatures(backbone).stages == [2, 3, 4]
     assert CNNNodeFeatures(backbone, stages=None).out_channels == 12
-    assert CNNNodeFeatures(FakeBackbone()).stages == [0, 1, 2]  # the last three = all three
+    assert CNNNodeFeatures(make_backbone()).stages == [0, 1, 2]  # the last three = all three
 
 
-def test_cnn_feature_errors():
+def test_cnn_feature_errors(make_backbone):
     with pytest.raises(ValueError, match=r"stages \[3\] out of range for backbone with 3 stages"):
-        CNNNodeFeatures(FakeBackbone(), stages=[3])
+        CNNNodeFeatures(make_backbone(), stages=[3])
     with pytest.raises(ValueError, match="batch_size must be a positive int"):
-        CNNNodeFeatures(FakeBackbone(), batch_size=0)
+        CNNNodeFeatures(make_backbone(), batch_size=0)
     with pytest.raises(TypeError, match=r"lacks \['features', 'cfg'\]"):
         CNNNodeFeatures(nn.Linear(2, 2))
-    cnn = CNNNodeFeatures(FakeBackbone())
+    cnn = CNNNodeFeatures(make_backbone())
     with pytest.raises(ValueError, match="got 1 images but 2 label maps"):
         cnn([np.zeros((4, 4, 3), np.uint8)], [np.zeros((4, 4), int)] * 2)
     with pytest.raises(ValueError, match=r"labels\[0\] has shape \(4, 5\) but images\[0\] is \(4, 4\)"):

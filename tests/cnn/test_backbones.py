@@ -29,29 +29,51 @@ def test_registry_lists_the_lecture_backbones():
     assert set(LECTURE_BACKBONES) <= set(list_backbones())
 
 
-@pytest.mark.parametrize("name", LECTURE_BACKBONES)
+# Over ~2 s each on a CPU: in the slow run only. The small ones keep the contract in the default run.
+HEAVY_BACKBONES = {"inception_v3", "resnet50", "vgg16", "vgg19", "xception"}
+# The smallest input each accepts (Inception V3 and Xception need at least 75 px).
+MIN_SIZE = {"inception_v3": 80, "xception": 80}
+
+
+@pytest.mark.parametrize(
+    "name",
+    [pytest.param(n, marks=pytest.mark.slow) if n in HEAVY_BACKBONES else n for n in list_backbones()],
+)
 def test_contract_for_every_registry_entry(name):
+    from cnn.freezing import freeze
+
     torch.manual_seed(0)
     m = create_backbone(name, weights=None, num_classes=3)
-    size = 80 if name in ("inception_v3", "xception") else 64
-    x = torch.randn(1, 3, size, size)
+    size = MIN_SIZE.get(name, 64)
+    x = torch.randn(2, 3, size, size)
     with torch.no_grad():
         logits = m(x)
         maps = m.features(x)
         emb = m.embed(x)
-    assert logits.shape == (1, 3)
-    assert torch.isfinite(logits).all()
+    assert logits.shape == (2, 3)
     assert len(maps) >= 3
     assert [f.shape[1] for f in maps] == m.feature_channels
+    assert all(f.dim() == 4 and f.shape[0] == 2 for f in maps)
     # stages go from shallow (large) to deep (small)
     assert maps[0].shape[-1] >= maps[-1].shape[-1]
-    assert emb.shape == (1, m.num_features)
+    assert emb.shape == (2, m.num_features)
+    for t in [logits, emb, *maps]:
+        assert not torch.isnan(t).any()
     assert len(m.blocks()) >= 3
     head_params = {id(p) for p in m.head.parameters()}
     body_params = {id(p) for b in m.blocks() for p in b.parameters()}
-    assert not head_params & body_params
+    assert head_params and not head_params & body_params
     assert isinstance(m.cfg, PreprocessConfig)
     assert name in repr(m)
+
+    # feature extraction: gradients reach the head and nothing else
+    freeze(m, "feature_extraction")
+    m.train()
+    m(x).sum().backward()
+    with_grad = {id(p) for p in m.parameters() if p.grad is not None}
+    trainable = {id(p) for p in m.parameters() if p.requires_grad}
+    assert with_grad == trainable == head_params
+    assert all(torch.isfinite(p.grad).all() for p in m.head.parameters())
 
 
 def test_input_size_follows_weights():
