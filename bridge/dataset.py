@@ -30,9 +30,9 @@ import multiprocessing as mp
 import os
 import tempfile
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, cast
 
 import numpy as np
 import torch
@@ -42,6 +42,14 @@ from .checks import check_label
 from .convert import ImageToGraph, prepare_many
 
 __all__ = ["GraphDataset", "data_fingerprint", "default_cache_dir"]
+
+
+class Items(Protocol):
+    """What GraphDataset converts: anything with ``len`` and ``[i]`` (a list, an array, a torch Dataset)."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, i: int, /) -> Any: ...
 
 
 def default_cache_dir() -> Path:
@@ -58,7 +66,7 @@ _CACHE_FORMAT = 1
 _SAMPLE = 32
 
 
-def data_fingerprint(items: Sequence[Any], *, mode: str = "sample") -> str:
+def data_fingerprint(items: Items, *, mode: str = "sample") -> str:
     """SHA-256 fingerprint of an ``(image, label)`` sequence.
 
     ``mode="sample"`` hashes the length, ``items.targets`` when the dataset has it, and the bytes
@@ -156,7 +164,7 @@ class GraphDataset(InMemoryDataset):
 
     def __init__(
         self,
-        images: Sequence[Any],
+        images: Items,
         converter: ImageToGraph,
         *,
         root: str | os.PathLike,
@@ -173,7 +181,7 @@ class GraphDataset(InMemoryDataset):
                 f"build one with ImageToGraph(...)"
             )
         if not hasattr(images, "__len__") or not hasattr(images, "__getitem__"):
-            images = list(images)
+            images = list(cast(Iterable[Any], images))
         if len(images) == 0:
             raise ValueError("images is empty; expected a sequence of (image, label) items")
         if workers is None:
@@ -206,7 +214,7 @@ class GraphDataset(InMemoryDataset):
         self._set(payload)
 
     # -- building ------------------------------------------------------------------------------
-    def _build(self, images: Sequence[Any], *, progress: bool, chunk_size: int | None) -> dict[str, Any]:
+    def _build(self, images: Items, *, progress: bool, chunk_size: int | None) -> dict[str, Any]:
         from tqdm.auto import tqdm
 
         conv = self.converter
