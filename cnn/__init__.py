@@ -28,7 +28,8 @@ if TYPE_CHECKING:
         load_dataset,
         split,
     )
-    from cnn.explain import FeatureMaps, grad_cam
+    from cnn.explain import CAM_METHODS, FeatureMaps, grad_cam
+    from cnn.faithfulness import Faithfulness, faithfulness, perturbation_curves
     from cnn.freezing import Strategy, choose_strategy, count_parameters, freeze, set_parameter_requires_grad
     from cnn.io import IMAGE_EXTENSIONS, INTERPOLATIONS, UnreadableImageError, read_image, resize, write_image
     from cnn.plots import (
@@ -52,6 +53,10 @@ if TYPE_CHECKING:
     from engine.checkpoints import find_checkpoints, load_checkpoint, save_checkpoint
 
 _EXPORTS = {
+    "CAM_METHODS": "cnn.explain",
+    "Faithfulness": "cnn.faithfulness",
+    "faithfulness": "cnn.faithfulness",
+    "perturbation_curves": "cnn.faithfulness",
     "DatasetNotAvailableError": "cnn.datasets",
     "describe_dataset": "cnn.datasets",
     "default_data_root": "cnn.datasets",
@@ -107,9 +112,11 @@ __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 __all__ = [
     "Backbone",
+    "CAM_METHODS",
     "DATASETS",
     "DatasetNotAvailableError",
     "ELPV_CLASSES",
+    "Faithfulness",
     "FeatureMaps",
     "History",
     "IMAGE_EXTENSIONS",
@@ -130,6 +137,7 @@ __all__ = [
     "denormalize",
     "describe_dataset",
     "evaluate",
+    "faithfulness",
     "find_checkpoints",
     "fit",
     "format_description",
@@ -139,6 +147,7 @@ __all__ = [
     "load_checkpoint",
     "load_dataset",
     "normalize_images",
+    "perturbation_curves",
     "plot_confusion_matrix",
     "plot_feature_maps",
     "plot_grad_cam",

@@ -2,8 +2,10 @@
 
 * :class:`FeatureMaps` is a context manager that records the outputs of chosen layers during any
   forward pass made inside its ``with`` block, then removes its hooks.
-* :func:`grad_cam` computes class activation maps (Selvaraju et al., 2017) for a whole batch at once,
-  without touching the model's parameter gradients or its train/eval mode.
+* :func:`grad_cam` computes class activation maps for a whole batch at once, without touching the
+  model's parameter gradients or its train/eval mode: Grad-CAM (Selvaraju et al., 2017), Grad-CAM++
+  (Chattopadhyay et al., 2018) and HiResCAM (Draelos and Carin, 2020), which keeps the gradient at
+  every position and so shows exactly the positions that moved the logit.
 
 Layers are named by module path (``"model.layer4"``), given as modules, or, for a
 :class:`~cnn.backbones.Backbone`, as stage indices (``0`` .. ``len(feature_channels) - 1``, negative
@@ -22,7 +24,10 @@ from torch import nn
 
 from cnn.backbones import Backbone
 
-__all__ = ["FeatureMaps", "grad_cam"]
+__all__ = ["CAM_METHODS", "FeatureMaps", "grad_cam"]
+
+#: Class activation map variants of :func:`grad_cam`.
+CAM_METHODS = ("gradcam", "gradcam++", "hirescam")
 
 LayerSpec = str | int | nn.Module
 
@@ -232,13 +237,20 @@ def grad_cam(
     *,
     target: int | Sequence[int] | torch.Tensor | None = None,
     layer: LayerSpec | None = None,
+    method: str = "gradcam",
 ) -> torch.Tensor:
     """Grad-CAM heat maps for a batch: where the evidence for a class sits in the image.
 
-    For the activation ``A`` of ``layer`` and the logit ``y_c`` of the target class, the channel
-    weights are the spatially averaged gradients ``alpha_k = mean_ij dy_c / dA_kij`` and the map is
-    ``relu(sum_k alpha_k A_k)``, upsampled bilinearly to the input size and divided by its maximum
-    (an all-zero map stays zero). The gradient is taken with :func:`torch.autograd.grad` with respect
+    For the activation ``A`` of ``layer`` and the logit ``y_c`` of the target class, with gradients
+    ``G = dy_c / dA``:
+
+    * ``"gradcam"``: channel weights ``alpha_k = mean_ij G_kij``, map ``relu(sum_k alpha_k A_k)``;
+    * ``"gradcam++"``: ``alpha_k = sum_ij a_kij relu(G_kij)`` with
+      ``a = G^2 / (2 G^2 + sum_ij A_k G^3)``, map ``relu(sum_k alpha_k A_k)``;
+    * ``"hirescam"``: ``relu(sum_k G_k * A_k)``, element-wise, no spatial averaging.
+
+    The map is upsampled bilinearly to the input size and divided by its maximum (an all-zero map
+    stays zero). The gradient is taken with :func:`torch.autograd.grad` with respect
     to the activation only, so it works with frozen parameters and leaves every ``param.grad`` as it
     was. The model runs in eval mode; the mode of every submodule is restored afterwards.
 
@@ -248,6 +260,7 @@ def grad_cam(
         target: class per image: ``None`` (the predicted class), one int for all images, or ``B`` ints.
         layer: the layer to explain: module path, module, or Backbone stage index. ``None`` means the
             deepest stage of a Backbone, or the last ``nn.Conv2d`` of any other model.
+        method: one of :data:`CAM_METHODS`.
 
     Returns:
         Heat maps in ``[0, 1]``, detached, on the device of ``x``.
@@ -269,6 +282,8 @@ def grad_cam(
     if not isinstance(x, torch.Tensor) or x.dim() != 4:
         got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
         raise ValueError(f"x must be a (B, C, H, W) tensor, got {got}; add a batch axis with x[None]")
+    if method not in CAM_METHODS:
+        raise ValueError(f"method must be one of {', '.join(map(repr, CAM_METHODS))}, got {method!r}")
     path, module = _resolve_layer(
         model, _default_layer(model) if layer is None else layer, _module_paths(model)
     )
@@ -312,8 +327,17 @@ def grad_cam(
         )
     if grads is None:
         grads = torch.zeros_like(act)
-    weights = grads.mean(dim=(2, 3), keepdim=True)
-    cam = F.relu((weights * act).sum(dim=1, keepdim=True))
+    if method == "hirescam":
+        cam = F.relu((grads * act).sum(dim=1, keepdim=True))
+    else:
+        if method == "gradcam":
+            weights = grads.mean(dim=(2, 3), keepdim=True)
+        else:  # gradcam++
+            g2 = grads.pow(2)
+            denom = 2 * g2 + act.sum(dim=(2, 3), keepdim=True) * g2 * grads
+            a = g2 / torch.where(denom != 0, denom, torch.ones_like(denom))
+            weights = (a * F.relu(grads)).sum(dim=(2, 3), keepdim=True)
+        cam = F.relu((weights * act).sum(dim=1, keepdim=True))
     cam = F.interpolate(cam.float(), size=x.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
     peak = cam.amax(dim=(1, 2), keepdim=True)
     return torch.where(peak > 0, cam / peak.clamp_min(torch.finfo(cam.dtype).tiny), torch.zeros_like(cam))

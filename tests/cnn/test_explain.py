@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from cnn.backbones import create_backbone
-from cnn.explain import FeatureMaps, grad_cam
+from cnn.explain import CAM_METHODS, FeatureMaps, grad_cam
 
 
 class ColourNet(nn.Module):
@@ -140,3 +140,21 @@ def test_grad_cam_bad_input(resnet):
         grad_cam(resnet, x[0])
     with pytest.raises(ValueError, match="valid names include"):
         grad_cam(resnet, x, layer="nope")
+
+
+@pytest.mark.parametrize("method", CAM_METHODS)
+def test_every_cam_method_gives_normalised_maps_on_the_input_grid(method):
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3)
+    )
+    cam = grad_cam(model, torch.randn(2, 3, 12, 12), target=1, method=method)
+    assert cam.shape == (2, 12, 12) and float(cam.min()) >= 0.0 and float(cam.max()) <= 1.0
+    assert torch.isfinite(cam).all()
+
+
+def test_unknown_cam_method_lists_the_known_ones():
+    with pytest.raises(
+        ValueError, match=r"method must be one of 'gradcam', 'gradcam\+\+', 'hirescam', got 'cam'"
+    ):
+        grad_cam(nn.Sequential(nn.Conv2d(3, 2, 1), nn.Flatten()), torch.zeros(1, 3, 4, 4), method="cam")
