@@ -23,9 +23,14 @@ if TYPE_CHECKING:
     )
     from engine.history import History
     from engine.metrics import accuracy, classification_metrics, confusion_matrix, macro_f1
+    from engine.stats import compare_pair, format_pair, mcnemar_exact, paired_bootstrap
     from engine.training import BatchFormat, bind_format, evaluate, fit, predict
 
 _EXPORTS = {
+    "compare_pair": "engine.stats",
+    "format_pair": "engine.stats",
+    "mcnemar_exact": "engine.stats",
+    "paired_bootstrap": "engine.stats",
     "DatasetNotAvailableError": "engine.files",
     "default_data_root": "engine.files",
     "replace_folder": "engine.files",
@@ -58,14 +63,18 @@ __all__ = [
     "atomic_open",
     "bind_format",
     "classification_metrics",
+    "compare_pair",
     "confusion_matrix",
     "default_data_root",
     "evaluate",
     "find_checkpoints",
     "fit",
+    "format_pair",
     "load_checkpoint",
     "load_torch_file",
     "macro_f1",
+    "mcnemar_exact",
+    "paired_bootstrap",
     "predict",
     "replace_folder",
     "save_checkpoint",
