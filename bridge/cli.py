@@ -7,10 +7,12 @@ Subcommands:
 * ``train-gnn`` train a GNN on superpixel graphs (arm D, or C with ``--cnn-features``);
 * ``graphs``    convert a dataset into graphs once (cached) and print their statistics;
 * ``explain``   predictions, feature maps and Grad-CAM of a pretrained CNN for one image;
-* ``show``      draw an image's superpixel graph over it (PNG, optional GraphML).
+* ``show``      draw an image's superpixel graph over it (PNG, optional GraphML);
+* ``data``      counts per class, image sizes and unreadable files of a dataset, before a long run.
 
-Bad arguments end with exit code 2 and one line ``pixgraph: error: ...`` (set ``PIXGRAPH_DEBUG=1``
-for the full traceback).
+Exit codes (also in ``pixgraph --help``): 0 done; 1 some arms failed (the report is still written);
+2 usage or bad input, found before any training (one line ``pixgraph: error: ...`` on stderr; set
+``PIXGRAPH_DEBUG=1`` for the full traceback); 130 interrupted.
 
 Importing this module is cheap: Lightning, matplotlib, PyTorch Geometric and the comparison are imported
 inside the command that needs them (``pixgraph compare --help`` reads the arm registry when it prints).
@@ -29,9 +31,39 @@ from typing import Any
 
 from .segmentation import METHODS
 
-__all__ = ["main", "build_parser"]
+__all__ = ["EXIT_CODES", "main", "build_parser"]
 
 _SAMPLES = ("chelsea", "coffee", "astronaut", "rocket")
+
+#: The exit codes of ``pixgraph``, as the help's epilog lists them.
+EXIT_CODES: dict[int, str] = {
+    0: "done: every arm of every seed finished (or the command succeeded)",
+    1: "some arms failed; the report and results.json are still written (see their errors)",
+    2: "usage or bad input, found before any training (also a dataset not available offline)",
+    130: "interrupted (Ctrl-C); rerun with --resume RUN_DIR to continue a comparison",
+}
+
+_EPILOG = "exit codes:\n" + "\n".join(f"  {code:<4} {text}" for code, text in EXIT_CODES.items())
+
+#: CLI option (dest) -> CompareConfig field, for checking options given with --resume.
+_CONFIG_FIELDS = {
+    "data": "data",
+    "split": "data_split",
+    "data_root": "data_root",
+    "max_per_class": "max_per_class",
+    "backbone": "backbone",
+    "weights": "weights",
+    "seeds": "seeds",
+    "image_size": "image_size",
+    "batch_size": "batch_size",
+    "n_segments": "n_segments",
+    "device": "device",
+    "gnn": "gnn",
+    "epochs_probe": "epochs_probe",
+    "epochs_finetune": "epochs_finetune",
+    "epochs_gnn": "epochs_gnn",
+    "similarity": "similarity",
+}
 
 
 class CLIError(Exception):
@@ -82,10 +114,40 @@ def _weights(text: str) -> str | None:
     return None if text.lower() in ("none", "random") else text
 
 
-def _add_data(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--data", default="elpv", help="elpv (default), mnist5k, digits, or a folder of class sub-folders"
+def _data_help() -> str:
+    from cnn.datasets import DATASETS
+
+    return (
+        f"a dataset name ({', '.join(DATASETS)}; default elpv), a folder of class sub-folders, "
+        "or a .csv manifest of 'path,label' lines"
     )
+
+
+def _graph_data_help() -> str:
+    from gnn.datasets import list_graph_datasets
+
+    return _data_help() + f"; or a graph dataset, trained directly: {', '.join(list_graph_datasets())}"
+
+
+def _add_source(p: _Parser, *, default: str | None = "elpv", graphs: bool = False) -> None:
+    """--data (or a positional DATA when ``default`` is None), --split, --data-root, --no-download."""
+    if default is None:
+        p.add_argument("data", metavar="DATA", help="dataset name, folder or .csv manifest")
+        p.lazy_help["data"] = _data_help
+    else:
+        p.add_argument("--data", default=default, help="dataset name, folder or .csv manifest")
+        p.lazy_help["data"] = _graph_data_help if graphs else _data_help
+    p.add_argument(
+        "--split", default=None, help="downloaded datasets: the publisher's split (e.g. train, test, all)"
+    )
+    p.add_argument(
+        "--data-root", default=None, help="downloaded datasets: cache folder (default $PIXGRAPH_DATA)"
+    )
+    p.add_argument("--no-download", action="store_true", help="never download; fail if the data is missing")
+
+
+def _add_data(p: _Parser, *, graphs: bool = False) -> None:
+    _add_source(p, graphs=graphs)
     p.add_argument("--max-per-class", type=_positive, default=None, help="keep at most N images per class")
     p.add_argument("--backbone", default="efficientnet_lite0", help="CNN backbone (see cnn.list_backbones())")
     p.add_argument(
@@ -98,18 +160,26 @@ def _add_data(p: argparse.ArgumentParser) -> None:
     p.add_argument("--image-size", type=_positive, default=None, help="view size (default: the backbone's)")
     p.add_argument("--batch-size", type=_positive, default=None)
     p.add_argument("--n-segments", type=_positive, default=None, help="superpixels per image (default 75)")
-    p.add_argument("--device", default=None, help="cpu (default), cuda, auto")
+    p.add_argument("--device", default=None, help="cpu (default), cuda, cuda:N, auto")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``pixgraph`` command (one sub-parser per subcommand)."""
     parser = _Parser(
-        prog="pixgraph", description="Transfer learning with pretrained CNNs and GNNs on image graphs."
+        prog="pixgraph",
+        description="Transfer learning with pretrained CNNs and GNNs on image graphs.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
-    p = sub.add_parser("compare", help="CNN heads vs GNNs on the same data, split and seeds")
+    def add(name: str, **kw: Any) -> Any:
+        return sub.add_parser(
+            name, epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter, **kw
+        )
+
+    p = add("compare", help="CNN heads vs GNNs on the same data, split and seeds")
     _add_data(p)
     p.add_argument("--arms", default=None, help="comma-separated arms of the registry (default: all)")
     p.lazy_help["arms"] = _arms_help  # the registry's names and titles, read when --help prints
@@ -119,23 +189,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs-gnn", type=_positive, default=None)
     p.add_argument("--similarity", choices=("high", "low"), default=None, help="data vs ImageNet, for B")
 
-    p = sub.add_parser("finetune", help="fine-tune a pretrained CNN (arm B alone, same report)")
+    p = add("finetune", help="fine-tune a pretrained CNN (arm B alone, same report)")
     _add_data(p)
     p.add_argument("--strategy", choices=("auto", "fine_tuning", "full"), default="auto")
     p.add_argument("--blocks", type=_positive, default=None, help="last N blocks to train (fine_tuning)")
     p.add_argument("--epochs", type=_positive, default=None)
     p.add_argument("--similarity", choices=("high", "low"), default=None)
 
-    p = sub.add_parser("train-gnn", help="train a GNN on superpixel graphs (arm D, or C with --cnn-features)")
-    _add_data(p)
+    p = add(
+        "train-gnn",
+        help="train a GNN on superpixel graphs (arm D, or C with --cnn-features), or on a graph dataset",
+    )
+    _add_data(p, graphs=True)
     p.add_argument("--gnn", default=None, help="gcn (default), gat, sage, gin")
     p.add_argument("--epochs", type=_positive, default=None)
     p.add_argument("--cnn-features", action="store_true", help="add the frozen backbone's pooled stage maps")
 
-    p = sub.add_parser(
-        "graphs", help="convert a dataset into superpixel graphs (cached) and print statistics"
-    )
-    p.add_argument("--data", default="elpv")
+    p = add("graphs", help="convert a dataset into superpixel graphs (cached) and print statistics")
+    _add_source(p)
     p.add_argument("--max-per-class", type=_positive, default=None)
     p.add_argument("--n-segments", type=_positive, default=75)
     p.add_argument("--method", choices=METHODS, default="slic")
@@ -150,21 +221,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=None)
     p.add_argument("--no-progress", action="store_true")
 
-    p = sub.add_parser("explain", help="top-5 predictions, feature maps and Grad-CAM of one image")
+    p = add("explain", help="top-5 predictions, feature maps and Grad-CAM of one image")
     p.add_argument("image", help=f"an image file, or a scikit-image sample: {', '.join(_SAMPLES)}")
     p.add_argument("--backbone", default="efficientnet_lite0")
     p.add_argument("--weights", type=_weights, default="imagenet")
     p.add_argument("--stage", type=int, default=1, help="backbone stage whose feature maps are drawn")
     p.add_argument("--out", default="runs/explain", help="folder for the PNG files")
 
-    p = sub.add_parser("show", help="draw an image's superpixel graph over it")
+    p = add("show", help="draw an image's superpixel graph over it")
     p.add_argument("image", help=f"an image file, or a scikit-image sample: {', '.join(_SAMPLES)}")
     p.add_argument("--n-segments", type=_positive, default=75)
     p.add_argument("--method", choices=METHODS, default="slic")
     p.add_argument("--edges", choices=("region", "knn"), default="region")
     p.add_argument("--out", default="graph.png", help="PNG to write")
     p.add_argument("--graphml", default=None, help="also export the graph to this GraphML file")
+
+    p = add("data", help="counts per class, image sizes and unreadable files of a dataset")
+    _add_source(p, default=None)
+    p.add_argument("--max-per-class", type=_positive, default=None, help="keep at most N images per class")
     return parser
+
+
+def _explicit(argv: Sequence[str] | None) -> set[str]:
+    """The options (dests) the user actually passed: parsed again with every default suppressed."""
+    parser = build_parser()
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for subparser in action.choices.values():
+                for a in subparser._actions:
+                    a.default = argparse.SUPPRESS
+    return set(vars(parser.parse_args(argv))) - {"command"}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -182,11 +268,29 @@ def _load_image(spec: str) -> Any:
     return read_image(spec)
 
 
-def _check_data(data: str) -> None:
-    if data in ("elpv", "mnist5k", "digits"):
-        return
+def _check_data(data: str, *, graphs: bool = False) -> str:
+    """``"name"``, ``"graph"`` (a graph dataset, with ``graphs``), ``"folder"`` or ``"manifest"``."""
+    from cnn.datasets import DATASETS
+
+    if data.lower() in DATASETS:
+        return "name"
+    if graphs:
+        from gnn.datasets import list_graph_datasets
+
+        if data.lower() in list_graph_datasets():
+            return "graph"
+    if data.lower().endswith(".csv") and os.path.isfile(data):
+        return "manifest"
     if not os.path.isdir(data):
-        raise CLIError(f"--data {data!r} is not a folder nor one of elpv, mnist5k, digits")
+        what = "an existing folder or .csv manifest"
+        if os.path.isfile(data):
+            what = "a folder or .csv manifest (it is a file without the .csv suffix)"
+        names = ", ".join(DATASETS)
+        if graphs:
+            from gnn.datasets import list_graph_datasets
+
+            names += ", " + ", ".join(list_graph_datasets())
+        raise CLIError(f"--data {data!r} is not {what} nor one of the dataset names {names}")
     classes = [
         d for d in sorted(os.listdir(data)) if os.path.isdir(os.path.join(data, d)) and not d.startswith(".")
     ]
@@ -195,46 +299,133 @@ def _check_data(data: str) -> None:
             f"--data {data!r} has {len(classes)} class folder(s) {classes}; "
             "put each class in its own sub-folder (at least 2)"
         )
+    return "folder"
 
 
-def _compare_config(args: argparse.Namespace, **fixed: Any) -> tuple[Any, Any]:
+def _check_source_options(args: argparse.Namespace) -> None:
+    """--split and --data-root only make sense for downloaded datasets."""
+    from cnn.datasets import DOWNLOADABLE
+
+    given = [f for f, v in (("--split", args.split), ("--data-root", args.data_root)) if v is not None]
+    if given and args.data.lower() not in DOWNLOADABLE:
+        raise CLIError(
+            f"{' and '.join(given)} only {'apply' if len(given) > 1 else 'applies'} to downloaded "
+            f"datasets ({', '.join(DOWNLOADABLE)}), "
+            f"not to --data {args.data!r}; leave {'them' if len(given) > 1 else 'it'} out"
+        )
+    if args.data_root is not None:
+        from bridge.compare.rundir import check_output_dir
+
+        try:
+            check_output_dir(args.data_root, name="data_root")
+        except ValueError as err:
+            raise CLIError(str(err)) from None
+
+
+def _config_kwargs(args: argparse.Namespace, fixed: dict[str, Any]) -> dict[str, Any]:
+    kw: dict[str, Any] = {}
+    for dest, field in _CONFIG_FIELDS.items():
+        value = getattr(args, dest, None)
+        if value is not None and field not in fixed:
+            kw[field] = value
+    kw["weights"] = args.weights
+    kw.update({k: v for k, v in fixed.items() if v is not None})
+    return kw
+
+
+def _resume_config(args: argparse.Namespace, explicit: set[str], fixed: dict[str, Any]) -> tuple[Any, Path]:
+    """The stored configuration of ``--resume RUN_DIR``, after checking the options given with it."""
+    import dataclasses
+
+    from bridge.compare.config import CompareConfig, quick_config
+    from bridge.compare.rundir import RunFolder, config_differences
+
+    run = Path(args.resume)
+    if not (run / "config.json").is_file():
+        raise CLIError(f"--resume {args.resume!r}: no config.json there; is it a pixgraph run folder?")
+    if args.out is not None and Path(args.out).resolve() != run.resolve():
+        raise CLIError(
+            f"--out {args.out!r} and --resume {args.resume!r} name different folders; "
+            "a resumed run writes into RUN_DIR: leave --out out"
+        )
+    stored, missing = RunFolder(run).read_config()
+    if missing:
+        print(
+            f"pixgraph: {run / 'config.json'} is from an older version: using the defaults for "
+            f"{', '.join(f'{m}={getattr(CompareConfig(), m)!r}' for m in missing)}",
+            file=sys.stderr,
+        )
+    given_fields = {_CONFIG_FIELDS[d] for d in explicit if d in _CONFIG_FIELDS}
+    given_fields |= {k for k, v in fixed.items() if v is not None}
+    # the subcommand's own arm (finetune, train-gnn) counts as given, like --arms
+    try:
+        kw = {k: v for k, v in _config_kwargs(args, fixed).items() if k in given_fields}
+        base = quick_config if "quick" in explicit else CompareConfig
+        given = base(**{"data": stored.data, **kw})
+    except ValueError as err:
+        raise CLIError(str(err)) from None
+    if "quick" in explicit:  # --quick stands for the fields it sets
+        plain = CompareConfig(data=stored.data).to_dict()
+        given_fields |= {k for k, v in quick_config(data=stored.data).to_dict().items() if plain[k] != v}
+    diff = config_differences(stored.to_dict(), given.to_dict(), sorted(given_fields))
+    if diff:
+        flags = {field: "--" + dest.replace("_", "-") for dest, field in _CONFIG_FIELDS.items()}
+        flags.update(arms="--arms", strategy="--strategy", trainable_blocks="--blocks")
+        shown = [f"{flags.get(d.split(':')[0], d.split(':')[0])}:{d.split(':', 1)[1]}" for d in diff]
+        raise CLIError(
+            f"--resume {args.resume}: options differ from the run's configuration ({'; '.join(shown)}); "
+            "leave them out to resume the run as it was, or start a new run with another --out"
+        )
+    return dataclasses.replace(stored), run
+
+
+def _compare_config(args: argparse.Namespace, explicit: set[str], **fixed: Any) -> tuple[Any, Any]:
     from bridge.compare.config import CompareConfig, quick_config
     from cnn.backbones import check_backbone_name
 
     if args.resume:
-        cfg_file = Path(args.resume) / "config.json"
-        if not cfg_file.is_file():
-            raise CLIError(f"--resume {args.resume!r}: no config.json there; is it a pixgraph run folder?")
-        return CompareConfig.from_dict(json.loads(cfg_file.read_text())), Path(args.resume)
+        return _resume_config(args, explicit, fixed)
     _check_data(args.data)
-    name = args.backbone
+    _check_source_options(args)
     try:
-        check_backbone_name(name)
+        check_backbone_name(args.backbone)
     except ValueError as err:
-        raise CLIError(str(err)) from None
-    kw: dict[str, Any] = {"data": args.data, "backbone": name, "weights": args.weights}
-    for key in ("max_per_class", "image_size", "batch_size", "n_segments", "device", "seeds"):
-        value = getattr(args, key, None)
-        if value is not None:
-            kw[key] = value
-    kw.update({k: v for k, v in fixed.items() if v is not None})
+        raise CLIError(f"--backbone: {err}") from None
+    kw = _config_kwargs(args, fixed)
     cfg = quick_config(**kw) if args.quick else CompareConfig(**kw)
     return cfg, (Path(args.out) if args.out else None)
 
 
-def _run_compare(args: argparse.Namespace, **fixed: Any) -> int:
+def _log(message: str) -> None:
+    print(message, file=sys.stderr if "FAILED" in message else sys.stdout, flush=True)
+
+
+def _run_compare(args: argparse.Namespace, explicit: set[str], **fixed: Any) -> int:
     from bridge.compare.run import compare
 
-    cfg, out = _compare_config(args, **fixed)
-    results = compare(cfg, out=out, progress=not args.no_progress, log=lambda m: print(m, flush=True))
-    failed = [a for a, e in results["arms"].items() if e["status"] == "failed"]
-    return 1 if failed and len(failed) == len(results["arms"]) else 0
+    cfg, out = _compare_config(args, explicit, **fixed)
+    results = compare(cfg, out=out, progress=not args.no_progress, log=_log, download=not args.no_download)
+    failed = {a: e for a, e in results["arms"].items() if e["status"] != "ok"}
+    if failed:
+        for arm, entry in failed.items():
+            errors = "; ".join(entry.get("errors", [])) or "no result"
+            print(f"pixgraph: arm {arm} {entry['status']}: {errors}", file=sys.stderr)
+        print(
+            f"pixgraph: {len(failed)} of {len(results['arms'])} arm(s) failed; report still written: "
+            f"{Path(results['out']) / 'report.md'} (exit code 1)",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
 
 
-def _cmd_compare(args: argparse.Namespace) -> int:
+def _cmd_compare(args: argparse.Namespace, explicit: set[str]) -> int:
     arms = tuple(a.strip() for a in args.arms.split(",") if a.strip()) if args.arms else None
+    if args.arms is not None and not arms:
+        raise CLIError(f"--arms {args.arms!r} names no arm; give comma-separated arm names")
     return _run_compare(
         args,
+        explicit,
         arms=arms,
         gnn=args.gnn,
         epochs_probe=args.epochs_probe,
@@ -244,10 +435,15 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     )
 
 
-def _cmd_finetune(args: argparse.Namespace) -> int:
+def _cmd_finetune(args: argparse.Namespace, explicit: set[str]) -> int:
     strategy = None if args.strategy == "auto" else args.strategy
+    if args.blocks is not None and strategy != "fine_tuning":
+        raise CLIError(
+            f"--blocks {args.blocks} needs --strategy fine_tuning (got --strategy {args.strategy})"
+        )
     return _run_compare(
         args,
+        explicit,
         arms=("finetune",),
         strategy=strategy,
         trainable_blocks=args.blocks,
@@ -256,26 +452,159 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
     )
 
 
-def _cmd_train_gnn(args: argparse.Namespace) -> int:
+def _cmd_train_gnn(args: argparse.Namespace, explicit: set[str]) -> int:
+    if not args.resume and _check_data(args.data, graphs=True) == "graph":
+        return _train_graph_dataset(args, explicit)
     arm = "gnn_cnn" if args.cnn_features else "gnn_color"
-    return _run_compare(args, arms=(arm,), gnn=args.gnn, epochs_gnn=args.epochs)
+    return _run_compare(args, explicit, arms=(arm,), gnn=args.gnn, epochs_gnn=args.epochs)
 
 
-def _cmd_graphs(args: argparse.Namespace) -> int:
+def _stratified(targets: Any, max_per_class: int | None, seed: int) -> Any:
+    """Indices keeping at most ``max_per_class`` random items of every class (all when ``None``)."""
     import numpy as np
 
+    idx = np.arange(len(targets))
+    if max_per_class is None:
+        return idx
+    rng = np.random.default_rng(seed)
+    keep = [rng.permutation(idx[targets == c])[:max_per_class] for c in np.unique(targets)]
+    return np.sort(np.concatenate(keep))
+
+
+def _train_graph_dataset(args: argparse.Namespace, explicit: set[str]) -> int:
+    """``train-gnn --data <graph dataset>``: a GNN on a benchmark's own train / val / test split."""
+    import numpy as np
+    import torch
+
+    from bridge.compare.config import CompareConfig, check_device, quick_config
+    from bridge.compare.rundir import atomic_write, check_output_dir, json_default
+    from gnn import datasets as gds
+    from gnn.models import GraphClassifier, list_convs
+    from gnn.training import evaluate, fit
+
+    name = args.data.lower()
+    unused = {"cnn_features", "image_size", "n_segments", "backbone", "weights", "split"} & explicit
+    if unused:
+        flags = ", ".join("--" + u.replace("_", "-") for u in sorted(unused))
+        raise CLIError(
+            f"{flags}: not used with the graph dataset {name!r} (its graphs are given); leave "
+            f"{'them' if len(unused) > 1 else 'it'} out"
+        )
+    conv = args.gnn or "gcn"
+    if conv not in list_convs():
+        raise CLIError(
+            f"--gnn {conv!r} is not a known graph convolution; use one of {', '.join(list_convs())}"
+        )
+    device = check_device(args.device or "cpu", available=True)
+    out = check_output_dir(args.out, name="out") if args.out else None
+    base = quick_config if args.quick else CompareConfig
+    cfg = base(data="digits", **({"seeds": args.seeds} if args.seeds else {}))
+    epochs = args.epochs or (2 if args.quick else cfg.epochs_gnn)
+    batch_size = args.batch_size or 128
+    mpc = args.max_per_class or (64 if args.quick else None)
+
+    def load(split: str) -> Any:
+        return gds.load_graph_dataset(name, root=args.data_root, split=split, download=not args.no_download)
+
+    def subset(ds: Any, seed: int) -> list[Any]:
+        ys = np.array([int(ds[i].y.view(-1)[0]) for i in range(len(ds))])
+        return [ds[int(i)] for i in _stratified(ys, mpc, seed)]
+
+    train_all = load("train")
+    try:
+        val: list[Any] | None = subset(load("val"), 1)
+    except ValueError:  # no val split (mnist-superpixels): 10% of train, stratified and seeded
+        val = None
+    train = subset(train_all, 0)
+    if val is None:
+        ys = np.array([int(g.y.view(-1)[0]) for g in train])
+        rng = np.random.default_rng(0)
+        held = np.concatenate(
+            [rng.permutation(np.flatnonzero(ys == c))[: max(1, (ys == c).sum() // 10)] for c in np.unique(ys)]
+        )
+        mask = np.zeros(len(train), bool)
+        mask[held] = True
+        val, train = [g for g, m in zip(train, mask) if m], [g for g, m in zip(train, mask) if not m]
+    test = subset(load("test"), 2)
+    num_classes = 1 + max(int(g.y.max()) for g in (*train, *val, *test))
+    in_channels = int(train[0].x.shape[1])
+    print(
+        f"graph dataset {name!r}: train/val/test = {len(train)}/{len(val)}/{len(test)} graphs, "
+        f"{in_channels} node features, {num_classes} classes, conv {conv}",
+        flush=True,
+    )
+    from torch_geometric.loader import DataLoader as GraphLoader
+
+    fit_kw: dict[str, Any] = {"accelerator": device}
+    if device.startswith("cuda:"):
+        fit_kw = {"accelerator": "cuda", "devices": [int(device[5:])]}
+    runs = []
+    for seed in cfg.seeds:
+        torch.manual_seed(seed)
+        model = GraphClassifier(in_channels, num_classes, conv=conv, hidden=cfg.hidden, layers=cfg.layers)
+        g = torch.Generator().manual_seed(seed)
+        history = fit(
+            model,
+            GraphLoader(train, batch_size=batch_size, shuffle=True, generator=g),
+            GraphLoader(val, batch_size=batch_size),
+            epochs=epochs,
+            lr=cfg.lr_gnn,
+            seed=seed,
+            progress=not args.no_progress,
+            **fit_kw,
+        )
+        metrics = evaluate(model, GraphLoader(test, batch_size=batch_size))
+        runs.append({"seed": seed, "test": metrics, "history": history.to_dict()})
+        print(
+            f"seed {seed}: test accuracy {metrics['accuracy']:.4f}, macro-F1 {metrics['macro_f1']:.4f}",
+            flush=True,
+        )
+    acc = np.array([r["test"]["accuracy"] for r in runs])
+    std = float(acc.std(ddof=1)) if len(acc) > 1 else 0.0
+    print(f"{name} {conv}: test accuracy {acc.mean():.4f} +- {std:.4f} over {len(acc)} seed(s)")
+    if out is not None:
+        result = {
+            "data": name,
+            "conv": conv,
+            "split": {"train": len(train), "val": len(val), "test": len(test)},
+            "epochs": epochs,
+            "runs": runs,
+            "accuracy_mean": float(acc.mean()),
+            "accuracy_std": std,
+        }
+        atomic_write(out / "results.json", json.dumps(result, indent=1, default=json_default))
+        print(f"results: {out / 'results.json'}")
+    return 0
+
+
+def _cmd_graphs(args: argparse.Namespace, explicit: set[str]) -> int:
+    import numpy as np
+
+    from bridge.compare.rundir import check_output_dir
     from bridge.convert import ImageToGraph
     from bridge.dataset import GraphDataset, default_cache_dir
-    from cnn.backbones import create_backbone
+    from cnn.backbones import check_backbone_name, create_backbone
     from cnn.datasets import load_dataset
 
     _check_data(args.data)
+    _check_source_options(args)
+    if args.backbone:
+        try:
+            check_backbone_name(args.backbone)
+        except ValueError as err:
+            raise CLIError(f"--backbone: {err}") from None
+    if args.workers is not None and args.workers < 0:
+        raise CLIError(f"--workers {args.workers}: use 0 (no worker processes) or a positive number")
+    root = args.cache or default_cache_dir()
+    try:
+        check_output_dir(root, name="cache")
+    except ValueError as err:
+        raise CLIError(str(err)) from None
     backbone = create_backbone(args.backbone) if args.backbone else None
     conv = ImageToGraph(
         n_segments=args.n_segments, method=args.method, edges=args.edges, k=args.k, backbone=backbone
     )
-    ds = load_dataset(args.data, max_per_class=args.max_per_class)
-    root = args.cache or default_cache_dir()
+    ds = load_dataset(args.data, max_per_class=args.max_per_class, **_source_kwargs(args))
     graphs = GraphDataset(ds, conv, root=root, workers=args.workers, progress=not args.no_progress)
     nodes = np.array([g.num_nodes for g in graphs])
     edges = np.array([g.edge_index.shape[1] // 2 for g in graphs])
@@ -289,25 +618,82 @@ def _cmd_graphs(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_explain(args: argparse.Namespace) -> int:
+def _source_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """``split``, ``root``, ``download`` of ``load_dataset``, only where given (packaged sets refuse them)."""
+    kw: dict[str, Any] = {}
+    if args.split is not None:
+        kw["split"] = args.split
+    if args.data_root is not None:
+        kw["root"] = args.data_root
+    if args.no_download:
+        kw["download"] = False
+    return kw
+
+
+def _cmd_data(args: argparse.Namespace, explicit: set[str]) -> int:
+    from cnn.datasets import describe_dataset, format_description, load_dataset
+    from gnn.datasets import list_graph_datasets
+
+    if args.data.lower() in list_graph_datasets():
+        raise CLIError(
+            f"{args.data!r} is a graph dataset; `pixgraph data` describes image datasets. Train a GNN on it "
+            f"with `pixgraph train-gnn --data {args.data}`"
+        )
+    _check_data(args.data)
+    _check_source_options(args)
+    with warnings.catch_warnings():  # the unreadable files are listed in the description
+        warnings.simplefilter("ignore", UserWarning)
+        ds = load_dataset(args.data, max_per_class=args.max_per_class, **_source_kwargs(args))
+    print(format_description(describe_dataset(ds)))
+    return 0
+
+
+def _check_out_dir(path: str, name: str) -> Path:
+    from bridge.compare.rundir import check_output_dir
+
+    try:
+        return check_output_dir(path, name=name)
+    except ValueError as err:
+        raise CLIError(str(err)) from None
+
+
+def _check_out_file(path: str, name: str, suffixes: tuple[str, ...]) -> Path:
+    """A file to write: not a folder, a known suffix, and its folder writable (checked before any work)."""
+    p = Path(os.path.expanduser(path))
+    flag = f"--{name}"
+    if p.is_dir():
+        raise CLIError(f"{flag} {path!r} is a folder; give a file name such as {p / ('graph' + suffixes[0])}")
+    if p.suffix.lower() not in suffixes:
+        raise CLIError(f"{flag} {path!r}: use a file name ending in {' or '.join(suffixes)}")
+    _check_out_dir(str(p.parent), name)
+    return p
+
+
+def _cmd_explain(args: argparse.Namespace, explicit: set[str]) -> int:
     import torch
 
-    from cnn.backbones import create_backbone
+    from cnn.backbones import check_backbone_name, create_backbone
     from cnn.explain import FeatureMaps, grad_cam
     from cnn.plots import plot_feature_maps, plot_grad_cam
     from cnn.transforms import center_view, normalize_images
 
+    out = _check_out_dir(args.out, "out")
+    try:
+        check_backbone_name(args.backbone)
+    except ValueError as err:
+        raise CLIError(f"--backbone: {err}") from None
+    if args.weights not in (None, "imagenet") and not os.path.isfile(args.weights):
+        raise CLIError(f"--weights {args.weights!r}: no such file; give a .pth state dict, imagenet or none")
     image = _load_image(args.image)
     model = create_backbone(args.backbone, weights=args.weights)
     cfg = model.cfg
-    img = center_view(image, cfg.input_size, cfg.resize_size)
-    x = normalize_images(img[None], cfg.mean, cfg.std)
     if not 0 <= args.stage < len(model.feature_channels):
         raise CLIError(f"--stage {args.stage}: the backbone has stages 0..{len(model.feature_channels) - 1}")
+    img = center_view(image, cfg.input_size, cfg.resize_size)
+    x = normalize_images(img[None], cfg.mean, cfg.std)
     with FeatureMaps(model, [args.stage]) as fm, torch.no_grad():
         probs = model(x).softmax(1)[0]
     maps = next(iter(fm.maps.values()))
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     names = _class_names(model.num_classes)
     for p, i in zip(*probs.topk(min(5, len(probs)))):
@@ -328,57 +714,90 @@ def _class_names(n: int) -> list[str]:
     return [str(i) for i in range(n)]
 
 
-def _cmd_show(args: argparse.Namespace) -> int:
+def _cmd_show(args: argparse.Namespace, explicit: set[str]) -> int:
+    """Draw the graph (and export GraphML): both files are written, or neither."""
+    import secrets
+
     from bridge.convert import ImageToGraph
     from bridge.nxgraph import draw_graph, export_graphml
 
+    png = _check_out_file(args.out, "out", (".png", ".jpg", ".jpeg", ".pdf", ".svg"))
+    graphml = _check_out_file(args.graphml, "graphml", (".graphml", ".xml")) if args.graphml else None
+    if graphml is not None and graphml.resolve() == png.resolve():
+        raise CLIError(f"--out and --graphml name the same file {args.out!r}; give two file names")
     image = _load_image(args.image)
     conv = ImageToGraph(n_segments=args.n_segments, method=args.method, edges=args.edges)
     data = conv(image)
-    draw_graph(image, data, path=args.out)
+    tag = f"{os.getpid()}-{secrets.token_hex(4)}"
+    targets = [(png, png.parent / f".{png.stem}.{tag}.tmp{png.suffix}")]
+    if graphml is not None:
+        targets.append((graphml, graphml.parent / f".{graphml.stem}.{tag}.tmp{graphml.suffix}"))
+    try:
+        for _, tmp in targets:
+            tmp.parent.mkdir(parents=True, exist_ok=True)
+        draw_graph(image, data, path=targets[0][1])
+        if graphml is not None:
+            export_graphml(data, targets[1][1])
+        for final, tmp in targets:  # the last step: both files appear together
+            os.replace(tmp, final)
+    finally:
+        for _, tmp in targets:
+            tmp.unlink(missing_ok=True)
     print(f"{data.num_nodes} nodes, {data.edge_index.shape[1] // 2} edges -> {args.out}")
-    if args.graphml:
-        export_graphml(data, args.graphml)
+    if graphml is not None:
         print(f"GraphML -> {args.graphml}")
     return 0
 
 
-_COMMANDS = {
+_COMMANDS: dict[str, Callable[[argparse.Namespace, set[str]], int]] = {
     "compare": _cmd_compare,
     "finetune": _cmd_finetune,
     "train-gnn": _cmd_train_gnn,
     "graphs": _cmd_graphs,
     "explain": _cmd_explain,
     "show": _cmd_show,
+    "data": _cmd_data,
 }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ``pixgraph`` command; returns the exit code.
+    """Run the ``pixgraph`` command; returns the exit code (see :data:`EXIT_CODES`).
+
+    Every error goes to stderr: a user error as one line ``pixgraph: error: ...`` (exit code 2, before
+    any training); a dataset that is not available offline as its full message (what to download,
+    where to put it), also exit code 2.
 
     Example:
         >>> main(["show", "coffee", "--out", "coffee_graph.png"])
         0
     """
-    parser = build_parser()
-    args = parser.parse_args(argv)
     # PyTorch Geometric scripts a few helpers at import; torch 2.14 warns about torch.jit.script on each
     # command. The warning concerns PyG's code, not the user's, so the command does not show it.
     warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    explicit = _explicit(argv)
     try:
-        return _COMMANDS[args.command](args)
+        return _COMMANDS[args.command](args, explicit)
     except CLIError as err:
         print(f"pixgraph: error: {err}", file=sys.stderr)
-        return 2
-    except (ValueError, FileNotFoundError, TypeError, RuntimeError) as err:
-        if os.environ.get("PIXGRAPH_DEBUG"):
-            raise
-        first = str(err).splitlines()[0] if str(err) else type(err).__name__
-        print(f"pixgraph: error: {first}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("pixgraph: interrupted; rerun with --resume <run folder> to continue", file=sys.stderr)
         return 130
+    except Exception as err:
+        from engine.files import DatasetNotAvailableError
+
+        if os.environ.get("PIXGRAPH_DEBUG"):
+            raise
+        if isinstance(err, DatasetNotAvailableError):
+            print(f"pixgraph: error: {err}", file=sys.stderr)  # the whole message: what to fetch, where
+            return 2
+        if not isinstance(err, (ValueError, TypeError, RuntimeError, OSError, ImportError)):
+            raise
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        print(f"pixgraph: error: {first}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

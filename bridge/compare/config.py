@@ -4,11 +4,53 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import Any
 
 from bridge.compare.registry import list_arms
 
-__all__ = ["CompareConfig", "quick_config"]
+__all__ = ["DEVICES", "MIN_IMAGE_SIZE", "CompareConfig", "check_device", "quick_config"]
+
+#: Values of ``device`` (``cuda:N`` picks GPU N).
+DEVICES: tuple[str, ...] = ("cpu", "cuda", "cuda:N", "auto")
+
+#: The smallest working view (pixels per side); every superpixel needs at least 4 pixels on average.
+MIN_IMAGE_SIZE = 16
+
+_DEVICE = re.compile(r"^(cpu|cuda|auto|cuda:\d+)$")
+
+
+def check_device(device: object, *, available: bool = False) -> str:
+    """Check a ``device`` value; with ``available``, also that the machine has it.
+
+    Raises:
+        ValueError: not one of :data:`DEVICES`, or (``available``) CUDA asked for where
+            ``torch.cuda.is_available()`` is false or GPU N does not exist.
+
+    Example:
+        >>> check_device("cuda:0")
+        'cuda:0'
+    """
+    if not isinstance(device, str) or not _DEVICE.match(device):
+        raise ValueError(
+            f"device={device!r} (--device) is not understood; use one of {', '.join(DEVICES)} (e.g. cuda:0)"
+        )
+    if available and device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"device={device!r} (--device): no CUDA GPU here (torch.cuda.is_available() is False); "
+                "use --device cpu (or auto)"
+            )
+        index = int(device.partition(":")[2] or 0)
+        if index >= torch.cuda.device_count():
+            raise ValueError(
+                f"device={device!r} (--device): this machine has {torch.cuda.device_count()} GPU(s), "
+                f"cuda:0..cuda:{torch.cuda.device_count() - 1}"
+            )
+    return device
+
 
 #: The arms of a configuration written before the registry existed (``config.json`` without ``arms``).
 _DEFAULT_ARMS: tuple[str, ...] = ("linear_probe", "finetune", "gnn_cnn", "gnn_color")
@@ -31,6 +73,10 @@ class CompareConfig:
         strategy, trainable_blocks: arm B's freezing (``"fine_tuning"`` or ``"full"``); ``None`` lets
             ``choose_strategy`` decide (feature extraction advice becomes fine-tuning of 1 block, since
             arm A already is feature extraction).
+        data_split: downloaded datasets only: the publisher's split to use (``None``: its default;
+            ``"all"`` joins them), before the comparison's own stratified split.
+        data_root: downloaded datasets only: their cache folder (``None``: ``$PIXGRAPH_DATA`` or
+            ``~/.cache/pixgraph/data``).
         n_segments: superpixels per image for arms C and D.
         gnn: graph convolution of arms C and D (``"gcn"``, ``"gat"``, ``"sage"``, ``"gin"``).
 
@@ -40,6 +86,8 @@ class CompareConfig:
     """
 
     data: str = "elpv"
+    data_split: str | None = None
+    data_root: str | None = None
     backbone: str = "efficientnet_lite0"
     weights: str | None = "imagenet"
     seeds: tuple[int, ...] = (0, 1, 2)
@@ -91,6 +139,20 @@ class CompareConfig:
             raise ValueError(f"strategy={self.strategy!r}; use 'fine_tuning', 'full' or None (automatic)")
         if self.similarity not in (None, "high", "low"):
             raise ValueError(f"similarity={self.similarity!r}; use 'high', 'low' or None")
+        check_device(self.device)
+        if self.image_size is not None:
+            size = self.image_size
+            if isinstance(size, bool) or not isinstance(size, int) or size < MIN_IMAGE_SIZE:
+                raise ValueError(
+                    f"image_size={size!r} (--image-size) is too small; use at least {MIN_IMAGE_SIZE} pixels "
+                    "(or leave it out for the backbone's own size)"
+                )
+            if 4 * self.n_segments > size * size:
+                raise ValueError(
+                    f"n_segments={self.n_segments} (--n-segments) does not fit an image_size={size} view "
+                    f"({size * size} pixels, at least 4 per superpixel): use --n-segments <= "
+                    f"{size * size // 4} or a larger image size"
+                )
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form of ``config.json`` (tuples as lists)."""

@@ -8,6 +8,8 @@ builder read that view.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -35,19 +37,61 @@ class DataView:
     test: np.ndarray
     source: str
 
+    def fingerprint(self) -> dict[str, Any]:
+        """A cheap content hash of what every arm sees: the views, labels, classes and split.
 
-def prepare_data(cfg: CompareConfig, size: int, resize_size: int, log: Callable[[str], None]) -> DataView:
-    """Load ``cfg.data``, take the ``size`` x ``size`` view of every image and split (seeded, stratified)."""
+        Returns:
+            ``{"sha256", "n_images", "classes", "counts", "image_size"}`` (JSON-ready); one changed
+            pixel or label changes ``sha256``.
+
+        Example:
+            >>> view.fingerprint()["n_images"]  # doctest: +SKIP
+            80
+        """
+        h = hashlib.sha256()
+        h.update(json.dumps([list(self.images.shape), self.classes]).encode())
+        h.update(np.ascontiguousarray(self.images).data)
+        for a in (self.targets, self.train, self.val, self.test):
+            h.update(np.ascontiguousarray(a, dtype=np.int64).data)
+        counts = np.bincount(self.targets, minlength=len(self.classes))
+        return {
+            "sha256": h.hexdigest(),
+            "n_images": int(len(self.targets)),
+            "classes": list(self.classes),
+            "counts": [int(c) for c in counts],
+            "image_size": int(self.images.shape[1]) if self.images.ndim > 1 else 0,
+        }
+
+
+def prepare_data(
+    cfg: CompareConfig,
+    size: int,
+    resize_size: int,
+    log: Callable[[str], None],
+    *,
+    download: bool = True,
+) -> DataView:
+    """Load ``cfg.data``, take the ``size`` x ``size`` view of every image and split (seeded, stratified).
+
+    A class too small for the split is named by its class name (its folder or label), not its index.
+    """
     from cnn.datasets import load_dataset, split
     from cnn.transforms import center_view
 
-    ds = load_dataset(cfg.data, max_per_class=cfg.max_per_class, seed=cfg.split_seed)
+    extra: dict[str, Any] = {}
+    if cfg.data_split is not None:
+        extra["split"] = cfg.data_split
+    if cfg.data_root is not None:
+        extra["root"] = cfg.data_root
+    if not download:
+        extra["download"] = False
+    ds = load_dataset(cfg.data, max_per_class=cfg.max_per_class, seed=cfg.split_seed, **extra)
     n = len(ds)
     images = np.empty((n, size, size, 3), dtype=np.uint8)
     for i in range(n):  # one OpenCV resize + crop per image, not per pixel
         images[i] = center_view(ds[i][0], size, resize_size)
     targets = np.array(ds.targets, dtype=np.int64)  # a writable copy
-    train, val, test = split(targets, val=cfg.val, test=cfg.test, seed=cfg.split_seed)
+    train, val, test = split(ds, val=cfg.val, test=cfg.test, seed=cfg.split_seed)  # names small classes
     log(
         f"data {cfg.data!r}: {n} images, {len(ds.classes)} classes {list(ds.classes)}, "
         f"split train/val/test = {len(train)}/{len(val)}/{len(test)}, view {size}x{size}"

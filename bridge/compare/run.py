@@ -10,11 +10,61 @@ from pathlib import Path
 from typing import Any
 
 from bridge.compare.config import CompareConfig
-from bridge.compare.rundir import RunFolder, RunLock, default_out_dir, versions
+from bridge.compare.rundir import RunFolder, RunLock, check_output_dir, default_out_dir, versions
 
-__all__ = ["compare"]
+__all__ = ["check_runnable", "compare"]
 
-_PACKAGED = ("elpv", "mnist5k", "digits")
+
+def check_runnable(cfg: CompareConfig, *, out: str | os.PathLike | None = None) -> None:
+    """Everything about ``cfg`` that can fail later, checked now: data, backbone, weights file, graph
+    convolution, device availability, and (when given) that ``out`` is a writable folder.
+
+    Arms, seeds, epochs, image size vs superpixels and the device's spelling are checked by
+    :class:`CompareConfig` itself.
+
+    Raises:
+        ValueError: the first problem found, naming the option, the value and the fix.
+
+    Example:
+        >>> check_runnable(quick_config(data="digits"), out="runs/x")  # doctest: +SKIP
+    """
+    from bridge.compare.config import check_device
+    from cnn.backbones import check_backbone_name
+    from cnn.datasets import DATASETS, DOWNLOADABLE
+    from gnn.models import list_convs
+
+    name = cfg.data.lower()
+    if name in DATASETS:
+        if name not in DOWNLOADABLE and (cfg.data_split is not None or cfg.data_root is not None):
+            raise ValueError(
+                f"data_split and data_root (--split, --data-root) only apply to downloaded datasets "
+                f"({', '.join(DOWNLOADABLE)}), not to {cfg.data!r}; leave them out"
+            )
+    elif (cfg.data.lower().endswith(".csv") and os.path.isfile(cfg.data)) or os.path.isdir(cfg.data):
+        if cfg.data_split is not None or cfg.data_root is not None:
+            raise ValueError(
+                f"data_split and data_root (--split, --data-root) only apply to downloaded datasets, not to "
+                f"the folder or manifest {cfg.data!r}; leave them out"
+            )
+    else:
+        raise ValueError(
+            f"data={cfg.data!r} (--data) is neither a dataset name ({', '.join(DATASETS)}) nor an existing "
+            "folder of class sub-folders or .csv manifest of 'path,label' lines"
+        )
+    check_backbone_name(cfg.backbone)
+    if cfg.weights not in (None, "imagenet") and not os.path.isfile(cfg.weights):
+        raise ValueError(
+            f"weights={cfg.weights!r} (--weights): no such file; give the path of a .pth state dict, "
+            "'imagenet' or none"
+        )
+    convs = list_convs()
+    if cfg.gnn not in convs:
+        raise ValueError(
+            f"gnn={cfg.gnn!r} (--gnn) is not a known graph convolution; use one of {', '.join(convs)}"
+        )
+    check_device(cfg.device, available=True)
+    if out is not None:
+        check_output_dir(out, name="out")
 
 
 def compare(
@@ -23,6 +73,7 @@ def compare(
     out: str | os.PathLike | None = None,
     progress: bool = True,
     log: Callable[[str], None] | None = None,
+    download: bool = True,
     **overrides: Any,
 ) -> dict[str, Any]:
     """Run (or resume) a comparison and write its report.
@@ -30,20 +81,23 @@ def compare(
     Args:
         config: the comparison; keyword ``overrides`` replace fields of it (or of the defaults).
         out: run folder. ``None`` makes a new ``runs/compare-<data>-<time>``. An existing folder with the
-            same configuration is resumed: finished (arm, seed) cells are reused; a folder holding another
-            configuration is refused.
+            same configuration and the same data is resumed: finished (arm, seed) cells are reused; a
+            folder holding another configuration, or whose data changed since, is refused.
         progress: progress bars.
         log: where progress lines go (default: print to stderr).
+        download: ``False`` never downloads a named dataset.
 
     Returns:
         The ``results.json`` content: ``{"config", "versions", "data", "arms", "figures", "out"}``; each
-        arm has ``status``, per-seed metrics and a ``summary`` (accuracy / macro-F1 mean and std,
-        parameters, training time, images/s).
+        arm has ``status`` (``ok`` / ``partial`` / ``failed``), per-seed metrics and a ``summary``
+        (accuracy / macro-F1 mean and std, parameters, training time, images/s).
 
     Raises:
-        ValueError: unknown data, backbone or arm, or ``out`` holds another configuration (all checked
-            before any training).
+        ValueError: unknown data, backbone, arm or convolution, a missing weights file, an unavailable
+            device, an unwritable ``out``, ``out`` holding another configuration or other data, or a
+            corrupt ``config.json`` / cell file (all checked before any training).
         RuntimeError: another live run holds ``out``.
+        DatasetNotAvailableError: a named dataset is missing and cannot be downloaded.
 
     Example:
         >>> res = compare(quick_config(data="digits"), out="runs/digits-quick")
@@ -54,21 +108,26 @@ def compare(
     from bridge.compare.figures import write_figures
     from bridge.compare.report import summarise, summary_table, write_report
     from bridge.compare.workbench import Workbench
-    from cnn.backbones import check_backbone_name
 
     cfg = dataclasses.replace(config, **overrides) if config else CompareConfig(**overrides)
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
-    if not (cfg.data in _PACKAGED or os.path.isdir(cfg.data)):
-        raise ValueError(
-            f"data={cfg.data!r} is neither a packaged dataset ('elpv', 'mnist5k', 'digits') nor a folder"
-        )
-    check_backbone_name(cfg.backbone)
     folder = RunFolder(Path(out) if out is not None else default_out_dir(cfg.data))
+    check_runnable(cfg, out=folder.root)
     with RunLock(folder.root):
-        if folder.check_config(cfg):
+        resumed = folder.check_config(cfg)
+        if resumed:
             log(f"resuming {folder.root}")
-        bench = Workbench(cfg, folder, log=log, progress=progress)
-        data = bench.data  # bad data fails here, before any training
+        folder.check_cells(cfg.arms, cfg.seeds)  # a corrupt cell file fails now, not after hours
+        bench = Workbench(cfg, folder, log=log, progress=progress, download=download)
+        try:
+            data = bench.data  # bad data fails here, before any training
+        except BaseException:
+            if not resumed:  # a new run that never started leaves no config.json to trip over
+                folder.config_path.unlink(missing_ok=True)
+            raise
+        note = folder.check_data(data.fingerprint())
+        if note:
+            log(note)
         cells = {(arm, seed): run_cell(bench, arm, seed) for arm in cfg.arms for seed in cfg.seeds}
         arms = summarise(cfg, cells)
         figures = write_figures(bench, cells)

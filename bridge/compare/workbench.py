@@ -59,12 +59,20 @@ class Workbench:
         folder: the run folder (models of the first seed go to ``folder.models_dir``).
         log: where progress lines go.
         progress: progress bars.
+        download: ``False`` never downloads a dataset (a missing one raises ``DatasetNotAvailableError``).
     """
 
     def __init__(
-        self, cfg: CompareConfig, folder: RunFolder, *, log: Callable[[str], None], progress: bool
+        self,
+        cfg: CompareConfig,
+        folder: RunFolder,
+        *,
+        log: Callable[[str], None],
+        progress: bool,
+        download: bool = True,
     ) -> None:
         self.cfg, self.folder, self.log, self.progress = cfg, folder, log, progress
+        self.download = download
         self._graphs: dict[bool, GraphSet] = {}
 
     def __repr__(self) -> str:
@@ -91,7 +99,7 @@ class Workbench:
         pcfg = self.frozen.cfg
         size = self.cfg.image_size or pcfg.input_size
         resize_size = int(round(size / pcfg.crop_pct))
-        return prepare_data(self.cfg, size, resize_size, self.log)
+        return prepare_data(self.cfg, size, resize_size, self.log, download=self.download)
 
     def normalize(self, images: np.ndarray) -> torch.Tensor:
         """``(B, S, S, 3)`` uint8 -> ``(B, 3, S, S)`` float with the frozen backbone's mean and std."""
@@ -156,8 +164,14 @@ class Workbench:
         )
 
     def fit_kwargs(self, seed: int) -> dict[str, Any]:
-        """Keyword arguments every arm passes to ``fit``: seed, progress bars, device."""
-        return dict(seed=seed, progress=self.progress, accelerator=self.cfg.device)
+        """Keyword arguments every arm passes to ``fit``: seed, progress bars, device.
+
+        ``cfg.device`` maps to Lightning's ``accelerator`` and ``devices``: ``"cuda:N"`` is GPU ``N``.
+        """
+        device = self.cfg.device
+        if device.startswith("cuda:"):
+            return dict(seed=seed, progress=self.progress, accelerator="cuda", devices=[int(device[5:])])
+        return dict(seed=seed, progress=self.progress, accelerator=device)
 
     @torch.inference_mode()
     def speed(self, run: Callable[[np.ndarray], Any], n_max: int = 64) -> float:

@@ -269,6 +269,75 @@ def test_two_runs_never_share_a_folder(tmp_path):
     assert not (out / "config.json").exists()  # refused before writing anything
 
 
+def test_device_cuda_without_a_gpu_fails_before_any_work(tmp_path, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match=r"torch.cuda.is_available\(\) is False"):
+        compare(_tiny(device="cuda"), out=tmp_path / "r", log=lambda m: None)
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_corrupt_cell_stops_the_resume_before_any_work(finished, tmp_path):
+    out, _, _ = finished
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    cell = copy / "cells" / "gnn_cnn-seed1.json"
+    cell.write_text(cell.read_text()[:100])
+    logs = []
+    with pytest.raises(
+        ValueError, match=rf"{cell}' is not valid JSON .*delete {cell} to recompute that cell"
+    ):
+        compare(_tiny(), out=copy, progress=False, log=logs.append)
+    assert not any("training" in m for m in logs)
+
+
+def _write_photos(root, rng, n=6):
+    from cnn import write_image
+
+    for cls in ("round", "square"):
+        for i in range(n):
+            write_image(root / cls / f"{i}.png", rng.integers(0, 255, (20, 20, 3), np.uint8))
+
+
+def test_changed_data_is_refused_on_resume(tmp_path, monkeypatch):
+    """Same file names, new pixels: the old cells were computed on other data, so the run is refused."""
+    monkeypatch.setattr(registry_module, "_REGISTRY", dict(registry_module._REGISTRY))
+
+    @compare_module.register_arm("majority", title="M. majority class of the train split")
+    def majority(bench, seed):
+        import torch
+
+        d = bench.data
+        preds = torch.full((len(d.test),), int(np.bincount(d.targets[d.train]).argmax()))
+        return compare_module.result_cell(
+            bench, torch.nn.Linear(1, 1), {"train_acc": [0.1]}, preds, train_time=0.0, speed=1.0
+        )
+
+    photos, out = tmp_path / "photos", tmp_path / "run"
+    _write_photos(photos, np.random.default_rng(0))
+    cfg = _tiny(
+        data=str(photos), seeds=(0,), arms=("majority",), max_per_class=None, image_size=16, n_segments=4
+    )
+    compare(cfg, out=out, progress=False, log=lambda m: None)
+    stored = json.loads((out / "data.json").read_text())
+    assert stored["n_images"] == 12 and stored["classes"] == ["round", "square"]
+    logs = []
+    compare(cfg, out=out, progress=False, log=logs.append)  # unchanged data: resumes
+    assert "[majority seed 0] already finished: reused" in logs
+    _write_photos(photos, np.random.default_rng(1))  # same names, new pixels
+    with pytest.raises(
+        ValueError, match="same images and labels counts, but the pixels or labels changed.*new run"
+    ):
+        compare(cfg, out=out, progress=False, log=lambda m: None)
+    _write_photos(photos, np.random.default_rng(1), n=7)  # images added
+    with pytest.raises(
+        ValueError, match=r"images: 12 then, 14 now; images per class: \[6, 6\] then, \[7, 7\]"
+    ):
+        compare(cfg, out=out, progress=False, log=lambda m: None)
+    assert json.loads((out / "data.json").read_text()) == stored  # the record of the old data is kept
+
+
 def test_config_is_validated_before_any_work():
     with pytest.raises(
         ValueError, match="unknown or empty; choose from linear_probe, finetune, gnn_cnn, gnn_color"
@@ -278,8 +347,18 @@ def test_config_is_validated_before_any_work():
         CompareConfig(seeds=())
     with pytest.raises(ValueError, match="epochs_gnn must be a positive int"):
         CompareConfig(epochs_gnn=0)
-    with pytest.raises(ValueError, match="neither a packaged dataset"):
+    with pytest.raises(ValueError, match=r"is neither a dataset name \(cats-vs-dogs, cifar10"):
         compare(CompareConfig(data="no/such/folder"), out="unused", log=lambda m: None)
+    with pytest.raises(ValueError, match=r"gnn='bogus' \(--gnn\) is not a known graph convolution"):
+        compare(CompareConfig(data="digits", gnn="bogus"), out="unused", log=lambda m: None)
+    with pytest.raises(ValueError, match=r"weights='no.pth' \(--weights\): no such file"):
+        compare(CompareConfig(data="digits", weights="no.pth"), out="unused", log=lambda m: None)
+    with pytest.raises(ValueError, match=r"image_size=8 \(--image-size\) is too small"):
+        CompareConfig(image_size=8)
+    with pytest.raises(ValueError, match=r"n_segments=75 \(--n-segments\) does not fit"):
+        CompareConfig(image_size=16)
+    with pytest.raises(ValueError, match=r"device='tpu' \(--device\) is not understood"):
+        CompareConfig(device="tpu")
     with pytest.raises(ValueError, match="unknown backbone"):
         compare(CompareConfig(data="digits", backbone="resnet19"), out="unused", log=lambda m: None)
     cfg = CompareConfig(seeds=(3, 4))
