@@ -16,7 +16,7 @@ one curve go through ``score`` in one batch.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +30,19 @@ __all__ = ["FILLS", "Faithfulness", "faithfulness", "perturbation_curves"]
 FILLS = ("blur", "mean")
 
 Score = Callable[[np.ndarray], Any]
+
+
+def _scorers(score: Score | Sequence[Score], n: int) -> list[Score]:
+    """One scoring function per image: the same for all, or one each (e.g. a GNN over that image's
+    superpixels)."""
+    if callable(score):
+        return [score] * n
+    scorers = list(score)
+    if len(scorers) != n or not all(callable(s) for s in scorers):
+        raise ValueError(
+            f"score must be a function or one function per image ({n}), got {len(scorers)} items"
+        )
+    return scorers
 
 
 def _check(images: Any, maps: Any, steps: int, fill: str) -> tuple[np.ndarray, np.ndarray]:
@@ -85,7 +98,7 @@ def _probs(score: Score, images: np.ndarray) -> torch.Tensor:
 
 
 def perturbation_curves(
-    score: Score,
+    score: Score | Sequence[Score],
     images: Any,
     maps: Any,
     *,
@@ -98,7 +111,8 @@ def perturbation_curves(
 
     Args:
         score: ``score(images) -> probabilities``: a batch of ``(N, H, W, 3)`` uint8 images to
-            ``(N, C)`` class probabilities (tensor or array).
+            ``(N, C)`` class probabilities (tensor or array); or one such function per image, called
+            only with copies of its image (e.g. a GNN that keeps the image's superpixels).
         images: the images.
         maps: one importance map per image (higher = more important); ties are broken at random.
         steps: points of the curve after the first (``steps=20``: 5% of the pixels per step).
@@ -125,9 +139,12 @@ def perturbation_curves(
     """
     imgs, m = _check(images, maps, steps, fill)
     b, h, w, _ = imgs.shape
+    scorers = _scorers(score, b)
     filled = _fill(imgs, fill)
-    if targets is None:
+    if targets is None and callable(score):
         targets_t = _probs(score, imgs).argmax(dim=1)
+    elif targets is None:
+        targets_t = torch.cat([_probs(scorers[i], imgs[i : i + 1]).argmax(dim=1) for i in range(b)])
     else:
         targets_t = torch.as_tensor(np.asarray(targets)).long().reshape(-1)
         if targets_t.numel() != b:
@@ -140,7 +157,7 @@ def perturbation_curves(
     for i in range(b):  # one batch of 2 (S + 1) perturbed images per image
         first = ranks[i][None, :, :, None] < counts[:, None, None, None]  # (S+1, H, W, 1)
         batch = np.concatenate([np.where(first, filled[i], imgs[i]), np.where(first, imgs[i], filled[i])])
-        p = _probs(score, batch)[:, int(targets_t[i])].double().numpy()
+        p = _probs(scorers[i], batch)[:, int(targets_t[i])].double().numpy()
         deletion[i], insertion[i] = p[: steps + 1], p[steps + 1 :]
     return {
         "fractions": fractions,
@@ -186,7 +203,7 @@ class Faithfulness:
 
 
 def faithfulness(
-    score: Score,
+    score: Score | Sequence[Score],
     images: Any,
     maps: Any,
     *,
@@ -197,7 +214,7 @@ def faithfulness(
     """Deletion / insertion areas of ``maps`` and of a random pixel order, on the same images.
 
     Args:
-        score: ``score(images) -> probabilities`` (see :func:`perturbation_curves`).
+        score: ``score(images) -> probabilities``, or one per image (see :func:`perturbation_curves`).
         images: ``(B, H, W, 3)`` uint8 images.
         maps: ``(B, H, W)`` importance maps.
         steps: points of each curve after the first.

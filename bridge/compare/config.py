@@ -79,6 +79,9 @@ class CompareConfig:
             ``~/.cache/pixgraph/data``).
         n_segments: superpixels per image for arms C and D.
         gnn: graph convolution of arms C and D (``"gcn"``, ``"gat"``, ``"sage"``, ``"gin"``).
+        faithfulness_images: test images whose explanations every arm scores (deletion / insertion
+            curves, :mod:`bridge.compare.faithful`); 0 turns the scoring off.
+        faithfulness_steps: points of each curve after the first (10: 10 % of the pixels per step).
 
     Example:
         >>> CompareConfig(data="digits", seeds=(0,)).to_dict()["seeds"]
@@ -114,6 +117,8 @@ class CompareConfig:
     layers: int = 4
     device: str = "cpu"
     n_explain: int = 4
+    faithfulness_images: int = 32
+    faithfulness_steps: int = 10
 
     def __post_init__(self) -> None:
         known = list_arms()
@@ -133,6 +138,16 @@ class CompareConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
+        for name in ("faithfulness_images", "faithfulness_steps"):
+            value = getattr(self, name)
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int)
+                or value < (name == "faithfulness_steps")
+            ):
+                raise ValueError(
+                    f"{name} must be an int >= {int(name == 'faithfulness_steps')}, got {value!r}"
+                )
         if self.max_per_class is not None and self.max_per_class < 4:
             raise ValueError(f"max_per_class={self.max_per_class} is too small; use at least 4 (or None)")
         if self.strategy not in (None, "fine_tuning", "full"):
@@ -187,6 +202,8 @@ def quick_config(**overrides: Any) -> CompareConfig:
         hidden=32,
         layers=2,
         n_explain=2,
+        faithfulness_images=4,
+        faithfulness_steps=4,
     )
     base.update(overrides)
     return CompareConfig(**base)

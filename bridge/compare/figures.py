@@ -1,5 +1,6 @@
-"""The pictures of a comparison (first seed): accuracy curves, confusion matrices, prediction grids and
-an explanation panel (image, its graph, Grad-CAM of arm B, node importance of arm C).
+"""The pictures of a comparison (first seed): accuracy curves, confusion matrices, faithfulness curves of
+every arm's explanations, prediction grids and an explanation panel (image, its graph, Grad-CAM of arm B,
+node importance of arm C).
 
 Matplotlib is imported here only, when a run has finished; a picture that fails never sinks a run.
 """
@@ -52,6 +53,29 @@ def write_figures(bench: Workbench, cells: dict[tuple[str, int], dict[str, Any]]
         fig.savefig(fig_dir / "confusion_matrices.png", dpi=90)
         plt.close(fig)
         names.append("confusion_matrices.png")
+    faithful = {a: cells[(a, seed)]["faithfulness"] for a in done if cells[(a, seed)].get("faithfulness")}
+    if faithful:
+        fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), squeeze=False)
+        colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+        for k, (arm, f) in enumerate(faithful.items()):
+            x = np.linspace(0, 1, len(f["curves"]["deletion"]))
+            c = colours[k % len(colours)]
+            for ax, kind in zip(axes[0], ("deletion", "insertion")):
+                ax.plot(x, f["curves"][kind], color=c, label=arm)
+                ax.plot(x, f["curves"][f"random_{kind}"], color=c, linestyle=":", alpha=0.7)
+        for ax, kind in zip(axes[0], ("deletion", "insertion")):
+            better = "lower" if kind == "deletion" else "higher"
+            ax.set(
+                title=f"{kind} (dotted: random order; {better} area = more faithful)",
+                xlabel="fraction of pixels " + ("removed" if kind == "deletion" else "restored"),
+                ylabel="probability of the predicted class",
+                ylim=(0, 1.02),
+            )
+        axes[0][0].legend()
+        fig.tight_layout()
+        fig.savefig(fig_dir / "faithfulness.png", dpi=90)
+        plt.close(fig)
+        names.append("faithfulness.png")
     n_grid = min(20, len(d.test))
     for arm in ("finetune", "gnn_cnn"):
         if arm in done:

@@ -145,3 +145,23 @@ def test_bad_input(kwargs, match):
     args.update(kwargs)
     with pytest.raises(ValueError, match=match):
         faithfulness(args.pop("score"), args.pop("images"), args.pop("maps"), **args)
+
+
+def test_one_scoring_function_per_image_sees_only_its_image(model):
+    imgs = _images(3)
+    seen: list[set[int]] = [set(), set(), set()]
+
+    def scorer(i):
+        def score(images):
+            seen[i].add(len(images))
+            assert np.array_equal(images[0], imgs[i]) or len(images) > 1
+            return _score(model)(images)
+
+        return score
+
+    per_image = faithfulness([scorer(i) for i in range(3)], imgs, np.ones((3, H, W)), steps=4, fill="mean")
+    shared = faithfulness(_score(model), imgs, np.ones((3, H, W)), steps=4, fill="mean")
+    np.testing.assert_allclose(per_image.deletion_auc, shared.deletion_auc)
+    assert seen == [{1, 10}] * 3  # the intact image, then 2 x 5 perturbed copies
+    with pytest.raises(ValueError, match=r"one function per image \(3\), got 2"):
+        faithfulness([scorer(0), scorer(1)], imgs, np.ones((3, H, W)))

@@ -1,0 +1,147 @@
+"""Which arm's explanations can you trust? Faithfulness of every arm's maps, on the same pixels.
+
+For the first ``cfg.faithfulness_images`` test images every arm explains its own prediction:
+
+* CNN arms (A, B): Grad-CAM at the deepest stage of the backbone (for A, through the standardised
+  embedding and the linear head);
+* GNN arms (C, D): node saliency (:func:`gnn.importance.node_importance`) painted onto the superpixels.
+
+Each map is scored with :func:`cnn.faithfulness.faithfulness` (deletion and insertion curves, pixels
+replaced by a blurred copy, against a random pixel order). For a GNN the perturbed images become graphs
+over the superpixels of the intact image: the node features are recomputed from the perturbed pixels,
+nodes and edges stay (see :mod:`bridge.explain`). A cell stores the areas per image and the mean curves.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch import nn
+
+if TYPE_CHECKING:
+    from bridge.compare.workbench import GraphSet, Workbench
+    from cnn.faithfulness import Faithfulness
+
+__all__ = ["cnn_faithfulness", "graph_faithfulness", "summarise_faithfulness"]
+
+_FILL = "blur"
+
+
+def _cell(f: Faithfulness, method: str, seconds: float, steps: int) -> dict[str, Any]:
+    curves = {k: np.asarray(f.curves[k]).mean(axis=0).round(5).tolist() for k in _CURVES}
+    return {
+        "method": method,
+        "fill": _FILL,
+        "steps": steps,
+        "images": int(f.deletion_auc.size),
+        "seconds": round(seconds, 2),
+        "deletion_auc": f.deletion_auc.round(5).tolist(),
+        "insertion_auc": f.insertion_auc.round(5).tolist(),
+        "random_deletion_auc": f.random_deletion_auc.round(5).tolist(),
+        "random_insertion_auc": f.random_insertion_auc.round(5).tolist(),
+        "curves": curves,
+    }
+
+
+_CURVES = ("deletion", "insertion", "random_deletion", "random_insertion")
+
+
+def _images(bench: Workbench) -> np.ndarray:
+    d = bench.data
+    return d.images[d.test[: bench.cfg.faithfulness_images]]
+
+
+def cnn_faithfulness(
+    bench: Workbench, cam_model: nn.Module, layer: nn.Module, mean: Any, std: Any
+) -> dict[str, Any] | None:
+    """Grad-CAM of ``cam_model`` at ``layer``, scored by deletion / insertion on the explained test images.
+
+    Args:
+        bench: the comparison's workbench.
+        cam_model: the arm's whole classifier, normalised images -> logits.
+        layer: the module whose activations Grad-CAM weighs (the backbone's deepest stage).
+        mean, std: the normalisation of the backbone.
+
+    Returns:
+        The faithfulness cell, or ``None`` when ``cfg.faithfulness_images`` is 0.
+    """
+    from bridge.explain import cnn_scorer
+    from cnn.explain import grad_cam
+    from cnn.faithfulness import faithfulness
+    from cnn.transforms import normalize_images
+
+    if bench.cfg.faithfulness_images <= 0:
+        return None
+    t0 = time.perf_counter()
+    imgs = _images(bench)
+    cam_model.eval()
+    maps = torch.cat(
+        [
+            grad_cam(cam_model, normalize_images(imgs[i : i + 16], mean, std), layer=layer)
+            for i in range(0, len(imgs), 16)
+        ]
+    )
+    steps = bench.cfg.faithfulness_steps
+    score = cnn_scorer(cam_model, mean, std, batch_size=2 * (steps + 1))
+    f = faithfulness(score, imgs, maps, steps=steps, fill=_FILL, seed=0)
+    return _cell(f, "Grad-CAM, deepest stage", time.perf_counter() - t0, steps)
+
+
+def graph_faithfulness(
+    bench: Workbench, model: nn.Module, with_cnn: bool, gs: GraphSet
+) -> dict[str, Any] | None:
+    """Node saliency painted onto the superpixels, scored on the explained test images over fixed superpixels.
+
+    Returns:
+        The faithfulness cell, or ``None`` when ``cfg.faithfulness_images`` is 0.
+    """
+    from bridge.explain import graph_pixel_maps, graph_scorer
+    from cnn.faithfulness import faithfulness
+
+    if bench.cfg.faithfulness_images <= 0:
+        return None
+    t0 = time.perf_counter()
+    imgs = _images(bench)
+    conv = bench.converter(with_cnn, keep_segments=True)
+    graphs = conv.batch(list(imgs))
+    for g in graphs:
+        g.x = (g.x - gs.mean) / gs.std
+    model.eval()
+    maps = graph_pixel_maps(model, graphs)
+    scorers = [
+        graph_scorer(model, conv, g.segments[0].numpy(), standardize=(gs.mean, gs.std)) for g in graphs
+    ]
+    steps = bench.cfg.faithfulness_steps
+    f = faithfulness(scorers, imgs, maps, steps=steps, fill=_FILL, seed=0)
+    return _cell(f, "node saliency on superpixels", time.perf_counter() - t0, steps)
+
+
+def summarise_faithfulness(cells: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Mean and std over explained images and seeds of every area, and the gaps to the random order.
+
+    ``deletion_gap`` = random deletion AUC - deletion AUC and ``insertion_gap`` = insertion AUC - random
+    insertion AUC: how much better than a random order the maps are (higher = more faithful).
+
+    Example:
+        >>> c = {"deletion_auc": [0.2, 0.4], "insertion_auc": [0.8, 0.6], "random_deletion_auc": [0.5, 0.5],
+        ...      "random_insertion_auc": [0.5, 0.5], "method": "m", "seconds": 1.0}
+        >>> round(summarise_faithfulness([c])["deletion_gap_mean"], 3)
+        0.2
+    """
+    cells = [c for c in cells if c]
+    if not cells:
+        return None
+    out: dict[str, Any] = {"method": cells[0]["method"], "n": 0}
+    cols = {
+        k: np.concatenate([np.asarray(c[k], float) for c in cells]) for k in (f"{n}_auc" for n in _CURVES)
+    }
+    cols["deletion_gap"] = cols["random_deletion_auc"] - cols["deletion_auc"]
+    cols["insertion_gap"] = cols["insertion_auc"] - cols["random_insertion_auc"]
+    for k, v in cols.items():
+        out[f"{k}_mean"], out[f"{k}_std"] = float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else 0.0
+    out["n"] = int(cols["deletion_auc"].size)
+    out["seconds"] = float(sum(c.get("seconds", 0.0) for c in cells))
+    return out
