@@ -41,7 +41,7 @@ from .features import (
 )
 from .segmentation import check_options, get_segmentation
 
-__all__ = ["EDGES", "FORMAT_VERSION", "ImageToGraph", "prepare_many", "to_dense"]
+__all__ = ["EDGES", "FORMAT_VERSION", "ImageToGraph", "check_edge_index_range", "prepare_many", "to_dense"]
 
 EDGES = ("region", "knn", "knn_feature")
 #: Version of the graph layout produced here; part of :meth:`ImageToGraph.config` (cache key).
@@ -330,6 +330,9 @@ class ImageToGraph:
         images: Sequence[Any],
         parts: Sequence[dict[str, np.ndarray]],
         labels: Sequence[Any] | None = None,
+        *,
+        first: int | None = None,
+        name: str = "images[{}]",
     ) -> list[Data]:
         """Main-process half: batched CNN features, feature-space edges, ``Data`` objects.
 
@@ -337,6 +340,12 @@ class ImageToGraph:
             images: the images given to :meth:`prepare` (only read when a backbone is set).
             parts: the outputs of :meth:`prepare`, one per image.
             labels: optional class ids, one per image.
+            first: index of ``images[0]`` in the whole dataset, for error messages.
+            name: how an image is named in error messages, formatted with its index.
+
+        Raises:
+            ValueError: node features that are NaN or infinite (e.g. from a backbone with NaN weights),
+                naming the image and the feature columns.
         """
         if labels is not None:
             labels = [check_label(v) for v in labels]
@@ -355,6 +364,8 @@ class ImageToGraph:
             cnn_x = cnn_feats[i]
             if cnn_x is not None:
                 x = torch.cat([x, cnn_x], dim=1)
+            if not bool(torch.isfinite(x).all()):
+                self._non_finite(x, i, first=first, count=len(parts), name=name)
             if "edge_index" in part:
                 ei = part["edge_index"]
             else:
@@ -376,6 +387,22 @@ class ImageToGraph:
                 data.segments = torch.from_numpy(lab.astype(np.int64, copy=False)).unsqueeze(0)
             out.append(data)
         return out
+
+    def _non_finite(self, x: torch.Tensor, i: int, *, first: int | None, count: int, name: str) -> None:
+        """Raise the error for image ``i`` whose node features hold NaN / inf, naming the columns."""
+        where = "image" if first is None and count == 1 else name.format((first or 0) + i)
+        cols = torch.nonzero(~torch.isfinite(x).all(dim=0)).flatten().tolist()
+        names = next((n for n in (self.feature_names(3), self.feature_names(1)) if len(n) == x.shape[1]), [])
+        shown = [names[c] if c < len(names) else str(c) for c in cols[:5]]
+        source = (
+            "the CNN backbone gives NaN / inf (check its weights, e.g. after a diverged fine-tuning)"
+            if self.cnn is not None
+            else "check the image"
+        )
+        raise ValueError(
+            f"{where}: the node features contain NaN or infinite values in {len(cols)} column(s) "
+            f"({', '.join(shown)}{', ...' if len(cols) > 5 else ''}); {source}"
+        )
 
     # -- public calls --------------------------------------------------------------------------
     def __call__(self, image: Any, label: Any = None) -> Data:
@@ -413,7 +440,10 @@ def to_dense(data: Data, *, weighted: bool = False) -> tuple[torch.Tensor, torch
         zero diagonal unless the graph has self loops; ``X`` = ``data.x`` ``(N, F)``.
 
     Raises:
-        ValueError: ``data`` without ``x`` / ``edge_index``, or ``weighted`` without weights.
+        ValueError: ``data`` without ``x`` / ``edge_index``, an edge index outside ``0 .. N-1`` (named
+            with ``N``), ``x`` rows that do not match ``num_nodes``, or ``weighted`` without finite
+            weights.
+        TypeError: a non-integer ``edge_index``.
 
     Shapes:
         - A: ``(N, N)``
@@ -427,10 +457,21 @@ def to_dense(data: Data, *, weighted: bool = False) -> tuple[torch.Tensor, torch
     if getattr(data, "x", None) is None or getattr(data, "edge_index", None) is None:
         raise ValueError("data needs x (N, F) and edge_index (2, E); got a graph without them")
     x = data.x
+    if not isinstance(x, torch.Tensor) or x.ndim != 2:
+        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(f"data.x must be a 2-D tensor (N, F); got {shape}")
     n = int(data.num_nodes) if data.num_nodes is not None else int(x.shape[0])
+    if x.shape[0] != n:
+        raise ValueError(
+            f"data.x has {x.shape[0]} rows but data.num_nodes is {n}; expected one feature row per node "
+            f"(fix data.num_nodes or data.x)"
+        )
     ei = data.edge_index
     if ei.ndim != 2 or ei.shape[0] != 2:
         raise ValueError(f"data.edge_index has shape {tuple(ei.shape)}; expected (2, E)")
+    if ei.is_floating_point() or ei.is_complex() or ei.dtype == torch.bool:
+        raise TypeError(f"data.edge_index must hold integer node indices (torch.long); got dtype {ei.dtype}")
+    check_edge_index_range(ei, n)
     if weighted:
         w = getattr(data, "edge_weight", None)
         if w is None:
@@ -441,9 +482,58 @@ def to_dense(data: Data, *, weighted: bool = False) -> tuple[torch.Tensor, torch
                 )
             w = attr[:, 0] if attr.ndim == 2 else attr
         w = w.to(torch.float32)
+        if w.shape != (ei.shape[1],):
+            raise ValueError(
+                f"the edge weights have shape {tuple(w.shape)}; expected one per edge ({ei.shape[1]},)"
+            )
+        if not bool(torch.isfinite(w).all()):
+            raise ValueError(
+                "the edge weights (data.edge_weight, else data.edge_attr[:, 0]) contain NaN or inf; "
+                "expected finite weights (fix them, or use weighted=False)"
+            )
     else:
         w = torch.ones(ei.shape[1], dtype=torch.float32, device=ei.device)
     A = torch.zeros(n, n, dtype=torch.float32, device=ei.device)
     A[ei[0], ei[1]] = w
     A = torch.where(A != 0, A, A.T)
     return A, x
+
+
+def check_edge_index_range(
+    edge_index: torch.Tensor, num_nodes: int, *, name: str = "data.edge_index"
+) -> None:
+    """Refuse node indices outside ``0 .. num_nodes - 1`` (one min / max over all edges).
+
+    Without this check, a negative index silently wraps around to the last nodes and a too large
+    one raises a bare ``IndexError`` deep inside an indexing operation.
+
+    Args:
+        edge_index: integer node indices.
+        num_nodes: the number of nodes ``N``.
+        name: how the message names ``edge_index``.
+
+    Raises:
+        ValueError: an index ``< 0`` or ``>= N``; the message names it, its edge and ``N``.
+
+    Shapes:
+        - edge_index: ``(2, E)``
+
+    Example:
+        >>> check_edge_index_range(torch.tensor([[0, 1], [1, 2]]), 3)
+        >>> check_edge_index_range(torch.tensor([[0, -1], [1, 2]]), 3)
+        Traceback (most recent call last):
+        ...
+        ValueError: data.edge_index holds node index -1 (edge 1) but the graph has 3 nodes; ...
+    """
+    if edge_index.numel() == 0:
+        return
+    lo, hi = (int(v) for v in torch.aminmax(edge_index))
+    if lo >= 0 and hi < num_nodes:
+        return
+    bad_value = lo if lo < 0 else hi
+    edge = int((edge_index == bad_value).any(dim=0).nonzero()[0, 0])
+    raise ValueError(
+        f"{name} holds node index {bad_value} (edge {edge}) but the graph has {num_nodes} nodes; "
+        f"expected indices 0..{num_nodes - 1} (negative indices do not count from the end): fix the edges, "
+        f"or give the graph as many nodes as its edges use"
+    )

@@ -4,9 +4,11 @@
 segmentation, region statistics and edges in worker processes, CNN node features batched in the
 main process (overlapping the workers' next chunk). The result is written to
 ``root/graphs-<key>.pt`` where ``key`` hashes the converter's :meth:`~ImageToGraph.config`
-(backbone weights included) and a fingerprint of the data; a later run with the same key loads the
-file, a changed setting gives another key and a fresh conversion. Files are written to a temporary
-name and renamed, and hold only plain tensors (read with ``torch.load(weights_only=True)``).
+(backbone weights included) and a fingerprint of every item (:func:`data_fingerprint`); a later run
+with the same key loads the file, a changed setting or a changed image gives another key and a fresh
+conversion. Files are written to a temporary name and renamed, and hold only plain tensors plus a
+SHA-256 checksum of them (read with ``torch.load(weights_only=True)``, verified on every load: a file
+changed on disk is converted again, with a warning).
 
 Example:
     >>> from skimage.data import astronaut, chelsea
@@ -29,6 +31,7 @@ import json
 import multiprocessing as mp
 import os
 import tempfile
+import time
 import warnings
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -38,10 +41,19 @@ import numpy as np
 import torch
 from torch_geometric.data import Data, InMemoryDataset
 
+from engine.files import CheckpointError, atomic_open, load_torch_file
+
 from .checks import check_label
 from .convert import ImageToGraph, prepare_many
 
-__all__ = ["GraphDataset", "data_fingerprint", "default_cache_dir"]
+__all__ = [
+    "FINGERPRINTS",
+    "GraphDataset",
+    "check_cache_root",
+    "check_fingerprint",
+    "data_fingerprint",
+    "default_cache_dir",
+]
 
 
 class Items(Protocol):
@@ -62,46 +74,184 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("PIXGRAPH_CACHE", Path.home() / ".cache" / "pixgraph")) / "graphs"
 
 
-_CACHE_FORMAT = 1
+#: Part of the cache key (unchanged since the first release, so keys of the sampled mode stay the same).
+_KEY_FORMAT = 1
+#: Layout of the cache file; 2 added the payload checksum (files of format 1 are converted again).
+_CACHE_FORMAT = 2
 _SAMPLE = 32
+FINGERPRINTS = ("full", "content", "sample")
+# a file changed less than this long before it is fingerprinted may be changed again within the same
+# clock tick without a new mtime: its bytes are hashed as well (git's "racily clean" rule)
+_RACY_NS = 2_000_000_000
 
 
-def data_fingerprint(items: Items, *, mode: str = "sample") -> str:
-    """SHA-256 fingerprint of an ``(image, label)`` sequence.
+def check_fingerprint(mode: Any) -> str:
+    """Validate a fingerprint mode (:data:`FINGERPRINTS`).
 
-    ``mode="sample"`` hashes the length, ``items.targets`` when the dataset has it, and the bytes
-    and labels of 32 evenly spaced items; ``mode="full"`` hashes every item (reads the whole data).
+    Example:
+        >>> check_fingerprint("full")
+        'full'
+    """
+    if not isinstance(mode, str) or mode not in FINGERPRINTS:
+        raise ValueError(
+            f"fingerprint must be one of {', '.join(map(repr, FINGERPRINTS))}, got {mode!r}; use 'full' "
+            f"(every item, the default), 'content' (every item's pixels, never file dates) or 'sample' "
+            f"(32 items, fast but blind to changes elsewhere)"
+        )
+    return mode
+
+
+def _item_files(items: Items) -> list[str] | None:
+    """The files behind the items when their stat identifies them (file-backed, labels in ``targets``,
+    no transform); ``None`` otherwise."""
+    paths = getattr(items, "paths", None)
+    targets = getattr(items, "targets", None)
+    if paths is None or targets is None or getattr(items, "transform", None) is not None:
+        return None
+    try:
+        files = [os.fspath(p) for p in paths]
+    except TypeError:
+        return None
+    if len(files) != len(items) or len(np.asarray(targets)) != len(items):
+        return None
+    return files
+
+
+def _content_digest(image: Any, i: int) -> str:
+    arr = np.ascontiguousarray(np.asarray(image))
+    if arr.dtype.hasobject:
+        raise ValueError(
+            f"item {i}: image is an array of Python objects ({type(image).__name__}); expected a numpy "
+            f"image (H, W, 3) / (H, W), uint8 or float in [0, 1]"
+        )
+    digest = hashlib.blake2b(arr.reshape(-1).view(np.uint8).data, digest_size=16).hexdigest()
+    return f"{arr.shape}:{arr.dtype}:{digest}"
+
+
+def _file_digest(path: str, now_ns: int) -> str | None:
+    """``size:mtime_ns:ctime_ns`` of a file (and a hash of its bytes when it changed just now)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    text = f"{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
+    if now_ns - max(st.st_mtime_ns, st.st_ctime_ns) < _RACY_NS:
+        try:
+            with open(path, "rb") as fh:
+                text += ":" + hashlib.file_digest(fh, lambda: hashlib.blake2b(digest_size=16)).hexdigest()
+        except OSError:
+            return None
+    return text
+
+
+def data_fingerprint(items: Items, *, mode: str = "full") -> str:
+    """SHA-256 fingerprint of an ``(image, label)`` sequence: the data part of a graph cache key.
+
+    - ``mode="full"`` (default) covers every item: for a file-backed dataset (``items.paths`` and
+      ``items.targets``, no transform, as :func:`cnn.load_dataset` gives for a folder) each file's
+      path, size, mtime and ctime (plus a hash of its bytes when it changed in the last two seconds,
+      or when it cannot be stat'ed: then the item is read); otherwise a BLAKE2b hash of every image's
+      bytes, its shape, dtype and label.
+    - ``mode="content"``: every image's bytes, even for file-backed datasets (reads every file).
+    - ``mode="sample"``: the length, ``items.targets`` and the bytes of 32 evenly spaced items; fast,
+      but a change to any other item goes unnoticed (the default before cache format 2).
+
+    Every mode hashes the length and, when the dataset has it, ``items.targets``.
 
     Args:
         items: sequence of ``(image, label)`` with ``len`` and indexing.
-        mode: ``"sample"`` or ``"full"``.
+        mode: ``"full"``, ``"content"`` or ``"sample"``.
 
     Returns:
         64 hex characters.
 
+    Raises:
+        ValueError: unknown ``mode``, or an item that is not an ``(image, label)`` pair.
+
+    Shapes:
+        - items[i]: ``((H, W[, C]) image, label)``
+
     Example:
-        >>> len(data_fingerprint([(np.zeros((2, 2), np.uint8), 0)]))
-        64
+        >>> a = [(np.zeros((2, 2), np.uint8), 0), (np.zeros((2, 2), np.uint8), 1)]
+        >>> b = [a[0], (np.ones((2, 2), np.uint8), 1)]
+        >>> len(data_fingerprint(a)), data_fingerprint(a) == data_fingerprint(b)
+        (64, False)
     """
-    if mode not in ("sample", "full"):
-        raise ValueError(f"fingerprint mode must be 'sample' or 'full', got {mode!r}")
+    mode = check_fingerprint(mode)
     n = len(items)
     h = hashlib.sha256(f"n={n}".encode())
+    if mode != "sample":
+        h.update(f"mode={mode};".encode())
     targets = getattr(items, "targets", None)
     if targets is not None:
         t = np.ascontiguousarray(np.asarray(targets))
         h.update(f"targets:{t.shape}:{t.dtype}".encode())
         h.update(t.tobytes())
-    if mode == "full":
-        idx = range(n)
-    else:
+    if mode == "sample":
         idx = np.unique(np.linspace(0, n - 1, min(n, _SAMPLE)).round().astype(np.int64)).tolist()
-    for i in idx:
+        for i in idx:
+            image, label = _split_item(items[i], i)
+            arr = np.ascontiguousarray(np.asarray(image))
+            h.update(f"{i}:{arr.shape}:{arr.dtype}:{label!r}".encode())
+            h.update(arr.tobytes())
+        return h.hexdigest()
+    files = _item_files(items) if mode == "full" else None
+    now = time.time_ns()
+    for i in range(n):  # one C-speed hash (or one stat) per item
+        part = _file_digest(files[i], now) if files is not None else None
+        if part is not None:
+            h.update(f"{i}:file:{files[i]}:{part};".encode())  # type: ignore[index]
+            continue
         image, label = _split_item(items[i], i)
-        arr = np.ascontiguousarray(np.asarray(image))
-        h.update(f"{i}:{arr.shape}:{arr.dtype}:{label!r}".encode())
-        h.update(arr.tobytes())
+        h.update(f"{i}:{_content_digest(image, i)}:{label!r};".encode())
     return h.hexdigest()
+
+
+def _payload_checksum(payload: dict[str, Any]) -> str:
+    """SHA-256 of everything in a cache payload except its ``checksum``: names, dtypes, shapes, bytes."""
+    h = hashlib.sha256()
+
+    def walk(prefix: str, obj: Any) -> None:
+        if isinstance(obj, dict):
+            for k in sorted(obj, key=str):
+                walk(f"{prefix}/{k}", obj[k])
+        elif isinstance(obj, torch.Tensor):
+            t = obj.detach().cpu().contiguous()
+            h.update(f"{prefix}:{t.dtype}:{tuple(t.shape)};".encode())
+            h.update(t.reshape(-1).view(torch.uint8).numpy().data)
+        else:
+            h.update(f"{prefix}={obj!r};".encode())
+
+    walk("", {k: v for k, v in payload.items() if k != "checksum"})
+    return h.hexdigest()
+
+
+def check_cache_root(root: str | os.PathLike) -> None:
+    """Make sure the graph cache can be written under ``root`` (creates it; writes and removes a probe).
+
+    Raises:
+        ValueError: ``root`` is a file, lies under a file, or is not writable; the message says what to do.
+
+    Example:
+        >>> check_cache_root(tempfile.mkdtemp())
+    """
+    folder = os.fspath(root)
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise ValueError(
+            f"root={folder!r} is a file; GraphDataset keeps its cache file in a folder: pass root= a "
+            f"folder path (or move the file away)"
+        )
+    try:
+        os.makedirs(folder, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".probe-", suffix=".tmp", dir=folder)
+        os.close(fd)
+        os.remove(probe)
+    except OSError as err:
+        raise ValueError(
+            f"root={folder!r} is not a writable folder ({err.strerror or type(err).__name__}); the graphs "
+            f"could not be cached after the conversion: pass root= a folder you can write to (or fix its "
+            f"permissions)"
+        ) from None
 
 
 def _split_item(item: Any, i: int) -> tuple[Any, Any]:
@@ -136,13 +286,16 @@ class GraphDataset(InMemoryDataset):
         images: sequence of ``(image, label)`` items (``len`` + indexing), images as numpy arrays
             ``(H, W, 3)`` / ``(H, W)`` (uint8, or float in ``[0, 1]``), labels integer class ids.
         converter: the :class:`~bridge.convert.ImageToGraph` to apply.
-        root: folder for the cache file (created when missing).
+        root: folder for the cache file (created when missing; checked to be writable before a
+            conversion starts).
         workers: worker processes for segmentation (``None`` = ``min(2, cpu count)``; ``0`` or ``1``
             = in this process).
         progress: show a tqdm progress bar.
         force: convert again even when a cache file exists (it is then replaced).
-        fingerprint: ``"sample"`` (default; length, ``targets`` and 32 items) or ``"full"`` (every
-            item's bytes) for the data part of the cache key.
+        fingerprint: how the data part of the cache key is computed (:func:`data_fingerprint`):
+            ``"full"`` (default; every item: file size and dates for a folder dataset, else a hash
+            of every image), ``"content"`` (every image's pixels) or ``"sample"`` (32 items; fast,
+            but a changed image elsewhere reuses stale graphs).
         transform: optional PyG transform applied on access.
         chunk_size: images handed to the workers at once (default: ``max(converter.batch_size,
             8 * workers)``).
@@ -150,6 +303,14 @@ class GraphDataset(InMemoryDataset):
     Attributes:
         key: the cache key; cache_path: the cache file; reused: ``True`` when it was loaded from the
         cache; config: the converter configuration stored with it.
+
+    The cache file holds a SHA-256 checksum of its tensors, verified on every load: a file that was
+    changed on disk (bit rot, an edited tensor), truncated or is unreadable is converted again and
+    replaced, with one warning that names it.
+
+    Raises:
+        ValueError: bad arguments, a bad item (named by its index), or a ``root`` that cannot hold the
+            cache (a file, or not writable; found before any conversion).
 
     Shapes:
         - item ``ds[i]``: ``Data(x (N_i, F), edge_index (2, E_i), edge_attr (E_i, 2), pos (N_i, 2),
@@ -171,7 +332,7 @@ class GraphDataset(InMemoryDataset):
         workers: int | None = None,
         progress: bool = True,
         force: bool = False,
-        fingerprint: str = "sample",
+        fingerprint: str = "full",
         transform: Callable[[Data], Data] | None = None,
         chunk_size: int | None = None,
     ) -> None:
@@ -192,12 +353,13 @@ class GraphDataset(InMemoryDataset):
             raise ValueError(f"chunk_size must be a positive int or None, got {chunk_size!r}")
         if root is None or str(root) == "":
             raise ValueError("root must be a folder path for the cache file, got an empty value")
+        fingerprint = check_fingerprint(fingerprint)
         super().__init__(None, transform)
         self.converter = converter
         self.workers = workers
         self.config = converter.config()
         data_key = data_fingerprint(images, mode=fingerprint)
-        blob = json.dumps({"config": self.config, "data": data_key, "cache": _CACHE_FORMAT}, sort_keys=True)
+        blob = json.dumps({"config": self.config, "data": data_key, "cache": _KEY_FORMAT}, sort_keys=True)
         self.key = hashlib.sha256(blob.encode()).hexdigest()[:24]
         self.cache_dir = os.fspath(root)
         self.cache_path = os.path.join(self.cache_dir, f"graphs-{self.key}.pt")
@@ -205,8 +367,9 @@ class GraphDataset(InMemoryDataset):
         self._segments: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
         payload = None
         if not force and os.path.exists(self.cache_path):
-            payload = self._read(self.cache_path)
+            payload = self._read(self.cache_path, len(images))
         if payload is None:
+            check_cache_root(self.cache_dir)  # before the conversion, not after it
             payload = self._build(images, progress=progress, chunk_size=chunk_size)
             self._write(payload)
         else:
@@ -248,7 +411,7 @@ class GraphDataset(InMemoryDataset):
         def finish(imgs: list[Any], ys: list[int], job: Any) -> None:
             done = [_prepare_task(t) for t in job] if pool is None else job.get()
             parts = [p for run in done for p in run]
-            graphs.extend(conv.assemble(imgs, parts, ys))
+            graphs.extend(conv.assemble(imgs, parts, ys, first=len(graphs), name="item {}"))
             bar.update(len(imgs))
 
         try:
@@ -295,33 +458,43 @@ class GraphDataset(InMemoryDataset):
             payload["segments"] = torch.from_numpy(np.concatenate(seg_flat).astype(dtype))
             payload["segment_shapes"] = shapes
             payload["segment_offsets"] = offsets
+        payload["checksum"] = _payload_checksum(payload)
         return payload
 
     # -- cache file ----------------------------------------------------------------------------
     def _write(self, payload: dict[str, Any]) -> None:
-        os.makedirs(self.cache_dir, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".graphs-", suffix=".tmp", dir=self.cache_dir)
-        os.close(fd)
-        try:
-            torch.save(payload, tmp)
-            os.replace(tmp, self.cache_path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-            raise
+        with atomic_open(self.cache_path) as fh:  # a temporary name, renamed when complete
+            torch.save(payload, fh)
 
-    def _read(self, path: str) -> dict[str, Any] | None:
+    def _read(self, path: str, n: int) -> dict[str, Any] | None:
+        """The verified payload of a cache file, or ``None`` (after one warning naming it): convert again."""
         try:
-            payload = torch.load(path, weights_only=True, map_location="cpu")
-        except Exception as err:  # unreadable or truncated file: convert again
-            warnings.warn(f"cache file {path} could not be read ({err}); converting again", stacklevel=3)
+            payload = load_torch_file(path, expected="a graph cache file written by GraphDataset")
+        except (CheckpointError, OSError) as err:  # unreadable, empty or truncated
+            warnings.warn(
+                f"graph cache file {path!r} could not be read ({err}); converting the images again and "
+                f"replacing it",
+                stacklevel=3,
+            )
             return None
         if (
             not isinstance(payload, dict)
             or payload.get("format") != _CACHE_FORMAT
             or payload.get("key") != self.key
+            or payload.get("n") != n
         ):
-            warnings.warn(f"cache file {path} has another format or key; converting again", stacklevel=3)
+            warnings.warn(
+                f"graph cache file {path!r} has another format, key or length (written by another "
+                f"version?); converting the images again and replacing it",
+                stacklevel=3,
+            )
+            return None
+        if payload.get("checksum") != _payload_checksum(payload):
+            warnings.warn(
+                f"graph cache file {path!r} does not match its checksum: it was changed on disk after it "
+                f"was written (bit rot or an edited tensor); converting the images again and replacing it",
+                stacklevel=3,
+            )
             return None
         return payload
 

@@ -35,6 +35,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -121,7 +122,7 @@ class SegmentationBackend:
         """
         check_size(img.shape[0], img.shape[1], n_segments)
         labels = self.single(img, n_segments=n_segments, compactness=compactness, sigma=sigma)
-        return self._checked(labels, img)
+        return self._checked(labels, img, n_segments)
 
     def segment_many(
         self, imgs: Sequence[np.ndarray], *, n_segments: int, compactness: float = 10.0, sigma: float = 0.0
@@ -145,9 +146,9 @@ class SegmentationBackend:
                 f"segmentation back-end {self.name!r} returned {len(out)} label maps for {len(imgs)} "
                 f"images; its batch function must return one label map per image"
             )
-        return [self._checked(lab, im) for lab, im in zip(out, imgs)]
+        return [self._checked(lab, im, n_segments) for lab, im in zip(out, imgs)]
 
-    def _checked(self, labels: Any, img: np.ndarray) -> np.ndarray:
+    def _checked(self, labels: Any, img: np.ndarray, n_segments: int) -> np.ndarray:
         labels = np.asarray(labels)
         if labels.shape != img.shape[:2] or not np.issubdtype(labels.dtype, np.integer):
             raise ValueError(
@@ -155,8 +156,27 @@ class SegmentationBackend:
                 f"shape {labels.shape} for an image of {img.shape[:2]}; a back-end must return an integer "
                 f"(H, W) label map (fix the back-end, see bridge.segmentation.SegmentationBackend)"
             )
-        return labels.astype(np.int64, copy=False)
+        labels = labels.astype(np.int64, copy=False)
+        height, width = img.shape[:2]
+        if max(height, width) > _ELONGATED * min(height, width):
+            got = int(labels.max()) + 1 if labels.size else 0
+            if got < _TOO_FEW * n_segments:
+                # one text per method and n_segments: Python's default filter shows it once, not per image
+                warnings.warn(
+                    f"method={self.name!r} gives far fewer segments than n_segments={n_segments} for very "
+                    f"elongated images (aspect ratio above {_ELONGATED}:1; e.g. a 1x2000 strip gives 1): its "
+                    f"seeds lie on a square grid that a thin strip defeats; use method='grid', or resize or "
+                    f"crop the images to a less elongated shape",
+                    UserWarning,
+                    stacklevel=2,
+                )
+        return labels
 
+
+#: An image is "very elongated" when its longer side exceeds this many times its shorter side ...
+_ELONGATED = 20
+#: ... and then it warns when fewer than this fraction of the segments asked for come back.
+_TOO_FEW = 0.25
 
 _REGISTRY: dict[str, SegmentationBackend] = {}
 _BUILTIN = ("slic", "slic_torch", "grid")
@@ -439,6 +459,9 @@ def superpixels(
     ``method="slic"`` runs :func:`skimage.segmentation.slic` (Lab colour space for RGB, grayscale
     as is, ``enforce_connectivity=True``) and relabels the result into connected, contiguous ids.
     SLIC returns about ``n_segments`` regions, often fewer; ``return_info=True`` reports both.
+    On a very elongated image (longer side more than 20 times the shorter) it may return far fewer
+    (a noisy 1x2000 strip gives 1 for 10 asked): then a ``UserWarning`` suggests ``method="grid"``
+    or resizing (shown once per method and ``n_segments``, not once per image).
     An image whose pixels are all equal gives a single region.
     ``method="slic_torch"`` runs the same algorithm batched in torch (:mod:`bridge.slic`; about 10x
     faster per image in batches, see :func:`superpixels_batch`), on a 2x smaller copy for 224 px

@@ -24,6 +24,8 @@ from typing import Any, Protocol, cast
 import torch
 from torch import nn
 
+from engine.files import CheckpointError, load_torch_file
+
 __all__ = [
     "Backbone",
     "PreprocessConfig",
@@ -368,18 +370,45 @@ def efficientnet_lite_key_map(
     return mapping
 
 
+_WEIGHTS_EXPECTED = "a weights file (a state_dict saved with torch.save(model.state_dict(), path))"
+_WEIGHTS_FIX = (
+    "save the weights again with torch.save(model.state_dict(), path) or cnn.save_checkpoint, or pass "
+    "another file (weights='imagenet' for the official ones, None for random weights)"
+)
+
+
 def _read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """The state_dict in a weights file, read safely; every failure is one error naming the file.
+
+    Raises:
+        WeightsNotFoundError: the file does not exist.
+        CheckpointError: (a ``ValueError``) the file is a folder, empty, truncated, corrupt, holds
+            Python objects, or holds no state_dict; the message names the file and the fix.
+    """
     p = Path(path)
-    if not p.is_file():
+    if not p.exists():
         raise WeightsNotFoundError(
             f"weights file {str(p)!r} does not exist; pass the path of a .pth file saved with "
             "torch.save(model.state_dict(), path) or cnn.save_checkpoint"
         )
-    obj = torch.load(p, map_location="cpu", weights_only=True)
+    if p.is_dir():
+        raise CheckpointError(f"{str(p)!r} is a folder; expected {_WEIGHTS_EXPECTED}; {_WEIGHTS_FIX}", p)
+    obj = load_torch_file(p, expected=_WEIGHTS_EXPECTED, fix=_WEIGHTS_FIX)
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]
-    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise ValueError(f"{str(p)!r} does not hold a state_dict (a dict of tensors)")
+    bad = [k for k, v in obj.items() if not isinstance(v, torch.Tensor)] if isinstance(obj, dict) else []
+    if not isinstance(obj, dict) or not obj or bad:
+        if not isinstance(obj, dict):
+            what = f"a {type(obj).__name__}"
+        elif not obj:
+            what = "an empty dict"
+        else:
+            what = f"a dict whose entry {bad[0]!r} is a {type(obj[bad[0]]).__name__}"
+        raise CheckpointError(
+            f"{str(p)!r} holds {what}, not a state_dict; expected {_WEIGHTS_EXPECTED} (a dict of tensors, "
+            f"or a checkpoint with one under 'state_dict'); {_WEIGHTS_FIX}",
+            p,
+        )
     return obj
 
 
@@ -659,7 +688,11 @@ def create_backbone(
         A :class:`Backbone` in eval mode, its weights in channels-last memory format (faster on CPU).
 
     Raises:
-        ValueError: unknown name (the message lists the known ones) or weights that do not fit.
+        ValueError: unknown name (the message lists the known ones and suggests the closest) or weights
+            that do not fit.
+        CheckpointError: (a ``ValueError``, from :mod:`engine.files`) the weights file is empty,
+            truncated, corrupt, not a torch file, or holds no state_dict; the message names the file and
+            what to do.
         WeightsNotFoundError: the weights are not cached, cannot be downloaded, or the file is missing.
 
     Example:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import errno
 import functools
 import io
 import numbers
@@ -46,7 +47,7 @@ from urllib.error import URLError
 import numpy as np
 from torch.utils.data import Dataset
 
-from cnn.io import IMAGE_EXTENSIONS, UnreadableImageError, read_image
+from cnn.io import IMAGE_EXTENSIONS, UnreadableImageError, path_error, read_image
 from engine.files import DatasetNotAvailableError, default_data_root, replace_folder
 
 __all__ = [
@@ -447,6 +448,10 @@ def _check_file(path: str) -> str | None:
     try:
         st = os.stat(path)
     except OSError as err:
+        if err.errno == errno.ELOOP:
+            return "a symbolic link loop (the link points back to itself); replace it by the image file"
+        if os.path.islink(path):
+            return f"a broken symbolic link (to {os.readlink(path)!r}, which does not exist)"
         return f"cannot be opened ({err.strerror or type(err).__name__})"
     key = (path, st.st_size, st.st_mtime_ns)
     if key in _CHECKED:
@@ -582,8 +587,9 @@ def _load_folder(
     folder: str | os.PathLike, *, on_error: str, max_per_class: int | None, seed: int
 ) -> ImageDataset:
     root = Path(os.path.expanduser(os.fspath(folder)))
-    if not root.exists():
-        raise FileNotFoundError(f"dataset folder {str(root)!r} does not exist")
+    problem = path_error(root, what="dataset folder")
+    if problem is not None:  # missing, a broken link, or a link loop (each said as such)
+        raise problem
     if not root.is_dir():
         raise NotADirectoryError(
             f"{str(root)!r} is a file; pass a folder with one sub-folder per class, or a .csv manifest "
@@ -1242,7 +1248,7 @@ def load_dataset(
         looks_like_path = (
             not isinstance(name_or_path, str)
             or is_manifest
-            or os.path.exists(text)
+            or os.path.lexists(text)  # a broken link or a link loop is a path too (reported as such)
             or any(sep in text for sep in ("/", "\\", os.sep))
             or text.startswith((".", "~"))
         )
@@ -1264,6 +1270,9 @@ def load_dataset(
             )
         path = Path(os.path.expanduser(text))
         if is_manifest:
+            problem = path_error(path, what="manifest")
+            if problem is not None and os.path.lexists(path):  # a link loop or a broken link: say so
+                raise problem
             if not path.exists():
                 raise FileNotFoundError(
                     f"manifest {str(path)!r} does not exist; pass a .csv file of 'path,label' lines, "

@@ -9,6 +9,7 @@ atomically: a temporary file in the same folder, then ``os.replace``.
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
@@ -22,6 +23,7 @@ __all__ = [
     "INTERPOLATIONS",
     "UnreadableImageError",
     "atomic_open",
+    "path_error",
     "read_image",
     "resize",
     "write_image",
@@ -43,6 +45,52 @@ INTERPOLATIONS: dict[str, int] = {
 _INTERP_ALIASES = {"bilinear": "linear", "bicubic": "cubic", "lanczos4": "lanczos"}
 
 _RESIZE_DTYPES = (np.uint8, np.uint16, np.int16, np.float32, np.float64)
+
+
+def path_error(path: str | os.PathLike, *, what: str = "file") -> OSError | None:
+    """Why ``path`` cannot be reached, as an error to raise: missing, a broken link or a link loop.
+
+    ``os.path.exists`` says ``False`` for all three; this tells them apart, so that a symbolic link
+    that points back to itself is reported as a link loop, not as a missing file.
+
+    Args:
+        path: the file or folder.
+        what: how the message names it (``"image file"``, ``"dataset folder"``).
+
+    Returns:
+        ``None`` when ``os.stat(path)`` succeeds; else ``FileNotFoundError`` (missing, or a broken
+        link) or ``OSError`` (a link loop, or another reason the OS gives), each with a message that
+        names the path, the reason and the fix.
+
+    Example:
+        >>> import tempfile
+        >>> loop = os.path.join(tempfile.mkdtemp(), "a.png")
+        >>> os.symlink(loop, loop)
+        >>> print(path_error(loop, what="image file"))  # doctest: +ELLIPSIS
+        image file '...a.png' cannot be reached: its path runs into a symbolic link loop ...
+    """
+    p = os.fspath(path)
+    try:
+        os.stat(p)
+        return None
+    except OSError as err:
+        code = err.errno
+    if code == errno.ELOOP:
+        out = OSError(
+            f"{what} {p!r} cannot be reached: its path runs into a symbolic link loop (a link that points, "
+            f"directly or through other links, back to itself); replace the link by the real {what} or "
+            f"point it at one"
+        )
+    elif os.path.islink(p):
+        out = FileNotFoundError(
+            f"{what} {p!r} is a broken symbolic link (to {os.readlink(p)!r}, which does not exist); fix or "
+            f"remove the link"
+        )
+    elif code == errno.ENOENT:
+        out = FileNotFoundError(f"{what} {p!r} does not exist")
+    else:
+        out = OSError(f"{what} {p!r} cannot be opened ({os.strerror(code) if code else 'unknown error'})")
+    return out
 
 
 class UnreadableImageError(ValueError):
@@ -151,7 +199,8 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         - output: ``(H, W, 3)`` uint8, RGB channel order.
 
     Raises:
-        FileNotFoundError: ``path`` does not exist.
+        FileNotFoundError: ``path`` does not exist, or is a broken symbolic link.
+        OSError: ``path`` cannot be reached (a symbolic link loop: ``errno.ELOOP``) or opened.
         IsADirectoryError: ``path`` is a folder.
         UnreadableImageError: (a ``ValueError``) the file is empty, corrupt, truncated (a JPEG without its
             end-of-image marker) or of an unsupported pixel type; the message names the file.
@@ -162,8 +211,9 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         ((480, 640, 3), dtype('uint8'))
     """
     p = os.fspath(path)
-    if not os.path.exists(p):
-        raise FileNotFoundError(f"image file {p!r} does not exist")
+    missing = path_error(p, what="image file")
+    if missing is not None:
+        raise missing
     if os.path.isdir(p):
         raise IsADirectoryError(
             f"{p!r} is a folder, not an image file; use cnn.load_dataset to load a folder of images"
@@ -305,7 +355,7 @@ def write_image(path: str | os.PathLike, img: np.ndarray, *, quality: int | None
         - img: ``(H, W)``, ``(H, W, 1)``, ``(H, W, 3)`` RGB or ``(H, W, 4)`` RGBA.
 
     Raises:
-        ValueError: unknown suffix, bad shape or bad ``quality``.
+        ValueError: unknown suffix, bad shape, bad ``quality``, or NaN / inf pixels in a float ``img``.
         TypeError: ``img`` is not a numpy array of a supported dtype.
 
     Example:
@@ -320,6 +370,15 @@ def write_image(path: str | os.PathLike, img: np.ndarray, *, quality: int | None
     if not (img.ndim == 2 or (img.ndim == 3 and img.shape[2] in (3, 4))) or img.size == 0:
         raise ValueError(f"img must have shape (H, W), (H, W, 3) or (H, W, 4), got {img.shape}")
     if img.dtype.kind == "f":
+        finite = np.isfinite(img)
+        if not finite.all():
+            bad = np.argwhere(~finite)
+            raise ValueError(
+                f"img contains {len(bad)} NaN or infinite value(s) (first at index "
+                f"{tuple(bad[0].tolist())}); an image file cannot store them (they would be written as 0): "
+                f"replace them first, e.g. "
+                f"np.nan_to_num(img, nan=0.0, posinf=1.0, neginf=0.0), or find where they come from"
+            )
         img = np.rint(np.clip(img, 0.0, 1.0) * 255.0).astype(np.uint8)
     elif img.dtype not in (np.uint8, np.uint16):
         raise TypeError(

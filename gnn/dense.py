@@ -126,6 +126,11 @@ class DenseGCN(nn.Module):
         Returns:
             New node features.
 
+        Raises:
+            ValueError: ``adj`` not square (or an ``edge_index`` given instead), ``x`` not matching it,
+                NaN / inf in ``adj`` or ``x``, negative weights, or a bad ``mask``.
+            TypeError: non-tensor or non-float inputs.
+
         Shapes:
             - adj: (N, N) or (B, N, N); x: (N, F) or (B, N, F); mask: (B, N).
             - output: (N, F') or (B, N, F').
@@ -141,6 +146,15 @@ class DenseGCN(nn.Module):
         return out
 
     def _check(self, adj: Tensor, x: Tensor, mask: Tensor | None) -> None:
+        for name, value in (("adj", adj), ("x", x)):
+            if not isinstance(value, Tensor):
+                raise TypeError(f"{name} must be a torch.Tensor; got {type(value).__name__}")
+        if adj.dim() == 2 and adj.size(0) == 2 and adj.size(1) != 2 and not adj.is_floating_point():
+            raise ValueError(
+                f"adj has shape {tuple(adj.shape)} and dtype {adj.dtype}: that looks like an edge_index "
+                f"(2, E); DenseGCN takes the adjacency matrix (N, N): build it with bridge.to_dense(data) or "
+                f"torch_geometric.utils.to_dense_adj(edge_index)[0]"
+            )
         if adj.dim() not in (2, 3) or adj.size(-1) != adj.size(-2):
             raise ValueError(
                 f"adj must be a square matrix (N, N) or a batch (B, N, N); got {tuple(adj.shape)}"
@@ -159,9 +173,23 @@ class DenseGCN(nn.Module):
             raise TypeError(f"adj must be a float tensor; got dtype {adj.dtype} (convert with adj.float())")
         if not x.is_floating_point():
             raise TypeError(f"x must be a float tensor; got dtype {x.dtype} (convert with x.float())")
-        if bool((adj < 0).any()):
+        # one synchronisation for the three value checks
+        adj_finite, adj_non_negative, x_finite = torch.stack(
+            [torch.isfinite(adj).all(), ~(adj < 0).any(), torch.isfinite(x).all()]
+        ).tolist()
+        if not adj_finite:
+            raise ValueError(
+                f"adj contains {int((~torch.isfinite(adj)).sum())} NaN or infinite entries; expected finite, "
+                f"non-negative edge weights (fix the matrix, e.g. torch.nan_to_num(adj))"
+            )
+        if not adj_non_negative:
             raise ValueError(
                 "adj has negative entries; edge weights must be >= 0 for the degree normalisation"
+            )
+        if not x_finite:
+            raise ValueError(
+                f"x contains {int((~torch.isfinite(x)).sum())} NaN or infinite values; expected finite node "
+                f"features (fix them, e.g. torch.nan_to_num(x))"
             )
         if mask is not None and (mask.dim() != 2 or mask.shape != adj.shape[:2] or adj.dim() != 3):
             raise ValueError(

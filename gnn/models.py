@@ -381,6 +381,11 @@ class GraphClassifier(nn.Module):
         Returns:
             Logits (num_graphs, num_classes).
 
+        Raises:
+            ValueError: missing or misshaped inputs, or an edge index outside ``0 .. N-1`` (the message
+                names the index and ``N``).
+            TypeError: a non-float ``x`` or a non-long ``edge_index``.
+
         Shapes:
             - x: (N, in_channels); edge_index: (2, E); batch: (N,).
             - output: (num_graphs, num_classes).
@@ -412,6 +417,11 @@ class GraphClassifier(nn.Module):
         if batch is None:
             batch = torch.zeros(x.size(0), dtype=torch.long, device=x.device)
             num_graphs = 1
+        elif batch.shape != (x.size(0),):
+            raise ValueError(
+                f"batch must have shape ({x.size(0)},), one graph index per node of x; "
+                f"got {tuple(batch.shape)}"
+            )
 
         h = self.embed(x)
         for conv, norm in zip(self.convs, self.norms):
@@ -456,6 +466,16 @@ class GraphClassifier(nn.Module):
             raise ValueError(f"edge_index must have shape (2, E); got {tuple(edge_index.shape)}")
         if edge_index.dtype != torch.long:
             raise TypeError(f"edge_index must be torch.long; got {edge_index.dtype}")
+        if edge_index.numel():  # one min / max: a bad index would wrap around or fail deep in a conv
+            lo, hi = (int(v) for v in torch.aminmax(edge_index))
+            if lo < 0 or hi >= num_nodes:
+                bad = lo if lo < 0 else hi
+                edge = int((edge_index == bad).any(dim=0).nonzero()[0, 0])
+                raise ValueError(
+                    f"edge_index holds node index {bad} (edge {edge}) but x has {num_nodes} nodes; expected "
+                    f"indices 0..{num_nodes - 1} (negative indices do not count from the end): fix the "
+                    f"edges, or give x one row per node they use"
+                )
         return edge_index
 
     def _edge_values(

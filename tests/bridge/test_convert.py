@@ -221,3 +221,87 @@ def test_prepare_many_names_the_bad_item():
     assert [p["x"].shape[0] for p in parts] == [4, 4] and parts[0]["edge_index"].shape == (2, 8)
     with pytest.raises(ValueError, match=r"item 11: n_segments=4 is larger than the number of pixels"):
         prepare_many(params, [quadrants(), np.zeros((1, 3), np.uint8)], first=10, name="item {}")
+
+
+# -- edge indices, finite values -------------------------------------------------------------------
+
+
+def graph(edge_index, n=3, **extra):
+    ei = edge_index if isinstance(edge_index, torch.Tensor) else torch.tensor(edge_index)
+    return Data(x=torch.ones(n, 2), edge_index=ei, **extra)
+
+
+_EMPTY = torch.zeros(2, 0, dtype=torch.long)
+
+
+@pytest.mark.parametrize(
+    ("data", "kwargs", "error", "fragment"),
+    [
+        (graph([[0, -1], [1, 2]]), {}, ValueError, r"node index -1 \(edge 1\) but the graph has 3 nodes"),
+        (graph([[0, 1], [1, 5]]), {}, ValueError, r"node index 5 \(edge 1\) but the graph has 3 nodes"),
+        (graph([[3], [0]]), {}, ValueError, r"node index 3 \(edge 0\) .* expected indices 0\.\.2"),
+        (graph([[0, 1], [1, 2]], num_nodes=2), {}, ValueError, r"data.x has 3 rows but data.num_nodes is 2"),
+        (
+            graph([[0.0], [1.0]]),
+            {},
+            TypeError,
+            r"must hold integer node indices \(torch.long\); got dtype torch.float32",
+        ),
+        (graph([0, 1]), {}, ValueError, r"edge_index has shape \(2,\); expected \(2, E\)"),
+        (
+            graph([[0, 1], [1, 2]], edge_weight=torch.tensor([1.0, float("nan")])),
+            {"weighted": True},
+            ValueError,
+            r"edge weights .* contain NaN or inf",
+        ),
+        (
+            graph([[0, 1], [1, 2]], edge_weight=torch.ones(3)),
+            {"weighted": True},
+            ValueError,
+            r"edge weights have shape \(3,\); expected one per edge \(2,\)",
+        ),
+        (
+            Data(x=torch.ones(3), edge_index=_EMPTY),
+            {},
+            ValueError,
+            r"2-D .*\(3,\)",
+        ),
+    ],
+    ids=[
+        "negative",
+        "too-large",
+        "only-edge",
+        "num-nodes",
+        "float",
+        "1-d",
+        "nan-weight",
+        "weights-shape",
+        "1-d-x",
+    ],
+)
+def test_to_dense_refuses_bad_graphs(data, kwargs, error, fragment):
+    with pytest.raises(error, match=fragment):
+        to_dense(data, **kwargs)
+
+
+def test_to_dense_checked_graph_is_unchanged_and_empty_graph_works():
+    A, X = to_dense(graph([[0, 2], [2, 1]]))
+    assert A.tolist() == [[0, 0, 1], [0, 0, 1], [1, 1, 0]] and X.shape == (3, 2)
+    A, _ = to_dense(graph(_EMPTY, n=2))
+    assert A.shape == (2, 2) and not A.any()
+
+
+def test_non_finite_node_features_name_the_image(fake_backbone):
+    backbone = fake_backbone()
+    with torch.no_grad():
+        backbone.conv.weight[1].fill_(float("nan"))  # stage-2 channel 1 goes NaN
+    conv = ImageToGraph(n_segments=4, backbone=backbone)
+    with pytest.raises(
+        ValueError, match=r"^image: the node features contain NaN .* in 1 column\(s\) \("
+    ) as info:
+        conv(quadrants())
+    assert "CNN backbone gives NaN" in str(info.value)
+    with pytest.raises(ValueError, match=r"^images\[0\]: the node features contain NaN .* \(cnn1_1\)"):
+        conv.batch([quadrants(), quadrants()])
+    with pytest.raises(ValueError, match=r"^images\[0\]: image contains NaN or infinite values"):
+        ImageToGraph(n_segments=4).batch([np.full((8, 8), np.nan, np.float32), quadrants()])

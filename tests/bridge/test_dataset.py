@@ -1,4 +1,7 @@
 import os
+import re
+import time
+import warnings
 
 import numpy as np
 import pytest
@@ -7,7 +10,7 @@ from scipy import ndimage
 from torch_geometric.loader import DataLoader
 
 from bridge.convert import ImageToGraph
-from bridge.dataset import GraphDataset, data_fingerprint
+from bridge.dataset import FINGERPRINTS, GraphDataset, data_fingerprint
 
 
 class Items:
@@ -104,8 +107,92 @@ def test_changed_data_changes_the_key(tmp_path):
     items.images[5, 0, 0, 0] ^= 1
     b = GraphDataset(items, ImageToGraph(n_segments=8), root=tmp_path, workers=0, progress=False)
     assert not b.reused and a.key != b.key
-    assert data_fingerprint(items) != data_fingerprint(Items(n=6))
-    assert data_fingerprint(items, mode="full") != data_fingerprint(Items(n=6), mode="full")
+    for mode in FINGERPRINTS:
+        assert data_fingerprint(items, mode=mode) != data_fingerprint(Items(n=6), mode=mode)
+        assert data_fingerprint(Items(n=6), mode=mode) == data_fingerprint(Items(n=6), mode=mode)
+    assert len({data_fingerprint(items, mode=m) for m in FINGERPRINTS}) == 3
+
+
+def tiny_items(n, seed=0):
+    rng = np.random.default_rng(seed)
+    return [(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8), i % 2) for i in range(n)]
+
+
+def test_one_changed_image_of_100_is_converted_again(tmp_path):
+    items = tiny_items(100)
+    conv = ImageToGraph(n_segments=4, method="grid")
+    first = GraphDataset(items, conv, root=tmp_path, workers=0, progress=False)
+    assert GraphDataset(items, conv, root=tmp_path, workers=0, progress=False).reused
+    sample = GraphDataset(items, conv, root=tmp_path, workers=0, progress=False, fingerprint="sample")
+    image = items[56][0].copy()
+    image[3, 4, 1] ^= 0x80  # one byte of one image; index 56 is not among the 32 sampled items
+    items[56] = (image, items[56][1])
+    again = GraphDataset(items, conv, root=tmp_path, workers=0, progress=False)
+    assert not again.reused and again.key != first.key
+    torch.testing.assert_close(again[56].x, conv(image).x)
+    assert not torch.equal(again[56].x, first[56].x)
+    # the old sampled mode, still available, does not see it
+    assert GraphDataset(items, conv, root=tmp_path, workers=0, progress=False, fingerprint="sample").key == (
+        sample.key
+    )
+
+
+class FileItems:
+    """A file-backed dataset as cnn.load_dataset gives it: paths, targets, no transform."""
+
+    def __init__(self, paths, targets):
+        self.paths = [str(p) for p in paths]
+        self.targets = np.asarray(targets)
+        self.transform = None
+        self.reads = 0
+
+    def __len__(self):
+        return len(self.paths)
+
+    def __getitem__(self, i):
+        self.reads += 1
+        return np.load(self.paths[i]), int(self.targets[i])
+
+
+def file_items(tmp_path, n=5, age_s=60):
+    paths = []
+    for i, (image, _) in enumerate(tiny_items(n)):
+        path = tmp_path / f"img{i}.npy"
+        np.save(path, image)
+        old = time.time_ns() - age_s * 10**9
+        os.utime(path, ns=(old, old))
+        paths.append(path)
+    return FileItems(paths, np.arange(n) % 2)
+
+
+def test_file_backed_fingerprint_uses_file_stats_and_sees_a_rewritten_file(tmp_path):
+    items = file_items(tmp_path)
+    key = data_fingerprint(items)
+    assert items.reads == 0  # size and dates only: no image was read
+    assert data_fingerprint(items) == key
+    # same size, same mtime (as `cp -p` keeps it), other pixels: the ctime changes
+    st = os.stat(items.paths[2])
+    image = np.load(items.paths[2])
+    image[0, 0, 0] ^= 1
+    np.save(items.paths[2], image)
+    os.utime(items.paths[2], ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert os.stat(items.paths[2]).st_size == st.st_size
+    assert data_fingerprint(items) != key
+    assert items.reads == 0
+
+
+def test_file_backed_fingerprint_hashes_just_written_files_and_reads_missing_ones(tmp_path, monkeypatch):
+    import bridge.dataset
+
+    items = file_items(tmp_path, age_s=0)  # written just now: dates alone may not change in one clock tick
+    key = data_fingerprint(items)
+    with monkeypatch.context() as m:
+        m.setattr(bridge.dataset, "_RACY_NS", 0)
+        assert data_fingerprint(items) != key  # so their bytes are hashed as well ...
+    assert items.reads == 0  # ... as raw file bytes, without decoding an image
+    monkeypatch.setattr(os, "stat", lambda *a, **k: (_ for _ in ()).throw(OSError("no stat")))
+    assert data_fingerprint(items) not in (key, data_fingerprint(items, mode="sample"))
+    assert items.reads == 2 * len(items)  # no stat: every item read (and all 5 by the sample mode)
 
 
 def test_cache_file_is_plain_tensors(tmp_path):
@@ -114,17 +201,92 @@ def test_cache_file_is_plain_tensors(tmp_path):
     assert payload["n"] == 3 and payload["key"] == ds.key
     assert set(payload["data"]) == {"x", "edge_index", "edge_attr", "pos", "y"}
     assert payload["segments"].dtype == torch.int16
+    assert len(payload["checksum"]) == 64
 
 
-def test_unreadable_cache_is_rebuilt(tmp_path):
+def build(items, root, **kwargs):
+    return GraphDataset(items, ImageToGraph(n_segments=8), root=root, workers=0, progress=False, **kwargs)
+
+
+def edit_tensor(path):
+    payload = torch.load(path, weights_only=True)
+    payload["data"]["x"][1, 0] += 0.5  # an edited tensor; the checksum stays the old one
+    torch.save(payload, path)
+
+
+def flip_a_tensor_byte(path):
+    payload = torch.load(path, weights_only=True)
+    raw = bytearray(open(path, "rb").read())
+    at = raw.find(payload["data"]["x"].numpy().tobytes())
+    assert at > 0
+    raw[at + 5] ^= 0x10  # bit rot inside the stored x tensor
+    open(path, "wb").write(bytes(raw))
+
+
+def truncate(path):
+    raw = open(path, "rb").read()
+    open(path, "wb").write(raw[: len(raw) // 2])
+
+
+def old_format(path):
+    payload = torch.load(path, weights_only=True)
+    payload["format"] = 1
+    del payload["checksum"]
+    torch.save(payload, path)
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (edit_tensor, "does not match its checksum"),
+        (flip_a_tensor_byte, "does not match its checksum|could not be read"),
+        (truncate, "could not be read"),
+        (lambda p: open(p, "wb").write(b"not a torch file"), "could not be read"),
+        (lambda p: open(p, "wb").close(), "could not be read"),
+        (old_format, "has another format"),
+    ],
+    ids=["edited_tensor", "flipped_byte", "truncated", "random_bytes", "empty", "format_1"],
+)
+def test_damaged_cache_is_rebuilt_with_one_warning(tmp_path, damage, message):
     items = Items(n=3)
-    ds = GraphDataset(items, ImageToGraph(n_segments=8), root=tmp_path, workers=0, progress=False)
-    with open(ds.cache_path, "wb") as f:
-        f.write(b"not a torch file")
-    with pytest.warns(UserWarning, match="could not be read"):
-        again = GraphDataset(items, ImageToGraph(n_segments=8), root=tmp_path, workers=0, progress=False)
-    assert not again.reused and len(again) == 3
-    assert GraphDataset(items, ImageToGraph(n_segments=8), root=tmp_path, workers=0, progress=False).reused
+    first = build(items, tmp_path)
+    damage(first.cache_path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        again = build(items, tmp_path)
+    mine = [w for w in caught if "graph cache file" in str(w.message)]
+    assert len(mine) == 1, [str(w.message) for w in caught]
+    assert re.search(message, str(mine[0].message)) and first.cache_path in str(mine[0].message)
+    assert not again.reused and again.cache_path == first.cache_path
+    assert_same_graphs(first, again)
+    assert build(items, tmp_path).reused  # the file was replaced by a good one
+
+
+def test_unwritable_cache_root_is_found_before_the_conversion(tmp_path, monkeypatch):
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("x")
+
+    def no_conversion(*args, **kwargs):
+        raise AssertionError("the conversion started")
+
+    monkeypatch.setattr(GraphDataset, "_build", no_conversion)
+    with pytest.raises(ValueError, match=r"root='.*file.txt/cache' is not a writable folder .*pass root="):
+        build(Items(n=2), blocker / "cache")
+    with pytest.raises(ValueError, match=r"root='.*file.txt' is a file; .*pass root= a folder"):
+        build(Items(n=2), blocker)
+    assert blocker.read_text() == "x"
+
+
+def test_bad_fingerprint_is_refused(tmp_path):
+    with pytest.raises(
+        ValueError, match=r"fingerprint must be one of 'full', 'content', 'sample', got 'fast'"
+    ):
+        build(Items(n=2), tmp_path, fingerprint="fast")
+    with pytest.raises(ValueError, match=r"fingerprint must be one of .* got None"):
+        data_fingerprint(Items(n=2), mode=None)
+    with pytest.raises(ValueError, match=r"item 0: image is an array of Python objects"):
+        data_fingerprint([(np.array([object()]), 0)])
+    assert not list(tmp_path.iterdir())
 
 
 def test_plain_list_without_segments(tmp_path):
@@ -202,22 +364,37 @@ _CNN = {
 
 
 # Configurations and cache keys recorded (with scikit-image 0.26.0) before the segmentation back-ends
-# moved into one table: caches that users built then must still be found.
+# moved into one table: caches that users built then are still found with fingerprint="sample" (then
+# converted again once, since files of cache format 1 carry no checksum). The default fingerprint
+# ("full", every item) gives the second key, recorded when it became the default.
 @pytest.mark.parametrize(
-    ("kwargs", "config", "key"),
+    ("kwargs", "config", "key", "full_key"),
     [
-        ({}, {}, "314de647f92c39b858796994"),
-        ({"method": "slic_torch"}, {"method": "slic_torch", "slic_torch": 1}, "d20d9a9d167a01ba6827aeec"),
+        ({}, {}, "314de647f92c39b858796994", "3886aa5c5ac5512ba3dee4c5"),
+        (
+            {"method": "slic_torch"},
+            {"method": "slic_torch", "slic_torch": 1},
+            "d20d9a9d167a01ba6827aeec",
+            "81e9eea967e87db842e01b31",
+        ),
         (
             {"method": "grid", "edges": "knn", "k": 2, "features": ("area",), "keep_segments": False},
             {"method": "grid", "edges": "knn", "k": 2, "features": ["area"], "keep_segments": False},
             "8341eabc7d9f2d34c9cb9537",
+            "f53cebcbc1d96fbdaa7a946e",
         ),
-        ({"backbone": "fixed", "stages": (-1,)}, {"cnn": _CNN}, "c743bd8677bd1638fbe93291"),
+        (
+            {"backbone": "fixed", "stages": (-1,)},
+            {"cnn": _CNN},
+            "c743bd8677bd1638fbe93291",
+            "798341e81c3c8d8778eefaec",
+        ),
     ],
     ids=["slic", "slic_torch", "grid_knn", "slic_cnn"],
 )
-def test_config_and_cache_key_are_unchanged(tmp_path, monkeypatch, fake_backbone, kwargs, config, key):
+def test_config_and_cache_key_are_unchanged(
+    tmp_path, monkeypatch, fake_backbone, kwargs, config, key, full_key
+):
     import skimage
 
     monkeypatch.setattr(skimage, "__version__", "0.26.0")
@@ -226,8 +403,9 @@ def test_config_and_cache_key_are_unchanged(tmp_path, monkeypatch, fake_backbone
     conv = ImageToGraph(n_segments=4, **kwargs)
     assert conv.config() == {**_BASE, **config}
     items = [(four_colours(), 0), (four_colours(flip=True), 1)]
-    ds = GraphDataset(items, conv, root=tmp_path, workers=0, progress=False)
+    ds = GraphDataset(items, conv, root=tmp_path, workers=0, progress=False, fingerprint="sample")
     assert ds.key == key
+    assert GraphDataset(items, conv, root=tmp_path, workers=0, progress=False).key == full_key
 
 
 def _stripes(img, *, n_segments, compactness, sigma):
@@ -257,3 +435,13 @@ def test_registered_backend_builds_datasets_and_keys(tmp_path, stripes):
         items, ImageToGraph(n_segments=3, method="grid"), root=tmp_path, workers=0, progress=False
     )
     assert other.key != ds.key
+
+
+def test_non_finite_node_features_name_the_item(tmp_path, fake_backbone):
+    backbone = fake_backbone()
+    with torch.no_grad():
+        backbone.conv.bias[0] = float("inf")
+    conv = ImageToGraph(n_segments=4, backbone=backbone, batch_size=2)
+    with pytest.raises(ValueError, match=r"^item 0: the node features contain NaN or infinite values"):
+        GraphDataset(Items(n=3), conv, root=tmp_path, workers=0, progress=False, chunk_size=2)
+    assert not any(p.suffix == ".pt" for p in tmp_path.iterdir())

@@ -287,3 +287,53 @@ def test_backend_output_is_checked(labels, match):
             superpixels(np.zeros((4, 4), np.uint8), n_segments=2, method="test_bad")
     finally:
         unregister_segmentation("test_bad")
+
+
+# -- very elongated images ----------------------------------------------------------------------
+
+
+def noise(h: int, w: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+def gradient(h: int, w: int) -> np.ndarray:
+    ramp = np.linspace(0, 255, w).astype(np.uint8)
+    return np.repeat(np.broadcast_to(ramp[None, :, None], (h, w, 1)), 3, axis=2)
+
+
+def elongation_warnings(call) -> list[str]:
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")  # Python's default: once per text and place
+        call()
+    return [str(w.message) for w in caught if "elongated" in str(w.message)]
+
+
+@pytest.mark.parametrize(
+    ("call", "count"),
+    [
+        (lambda: superpixels(noise(1, 2000), n_segments=10), 1),  # 1 segment for 10 asked
+        (lambda: superpixels(noise(2000, 1), n_segments=10), 1),  # standing strips too
+        (lambda: [superpixels(noise(1, 2000, seed=s), n_segments=10) for s in range(3)], 1),  # once
+        (lambda: superpixels_batch([noise(1, 2000), noise(1, 1000)], n_segments=10, method="slic"), 1),
+        (lambda: superpixels(noise(1, 2000), n_segments=10, method="grid"), 0),  # grid keeps the count
+        (lambda: superpixels(gradient(1, 2000), n_segments=10), 0),  # SLIC did give 10
+        (lambda: superpixels(noise(1, 20), n_segments=10), 0),  # aspect ratio 20: not "very elongated"
+        (lambda: superpixels(noise(64, 64), n_segments=10), 0),
+    ],
+    ids=["strip", "standing", "three-strips", "batch", "grid", "smooth-strip", "ratio-20", "square"],
+)
+def test_far_fewer_segments_on_an_elongated_image_warn_once(call, count):
+    messages = elongation_warnings(call)
+    assert len(messages) == count
+    if count:
+        assert "method='slic' gives far fewer segments than n_segments=10" in messages[0]
+        assert "use method='grid', or resize" in messages[0]
+
+
+def test_elongated_image_labels_are_unchanged_by_the_warning():
+    img = noise(1, 2000)
+    with pytest.warns(UserWarning, match="very elongated"):
+        labels, info = superpixels(img, n_segments=10, return_info=True)
+    assert info["n_segments"] == 1 and labels.shape == (1, 2000) and not labels.any()

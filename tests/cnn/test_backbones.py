@@ -10,6 +10,7 @@ from cnn.backbones import (
     efficientnet_lite_key_map,
     list_backbones,
 )
+from engine.files import CheckpointError
 
 LECTURE_BACKBONES = [
     "resnet18",
@@ -186,6 +187,48 @@ def test_missing_weights_file_names_the_path(tmp_path):
         create_backbone("resnet18", weights=tmp_path / "nope.pth")
 
 
+def _random_bytes(path):
+    path.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+
+
+def _half_written(path):
+    torch.save(create_backbone("resnet18", weights=None).state_dict(), path)
+    raw = path.read_bytes()
+    path.write_bytes(raw[: len(raw) // 2])
+
+
+class _Pickled:  # not a tensor: refused by weights_only=True
+    pass
+
+
+@pytest.mark.parametrize(
+    ("write", "fragment"),
+    [
+        (_random_bytes, "is not a torch file"),
+        (lambda p: p.write_bytes(b""), r"is empty \(0 bytes\)"),
+        (_half_written, "is truncated"),
+        (lambda p: torch.save({"w": _Pickled()}, p), "holds Python objects other than tensors"),
+        (lambda p: torch.save([torch.zeros(2)], p), "holds a list, not a state_dict"),
+        (lambda p: torch.save({}, p), "holds an empty dict, not a state_dict"),
+        (lambda p: torch.save({"w": torch.zeros(1), "epoch": 3}, p), "entry 'epoch' is a int"),
+        (lambda p: p.mkdir(), "is a folder"),
+    ],
+    ids=["random", "empty", "half_written", "pickled_object", "list", "empty_dict", "not_tensors", "folder"],
+)
+@pytest.mark.parametrize("name", ["resnet18", "torchvision/resnet18"])
+def test_unreadable_weights_file_gives_one_error_naming_it(tmp_path, write, fragment, name):
+    path = tmp_path / "bad.pth"
+    write(path)
+    with pytest.raises(CheckpointError, match=fragment) as info:
+        create_backbone(name, weights=path)
+    message = str(info.value)
+    assert repr(str(path)) in message and info.value.path == path
+    assert "a weights file (a state_dict saved with" in message  # what was expected
+    assert "save the weights again" in message  # what to do
+    assert "weights_only" not in message  # never the advice to unpickle
+    assert isinstance(info.value, ValueError)
+
+
 def test_offline_hub_weights_give_a_clear_error(monkeypatch):
     import cnn.backbones as bb
 
@@ -196,7 +239,7 @@ def test_offline_hub_weights_give_a_clear_error(monkeypatch):
 
 
 def test_unknown_names_list_the_known_ones():
-    with pytest.raises(ValueError, match="unknown backbone 'resnet19'.*resnet18"):
+    with pytest.raises(ValueError, match="unknown backbone 'resnet19'.*did you mean 'resnet18'"):
         create_backbone("resnet19")
     with pytest.raises(ValueError, match="timm has no model"):
         create_backbone("timm/not_a_model", weights=None)

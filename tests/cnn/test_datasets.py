@@ -98,6 +98,44 @@ def test_folder_with_transform_and_max_per_class(folder):
     assert len(shape) == 3 and shape[2] == 3
 
 
+def _loop(path):
+    os.symlink(path, path)
+
+
+_LOOP = r"cannot be reached: its path runs into a symbolic link loop"
+
+
+@pytest.mark.parametrize(
+    ("target", "error", "fragment"),
+    [
+        ("pets_loop", OSError, r"dataset folder '.*pets_loop' " + _LOOP),
+        ("./pets_loop", OSError, r"dataset folder '.*pets_loop' " + _LOOP),
+        ("broken", FileNotFoundError, r"folder '.*broken' is a broken symbolic link \(to '.*nowhere'"),
+        ("loop.csv", OSError, r"manifest '.*loop.csv' " + _LOOP),
+        ("./missing_dir", FileNotFoundError, r"dataset folder '.*missing_dir' does not exist"),
+    ],
+)
+def test_unreachable_folders_are_named_for_what_they_are(tmp_path, monkeypatch, target, error, fragment):
+    _loop(tmp_path / "pets_loop")
+    _loop(tmp_path / "loop.csv")
+    os.symlink(tmp_path / "nowhere", tmp_path / "broken")
+    monkeypatch.chdir(tmp_path)
+    for given in (target, tmp_path / target):
+        with pytest.raises(error, match=fragment) as info:
+            load_dataset(given)
+        assert ("' does not exist" in str(info.value)) == (target == "./missing_dir")
+
+
+def test_image_link_loop_in_a_folder_is_skipped_as_a_link_loop(folder):
+    _loop(folder / "dogs" / "loop.png")
+    with pytest.raises(ValueError, match=r"dogs/loop.png: a symbolic link loop \(the link points back"):
+        load_dataset(folder, on_error="raise")
+    with pytest.warns(UserWarning, match="dogs/loop.png: a symbolic link loop"):
+        ds = load_dataset(folder)
+    assert [p for p, _ in ds.skipped if p.endswith("loop.png")] == [str(folder / "dogs" / "loop.png")]
+    assert len(ds) == 6
+
+
 def test_folder_class_emptied_by_skipping_is_an_error(tmp_path):
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from cnn.io import INTERPOLATIONS, UnreadableImageError, read_image, resize, write_image
+from cnn.io import INTERPOLATIONS, UnreadableImageError, path_error, read_image, resize, write_image
 
 
 def _rgb(h: int = 24, w: int = 32, seed: int = 0) -> np.ndarray:
@@ -221,3 +221,61 @@ def test_write_errors(tmp_path):
     with pytest.raises(ValueError, match="quality"):
         write_image(tmp_path / "a.png", _rgb(), quality=90)
     assert not any(tmp_path.iterdir())
+
+
+# -- non-finite pixels and paths that cannot be reached ---------------------------------------------
+
+
+def _with(value: float, at: tuple[int, ...], shape: tuple[int, ...] = (4, 5, 3)) -> np.ndarray:
+    img = np.full(shape, 0.5, np.float32)
+    img[at] = value
+    return img
+
+
+@pytest.mark.parametrize(
+    ("img", "fragment"),
+    [
+        (
+            _with(np.nan, (1, 2, 0)),
+            r"img contains 1 NaN or infinite value\(s\) \(first at index \(1, 2, 0\)",
+        ),
+        (_with(np.inf, (3, 4), shape=(4, 5)), r"1 NaN or infinite value\(s\) \(first at index \(3, 4\)\)"),
+        (_with(-np.inf, (0, 0, 2)).astype(np.float64), r"first at index \(0, 0, 2\)"),
+        (np.full((2, 2, 4), np.nan, np.float32), r"img contains 16 NaN"),
+    ],
+    ids=["nan-rgb", "inf-grey", "neg-inf-float64", "all-nan-rgba"],
+)
+def test_write_refuses_non_finite_pixels(tmp_path, img, fragment):
+    with pytest.raises(ValueError, match=fragment) as info:
+        write_image(tmp_path / "a.png", img)
+    assert "np.nan_to_num" in str(info.value)  # the fix
+    assert not any(tmp_path.iterdir())  # nothing written
+
+
+def test_write_still_clips_finite_floats(tmp_path):
+    write_image(tmp_path / "a.png", np.array([[-3.0, 0.5, 7.0]]))
+    assert read_image(tmp_path / "a.png")[0, :, 0].tolist() == [0, 128, 255]
+
+
+@pytest.mark.parametrize(
+    ("make", "error", "fragment"),
+    [
+        (lambda p: os.symlink(p, p), OSError, r"'.*a\.png' cannot be reached: .*symbolic link loop"),
+        (
+            lambda p: os.symlink(p.parent / "b.png", p),
+            FileNotFoundError,
+            r"broken symbolic link \(to '.*b.png'",
+        ),
+        (lambda p: None, FileNotFoundError, r"image file '.*a\.png' does not exist"),
+    ],
+    ids=["loop", "broken-link", "missing"],
+)
+def test_unreachable_paths_are_named_for_what_they_are(tmp_path, make, error, fragment):
+    path = tmp_path / "a.png"
+    make(path)
+    with pytest.raises(error, match=fragment) as info:
+        read_image(path)
+    if error is OSError:
+        assert "does not exist" not in str(info.value)
+    assert str(path_error(path, what="image file")) == str(info.value)
+    assert path_error(tmp_path) is None

@@ -121,6 +121,11 @@ def test_repr_shows_config():
     )
 
 
+def _with(t, at, value):
+    t[at] = value
+    return t
+
+
 @pytest.mark.parametrize(
     ("adj", "x", "error", "match"),
     [
@@ -131,8 +136,19 @@ def test_repr_shows_config():
         (torch.zeros(3, 3, dtype=torch.long), torch.zeros(3, 2), TypeError, r"adj must be a float tensor"),
         (torch.zeros(3, 3), torch.zeros(3, 2, dtype=torch.long), TypeError, r"x must be a float tensor"),
         (-torch.ones(3, 3), torch.zeros(3, 2), ValueError, r"adj has negative entries"),
+        (_with(torch.zeros(3, 3), (0, 1), float("nan")), torch.zeros(3, 2),
+         ValueError, r"adj contains 1 NaN"),
+        (_with(torch.zeros(2, 3, 3), (1, 2, 0), float("inf")), torch.zeros(2, 3, 2), ValueError,
+         r"adj contains 1 NaN or infinite entries; expected finite"),
+        (_with(-torch.ones(3, 3), (0, 0), float("-inf")), torch.zeros(3, 2),
+         ValueError, r"adj contains 1 NaN"),
+        (torch.zeros(3, 3), _with(torch.zeros(3, 2), (2, 1), float("nan")), ValueError, r"x contains 1 NaN"),
+        (torch.tensor([[0, 1, 1], [1, 0, 2]]), torch.zeros(3, 2), ValueError,
+         r"adj has shape \(2, 3\) and dtype torch.int64: that looks like an edge_index .*utils.to_dense_adj"),
+        (torch.zeros(2, 2).numpy(), torch.zeros(2, 2), TypeError, r"adj must be a torch.Tensor; got ndarray"),
+        (torch.zeros(2, 2), [[0.0, 0.0], [0.0, 0.0]], TypeError, r"x must be a torch.Tensor; got list"),
     ],
-)
+)  # fmt: skip
 def test_bad_inputs(adj, x, error, match):
     with pytest.raises(error, match=match):
         DenseGCN(2, 4)(adj, x)

@@ -133,7 +133,15 @@ def test_feature_width_mismatch_is_a_clear_error(make_random_graph):
         (Data(x=torch.randn(3, 5), edge_index=torch.tensor([[0.0], [1.0]])), TypeError, "torch.long"),
         (Data(x=torch.randn(3, 5), edge_index=torch.tensor([[0], [1]]), edge_weight=torch.ones(4)),
          ValueError, r"edge weights must have shape \(1,\)"),
+        (Data(x=torch.randn(3, 5), edge_index=torch.tensor([[0, -1], [1, 2]])),
+         ValueError, r"edge_index holds node index -1 \(edge 1\) but x has 3 nodes; expected indices 0\.\.2"),
+        (Data(x=torch.randn(3, 5), edge_index=torch.tensor([[0, 1], [1, 5]])),
+         ValueError, r"node index 5 \(edge 1\) but x has 3 nodes"),
+        (Data(x=torch.randn(3, 5), edge_index=torch.tensor([[3], [3]])),
+         ValueError, r"node index 3 \(edge 0\) but x has 3 nodes"),
     ],
+    ids=["no-x", "1-d-x", "long-x", "no-nodes", "1-d-edges", "float-edges", "weights", "negative",
+         "too-large", "self-loop-past-end"],
 )  # fmt: skip
 def test_bad_graphs_raise(data, error, match):
     with pytest.raises(error, match=match):
@@ -215,3 +223,18 @@ def test_register_conv_adds_a_layer(monkeypatch, make_random_graph):
     assert logits.shape == (1, 3)
     with pytest.raises(ValueError, match="edge_input must be"):
         register_conv("bad", edge_input="vector")
+
+
+@pytest.mark.parametrize("conv", CONVS)
+def test_edge_index_range_is_checked_for_every_conv_and_batch(conv, make_random_graph):
+    model = GraphClassifier(5, 3, conv=conv, hidden=8, layers=1).eval()
+    batch = _batch(make_random_graph)  # 19 nodes in 3 graphs
+    assert model(batch).shape == (3, 3)  # a valid batch passes the check
+    bad = batch.edge_index.clone()
+    bad[1, -1] = 19
+    with pytest.raises(ValueError, match=rf"node index 19 \(edge {bad.shape[1] - 1}\) but x has 19 nodes"):
+        model(batch.x, bad, batch.batch)
+    with pytest.raises(
+        ValueError, match=r"batch must have shape \(19,\), one graph index per node of x; got \(18"
+    ):
+        model(batch.x, batch.edge_index, batch.batch[:-1])
