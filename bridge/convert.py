@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch_geometric.data import Data
 
-from .checks import as_float_image, check_backbone, check_label, check_size
+from .checks import as_float_image, check_backbone, check_label, check_labels, check_size
 from .edges import both_directions, knn_edges, touching_pairs
 from .features import (
     DEFAULT_STAGES,
@@ -77,7 +77,12 @@ def _edge_attr(
 
 
 def prepare_many(
-    params: dict[str, Any], images: Sequence[Any], *, first: int | None = None, name: str = "images[{}]"
+    params: dict[str, Any],
+    images: Sequence[Any],
+    *,
+    first: int | None = None,
+    name: str = "images[{}]",
+    segments: Sequence[Any] | None = None,
 ) -> list[dict[str, np.ndarray]]:
     """The per-image, CPU-only half of the conversion of several images (numpy in, numpy out).
 
@@ -91,6 +96,8 @@ def prepare_many(
         images: the images (as :func:`bridge.segmentation.superpixels` accepts them).
         first: index of ``images[0]`` in the whole dataset, for error messages.
         name: how an image is named in error messages, formatted with its index.
+        segments: one ``(H, W)`` label map per image (ids ``0 .. N-1``) to use instead of segmenting,
+            e.g. the superpixels of an intact image for perturbed copies of it.
 
     Returns:
         One dict per image, as :meth:`ImageToGraph.prepare` returns.
@@ -108,17 +115,30 @@ def prepare_many(
     def where(i: int) -> str:
         return "" if first is None and len(images) == 1 else name.format((first or 0) + i) + ": "
 
+    if segments is not None and len(segments) != len(images):
+        raise ValueError(
+            f"segments has {len(segments)} label maps for {len(images)} images; give one per image"
+        )
     imgs = []
+    given: list[np.ndarray | None] = [None] * len(images)
     for i, image in enumerate(images):  # every check before any work, so that an error names its image
         try:
             imgs.append(as_float_image(image))
             check_size(imgs[-1].shape[0], imgs[-1].shape[1], params["n_segments"])
+            if segments is not None:
+                seg = check_labels(segments[i], name="segments")[0]
+                if seg.shape != imgs[-1].shape[:2]:
+                    raise ValueError(
+                        f"segments has shape {seg.shape} but the image is {imgs[-1].shape[:2]}; "
+                        "give the label map of this image"
+                    )
+                given[i] = seg
         except ValueError as err:
             raise ValueError(f"{where(i)}{err}") from None
     backend = get_segmentation(params["method"])
     opts = {k: params[k] for k in ("n_segments", "compactness", "sigma")}
-    batched: list[np.ndarray | None] = [None] * len(imgs)
-    if backend.batched and len(imgs) > 1:
+    batched: list[np.ndarray | None] = given
+    if segments is None and backend.batched and len(imgs) > 1:
         batched = list(backend.segment_many(imgs, **opts))
 
     def one(i: int) -> dict[str, np.ndarray]:
@@ -409,9 +429,19 @@ class ImageToGraph:
         """Convert one image (and optional integer class label) into a graph."""
         return self.batch([image], None if label is None else [label])[0]
 
-    def batch(self, images: Sequence[Any], labels: Sequence[Any] | None = None) -> list[Data]:
+    def batch(
+        self,
+        images: Sequence[Any],
+        labels: Sequence[Any] | None = None,
+        *,
+        segments: Sequence[Any] | None = None,
+    ) -> list[Data]:
         """Convert many images: segmentation (in one pass for a batched back-end such as ``"slic_torch"``)
-        and CNN features in chunks of ``batch_size``."""
+        and CNN features in chunks of ``batch_size``.
+
+        ``segments`` (one ``(H, W)`` label map per image) skips the segmentation: the graphs get those
+        nodes, e.g. the superpixels of an intact image for perturbed copies of it, with node features
+        computed from the given pixels."""
         images = list(images)
         if labels is not None:
             labels = list(labels)
@@ -419,10 +449,19 @@ class ImageToGraph:
                 raise ValueError(
                     f"got {len(images)} images but {len(labels)} labels; expected one label per image"
                 )
+        if segments is not None and len(segments) != len(images):
+            raise ValueError(f"got {len(images)} images but {len(segments)} segment maps; give one per image")
         parts = []
         for start in range(0, len(images), self.batch_size):
-            chunk = images[start : start + self.batch_size]
-            parts.extend(prepare_many(self.params(), chunk, first=start if len(images) > 1 else None))
+            stop = start + self.batch_size
+            parts.extend(
+                prepare_many(
+                    self.params(),
+                    images[start:stop],
+                    first=start if len(images) > 1 else None,
+                    segments=None if segments is None else segments[start:stop],
+                )
+            )
         return self.assemble(images, parts, labels)
 
 

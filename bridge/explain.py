@@ -60,7 +60,8 @@ def graph_pixel_maps(model: nn.Module, graphs: Sequence[Any], *, method: str = "
         raise ValueError(f"the graphs come from images of different sizes {sorted(shapes)}; give one size")
     batch = Batch.from_data_list(list(graphs))
     importance = node_importance(model, batch, method=method)  # (total nodes,), per graph in [0, 1]
-    segments = torch.cat([g.segments.reshape(1, *shapes.pop()) for g in graphs]).to(importance.device)
+    shape = shapes.pop()
+    segments = torch.cat([g.segments.reshape(1, *shape) for g in graphs]).to(importance.device)
     offsets = batch.ptr[:-1].to(importance.device).view(-1, 1, 1)
     return importance[segments + offsets].float()
 

@@ -119,7 +119,7 @@ def graph_faithfulness(
     return _cell(f, "node saliency on superpixels", time.perf_counter() - t0, steps)
 
 
-def summarise_faithfulness(cells: list[dict[str, Any]]) -> dict[str, Any] | None:
+def summarise_faithfulness(cells: list[dict[str, Any] | None]) -> dict[str, Any] | None:
     """Mean and std over explained images and seeds of every area, and the gaps to the random order.
 
     ``deletion_gap`` = random deletion AUC - deletion AUC and ``insertion_gap`` = insertion AUC - random
@@ -131,17 +131,17 @@ def summarise_faithfulness(cells: list[dict[str, Any]]) -> dict[str, Any] | None
         >>> round(summarise_faithfulness([c])["deletion_gap_mean"], 3)
         0.2
     """
-    cells = [c for c in cells if c]
-    if not cells:
+    found = [c for c in cells if c]
+    if not found:
         return None
-    out: dict[str, Any] = {"method": cells[0]["method"], "n": 0}
+    out: dict[str, Any] = {"method": found[0]["method"], "n": 0}
     cols = {
-        k: np.concatenate([np.asarray(c[k], float) for c in cells]) for k in (f"{n}_auc" for n in _CURVES)
+        k: np.concatenate([np.asarray(c[k], float) for c in found]) for k in (f"{n}_auc" for n in _CURVES)
     }
     cols["deletion_gap"] = cols["random_deletion_auc"] - cols["deletion_auc"]
     cols["insertion_gap"] = cols["insertion_auc"] - cols["random_insertion_auc"]
     for k, v in cols.items():
         out[f"{k}_mean"], out[f"{k}_std"] = float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else 0.0
     out["n"] = int(cols["deletion_auc"].size)
-    out["seconds"] = float(sum(c.get("seconds", 0.0) for c in cells))
+    out["seconds"] = float(sum(c.get("seconds", 0.0) for c in found))
     return out

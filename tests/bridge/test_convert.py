@@ -305,3 +305,20 @@ def test_non_finite_node_features_name_the_image(fake_backbone):
         conv.batch([quadrants(), quadrants()])
     with pytest.raises(ValueError, match=r"^images\[0\]: image contains NaN or infinite values"):
         ImageToGraph(n_segments=4).batch([np.full((8, 8), np.nan, np.float32), quadrants()])
+
+
+def test_batch_with_given_segments_skips_segmentation_and_checks_them():
+    conv = ImageToGraph(n_segments=4, method="grid", features=("color_mean",), edges="region")
+    img = np.zeros((8, 8, 3), np.uint8)
+    img[:, 4:] = 200
+    halves = np.zeros((8, 8), np.int64)
+    halves[:, 4:] = 1
+    (g,) = conv.batch([img], segments=[halves])
+    assert g.num_nodes == 2 and torch.equal(g.segments[0], torch.from_numpy(halves))
+    assert torch.allclose(g.x[:, 0], torch.tensor([0.0, 200 / 255]))
+    with pytest.raises(ValueError, match="got 1 images but 2 segment maps"):
+        conv.batch([img], segments=[halves, halves])
+    with pytest.raises(ValueError, match=r"segments has shape \(8, 4\) but the image is \(8, 8\)"):
+        conv.batch([img], segments=[halves[:, :4]])
+    with pytest.raises(ValueError, match="segments"):
+        conv.batch([img], segments=[halves * 2])  # ids with a hole

@@ -16,9 +16,10 @@ from skimage.measure import label as cc_label
 from skimage.measure import regionprops
 from skimage.transform import resize
 
+import bridge.slic
 from bridge.convert import ImageToGraph
 from bridge.segmentation import METHODS, superpixels, superpixels_batch
-from bridge.slic import _connect, _merge_small, auto_downsample, rgb_to_lab, slic_batch
+from bridge.slic import _components, _connect, auto_downsample, rgb_to_lab, slic_batch
 
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket")
 COLOURS = np.array([[0.9, 0.1, 0.1], [0.1, 0.8, 0.1], [0.1, 0.1, 0.9], [0.9, 0.9, 0.1]], np.float32)
@@ -136,8 +137,11 @@ def test_batch_of_width_one_images():
 
 def test_numpy_float64_and_tensor_inputs_agree(photos):
     ref = slic_batch(photos[:2], n_segments=30)
+    assert isinstance(ref, np.ndarray)
     np.testing.assert_array_equal(slic_batch(photos[:2].astype(np.float64), n_segments=30), ref)
-    np.testing.assert_array_equal(slic_batch(torch.from_numpy(photos[:2]), n_segments=30), ref)
+    out = slic_batch(torch.from_numpy(photos[:2]), n_segments=30)
+    assert isinstance(out, torch.Tensor)  # a tensor in gives a tensor out
+    np.testing.assert_array_equal(out.numpy(), ref)
 
 
 def test_input_is_not_modified(photos):
@@ -407,7 +411,205 @@ def test_non_positive_n_segments_raises(n):
         slic_batch(smooth_batch(1, 16, 16), n_segments=n)
 
 
-# -- connectivity and small regions (_connect, _merge_small) ---------------------------------------
+# -- connectivity and small regions (_connect, _components) ----------------------------------------
+
+
+def _reference_merge_small(comp: np.ndarray, min_size: int) -> np.ndarray:
+    """The former NumPy/SciPy ``_merge_small`` of bridge.slic (the reference of the torch version)."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    n = int(comp.max()) + 1
+    sizes = np.bincount(comp.ravel(), minlength=n)
+    small = sizes < min_size
+    if not small.any():
+        return np.arange(n)
+    left, right, up, down = comp[:, :, :-1], comp[:, :, 1:], comp[:, :-1, :], comp[:, 1:, :]
+    across, below = left != right, up != down
+    a = np.concatenate([left[across], up[below]])
+    c = np.concatenate([right[across], down[below]])
+    keep = small[a] | small[c]
+    a, c = a[keep], c[keep]
+    a, c = np.concatenate([a, c]), np.concatenate([c, a])
+    keep = small[a]
+    a, c = a[keep], c[keep]
+    if a.size == 0:
+        return np.arange(n)
+    m = int(sizes.max()) + 1
+    key = a * m + sizes[c]
+    assert float(n) * m * n < 2**62  # the tests stay on the exact (packed key) branch
+    key = np.sort(key * n + c)
+    a, c = key // (m * n), key % n
+    last = np.flatnonzero(np.r_[a[1:] != a[:-1], True])
+    graph = coo_matrix((np.ones(last.size, np.int8), (a[last], c[last])), shape=(n, n))
+    return connected_components(graph, directed=False)[1]
+
+
+def _reference_connect(labels: np.ndarray, min_size: int) -> np.ndarray:
+    """The former NumPy version of ``bridge.slic._connect`` (scikit-image labelling on the host)."""
+    b, h, w = labels.shape
+    span = int(labels.max()) + 1
+    vol = labels + (np.arange(b, dtype=np.int64) * span)[:, None, None]
+    comp = cc_label(vol, background=-1, connectivity=1).astype(np.int64) - 1
+    n = int(comp.max()) + 1
+    flat = comp.ravel()
+    first = np.empty(n, np.int64)
+    first[flat[::-1]] = np.arange(flat.size - 1, -1, -1)
+    of_comp = _reference_merge_small(comp, min_size)
+    m = int(of_comp.max()) + 1
+    gfirst = np.full(m, flat.size, np.int64)
+    np.minimum.at(gfirst, of_comp, first)
+    used = np.flatnonzero(gfirst < flat.size)
+    order = used[np.argsort(gfirst[used], kind="stable")]
+    rank = np.full(m, -1, np.int64)
+    rank[order] = np.arange(order.size)
+    image = gfirst[order] // (h * w)
+    start = np.searchsorted(image, np.arange(b))
+    final = rank[of_comp] - start[gfirst[of_comp] // (h * w)]
+    return final[comp]
+
+
+def connect(labels: np.ndarray, min_size: int, device: str = "cpu") -> np.ndarray:
+    """``_connect`` on a NumPy volume (through a tensor on ``device``)."""
+    out = _connect(torch.from_numpy(labels).to(device), min_size)
+    assert out.device.type == device and out.dtype == torch.int64
+    return out.cpu().numpy()
+
+
+def random_label_volume(rng: np.random.Generator, kind: str, b: int, h: int, w: int) -> np.ndarray:
+    """``(b, h, w)`` int64 label volumes of several kinds, from ``rng``."""
+    if kind == "noise":  # few ids, pixel noise: many tiny components
+        lab = rng.integers(0, int(rng.integers(2, 6)), (b, h, w))
+    elif kind == "blocks":  # a coarse random grid upsampled, with some noise on top
+        cell = int(rng.integers(2, 7))
+        grid = rng.integers(0, 9, (b, -(-h // cell), -(-w // cell)))
+        lab = grid.repeat(cell, 1).repeat(cell, 2)[:, :h, :w]
+        noise = rng.random((b, h, w)) < 0.1
+        lab = np.where(noise, rng.integers(0, 9, (b, h, w)), lab)
+    elif kind == "stripes":  # horizontal, vertical or diagonal stripes of width 1..3, ids repeating
+        yy, xx = np.mgrid[:h, :w]
+        pos = [yy, xx, yy + xx, yy - xx + w][int(rng.integers(0, 4))]
+        lab = np.broadcast_to((pos // int(rng.integers(1, 4))) % int(rng.integers(2, 5)), (b, h, w))
+    elif kind == "islands":  # six big regions with single-pixel islands of 3 other ids
+        big = (np.arange(h)[:, None] * 2 // h) * 3 + np.arange(w)[None, :] * 3 // w
+        spots = rng.random((b, h, w)) < 0.05
+        lab = np.where(spots, 100 + rng.integers(0, 3, (b, h, w)), big[None])
+    else:  # "large": large, sparse ids
+        lab = rng.integers(0, 4, (b, h, w)) * (2**40 + 7) + rng.integers(0, 2, (b, h, w)) * 10**9
+    return np.array(lab, dtype=np.int64)  # a writable copy
+
+
+KINDS = ("noise", "blocks", "stripes", "islands", "large")
+SHAPES = [
+    (1, 1, 1),
+    (1, 1, 9),
+    (1, 9, 1),
+    (3, 1, 13),
+    (3, 13, 1),
+    (2, 2, 2),
+    (4, 7, 5),
+    (2, 16, 16),
+    (3, 31, 23),
+]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("shape", SHAPES)
+def test_connect_equals_the_numpy_reference(kind, shape):
+    rng = np.random.default_rng(sum(map(ord, kind)) * 1000 + shape[1] * 37 + shape[2])
+    for trial in range(6):
+        lab = random_label_volume(rng, kind, *shape)
+        for min_size in (1, 2, 3, 6, 40, shape[1] * shape[2] + 1):  # up to "every component small"
+            np.testing.assert_array_equal(
+                connect(lab, min_size),
+                _reference_connect(lab, min_size),
+                err_msg=f"{kind} {trial} {min_size}",
+            )
+
+
+def test_connect_equals_the_numpy_reference_on_large_random_volumes():
+    rng = np.random.default_rng(12)
+    for kind in KINDS:
+        lab = random_label_volume(rng, kind, 5, 97, 120)
+        for min_size in (1, 4, 25, 200):
+            np.testing.assert_array_equal(connect(lab, min_size), _reference_connect(lab, min_size))
+
+
+@pytest.fixture(scope="module")
+def slic_runs(photos) -> list[tuple[np.ndarray, int, np.ndarray]]:
+    """Real ``slic_batch`` runs: the working-resolution ids it hands to ``_connect``, their
+    ``min_size`` and the labels it returns (photos, several sizes, options and downsampling)."""
+    seen: list[tuple[np.ndarray, int]] = []
+    real = bridge.slic._connect
+
+    def spy(labels: torch.Tensor, min_size: int) -> torch.Tensor:
+        seen.append((labels.numpy().copy(), min_size))
+        return real(labels, min_size)
+
+    big = np.stack([resize(getattr(skdata, name)(), (224, 224)) for name in PHOTOS]).astype(np.float32)
+    odd = np.stack([resize(getattr(skdata, name)(), (100, 91)) for name in PHOTOS]).astype(np.float32)
+    outs = []
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(bridge.slic, "_connect", spy)
+        outs.append(slic_batch(big, n_segments=75))  # the benchmark setting: 2x downsampling
+        outs.append(slic_batch(photos, n_segments=30, downsample=1))
+        outs.append(slic_batch(photos, n_segments=200, compactness=2.0))
+        outs.append(slic_batch(photos[:, :, :, :1], n_segments=50))
+        outs.append(slic_batch(odd, n_segments=20, downsample=3))  # blocks that do not divide the size
+    return [(ids, min_size, out) for (ids, min_size), out in zip(seen, outs, strict=True)]
+
+
+def test_connect_equals_the_numpy_reference_on_slic_outputs(slic_runs):
+    for ids, min_size, _ in slic_runs:
+        for size in (min_size, 1, 4 * min_size):
+            np.testing.assert_array_equal(connect(ids, size), _reference_connect(ids, size))
+
+
+def test_slic_batch_equals_the_reference_pipeline(slic_runs):
+    """slic_batch = working-resolution ids -> the NumPy reference connectivity -> block upsampling."""
+    for ids, min_size, out in slic_runs:
+        ref = _reference_connect(ids, min_size)
+        (hs, ws), (h, w) = ref.shape[1:], out.shape[1:]
+        rows = np.minimum((np.arange(h) * hs) // h, hs - 1)
+        cols = np.minimum((np.arange(w) * ws) // w, ws - 1)
+        np.testing.assert_array_equal(out, ref.take(rows, axis=1).take(cols, axis=2))
+    assert [run[0].shape[1:] for run in slic_runs][::4] == [(112, 112), (34, 31)]
+
+
+def test_components_known_graphs(monkeypatch):
+    # two paths in shuffled order, an isolated node, a self loop, a repeated edge
+    u = torch.tensor([5, 2, 7, 0, 3, 3, 8, 8])
+    v = torch.tensor([2, 7, 0, 5, 6, 6, 8, 1])
+    want = [0, 1, 0, 3, 4, 0, 3, 0, 1]
+    assert _components(u, v, 9).tolist() == want
+    none = torch.zeros(0, dtype=torch.int64)
+    assert _components(none, none, 3).tolist() == [0, 1, 2]
+    # a long path in random order, with hooking only and with propagation from the first iteration
+    rng = np.random.default_rng(4)
+    order = torch.from_numpy(rng.permutation(5000))
+    for hook_only in (64, 0):
+        monkeypatch.setattr(bridge.slic, "_HOOK_ONLY", hook_only)
+        assert (_components(order[:-1], order[1:], 5000) == 0).all()
+        assert _components(u, v, 9).tolist() == want
+    # past the cap: an error that says so, never a wrong answer (forced by a negative budget)
+    monkeypatch.setattr(bridge.slic, "_HOOK_ONLY", -10)
+    with pytest.raises(RuntimeError, match="did not converge in 1 iterations"):
+        _components(u, v, 9)
+
+
+def test_connect_merges_tiny_islands_into_their_surroundings():
+    ref = halves_map()
+    lab = ref.copy()
+    lab[2, 2] = 7  # a 1-pixel island inside region 0
+    lab[7, 7:9] = 3  # a 2-pixel region inside region 1
+    out = connect(lab[None], 5)[0]
+    np.testing.assert_array_equal(out, ref)
+    # below the size limit nothing merges: the islands keep their own ids
+    kept = connect(lab[None], 1)[0]
+    assert region_count(kept) == 4
+    assert_label_contract(kept[None], (1, 10, 10))
+    assert kept[2, 2] not in (kept[0, 0], kept[0, 9])
+    assert kept[7, 7] == kept[7, 8] != kept[0, 9]
 
 
 def halves_map() -> np.ndarray:
@@ -416,69 +618,110 @@ def halves_map() -> np.ndarray:
     return lab
 
 
-def test_connect_merges_tiny_islands_into_their_surroundings():
-    ref = halves_map()
-    lab = ref.copy()
-    lab[2, 2] = 7  # a 1-pixel island inside region 0
-    lab[7, 7:9] = 3  # a 2-pixel region inside region 1
-    out = _connect(lab[None], 5)[0]
-    np.testing.assert_array_equal(out, ref)
-    # below the size limit nothing merges: the islands keep their own ids
-    kept = _connect(lab[None], 1)[0]
-    assert region_count(kept) == 4
-    assert_label_contract(kept[None], (1, 10, 10))
-    assert kept[2, 2] not in (kept[0, 0], kept[0, 9])
-    assert kept[7, 7] == kept[7, 8] != kept[0, 9]
-
-
-def test_merge_small_groups_islands_with_their_neighbour():
-    comp = np.zeros((1, 10, 10), np.int64)
-    comp[0, :, 5:] = 1
-    comp[0, 2, 2] = 2
-    comp[0, 7, 7:9] = 3
-    groups = _merge_small(comp, 5)
-    assert groups.shape == (4,)
-    assert groups[2] == groups[0] != groups[1]
-    assert groups[3] == groups[1]
-    # nothing small: every component its own group
-    assert len(set(_merge_small(comp, 1).tolist())) == 4
+def test_chain_of_small_components_joins_as_one_group():
+    # S1 (1 px) touches only S2 (2 px), S2 touches S1 and the big region B: with min_size 3 both are
+    # small, S1 joins S2 (its only neighbour), S2 joins B, so all three become one region
+    lab = np.zeros((6, 6), np.int64)
+    lab[0, :3] = [1, 2, 2]  # S1 = (0, 0), S2 = (0, 1..2), B = the rest
+    out = connect(lab[None], 3)[0]
+    assert region_count(out) == 1
+    np.testing.assert_array_equal(out, _reference_connect(lab[None], 3)[0])
+    # a group formed only of small components stays (one pass): 2 small pieces, nothing else
+    lone = np.array([[[4, 9]]], np.int64)
+    np.testing.assert_array_equal(connect(lone, 5), [[[0, 0]]])
 
 
 def test_small_region_joins_its_largest_neighbour():
     lab = np.zeros((10, 10), np.int64)  # region A: rows 0..6 (70 px)
     lab[7:] = 1  # region B: rows 7..9 (28 px once S is cut out)
     lab[7, :2] = 2  # S (2 px): 2 pixel edges with A, 3 with B, so B has the longer border
-    out = _connect(lab[None], 5)[0]
+    out = connect(lab[None], 5)[0]
     assert region_count(out) == 2
     assert out[7, 0] == out[7, 1] == out[0, 0] != out[9, 9]
+
+
+def test_small_region_between_equal_neighbours_joins_the_later_one():
+    # S (1 px) between A (left) and C (right) of equal size: it joins the one whose first pixel comes
+    # later in raster order (as the former version did), here C
+    lab = np.array([[[0, 0, 5, 1, 1]], [[3, 3, 3, 8, 8]]], np.int64)
+    out = connect(lab, 2)
+    np.testing.assert_array_equal(out, _reference_connect(lab, 2))
+    np.testing.assert_array_equal(out, [[[0, 0, 1, 1, 1]], [[0, 0, 0, 1, 1]]])
 
 
 def test_connect_splits_disconnected_ids():
     lab = np.zeros((4, 6), np.int64)
     lab[:, 2:4] = 1  # id 0 appears left and right of id 1, not connected
-    out = _connect(lab[None], 1)[0]
+    out = connect(lab[None], 1)[0]
     assert region_count(out) == 3
     assert out[0, 0] != out[0, 5]
     assert (out[:, :2] == out[0, 0]).all() and (out[:, 4:] == out[0, 5]).all()
     assert_label_contract(out[None], (1, 4, 6))
     # a diagonal touch is not a 4-connection
     diag = np.array([[[0, 1], [1, 0]]], np.int64)
-    assert region_count(_connect(diag, 1)[0]) == 4
+    assert region_count(connect(diag, 1)[0]) == 4
 
 
 def test_connect_batch_of_width_one_maps():
     labs = np.array([[[0], [1]], [[0], [1]]], np.int64)  # two images of 2x1 pixels, two regions each
-    np.testing.assert_array_equal(_connect(labs, 1), labs)
+    np.testing.assert_array_equal(connect(labs, 1), labs)
 
 
 def test_connect_numbers_each_image_from_zero_independently():
     rng = np.random.default_rng(5)
     labs = rng.integers(0, 4, (3, 12, 9)).astype(np.int64)
     labs[1] += 10  # other ids in another image must not matter
-    together = _connect(labs, 3)
+    together = connect(labs, 3)
     assert_label_contract(together, (3, 12, 9))
     for i in range(3):
-        np.testing.assert_array_equal(together[i], _connect(labs[i : i + 1], 3)[0])
+        np.testing.assert_array_equal(together[i], connect(labs[i : i + 1], 3)[0])
+
+
+# -- devices ---------------------------------------------------------------------------------------
+
+DEVICES = [
+    "cpu",
+    pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA")),
+]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_slic_batch_stays_on_the_device_of_its_input(photos, device):
+    x = torch.from_numpy(photos).to(device)
+    out = slic_batch(x, n_segments=30)
+    assert isinstance(out, torch.Tensor)
+    assert out.device.type == device and out.dtype == torch.int64 and out.shape == (4, 96, 96)
+    lab = out.cpu().numpy()
+    assert_label_contract(lab, (4, 96, 96))
+    ref = slic_batch(photos, n_segments=30)
+    if device == "cpu":
+        np.testing.assert_array_equal(lab, ref)
+    else:  # float sums on the GPU may round differently: the same segmentation up to rare ties
+        assert np.mean(lab == ref) > 0.9
+        assert all(0.9 <= region_count(a) / region_count(r) <= 1.1 for a, r in zip(lab, ref))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_connect_on_the_device_equals_the_reference(device):
+    rng = np.random.default_rng(33)
+    for kind in KINDS:
+        lab = random_label_volume(rng, kind, 3, 40, 57)
+        for min_size in (1, 5, 30):
+            np.testing.assert_array_equal(connect(lab, min_size, device), _reference_connect(lab, min_size))
+
+
+def test_slic_batch_never_leaves_the_device(photos, monkeypatch):
+    """No tensor of the batch goes through NumPy or the host: no ``Tensor.numpy`` or ``Tensor.cpu``."""
+
+    def forbidden(self, *args, **kwargs):
+        raise AssertionError("slic_batch copied a tensor to NumPy")
+
+    x = torch.from_numpy(photos[:2])
+    monkeypatch.setattr(torch.Tensor, "numpy", forbidden)
+    monkeypatch.setattr(torch.Tensor, "cpu", forbidden)
+    out = slic_batch(x, n_segments=30)
+    monkeypatch.undo()
+    assert_label_contract(out.numpy(), (2, 96, 96))
 
 
 # -- superpixels_batch -----------------------------------------------------------------------------
