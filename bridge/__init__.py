@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from bridge.convert import ImageToGraph, to_dense
     from bridge.dataset import GraphDataset, default_cache_dir
     from bridge.edges import knn_edges, region_adjacency
+    from bridge.explain import cnn_scorer, graph_pixel_maps, graph_scorer
     from bridge.features import FEATURES, CNNNodeFeatures, node_features, pool_feature_maps
     from bridge.nxgraph import draw_graph, export_graphml, paint_nodes, plot_node_importance, to_networkx
     from bridge.segmentation import (
@@ -28,6 +29,9 @@ if TYPE_CHECKING:
     from bridge.slic import slic_batch
 
 _EXPORTS = {
+    "cnn_scorer": "bridge.explain",
+    "graph_pixel_maps": "bridge.explain",
+    "graph_scorer": "bridge.explain",
     "list_arms": "bridge.compare",
     "register_arm": "bridge.compare",
     "default_cache_dir": "bridge.dataset",
@@ -70,11 +74,14 @@ __all__ = [
     "GraphDataset",
     "ImageToGraph",
     "SegmentationBackend",
+    "cnn_scorer",
     "compare",
     "default_cache_dir",
     "draw_graph",
     "export_graphml",
     "get_segmentation",
+    "graph_pixel_maps",
+    "graph_scorer",
     "knn_edges",
     "list_arms",
     "list_segmentations",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import subprocess
 import sys
 import textwrap
@@ -101,3 +102,11 @@ def test_importing_packages_is_cheap():
 def test_using_fit_imports_lightning():
     loaded = _loaded_after("import cnn\ncnn.fit")
     assert "lightning" in loaded
+
+
+@pytest.mark.parametrize("package", ["cnn", "gnn", "bridge", "engine", "bridge.compare"])
+def test_every_public_name_of_every_package_resolves(package):
+    module = importlib.import_module(package)
+    assert sorted(module.__all__) == sorted(set(module.__all__)), "duplicate names in __all__"
+    missing = [name for name in module.__all__ if not hasattr(module, name)]
+    assert missing == []
