@@ -154,6 +154,9 @@ def _number(value: Any, name: str, *, positive: bool) -> float:
 def num_classes_of(model: nn.Module, inputs: Any) -> int:
     """The model's number of classes: its ``num_classes`` attribute, else from one forward pass.
 
+    ``inputs`` may be a function returning the inputs: it is called only when the forward pass is
+    needed, so that, e.g., a shuffled loader is not advanced (which would change the training order).
+
     Example:
         >>> num_classes_of(nn.Linear(3, 4), torch.zeros(1, 3))
         4
@@ -161,6 +164,8 @@ def num_classes_of(model: nn.Module, inputs: Any) -> int:
     n = getattr(model, "num_classes", None)
     if isinstance(n, int) and not isinstance(n, bool) and n > 0:
         return n
+    if inspect.isfunction(inputs) or inspect.ismethod(inputs):  # not any callable: PyG batches are callable
+        inputs = inputs()
     with _eval_mode(model):
         out = model(_to_device(inputs, _model_device(model)))
     if not isinstance(out, Tensor) or out.dim() != 2:

@@ -144,7 +144,7 @@ def _check_graph_loader(model: nn.Module, loader: Any, name: str, num_classes: i
         in_channels=in_channels,
         num_classes=num_classes
         if num_classes is not None
-        else lambda: num_classes_of(model, next(iter(loader))),
+        else lambda: num_classes_of(model, lambda: next(iter(loader))),
     )
 
 

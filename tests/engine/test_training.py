@@ -424,3 +424,18 @@ def test_resume_refuses_another_optimizer_or_freezing(tmp_path):
     half_frozen.bias.requires_grad_(False)
     with pytest.raises(ValueError, match="trained 2 parameter tensors, the model now has 1 trainable"):
         fit(half_frozen, train, batch_format=PAIRS, epochs=2, checkpoint_dir=run, **QUIET)
+
+
+def test_num_classes_of_reads_the_attribute_without_touching_a_lazy_input():
+    from engine.training import num_classes_of
+
+    calls = []
+
+    def batch():
+        calls.append(1)
+        return torch.zeros(2, 3)
+
+    model = nn.Linear(3, 5)
+    assert num_classes_of(model, batch) == 5 and calls == [1]  # no attribute: one forward pass
+    model.num_classes = 7
+    assert num_classes_of(model, batch) == 7 and calls == [1]  # the attribute: the input is never made
