@@ -221,8 +221,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=None)
     p.add_argument("--no-progress", action="store_true")
 
-    p = add("explain", help="top-5 predictions, feature maps and Grad-CAM of one image")
+    p = add(
+        "explain",
+        help="top-5 predictions, feature maps and Grad-CAM of one image; with --model, a compared arm's "
+        "prediction, map and its faithfulness",
+    )
     p.add_argument("image", help=f"an image file, or a scikit-image sample: {', '.join(_SAMPLES)}")
+    p.add_argument(
+        "--model",
+        default=None,
+        help="RUN_DIR/models/<arm>.pth of a finished comparison: explain with that arm (Grad-CAM for "
+        "linear_probe and finetune, node saliency on superpixels for gnn_cnn and gnn_color) and score "
+        "the map by deletion / insertion against a random pixel order",
+    )
     p.add_argument("--backbone", default="efficientnet_lite0")
     p.add_argument("--weights", type=_weights, default="imagenet")
     p.add_argument("--stage", type=int, default=1, help="backbone stage whose feature maps are drawn")
@@ -678,6 +689,8 @@ def _cmd_explain(args: argparse.Namespace, explicit: set[str]) -> int:
     from cnn.transforms import center_view, normalize_images
 
     out = _check_out_dir(args.out, "out")
+    if args.model is not None:
+        return _explain_arm(args, out)
     try:
         check_backbone_name(args.backbone)
     except ValueError as err:
@@ -702,6 +715,72 @@ def _cmd_explain(args: argparse.Namespace, explicit: set[str]) -> int:
     cam = grad_cam(model, x)[0].detach().numpy()
     plot_grad_cam(img, cam, path=out / "grad_cam.png")
     print(f"wrote {out / 'feature_maps.png'} and {out / 'grad_cam.png'}")
+    return 0
+
+
+def _explain_arm(args: argparse.Namespace, out: Path) -> int:
+    """``explain IMAGE --model RUN/models/<arm>.pth``: the arm's prediction, map and faithfulness."""
+    import matplotlib
+    import numpy as np
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from bridge.compare.explainers import load_explainer
+    from bridge.compare.rundir import RunFolder
+    from bridge.compare.workbench import Workbench
+    from cnn.faithfulness import faithfulness
+    from cnn.transforms import center_view
+
+    path = Path(args.model)
+    if not path.is_file():
+        raise CLIError(f"--model {args.model!r}: no such file; give RUN_DIR/models/<arm>.pth of a comparison")
+    folder = RunFolder(path.parent.parent)
+    try:
+        cfg, _ = folder.read_config()
+    except FileNotFoundError:
+        raise CLIError(
+            f"--model {args.model!r}: {str(folder.config_path)!r} is missing; the file must sit in the "
+            "models/ folder of a pixgraph compare run"
+        ) from None
+    bench = Workbench(cfg, folder, log=lambda m: None, progress=False, download=False)
+    explainer, classes = load_explainer(bench, path)
+    pcfg = bench.frozen.cfg
+    size = cfg.image_size or pcfg.input_size
+    img = center_view(_load_image(args.image), size, int(round(size / pcfg.crop_pct)))[None]
+    probs = explainer.probs(img)[0]
+    cam = explainer.maps(img)
+    for p, i in zip(*probs.topk(min(5, len(probs)))):
+        print(f"{p.item():.3f}  {classes[int(i)]}")
+    f = faithfulness(explainer.scorers(img), img, cam, steps=cfg.faithfulness_steps or 10, fill="blur")
+    print(
+        f"{explainer.arm} ({explainer.method}): deletion AUC {f.deletion_auc[0]:.3f} "
+        f"(random order {f.random_deletion_auc[0]:.3f}, lower = more faithful), insertion AUC "
+        f"{f.insertion_auc[0]:.3f} (random order {f.random_insertion_auc[0]:.3f}, higher = more faithful)"
+    )
+    fig, axes = plt.subplots(1, 3, figsize=(10, 3.4))
+    axes[0].imshow(img[0])
+    axes[0].set_title(f"{explainer.arm} predicts {classes[int(probs.argmax())]} ({probs.max():.2f})")
+    axes[1].imshow(img[0])
+    axes[1].imshow(cam[0].numpy(), cmap="jet", alpha=0.45, vmin=0, vmax=1)
+    axes[1].set_title(explainer.method)
+    x = np.linspace(0, 1, f.curves["deletion"].shape[1])
+    for kind in ("deletion", "insertion"):
+        (line,) = axes[2].plot(x, f.curves[kind][0], label=kind)
+        axes[2].plot(x, f.curves[f"random_{kind}"][0], linestyle=":", color=line.get_color())
+    axes[2].set(
+        xlabel="fraction of pixels", ylabel="probability", ylim=(0, 1.02), title="dotted: random order"
+    )
+    axes[2].legend()
+    for ax in axes[:2]:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.tight_layout()
+    out.mkdir(parents=True, exist_ok=True)
+    target = out / f"explain_{explainer.arm}.png"
+    fig.savefig(target, dpi=90)
+    plt.close(fig)
+    print(f"wrote {target}")
     return 0
 
 

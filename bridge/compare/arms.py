@@ -21,7 +21,8 @@ from torch import nn
 
 from bridge.compare.cell import result_cell, save_model
 from bridge.compare.data import ImageTensors, make_loader
-from bridge.compare.faithful import cnn_faithfulness, graph_faithfulness
+from bridge.compare.explainers import ProbeNet, cnn_explainer, deepest_stage, graph_explainer
+from bridge.compare.faithful import arm_faithfulness
 from bridge.compare.registry import register_arm
 from bridge.compare.workbench import Workbench
 
@@ -30,8 +31,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FrozenPlusTrainable",
-    "ProbeNet",
-    "deepest_stage",
     "finetune",
     "gnn_cnn",
     "gnn_color",
@@ -54,29 +53,6 @@ class FrozenPlusTrainable(nn.Module):
         self.trainable = trainable
         for p in self.body.parameters():
             p.requires_grad_(False)
-
-
-class ProbeNet(nn.Module):
-    """Arm A as one classifier, image -> logits: frozen embedding, standardised, then the linear head.
-
-    Used to explain arm A (Grad-CAM through the head) and to score its explanations.
-    """
-
-    def __init__(self, frozen: Backbone, head: nn.Module, mean: torch.Tensor, std: torch.Tensor) -> None:
-        super().__init__()
-        self.frozen, self.head = frozen, head
-        self.shift: torch.Tensor
-        self.scale: torch.Tensor
-        self.register_buffer("shift", mean.detach().clone())
-        self.register_buffer("scale", std.detach().clone())
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head((self.frozen.embed(x) - self.shift) / self.scale)
-
-
-def deepest_stage(backbone: Backbone) -> nn.Module:
-    """The module of the backbone's deepest feature stage (where Grad-CAM looks)."""
-    return backbone.model.get_submodule(backbone.stage_names[-1])
 
 
 @register_arm("linear_probe", title="A. linear probe (frozen backbone + linear head)")
@@ -105,15 +81,14 @@ def linear_probe(bench: Workbench, seed: int) -> dict[str, Any]:
     train_time = time.perf_counter() - t0
     preds, _ = predict(head, loader(d.test, 256, False))
     speed = bench.speed(lambda imgs: head((bench.frozen.embed(bench.normalize(imgs)) - emb.mean) / emb.std))
-    save_model(bench, "linear_probe", seed, head)
+    save_model(bench, "linear_probe", seed, head, extra={"shift": emb.mean, "scale": emb.std})
     model = FrozenPlusTrainable(bench.frozen, head)
     cell = result_cell(bench, model, history, preds, train_time=train_time, speed=speed)
     cell["shared_prep_time_s"] = emb.seconds
     frozen = bench.frozen
     probe = ProbeNet(frozen, head, emb.mean, emb.std)
-    cell["faithfulness"] = cnn_faithfulness(
-        bench, probe, deepest_stage(frozen), frozen.cfg.mean, frozen.cfg.std
-    )
+    explainer = cnn_explainer("linear_probe", probe, deepest_stage(frozen), frozen.cfg.mean, frozen.cfg.std)
+    cell["faithfulness"] = arm_faithfulness(bench, explainer)
     return cell
 
 
@@ -157,7 +132,8 @@ def finetune(bench: Workbench, seed: int) -> dict[str, Any]:
     save_model(bench, "finetune", seed, model)
     cell = result_cell(bench, model, history, preds, train_time=train_time, speed=speed)
     cell["strategy"] = {"name": name, "trainable_blocks": blocks, "reason": reason}
-    cell["faithfulness"] = cnn_faithfulness(bench, model, deepest_stage(model), pcfg.mean, pcfg.std)
+    explainer = cnn_explainer("finetune", model, deepest_stage(model), pcfg.mean, pcfg.std)
+    cell["faithfulness"] = arm_faithfulness(bench, explainer)
     return cell
 
 
@@ -199,13 +175,15 @@ def _gnn(bench: Workbench, seed: int, *, with_cnn: bool) -> dict[str, Any]:
 
     speed = bench.speed(run)
     arm = "gnn_cnn" if with_cnn else "gnn_color"
-    save_model(bench, arm, seed, model)
+    width = int(gs.graphs[0].x.shape[1])
+    save_model(bench, arm, seed, model, extra={"x_mean": gs.mean, "x_std": gs.std, "in_channels": width})
     counted = FrozenPlusTrainable(bench.frozen, model) if with_cnn else model
     cell = result_cell(bench, counted, history, preds, train_time=train_time, speed=speed)
     cell["graph_build_time_s"] = gs.seconds
     cell["node_features"] = int(gs.graphs[0].x.shape[1])
     cell["mean_nodes"] = float(np.mean([g.num_nodes for g in gs.graphs]))
-    cell["faithfulness"] = graph_faithfulness(bench, model, with_cnn, gs)
+    explainer = graph_explainer(arm, model, bench.converter(with_cnn, keep_segments=True), gs.mean, gs.std)
+    cell["faithfulness"] = arm_faithfulness(bench, explainer)
     return cell
 
 

@@ -61,14 +61,22 @@ def result_cell(
     }
 
 
-def save_model(bench: Workbench, arm: str, seed: int, model: nn.Module) -> None:
-    """Keep the first seed's weights as ``models/<arm>.pth`` (the pictures use them); other seeds: nothing."""
+def save_model(
+    bench: Workbench, arm: str, seed: int, model: nn.Module, *, extra: dict[str, Any] | None = None
+) -> None:
+    """Keep the first seed's model as ``models/<arm>.pth`` (the pictures and ``pixgraph explain --model``
+    use it); other seeds: nothing.
+
+    The file is :func:`engine.checkpoints.save_checkpoint`'s format: the weights, the class names, and in
+    ``extra`` the arm, the seed and what the arm needs besides the weights (the standardisation of its
+    inputs), all loadable with ``torch.load(weights_only=True)``.
+    """
     if seed != bench.cfg.seeds[0]:
         return
-    from engine.files import atomic_open
+    from engine.checkpoints import save_checkpoint
 
-    with atomic_open(bench.folder.models_dir / f"{arm}.pth") as f:
-        torch.save(model.state_dict(), f)
+    info = {"arm": arm, "seed": seed, **(extra or {})}
+    save_checkpoint(model, bench.folder.models_dir / f"{arm}.pth", classes=bench.data.classes, extra=info)
 
 
 def run_cell(bench: Workbench, arm: str, seed: int) -> dict[str, Any]:

@@ -18,14 +18,13 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-from torch import nn
 
 if TYPE_CHECKING:
-    from bridge.compare.workbench import GraphSet, Workbench
+    from bridge.compare.explainers import ArmExplainer
+    from bridge.compare.workbench import Workbench
     from cnn.faithfulness import Faithfulness
 
-__all__ = ["cnn_faithfulness", "graph_faithfulness", "summarise_faithfulness"]
+__all__ = ["arm_faithfulness", "summarise_faithfulness"]
 
 _FILL = "blur"
 
@@ -54,69 +53,22 @@ def _images(bench: Workbench) -> np.ndarray:
     return d.images[d.test[: bench.cfg.faithfulness_images]]
 
 
-def cnn_faithfulness(
-    bench: Workbench, cam_model: nn.Module, layer: nn.Module, mean: Any, std: Any
-) -> dict[str, Any] | None:
-    """Grad-CAM of ``cam_model`` at ``layer``, scored by deletion / insertion on the explained test images.
-
-    Args:
-        bench: the comparison's workbench.
-        cam_model: the arm's whole classifier, normalised images -> logits.
-        layer: the module whose activations Grad-CAM weighs (the backbone's deepest stage).
-        mean, std: the normalisation of the backbone.
+def arm_faithfulness(bench: Workbench, explainer: ArmExplainer) -> dict[str, Any] | None:
+    """The arm's maps of the explained test images, scored by deletion / insertion against a random order.
 
     Returns:
         The faithfulness cell, or ``None`` when ``cfg.faithfulness_images`` is 0.
     """
-    from bridge.explain import cnn_scorer
-    from cnn.explain import grad_cam
-    from cnn.faithfulness import faithfulness
-    from cnn.transforms import normalize_images
-
-    if bench.cfg.faithfulness_images <= 0:
-        return None
-    t0 = time.perf_counter()
-    imgs = _images(bench)
-    cam_model.eval()
-    maps = torch.cat(
-        [
-            grad_cam(cam_model, normalize_images(imgs[i : i + 16], mean, std), layer=layer)
-            for i in range(0, len(imgs), 16)
-        ]
-    )
-    steps = bench.cfg.faithfulness_steps
-    score = cnn_scorer(cam_model, mean, std, batch_size=2 * (steps + 1))
-    f = faithfulness(score, imgs, maps, steps=steps, fill=_FILL, seed=0)
-    return _cell(f, "Grad-CAM, deepest stage", time.perf_counter() - t0, steps)
-
-
-def graph_faithfulness(
-    bench: Workbench, model: nn.Module, with_cnn: bool, gs: GraphSet
-) -> dict[str, Any] | None:
-    """Node saliency painted onto the superpixels, scored on the explained test images over fixed superpixels.
-
-    Returns:
-        The faithfulness cell, or ``None`` when ``cfg.faithfulness_images`` is 0.
-    """
-    from bridge.explain import graph_pixel_maps, graph_scorer
     from cnn.faithfulness import faithfulness
 
     if bench.cfg.faithfulness_images <= 0:
         return None
     t0 = time.perf_counter()
     imgs = _images(bench)
-    conv = bench.converter(with_cnn, keep_segments=True)
-    graphs = conv.batch(list(imgs))
-    for g in graphs:
-        g.x = (g.x - gs.mean) / gs.std
-    model.eval()
-    maps = graph_pixel_maps(model, graphs)
-    scorers = [
-        graph_scorer(model, conv, g.segments[0].numpy(), standardize=(gs.mean, gs.std)) for g in graphs
-    ]
+    maps = explainer.maps(imgs)
     steps = bench.cfg.faithfulness_steps
-    f = faithfulness(scorers, imgs, maps, steps=steps, fill=_FILL, seed=0)
-    return _cell(f, "node saliency on superpixels", time.perf_counter() - t0, steps)
+    f = faithfulness(explainer.scorers(imgs), imgs, maps, steps=steps, fill=_FILL, seed=0)
+    return _cell(f, explainer.method, time.perf_counter() - t0, steps)
 
 
 def summarise_faithfulness(cells: list[dict[str, Any] | None]) -> dict[str, Any] | None:

@@ -1,6 +1,6 @@
 """The pictures of a comparison (first seed): accuracy curves, confusion matrices, faithfulness curves of
-every arm's explanations, prediction grids and an explanation panel (image, its graph, Grad-CAM of arm B,
-node importance of arm C).
+every arm's explanations, prediction grids and an explanation panel (image, its graph, and the map of
+every arm side by side: Grad-CAM for the CNN arms, node saliency on the superpixels for the GNN arms).
 
 Matplotlib is imported here only, when a run has finished; a picture that fails never sinks a run.
 """
@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import torch
 
 from bridge.compare.workbench import Workbench
 
@@ -98,54 +97,42 @@ def write_figures(bench: Workbench, cells: dict[tuple[str, int], dict[str, Any]]
     return names
 
 
-def _load_state(model: torch.nn.Module, path: Any) -> torch.nn.Module:
-    model.load_state_dict(torch.load(path, weights_only=True, map_location="cpu"))
-    return model.eval()
-
-
 def _explain_panel(bench: Workbench, done: list[str]) -> str:
+    """The explained test images with their graph and every arm's map side by side, titled with its
+    prediction (green: right, red: wrong)."""
     import matplotlib.pyplot as plt
 
-    from bridge.nxgraph import draw_graph, plot_node_importance
-    from cnn.explain import grad_cam
-    from cnn.plots import plot_grad_cam
-    from cnn.transforms import normalize_images
-    from gnn.importance import node_importance
+    from bridge.compare.explainers import load_explainer
+    from bridge.nxgraph import draw_graph
 
     cfg, d, models = bench.cfg, bench.data, bench.folder.models_dir
     idx = d.test[: cfg.n_explain]
-    graphs = bench.converter("gnn_cnn" in done, keep_segments=True).batch(list(d.images[idx]))
-    cols = ["image", "graph"]
-    ft = gm = None
-    if "finetune" in done and (models / "finetune.pth").exists():
-        ft = _load_state(bench.backbone(num_classes=len(d.classes)), models / "finetune.pth")
-        cols.append("Grad-CAM (B)")
-    if "gnn_cnn" in done and (models / "gnn_cnn.pth").exists():
-        gm = _load_state(bench.gnn_model(graphs[0].x.shape[1]), models / "gnn_cnn.pth")
-        gs = bench.graphs(True)
-        cols.append("node importance (C)")
-    fig, axes = plt.subplots(len(idx), len(cols), figsize=(3 * len(cols), 3 * len(idx)), squeeze=False)
+    imgs = d.images[idx]
+    graphs = bench.converter(False, keep_segments=True).batch(list(imgs))
+    explained = []
+    for arm in done:
+        path = models / f"{arm}.pth"
+        if path.exists():
+            try:
+                ex, _ = load_explainer(bench, path)
+            except ValueError as err:  # e.g. a model file of pixgraph 0.1
+                bench.log(f"explanation panel: {arm} left out: {err}")
+                continue
+            explained.append((ex, ex.maps(imgs).numpy(), ex.probs(imgs).argmax(1).numpy()))
+    cols = 2 + len(explained)
+    fig, axes = plt.subplots(len(idx), cols, figsize=(2.8 * cols, 2.8 * len(idx)), squeeze=False)
     for r, (i, g) in enumerate(zip(idx, graphs)):
-        img = d.images[i]
-        axes[r][0].imshow(img)
-        axes[r][0].set_title(f"true: {d.classes[d.targets[i]]}")
-        draw_graph(img, g, ax=axes[r][1])
-        c = 2
-        if ft is not None:
-            x = normalize_images(img[None], ft.cfg.mean, ft.cfg.std)
-            cam = grad_cam(ft, x)[0].detach().numpy()
-            pred = int(ft(x).argmax(1))
-            plot_grad_cam(img, cam, ax=axes[r][c])
-            axes[r][c].set_title(f"B predicts {d.classes[pred]}")
-            c += 1
-        if gm is not None:
-            g2 = g.clone()
-            g2.x = (g2.x - gs.mean) / gs.std
-            imp = node_importance(gm, g2).detach().numpy()
-            with torch.no_grad():
-                pred = int(gm(g2).argmax(1))
-            plot_node_importance(img, g.segments[0].numpy(), imp, ax=axes[r][c], vmin=0.0, vmax=1.0)
-            axes[r][c].set_title(f"C predicts {d.classes[pred]}")
+        axes[r][0].imshow(imgs[r])
+        axes[r][0].set_title(f"true: {d.classes[d.targets[i]]}", fontsize=9)
+        draw_graph(imgs[r], g, ax=axes[r][1])
+        axes[r][1].set_title("superpixel graph", fontsize=9)
+        for c, (ex, maps, preds) in enumerate(explained, start=2):
+            axes[r][c].imshow(imgs[r])
+            axes[r][c].imshow(maps[r], cmap="jet", alpha=0.45, vmin=0.0, vmax=1.0)
+            right = preds[r] == d.targets[i]
+            axes[r][c].set_title(
+                f"{ex.arm}: {d.classes[preds[r]]}", fontsize=9, color="green" if right else "red"
+            )
     for ax in np.ravel(axes):
         ax.set_xticks([])
         ax.set_yticks([])

@@ -70,6 +70,7 @@ def test_run_folder_has_report_results_and_pictures(finished):
         "confusion_matrices.png",
         "predictions_finetune.png",
         "predictions_gnn_cnn.png",
+        "faithfulness.png",
         "explanations.png",
     ):
         assert (out / "figures" / fig).stat().st_size > 0, fig
@@ -363,3 +364,43 @@ def test_config_is_validated_before_any_work():
         compare(CompareConfig(data="digits", backbone="resnet19"), out="unused", log=lambda m: None)
     cfg = CompareConfig(seeds=(3, 4))
     assert CompareConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+
+
+def test_every_arm_scores_its_explanations_and_the_report_names_the_most_faithful(finished):
+    out, res, _ = finished
+    for arm, entry in res["arms"].items():
+        f = entry["faithfulness"]
+        assert f["n"] == 2 * 4, arm  # 4 explained test images x 2 seeds (quick_config)
+        for key in ("deletion_auc", "insertion_auc", "random_deletion_auc", "random_insertion_auc"):
+            assert 0.0 <= f[f"{key}_mean"] <= 1.0, (arm, key)
+        cell = json.loads((out / "cells" / f"{arm}-seed0.json").read_text())["faithfulness"]
+        assert len(cell["deletion_auc"]) == 4 and len(cell["curves"]["deletion"]) == cell["steps"] + 1
+    assert res["arms"]["finetune"]["faithfulness"]["method"] == "Grad-CAM, deepest stage"
+    assert res["arms"]["gnn_color"]["faithfulness"]["method"] == "node saliency on superpixels"
+    report = (out / "report.md").read_text()
+    assert "## Explanation faithfulness" in report and "Most faithful explanations: **" in report
+
+
+@pytest.mark.parametrize("arm", ["linear_probe", "finetune", "gnn_cnn", "gnn_color"])
+def test_explain_an_image_with_a_compared_arm(finished, arm, tmp_path, capsys):
+    from bridge.cli import main
+
+    out, res, _ = finished
+    code = main(["explain", "coffee", "--model", str(out / "models" / f"{arm}.pth"), "--out", str(tmp_path)])
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    lines = printed.splitlines()
+    probs = [float(line.split()[0]) for line in lines[:5]]
+    assert probs == sorted(probs, reverse=True) and sum(probs) <= 1.0 + 1e-6
+    assert f"{arm} (" in printed and "deletion AUC" in printed and "insertion AUC" in printed
+    assert (tmp_path / f"explain_{arm}.png").stat().st_size > 0
+
+
+def test_explain_model_outside_a_run_folder_is_refused(tmp_path, capsys):
+    from bridge.cli import main
+
+    stray = tmp_path / "models" / "finetune.pth"
+    stray.parent.mkdir()
+    stray.write_bytes(b"")
+    assert main(["explain", "coffee", "--model", str(stray), "--out", str(tmp_path / "o")]) == 2
+    assert "config.json" in capsys.readouterr().err
