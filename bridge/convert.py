@@ -28,6 +28,8 @@ import numpy as np
 import torch
 from torch_geometric.data import Data
 
+from gnn.models import check_edge_index
+
 from .checks import as_float_image, check_backbone, check_label, check_labels, check_size
 from .edges import both_directions, knn_edges, touching_pairs
 from .features import (
@@ -41,7 +43,7 @@ from .features import (
 )
 from .segmentation import check_options, get_segmentation
 
-__all__ = ["EDGES", "FORMAT_VERSION", "ImageToGraph", "check_edge_index_range", "prepare_many", "to_dense"]
+__all__ = ["EDGES", "FORMAT_VERSION", "ImageToGraph", "prepare_many", "to_dense"]
 
 EDGES = ("region", "knn", "knn_feature")
 #: Version of the graph layout produced here; part of :meth:`ImageToGraph.config` (cache key).
@@ -510,7 +512,7 @@ def to_dense(data: Data, *, weighted: bool = False) -> tuple[torch.Tensor, torch
         raise ValueError(f"data.edge_index has shape {tuple(ei.shape)}; expected (2, E)")
     if ei.is_floating_point() or ei.is_complex() or ei.dtype == torch.bool:
         raise TypeError(f"data.edge_index must hold integer node indices (torch.long); got dtype {ei.dtype}")
-    check_edge_index_range(ei, n)
+    check_edge_index(ei, n)
     if weighted:
         w = getattr(data, "edge_weight", None)
         if w is None:
@@ -536,43 +538,3 @@ def to_dense(data: Data, *, weighted: bool = False) -> tuple[torch.Tensor, torch
     A[ei[0], ei[1]] = w
     A = torch.where(A != 0, A, A.T)
     return A, x
-
-
-def check_edge_index_range(
-    edge_index: torch.Tensor, num_nodes: int, *, name: str = "data.edge_index"
-) -> None:
-    """Refuse node indices outside ``0 .. num_nodes - 1`` (one min / max over all edges).
-
-    Without this check, a negative index silently wraps around to the last nodes and a too large
-    one raises a bare ``IndexError`` deep inside an indexing operation.
-
-    Args:
-        edge_index: integer node indices.
-        num_nodes: the number of nodes ``N``.
-        name: how the message names ``edge_index``.
-
-    Raises:
-        ValueError: an index ``< 0`` or ``>= N``; the message names it, its edge and ``N``.
-
-    Shapes:
-        - edge_index: ``(2, E)``
-
-    Example:
-        >>> check_edge_index_range(torch.tensor([[0, 1], [1, 2]]), 3)
-        >>> check_edge_index_range(torch.tensor([[0, -1], [1, 2]]), 3)
-        Traceback (most recent call last):
-        ...
-        ValueError: data.edge_index holds node index -1 (edge 1) but the graph has 3 nodes; ...
-    """
-    if edge_index.numel() == 0:
-        return
-    lo, hi = (int(v) for v in torch.aminmax(edge_index))
-    if lo >= 0 and hi < num_nodes:
-        return
-    bad_value = lo if lo < 0 else hi
-    edge = int((edge_index == bad_value).any(dim=0).nonzero()[0, 0])
-    raise ValueError(
-        f"{name} holds node index {bad_value} (edge {edge}) but the graph has {num_nodes} nodes; "
-        f"expected indices 0..{num_nodes - 1} (negative indices do not count from the end): fix the edges, "
-        f"or give the graph as many nodes as its edges use"
-    )

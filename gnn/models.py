@@ -29,7 +29,45 @@ from torch_geometric.nn import (
     global_mean_pool,
 )
 
-__all__ = ["ConvSpec", "GraphClassifier", "list_convs", "list_presets", "register_conv"]
+__all__ = ["ConvSpec", "GraphClassifier", "check_edge_index", "list_convs", "list_presets", "register_conv"]
+
+
+def check_edge_index(edge_index: Tensor, num_nodes: int, *, name: str = "data.edge_index") -> None:
+    """Refuse node indices outside ``0 .. num_nodes - 1`` (one min / max over all edges).
+
+    Without this check, a negative index silently wraps around to the last nodes and a too large one
+    raises a bare ``IndexError`` deep inside a convolution or an indexing operation.
+
+    Args:
+        edge_index: integer node indices.
+        num_nodes: the number of nodes ``N``.
+        name: how the message names ``edge_index``.
+
+    Raises:
+        ValueError: an index ``< 0`` or ``>= N``; the message names it, its edge and ``N``.
+
+    Shapes:
+        - edge_index: ``(2, E)``
+
+    Example:
+        >>> check_edge_index(torch.tensor([[0, 1], [1, 2]]), 3)
+        >>> check_edge_index(torch.tensor([[0, -1], [1, 2]]), 3)
+        Traceback (most recent call last):
+        ...
+        ValueError: data.edge_index holds node index -1 (edge 1) but the graph has 3 nodes; ...
+    """
+    if edge_index.numel() == 0:
+        return
+    lo, hi = (int(v) for v in torch.aminmax(edge_index))
+    if lo >= 0 and hi < num_nodes:
+        return
+    bad = lo if lo < 0 else hi
+    edge = int((edge_index == bad).any(dim=0).nonzero()[0, 0])
+    raise ValueError(
+        f"{name} holds node index {bad} (edge {edge}) but the graph has {num_nodes} nodes; expected "
+        f"indices 0..{num_nodes - 1} (negative indices do not count from the end): fix the edges, or give "
+        "the graph as many nodes as its edges use"
+    )
 
 
 @dataclass(frozen=True)
@@ -466,16 +504,7 @@ class GraphClassifier(nn.Module):
             raise ValueError(f"edge_index must have shape (2, E); got {tuple(edge_index.shape)}")
         if edge_index.dtype != torch.long:
             raise TypeError(f"edge_index must be torch.long; got {edge_index.dtype}")
-        if edge_index.numel():  # one min / max: a bad index would wrap around or fail deep in a conv
-            lo, hi = (int(v) for v in torch.aminmax(edge_index))
-            if lo < 0 or hi >= num_nodes:
-                bad = lo if lo < 0 else hi
-                edge = int((edge_index == bad).any(dim=0).nonzero()[0, 0])
-                raise ValueError(
-                    f"edge_index holds node index {bad} (edge {edge}) but x has {num_nodes} nodes; expected "
-                    f"indices 0..{num_nodes - 1} (negative indices do not count from the end): fix the "
-                    f"edges, or give x one row per node they use"
-                )
+        check_edge_index(edge_index, num_nodes, name="edge_index")
         return edge_index
 
     def _edge_values(

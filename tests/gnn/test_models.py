@@ -134,11 +134,11 @@ def test_feature_width_mismatch_is_a_clear_error(make_random_graph):
         (Data(x=torch.randn(3, 5), edge_index=torch.tensor([[0], [1]]), edge_weight=torch.ones(4)),
          ValueError, r"edge weights must have shape \(1,\)"),
         (Data(x=torch.randn(3, 5), edge_index=torch.tensor([[0, -1], [1, 2]])),
-         ValueError, r"edge_index holds node index -1 \(edge 1\) but x has 3 nodes; expected indices 0\.\.2"),
+         ValueError, r"index -1 \(edge 1\) but the graph has 3 nodes; expected indices 0\.\.2"),
         (Data(x=torch.randn(3, 5), edge_index=torch.tensor([[0, 1], [1, 5]])),
-         ValueError, r"node index 5 \(edge 1\) but x has 3 nodes"),
+         ValueError, r"node index 5 \(edge 1\) but the graph has 3 nodes"),
         (Data(x=torch.randn(3, 5), edge_index=torch.tensor([[3], [3]])),
-         ValueError, r"node index 3 \(edge 0\) but x has 3 nodes"),
+         ValueError, r"node index 3 \(edge 0\) but the graph has 3 nodes"),
     ],
     ids=["no-x", "1-d-x", "long-x", "no-nodes", "1-d-edges", "float-edges", "weights", "negative",
          "too-large", "self-loop-past-end"],
@@ -232,7 +232,9 @@ def test_edge_index_range_is_checked_for_every_conv_and_batch(conv, make_random_
     assert model(batch).shape == (3, 3)  # a valid batch passes the check
     bad = batch.edge_index.clone()
     bad[1, -1] = 19
-    with pytest.raises(ValueError, match=rf"node index 19 \(edge {bad.shape[1] - 1}\) but x has 19 nodes"):
+    with pytest.raises(
+        ValueError, match=rf"node index 19 \(edge {bad.shape[1] - 1}\) but the graph has 19 nodes"
+    ):
         model(batch.x, bad, batch.batch)
     with pytest.raises(
         ValueError, match=r"batch must have shape \(19,\), one graph index per node of x; got \(18"
