@@ -7,7 +7,8 @@
 * ``gnn_color`` (D): the same GNN on graphs with colour and position only.
 
 Each takes the shared :class:`~bridge.compare.workbench.Workbench` and a seed and returns a result cell
-(:func:`~bridge.compare.cell.result_cell`).
+(:func:`~bridge.compare.cell.result_cell`). Their names and titles are in the registry's table of built-in
+arms (:data:`bridge.compare.registry.BUILTIN_ARMS`), so this module imports nothing of the registry.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from bridge.compare.cell import result_cell, save_model
 from bridge.compare.data import ImageTensors, make_loader
 from bridge.compare.explainers import ProbeNet, cnn_explainer, deepest_stage, graph_explainer
 from bridge.compare.faithful import arm_faithfulness
-from bridge.compare.registry import register_arm
 from bridge.compare.workbench import Workbench
 
 if TYPE_CHECKING:
@@ -55,7 +55,6 @@ class FrozenPlusTrainable(nn.Module):
             p.requires_grad_(False)
 
 
-@register_arm("linear_probe", title="A. linear probe (frozen backbone + linear head)")
 def linear_probe(bench: Workbench, seed: int) -> dict[str, Any]:
     """Arm A: a linear head on the standardised embeddings of the frozen backbone."""
     from cnn.training import fit, predict
@@ -92,7 +91,6 @@ def linear_probe(bench: Workbench, seed: int) -> dict[str, Any]:
     return cell
 
 
-@register_arm("finetune", title="B. fine-tuned CNN (last blocks + head)")
 def finetune(bench: Workbench, seed: int) -> dict[str, Any]:
     """Arm B: the backbone with a new head, its last blocks trained (or all with ``strategy="full"``)."""
     from cnn.freezing import choose_strategy, freeze
@@ -187,13 +185,11 @@ def _gnn(bench: Workbench, seed: int, *, with_cnn: bool) -> dict[str, Any]:
     return cell
 
 
-@register_arm("gnn_cnn", title="C. GNN, superpixels with CNN + colour + position features")
 def gnn_cnn(bench: Workbench, seed: int) -> dict[str, Any]:
     """Arm C: a GNN on superpixel graphs with the frozen backbone's pooled stage maps, colour, position."""
     return _gnn(bench, seed, with_cnn=True)
 
 
-@register_arm("gnn_color", title="D. GNN, superpixels with colour + position features")
 def gnn_color(bench: Workbench, seed: int) -> dict[str, Any]:
     """Arm D: the same GNN on graphs with colour and position only."""
     return _gnn(bench, seed, with_cnn=False)

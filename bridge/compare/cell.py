@@ -2,24 +2,23 @@
 
 A cell is a JSON-serialisable dict; the keys every arm returns (:func:`result_cell`) are ``test``
 (``accuracy``, ``macro_f1``, ``n``), ``test_preds``, ``history``, ``train_time_s``, ``images_per_s``,
-``trainable_params``, ``total_params``; :func:`run_cell` adds ``status``, ``arm``, ``seed`` and
-``wall_time_s`` (and ``error`` / ``traceback`` when the arm failed). Arms may add keys of their own.
+``trainable_params``, ``total_params``; :func:`bridge.compare.run.run_cell` adds ``status``, ``arm``,
+``seed`` and ``wall_time_s`` (and ``error`` / ``traceback`` when the arm failed). Arms may add keys of
+their own.
 """
 
 from __future__ import annotations
 
-import time
-import traceback
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from bridge.compare.registry import get_arm
-from bridge.compare.workbench import Workbench
+if TYPE_CHECKING:
+    from bridge.compare.workbench import Workbench
 
-__all__ = ["result_cell", "run_cell", "save_model"]
+__all__ = ["result_cell", "save_model"]
 
 
 def result_cell(
@@ -77,36 +76,3 @@ def save_model(
 
     info = {"arm": arm, "seed": seed, **(extra or {})}
     save_checkpoint(model, bench.folder.models_dir / f"{arm}.pth", classes=bench.data.classes, extra=info)
-
-
-def run_cell(bench: Workbench, arm: str, seed: int) -> dict[str, Any]:
-    """The cell of (arm, seed): reused from the run folder when finished, else computed and written.
-
-    A failing arm gives a ``"failed"`` cell (error and traceback kept) instead of stopping the run.
-    """
-    folder, log = bench.folder, bench.log
-    cell = folder.finished_cell(arm, seed)
-    if cell is not None:
-        log(f"[{arm} seed {seed}] already finished: reused")
-        return cell
-    spec = get_arm(arm)
-    log(f"[{arm} seed {seed}] training ...")
-    t0 = time.perf_counter()
-    try:
-        cell = spec.run(bench, seed)
-        cell["status"] = "ok"
-    except Exception as err:  # a failing arm is reported; the others still run
-        cell = {
-            "status": "failed",
-            "error": f"{type(err).__name__}: {err}",
-            "traceback": traceback.format_exc(limit=6),
-        }
-        log(f"[{arm} seed {seed}] FAILED: {cell['error']}")
-    cell.update(arm=arm, seed=seed, wall_time_s=time.perf_counter() - t0)
-    folder.write_cell(cell)
-    if cell["status"] == "ok":
-        log(
-            f"[{arm} seed {seed}] test accuracy {cell['test']['accuracy']:.4f}, "
-            f"macro-F1 {cell['test']['macro_f1']:.4f}, {cell['train_time_s']:.1f} s"
-        )
-    return cell

@@ -11,12 +11,13 @@ import dataclasses
 import hashlib
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-from bridge.compare.config import CompareConfig
+if TYPE_CHECKING:
+    from bridge.compare.config import CompareConfig
 
 __all__ = ["DataView", "ImageTensors", "make_loader", "prepare_data"]
 

@@ -8,8 +8,9 @@ is one function and one decorator line::
     @register_arm("knn_probe", title="E. k-nearest neighbours on the frozen embeddings")
     def knn_probe(bench: Workbench, seed: int) -> dict[str, Any]: ...
 
-The built-in arms (``linear_probe``, ``finetune``, ``gnn_cnn``, ``gnn_color``) live in
-:mod:`bridge.compare.arms`, imported on the first look-up, so reading the registry costs no heavy import.
+The built-in arms (``linear_probe``, ``finetune``, ``gnn_cnn``, ``gnn_color``) are one line each in
+:data:`BUILTIN_ARMS`; their functions live in :mod:`bridge.compare.arms`, imported on the first look-up,
+so reading the registry costs no heavy import.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from bridge.compare.workbench import Workbench
 
-__all__ = ["ArmFn", "ArmSpec", "arm_titles", "get_arm", "list_arms", "register_arm"]
+__all__ = ["BUILTIN_ARMS", "ArmFn", "ArmSpec", "arm_titles", "get_arm", "list_arms", "register_arm"]
 
 ArmFn = Callable[["Workbench", int], dict[str, Any]]
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -44,8 +45,32 @@ class ArmSpec:
     run: ArmFn
 
 
+#: The built-in arms: (name = function of :mod:`bridge.compare.arms`, title), in report order.
+BUILTIN_ARMS: tuple[tuple[str, str], ...] = (
+    ("linear_probe", "A. linear probe (frozen backbone + linear head)"),
+    ("finetune", "B. fine-tuned CNN (last blocks + head)"),
+    ("gnn_cnn", "C. GNN, superpixels with CNN + colour + position features"),
+    ("gnn_color", "D. GNN, superpixels with colour + position features"),
+)
+_builtins_loaded = False
+
+
 def _load_builtins() -> None:
-    import bridge.compare.arms  # noqa: F401  (registers the built-in arms on first import)
+    """Put the built-in arms first in the registry (their module is imported on the first look-up)."""
+    global _builtins_loaded
+    if _builtins_loaded:
+        return
+    from bridge.compare import arms
+
+    added = dict(_REGISTRY)
+    _REGISTRY.clear()
+    for name, title in BUILTIN_ARMS:
+        _REGISTRY[name] = ArmSpec(name, title, getattr(arms, name))
+    for name, spec in added.items():
+        if name in _REGISTRY:
+            raise ValueError(f"arm {name!r} is a built-in arm; register yours under another name")
+        _REGISTRY[name] = spec
+    _builtins_loaded = True
 
 
 def register_arm(name: str, *, title: str) -> Callable[[ArmFn], ArmFn]:
@@ -74,6 +99,8 @@ def register_arm(name: str, *, title: str) -> Callable[[ArmFn], ArmFn]:
         if not callable(fn):
             raise TypeError(f"register_arm({name!r}) decorates a function (bench, seed) -> cell, got {fn!r}")
         old = _REGISTRY.get(name)
+        if old is None and any(name == b for b, _ in BUILTIN_ARMS):
+            raise ValueError(f"arm {name!r} is a built-in arm; register yours under another name")
         if old is not None and old.run is not fn:
             raise ValueError(f"arm {name!r} is already registered ({old.title!r}); choose another name")
         _REGISTRY[name] = ArmSpec(name, title, fn)

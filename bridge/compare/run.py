@@ -5,14 +5,18 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
+import time
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from bridge.compare.config import CompareConfig
+from bridge.compare.registry import get_arm
 from bridge.compare.rundir import RunFolder, RunLock, check_output_dir, default_out_dir, versions
+from bridge.compare.workbench import Workbench
 
-__all__ = ["check_runnable", "compare"]
+__all__ = ["check_runnable", "compare", "run_cell"]
 
 
 def check_runnable(cfg: CompareConfig, *, out: str | os.PathLike | None = None) -> None:
@@ -104,7 +108,6 @@ def compare(
         >>> sorted(res["arms"])
         ['finetune', 'gnn_cnn', 'gnn_color', 'linear_probe']
     """
-    from bridge.compare.cell import run_cell
     from bridge.compare.figures import write_figures
     from bridge.compare.report import summarise, summary_table, write_report
     from bridge.compare.workbench import Workbench
@@ -154,3 +157,36 @@ def compare(
         write_report(folder, cfg, data, arms, figures, env)
         log("\n" + summary_table(arms) + f"\n\nreport: {folder.root / 'report.md'}")
         return results
+
+
+def run_cell(bench: Workbench, arm: str, seed: int) -> dict[str, Any]:
+    """The cell of (arm, seed): reused from the run folder when finished, else computed and written.
+
+    A failing arm gives a ``"failed"`` cell (error and traceback kept) instead of stopping the run.
+    """
+    folder, log = bench.folder, bench.log
+    cell = folder.finished_cell(arm, seed)
+    if cell is not None:
+        log(f"[{arm} seed {seed}] already finished: reused")
+        return cell
+    spec = get_arm(arm)
+    log(f"[{arm} seed {seed}] training ...")
+    t0 = time.perf_counter()
+    try:
+        cell = spec.run(bench, seed)
+        cell["status"] = "ok"
+    except Exception as err:  # a failing arm is reported; the others still run
+        cell = {
+            "status": "failed",
+            "error": f"{type(err).__name__}: {err}",
+            "traceback": traceback.format_exc(limit=6),
+        }
+        log(f"[{arm} seed {seed}] FAILED: {cell['error']}")
+    cell.update(arm=arm, seed=seed, wall_time_s=time.perf_counter() - t0)
+    folder.write_cell(cell)
+    if cell["status"] == "ok":
+        log(
+            f"[{arm} seed {seed}] test accuracy {cell['test']['accuracy']:.4f}, "
+            f"macro-F1 {cell['test']['macro_f1']:.4f}, {cell['train_time_s']:.1f} s"
+        )
+    return cell

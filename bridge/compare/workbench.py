@@ -16,11 +16,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from bridge.compare.config import CompareConfig
 from bridge.compare.data import DataView, prepare_data
-from bridge.compare.rundir import RunFolder
 
 if TYPE_CHECKING:
+    from bridge.compare.config import CompareConfig
+    from bridge.compare.rundir import RunFolder
     from cnn.backbones import Backbone
 
 __all__ = ["Embeddings", "GraphSet", "Workbench"]
