@@ -1,4 +1,6 @@
-"""Suite-wide settings: headless plots, and graph caches in a temporary folder (never in ~/.cache)."""
+"""Suite-wide settings: headless plots, graph caches and downloads in a temporary folder (never in
+~/.cache), and every test in a temporary working folder (a default output such as runs/ or out/ never
+lands in the checkout)."""
 
 import os
 
@@ -10,10 +12,17 @@ matplotlib.use("Agg")
 
 @pytest.fixture(autouse=True, scope="session")
 def _graph_cache_in_tmp(tmp_path_factory):
-    old = os.environ.get("PIXGRAPH_CACHE")
+    old = {k: os.environ.get(k) for k in ("PIXGRAPH_CACHE", "PIXGRAPH_DATA")}
     os.environ["PIXGRAPH_CACHE"] = str(tmp_path_factory.mktemp("pixgraph-cache"))
+    os.environ["PIXGRAPH_DATA"] = str(tmp_path_factory.mktemp("pixgraph-data"))
     yield
-    if old is None:
-        os.environ.pop("PIXGRAPH_CACHE", None)
-    else:
-        os.environ["PIXGRAPH_CACHE"] = old
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+@pytest.fixture(autouse=True)
+def _work_in_tmp(tmp_path_factory, monkeypatch):
+    monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
