@@ -151,7 +151,7 @@ def check_label(label: Any) -> int:
     """Validate one integer class id (a Python or numpy int, or a one-element tensor).
 
     Raises:
-        ValueError: a bool, a float, a string, or a tensor with more than one element.
+        ValueError: a bool, a float, a string, a negative id, or a tensor with more than one element.
 
     Example:
         >>> check_label(np.int64(3))
@@ -165,6 +165,8 @@ def check_label(label: Any) -> int:
         label = label.item()
     if isinstance(label, (bool, np.bool_)) or not isinstance(label, (int, np.integer)):
         raise ValueError(f"label must be an integer class id, got {label!r} ({type(label).__name__})")
+    if label < 0:
+        raise ValueError(f"label must be a class id >= 0, got {int(label)}; number the classes 0..C-1")
     return int(label)
 
 

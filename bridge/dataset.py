@@ -311,6 +311,8 @@ class GraphDataset(InMemoryDataset):
     Raises:
         ValueError: bad arguments, a bad item (named by its index), or a ``root`` that cannot hold the
             cache (a file, or not writable; found before any conversion).
+        TypeError: ``images`` is not a sequence of items (an int, a path), or ``converter`` is not an
+            :class:`~bridge.convert.ImageToGraph`.
 
     Shapes:
         - item ``ds[i]``: ``Data(x (N_i, F), edge_index (2, E_i), edge_attr (E_i, 2), pos (N_i, 2),
@@ -341,7 +343,14 @@ class GraphDataset(InMemoryDataset):
                 f"converter must be a bridge.ImageToGraph, got {type(converter).__name__}; "
                 f"build one with ImageToGraph(...)"
             )
-        if not hasattr(images, "__len__") or not hasattr(images, "__getitem__"):
+        sequence = hasattr(images, "__len__") and hasattr(images, "__getitem__")
+        if isinstance(images, (str, bytes, os.PathLike)) or not (sequence or isinstance(images, Iterable)):
+            raise TypeError(
+                f"images must be a sequence of (image, label) items (with len() and [i]), got "
+                f"{type(images).__name__} {images!r:.60}; pass e.g. a list of (array, int) pairs, or a "
+                "dataset loaded with cnn.load_dataset(folder)"
+            )
+        if not sequence:
             images = list(cast(Iterable[Any], images))
         if len(images) == 0:
             raise ValueError("images is empty; expected a sequence of (image, label) items")

@@ -1336,7 +1336,8 @@ def split(
         - targets: ``(N,)``; outputs: ``(N_train,)``, ``(N_val,)``, ``(N_test,)`` with sum ``N``.
 
     Raises:
-        ValueError: bad fractions, or a class too small to appear in every split (the message names it).
+        ValueError: bad fractions, a non-integer label (0.5, NaN), or a class too small to appear in every
+            split (the message names it).
 
     Example:
         >>> train_idx, val_idx, test_idx = split(ds, val=0.15, test=0.15, seed=0)
@@ -1356,6 +1357,15 @@ def split(
     y = np.asarray(targets_or_dataset)
     if y.ndim != 1 or y.size == 0:
         raise ValueError(f"targets must be a non-empty 1-D array of class labels, got shape {y.shape}")
+    if y.dtype.kind in "fc":
+        bad = np.flatnonzero(~np.isfinite(y) | (y != np.round(y.real)))
+        if bad.size:
+            i = int(bad[0])
+            raise ValueError(
+                f"targets must be integer class labels (or strings), got {y[i].item()!r} at position {i} "
+                f"({bad.size} non-integer label(s)); a regression target cannot be stratified: convert "
+                "the labels to class indices 0..C-1 first"
+            )
     labels, codes = np.unique(y, return_inverse=True)
     codes = codes.reshape(-1)
     counts = np.bincount(codes, minlength=len(labels)).astype(np.int64)

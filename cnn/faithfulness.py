@@ -16,7 +16,7 @@ one curve go through ``score`` in one batch.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,10 +37,22 @@ def _scorers(score: Score | Sequence[Score], n: int) -> list[Score]:
     superpixels)."""
     if callable(score):
         return [score] * n
+    if isinstance(score, (str, bytes)) or not isinstance(score, Iterable):
+        raise TypeError(
+            f"score must be a function (images -> class probabilities) or a list of one function per image "
+            f"({n}), got {type(score).__name__} {score!r:.40}; pass e.g. the model's predict function, "
+            "not its name"
+        )
     scorers = list(score)
-    if len(scorers) != n or not all(callable(s) for s in scorers):
+    if len(scorers) != n:
         raise ValueError(
             f"score must be a function or one function per image ({n}), got {len(scorers)} items"
+        )
+    bad = next((i for i, s in enumerate(scorers) if not callable(s)), None)
+    if bad is not None:
+        raise TypeError(
+            f"score must be a function or one function per image ({n}), but score[{bad}] is a "
+            f"{type(scorers[bad]).__name__}, not a function"
         )
     return scorers
 

@@ -202,6 +202,7 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         FileNotFoundError: ``path`` does not exist, or is a broken symbolic link.
         OSError: ``path`` cannot be reached (a symbolic link loop: ``errno.ELOOP``) or opened.
         IsADirectoryError: ``path`` is a folder.
+        TypeError: ``path`` is not a str or path-like object.
         UnreadableImageError: (a ``ValueError``) the file is empty, corrupt, truncated (a JPEG without its
             end-of-image marker) or of an unsupported pixel type; the message names the file.
 
@@ -210,6 +211,11 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         >>> img.shape, img.dtype
         ((480, 640, 3), dtype('uint8'))
     """
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(
+            f"path must be a file path (a str or pathlib.Path), got {type(path).__name__} {path!r:.60}; "
+            "pass the image file's path, e.g. read_image('photo.jpg')"
+        )
     p = os.fspath(path)
     missing = path_error(p, what="image file")
     if missing is not None:

@@ -178,6 +178,7 @@ def load_checkpoint(
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
+        IsADirectoryError: ``path`` is a folder (the message lists the checkpoint files inside).
         ValueError: the file is not a checkpoint, or architecture, classes or weights do not match
             (the message names both sides and how to build a matching model).
 
@@ -192,6 +193,14 @@ def load_checkpoint(
     ``create_backbone(ckpt["arch"], weights=None, num_classes=ckpt["num_classes"])``.
     """
     p = Path(path)
+    if p.is_dir():
+        inside = sorted(q.name for q in p.iterdir() if q.suffix in (".pth", ".ckpt") and q.is_file())
+        listed = ", ".join(inside[:5]) + (", ..." if len(inside) > 5 else "")
+        found = f"it holds {listed}" if inside else "it holds no .pth or .ckpt file"
+        raise IsADirectoryError(
+            f"checkpoint {str(p)!r} is a folder, not a file ({found}); give the .pth file inside it, "
+            f"e.g. {str(p / (inside[0] if inside else 'best.pth'))!r}"
+        )
     if not p.is_file():
         raise FileNotFoundError(
             f"checkpoint {str(p)!r} does not exist; find_checkpoints(folder) lists .pth files"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
 import shutil
 import zipfile
@@ -49,7 +50,12 @@ def atomic_open(path: str | os.PathLike) -> Iterator[BinaryIO]:
 
     Writes go to a temporary file in the same folder (created with the usual permissions), which is
     flushed, synced and renamed over ``path`` when the block ends; on any error it is removed and ``path``
-    keeps what it had. Missing parent folders are created.
+    keeps what it had. Missing parent folders are created. Temporary files of the same target left by a
+    writer that was killed (its pid is no longer alive) are removed first; those of live processes never.
+
+    Raises:
+        IsADirectoryError: ``path`` is an existing folder.
+        NotADirectoryError: a parent of ``path`` is a file.
 
     Example:
         >>> import tempfile
@@ -60,7 +66,9 @@ def atomic_open(path: str | os.PathLike) -> Iterator[BinaryIO]:
         ['x.pth']
     """
     target = Path(path)
+    _check_target(target)
     target.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temps(target)
     tmp = target.parent / f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
     try:
         with open(tmp, "xb") as fh:
@@ -71,6 +79,52 @@ def atomic_open(path: str | os.PathLike) -> Iterator[BinaryIO]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _check_target(target: Path) -> None:
+    """Refuse a target that is a folder, or that lies under a file, before anything is written."""
+    if target.is_dir():
+        raise IsADirectoryError(
+            f"{str(target)!r} is a folder; give a file path inside it (e.g. {str(target / 'name')!r})"
+        )
+    for parent in target.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise NotADirectoryError(
+                    f"{str(parent)!r} is a file, not a folder, so {str(target)!r} cannot be written under "
+                    "it; give a path in a folder (or move the file away)"
+                )
+            return
+
+
+def _pid_alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists (one of another user counts as alive)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. PermissionError: it exists but belongs to someone else
+        return True
+    return True
+
+
+def _remove_stale_temps(target: Path) -> None:
+    """Remove ``.<name>.<pid>.<hex>.tmp`` files of ``target`` whose writer process is no longer alive."""
+    if os.name != "posix":  # os.kill(pid, 0) is a liveness probe only on POSIX
+        return
+    pattern = re.compile(rf"\.{re.escape(target.name)}\.(\d+)\.[0-9a-f]+\.tmp")
+    try:
+        names = os.listdir(target.parent)
+    except OSError:
+        return
+    for name in names:
+        match = pattern.fullmatch(name)
+        if match is None or _pid_alive(int(match.group(1))):
+            continue
+        with contextlib.suppress(OSError):  # another writer may have removed it first
+            (target.parent / name).unlink()
 
 
 def _reason(err: BaseException, path: Path, size: int) -> str:

@@ -80,6 +80,11 @@ class History:
 
         Rows are grouped by ``epoch``; empty cells (a metric logged at another moment) are skipped.
 
+        Raises:
+            FileNotFoundError: ``path`` does not exist.
+            ValueError: the file is empty, has no ``epoch`` column, or a cell that is not a number (the
+                message names the file, the line and the column).
+
         Example:
             >>> import tempfile
             >>> p = os.path.join(tempfile.mkdtemp(), "metrics.csv")
@@ -88,18 +93,48 @@ class History:
             >>> History.from_csv(p).to_dict()["val_loss"]
             [0.6]
         """
+        where = str(path)
+        expected = (
+            "expected a Lightning CSVLogger metrics.csv: a header line 'epoch,step,train_loss,train_acc,"
+            "val_loss,val_acc,...' then one line per logging step; give the metrics.csv of a fit's log "
+            "folder (e.g. logs/version_0/metrics.csv)"
+        )
         rows: dict[int, dict[str, float]] = {}
         with open(path, newline="") as fh:
-            for row in csv.DictReader(fh):
+            reader = csv.DictReader(fh)
+            if reader.fieldnames is None:
+                raise ValueError(f"{where!r} is empty; {expected}")
+            if "epoch" not in reader.fieldnames:
+                shown = ",".join(reader.fieldnames)[:80]
+                raise ValueError(f"{where!r} has no 'epoch' column (its header is {shown!r}); {expected}")
+            for row in reader:
                 if not row.get("epoch"):
                     continue
-                values = rows.setdefault(int(float(row["epoch"])), {})
+                line = reader.line_num
+                number = _cell(row, "epoch", where, line)
+                if not number.is_integer() or number < 0:
+                    raise ValueError(
+                        f"{where!r} line {line}, column 'epoch': {row['epoch']!r} is not an epoch number "
+                        "(0, 1, 2, ...); fix or delete that line"
+                    )
+                values = rows.setdefault(int(number), {})
                 for name in METRICS:
-                    value = row.get(name)
-                    if value not in (None, ""):
-                        values[name] = float(value)
+                    if row.get(name) not in (None, ""):
+                        values[name] = _cell(row, name, where, line)
         history = cls()
         for epoch in sorted(rows):
             if not math.isnan(rows[epoch].get("train_loss", math.nan)):
                 history.append(rows[epoch])
         return history
+
+
+def _cell(row: dict[str, str], column: str, path: str, line: int) -> float:
+    """The number in ``row[column]``, or an error naming the file, the line and the column."""
+    text = row[column]
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(
+            f"{path!r} line {line}, column {column!r}: {text!r} is not a number; a metrics.csv written by "
+            "Lightning's CSVLogger holds only numbers (or empty cells); fix or delete that line"
+        ) from None

@@ -100,6 +100,8 @@ def paired_bootstrap(
         raise ValueError("no test items; the paired bootstrap needs at least one")
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1), got {level!r}")
+    if isinstance(resamples, bool) or not isinstance(resamples, (int, np.integer)) or resamples < 1:
+        raise ValueError(f"resamples must be a positive int (e.g. the default 2000), got {resamples!r}")
     d = (a.astype(np.float64) - b).mean(axis=0)  # per item, averaged over seeds
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, d.size, size=(resamples, d.size))

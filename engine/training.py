@@ -122,11 +122,24 @@ def _eval_mode(model: nn.Module) -> Iterator[None]:
             m.training = mode
 
 
+def _parse_device(device: Any) -> torch.device:
+    """``torch.device(device)``, with an error that names the argument and the valid forms."""
+    if isinstance(device, torch.device):
+        return device
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(
+            f"device={device!r} is not a device; use 'cpu', 'cuda', 'cuda:N' (GPU N) or 'mps', "
+            "or a torch.device"
+        ) from None
+
+
 @contextlib.contextmanager
 def _on_device(model: nn.Module, device: str | torch.device | None) -> Iterator[torch.device]:
     """Run on ``device`` (default: where the model is); the model goes back where it was afterwards."""
     home = _model_device(model)
-    target = home if device is None else torch.device(device)
+    target = home if device is None else _parse_device(device)
     if target != home:
         model.to(target)
     try:
@@ -710,7 +723,8 @@ def evaluate(
         ``{"accuracy", "loss", "correct", "n", "macro_f1"}``; ``correct`` and ``n`` are ints.
 
     Raises:
-        ValueError: an empty loader, labels out of range, NaN/inf outputs (naming the batch).
+        ValueError: an empty loader, labels out of range, NaN/inf outputs (naming the batch), or a
+            ``device`` torch does not know.
 
     Shapes:
         - labels: ``(B,)`` int64 in ``[0, num_classes)``.
@@ -761,7 +775,8 @@ def predict(
         ``(preds, probs)`` on the CPU: ``preds`` int64, ``probs`` float32 softmax probabilities.
 
     Raises:
-        ValueError: an empty loader, or NaN/inf outputs (naming the batch).
+        ValueError: an empty loader, NaN/inf outputs (naming the batch), or a ``device`` torch does
+            not know.
 
     Shapes:
         - preds: ``(N,)``; probs: ``(N, num_classes)``, rows sum to 1.

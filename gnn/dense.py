@@ -38,7 +38,35 @@ def normalized_adjacency(adj: Tensor, *, add_self_loops: bool = True) -> Tensor:
         >>> normalized_adjacency(a)
         tensor([[0.5000, 0.5000],
                 [0.5000, 0.5000]])
+
+    Raises:
+        TypeError: ``adj`` is not a float tensor.
+        ValueError: ``adj`` is not square, or has NaN, infinite or negative entries.
     """
+    if not isinstance(adj, Tensor):
+        raise TypeError(f"adj must be a torch.Tensor; got {type(adj).__name__}")
+    if not adj.is_floating_point():
+        raise TypeError(f"adj must be a float tensor; got dtype {adj.dtype} (convert with adj.float())")
+    if adj.dim() not in (2, 3) or adj.size(-1) != adj.size(-2):
+        raise ValueError(f"adj must be a square matrix (N, N) or a batch (B, N, N); got {tuple(adj.shape)}")
+    finite, non_negative = torch.stack([torch.isfinite(adj).all(), ~(adj < 0).any()]).tolist()
+    _check_adj_values(adj, finite, non_negative)
+    return _normalize(adj, add_self_loops=add_self_loops)
+
+
+def _check_adj_values(adj: Tensor, finite: bool, non_negative: bool) -> None:
+    """Raise for NaN / inf or negative entries of ``adj`` (the flags are computed by the caller)."""
+    if not finite:
+        raise ValueError(
+            f"adj contains {int((~torch.isfinite(adj)).sum())} NaN or infinite entries; expected finite, "
+            f"non-negative edge weights (fix the matrix, e.g. torch.nan_to_num(adj))"
+        )
+    if not non_negative:
+        raise ValueError("adj has negative entries; edge weights must be >= 0 for the degree normalisation")
+
+
+def _normalize(adj: Tensor, *, add_self_loops: bool) -> Tensor:
+    """:func:`normalized_adjacency` without the checks (for callers that have made them)."""
     if add_self_loops:
         adj = adj + torch.eye(adj.size(-1), dtype=adj.dtype, device=adj.device)
     deg = adj.sum(dim=-1)
@@ -136,7 +164,7 @@ class DenseGCN(nn.Module):
             - output: (N, F') or (B, N, F').
         """
         self._check(adj, x, mask)
-        out = normalized_adjacency(adj, add_self_loops=self.add_self_loops) @ self.lin(x)
+        out = _normalize(adj, add_self_loops=self.add_self_loops) @ self.lin(x)
         if self.bias is not None:
             out = out + self.bias
         if self.activation == "relu":
@@ -177,15 +205,7 @@ class DenseGCN(nn.Module):
         adj_finite, adj_non_negative, x_finite = torch.stack(
             [torch.isfinite(adj).all(), ~(adj < 0).any(), torch.isfinite(x).all()]
         ).tolist()
-        if not adj_finite:
-            raise ValueError(
-                f"adj contains {int((~torch.isfinite(adj)).sum())} NaN or infinite entries; expected finite, "
-                f"non-negative edge weights (fix the matrix, e.g. torch.nan_to_num(adj))"
-            )
-        if not adj_non_negative:
-            raise ValueError(
-                "adj has negative entries; edge weights must be >= 0 for the degree normalisation"
-            )
+        _check_adj_values(adj, adj_finite, adj_non_negative)
         if not x_finite:
             raise ValueError(
                 f"x contains {int((~torch.isfinite(x)).sum())} NaN or infinite values; expected finite node "

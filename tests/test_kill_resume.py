@@ -244,11 +244,6 @@ def test_graph_dataset_killed_while_converting_is_rebuilt(tmp_path):
     assert _leftovers(root) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a writer killed inside atomic_open leaves its '.graphs-<key>.pt.<pid>.<hex>.tmp' half file "
-    "for ever; nothing removes temp files of dead pids (GraphDataset._write / engine.files.atomic_open)",
-)
 def test_graph_dataset_killed_while_writing_leaves_no_partial_file(tmp_path):
     root = _graphs_killed_then_rebuilt(tmp_path, "write")
     assert _leftovers(root) == []

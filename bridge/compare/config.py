@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 import re
 from typing import Any
 
@@ -50,6 +52,26 @@ def check_device(device: object, *, available: bool = False) -> str:
                 f"cuda:0..cuda:{torch.cuda.device_count() - 1}"
             )
     return device
+
+
+#: The ``pixgraph compare`` / ``finetune`` flag of a field, for error messages.
+_FLAGS = {
+    "epochs_probe": "--epochs-probe",
+    "epochs_finetune": "--epochs-finetune",
+    "epochs_gnn": "--epochs-gnn",
+    "batch_size": "--batch-size",
+    "n_segments": "--n-segments",
+}
+
+
+def _is_int(value: object) -> bool:
+    """A Python int, not a bool (the value goes to ``config.json`` as it is)."""
+    return not isinstance(value, bool) and isinstance(value, int)
+
+
+def _is_number(value: object) -> bool:
+    """A finite real number, not a bool."""
+    return not isinstance(value, bool) and isinstance(value, numbers.Real) and math.isfinite(value)
 
 
 #: The arms of a configuration written before the registry existed (``config.json`` without ``arms``).
@@ -132,12 +154,56 @@ class CompareConfig:
             raise ValueError(f"arms={list(self.arms)} has duplicates; name each arm once")
         if not self.seeds:
             raise ValueError("seeds is empty; give at least one seed, e.g. seeds=(0,)")
+        bad_seeds = [s for s in self.seeds if not _is_int(s) or s < 0]
+        if bad_seeds:
+            raise ValueError(
+                f"seeds={list(self.seeds)!r} (--seeds): {bad_seeds[0]!r} ({type(bad_seeds[0]).__name__}) "
+                "is not a seed; give Python ints >= 0, e.g. seeds=(0, 1, 2) or --seeds 0,1,2"
+            )
         if len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds={list(self.seeds)} has duplicates")
-        for name in ("epochs_probe", "epochs_finetune", "epochs_gnn", "batch_size", "n_segments"):
+        if not _is_int(self.split_seed) or self.split_seed < 0:
+            raise ValueError(
+                f"split_seed must be an int >= 0 (the seed of the data split), got {self.split_seed!r}"
+            )
+        for name in ("val", "test"):
             value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+            if not _is_number(value) or not 0 < value < 1:
+                role = "picks the best epoch" if name == "val" else "is what every arm is scored on"
+                raise ValueError(
+                    f"{name}={value!r} must be a fraction between 0 and 1 (exclusive), e.g. {name}=0.15; "
+                    f"the {name} split {role}"
+                )
+        if self.val + self.test >= 1:
+            raise ValueError(
+                f"val={self.val!r} + test={self.test!r} = {self.val + self.test:g} leaves nothing to train "
+                "on; they must sum to less than 1 (e.g. val=0.15, test=0.15)"
+            )
+        for name in (
+            "epochs_probe",
+            "epochs_finetune",
+            "epochs_gnn",
+            "batch_size",
+            "n_segments",
+            "hidden",
+            "layers",
+            "n_explain",
+        ):
+            value = getattr(self, name)
+            if not _is_int(value) or value < 1:
+                flag = f" ({_FLAGS[name]})" if name in _FLAGS else ""
+                raise ValueError(f"{name} must be a positive int{flag}, got {value!r}")
+        for name in ("lr_probe", "lr_finetune", "lr_gnn", "compactness"):
+            value = getattr(self, name)
+            if not _is_number(value) or value <= 0:
+                example = "10.0 (the default)" if name == "compactness" else "1e-3"
+                raise ValueError(f"{name} must be a positive finite number (e.g. {example}), got {value!r}")
+        blocks = self.trainable_blocks
+        if blocks is not None and (not _is_int(blocks) or blocks < 1):
+            raise ValueError(
+                f"trainable_blocks={blocks!r} (--blocks) must be a positive int (the last N blocks of the "
+                "backbone that train), or None to let the strategy choose"
+            )
         for name in ("faithfulness_images", "faithfulness_steps"):
             value = getattr(self, name)
             if (

@@ -69,6 +69,8 @@ def test_check_label_accepts_integer_ids(label, expected):
         (True, "got True"),
         ("3", "got '3'"),
         (torch.tensor([1, 2]), r"one integer class id, got a tensor of shape \(2,\)"),
+        (-1, r"class id >= 0, got -1"),
+        (np.int64(-3), r"class id >= 0, got -3"),
     ],
 )
 def test_check_label_errors(label, match):

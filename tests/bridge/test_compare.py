@@ -366,6 +366,30 @@ def test_config_is_validated_before_any_work():
     assert CompareConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
 
 
+@pytest.mark.parametrize(
+    ("kw", "match"),
+    [
+        ({"seeds": ("a",)}, r"seeds=\['a'\] \(--seeds\): 'a' \(str\) is not a seed"),
+        ({"seeds": (-1,)}, r"seeds=\[-1\] \(--seeds\)"),
+        ({"split_seed": "x"}, r"split_seed must be an int >= 0"),
+        ({"val": 0.6, "test": 0.6}, r"val=0.6 \+ test=0.6 = 1.2 leaves nothing to train on"),
+        ({"val": 0.0}, r"val=0.0 must be a fraction between 0 and 1"),
+        ({"test": float("nan")}, r"test=nan must be a fraction"),
+        ({"n_explain": -1}, r"n_explain must be a positive int, got -1"),
+        ({"lr_gnn": -1.0}, r"lr_gnn must be a positive finite number \(e.g. 1e-3\), got -1.0"),
+        ({"lr_probe": 0}, r"lr_probe must be a positive finite number"),
+        ({"hidden": 0}, r"hidden must be a positive int, got 0"),
+        ({"layers": 0}, r"layers must be a positive int, got 0"),
+        ({"batch_size": True}, r"batch_size must be a positive int \(--batch-size\), got True"),
+        ({"compactness": -1.0}, r"compactness must be a positive finite number"),
+        ({"trainable_blocks": -2}, r"trainable_blocks=-2 \(--blocks\) must be a positive int"),
+    ],
+)
+def test_config_fields_are_checked_with_their_flag(kw, match):
+    with pytest.raises(ValueError, match=match):
+        CompareConfig(**kw)
+
+
 def test_every_arm_scores_its_explanations_and_the_report_names_the_most_faithful(finished):
     out, res, _ = finished
     for arm, entry in res["arms"].items():

@@ -315,6 +315,11 @@ def test_bad_input(tmp_path):
         GraphDataset([(np.zeros((8, 8, 3), np.uint8), 0)], conv, root=tmp_path, workers=-1)
     with pytest.raises(TypeError, match="converter must be a bridge.ImageToGraph"):
         GraphDataset([(np.zeros((8, 8, 3), np.uint8), 0)], lambda im: im, root=tmp_path)
+    for images in (5, "photos/"):
+        with pytest.raises(TypeError, match=r"images must be a sequence of \(image, label\) items"):
+            GraphDataset(images, conv, root=tmp_path)
+    with pytest.raises(ValueError, match=r"item 0: label must be a class id >= 0, got -1"):
+        GraphDataset([(np.zeros((8, 8, 3), np.uint8), -1)], conv, root=tmp_path, workers=0, progress=False)
     assert not any(p.name.endswith(".pt") for p in tmp_path.iterdir())
 
 

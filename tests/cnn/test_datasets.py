@@ -346,6 +346,11 @@ def test_split_errors():
         split([7, 1, 1, 1, 1], val=0.0, test=0.3)
     with pytest.raises(ValueError, match="non-empty 1-D"):
         split([])
+    with pytest.raises(ValueError, match=r"integer class labels \(or strings\), got 0.5 at position 0"):
+        split([0.5, 1.5] * 10)
+    with pytest.raises(ValueError, match=r"got nan at position 1 \(10 non-integer label\(s\)\)"):
+        split([0.0, float("nan")] * 10)
+    assert [len(s) for s in split(np.array([0.0, 1.0] * 10), val=0.2, test=0.2)] == [12, 4, 4]
 
 
 # -- manifests -----------------------------------------------------------------------------------

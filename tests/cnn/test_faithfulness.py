@@ -134,6 +134,7 @@ def test_mean_fill_replaces_removed_pixels_with_the_mean_colour():
         ({"steps": 0}, "steps must be a positive int"),
         ({"fill": "noise"}, "fill must be one of 'blur', 'mean'"),
         ({"score": lambda x: torch.ones(len(x))}, r"class probabilities \(N, C\)"),
+        ({"score": [lambda x: x]}, r"one function per image \(2\), got 1 items"),
     ],
 )
 def test_bad_input(kwargs, match):
@@ -145,6 +146,12 @@ def test_bad_input(kwargs, match):
     args.update(kwargs)
     with pytest.raises(ValueError, match=match):
         faithfulness(args.pop("score"), args.pop("images"), args.pop("maps"), **args)
+
+
+@pytest.mark.parametrize("score", ["model", 5, [lambda x: x, "model"]])
+def test_score_that_is_not_a_function_is_a_type_error(score):
+    with pytest.raises(TypeError, match=r"score must be a function .*(, got (str|int)|score\[1\] is a str)"):
+        faithfulness(score, np.zeros((2, 8, 8, 3), np.uint8), np.zeros((2, 8, 8)))
 
 
 def test_one_scoring_function_per_image_sees_only_its_image(model):

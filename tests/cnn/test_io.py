@@ -174,6 +174,11 @@ def test_resize_errors():
         resize([[1, 2]], 4)
 
 
+def test_read_image_path_of_wrong_type():
+    with pytest.raises(TypeError, match=r"path must be a file path \(a str or pathlib.Path\), got int 42"):
+        read_image(42)
+
+
 # -- writing -------------------------------------------------------------------------------------
 
 

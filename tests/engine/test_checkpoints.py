@@ -136,6 +136,12 @@ def test_save_errors(resnet, tmp_path):
 def test_load_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         load_checkpoint(tmp_path / "missing.pth")
+    (tmp_path / "run").mkdir()
+    with pytest.raises(IsADirectoryError, match=r"run' is a folder, not a file \(it holds no .pth"):
+        load_checkpoint(tmp_path / "run")
+    save_checkpoint(nn.Linear(2, 2), tmp_path / "run" / "best.pth")
+    with pytest.raises(IsADirectoryError, match=r"\(it holds best.pth\); give the .pth file inside it"):
+        load_checkpoint(tmp_path / "run")
     torch.save([1, 2, 3], tmp_path / "list.pth")
     with pytest.raises(ValueError, match="holds a list, not a checkpoint"):
         load_checkpoint(tmp_path / "list.pth")

@@ -82,6 +82,45 @@ def test_load_round_trip_on_cpu(tmp_path):
     assert got["w"].device.type == "cpu"
 
 
+def test_atomic_open_refuses_a_folder_target(tmp_path):
+    (tmp_path / "out").mkdir()
+    with pytest.raises(IsADirectoryError, match=r"out' is a folder; give a file path inside it"):
+        with atomic_open(tmp_path / "out"):
+            pass
+    assert _listing(tmp_path / "out") == []  # no temp file written
+
+
+def test_atomic_open_refuses_a_parent_that_is_a_file(tmp_path):
+    (tmp_path / "file.txt").write_text("x")
+    with pytest.raises(NotADirectoryError, match=r"file.txt' is a file, not a folder"):
+        with atomic_open(tmp_path / "file.txt" / "sub" / "x.bin"):
+            pass
+    assert (tmp_path / "file.txt").read_text() == "x"
+
+
+def _dead_pid():
+    """A pid that no process has: a child that has exited and been reaped."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+@pytest.mark.skipif(os.name != "posix", reason="stale temp files are detected with os.kill(pid, 0)")
+def test_atomic_open_removes_stale_temps_of_dead_writers_only(tmp_path):
+    dead = _dead_pid()
+    stale = tmp_path / f".x.bin.{dead}.0a1b2c3d.tmp"
+    live = tmp_path / f".x.bin.{os.getppid()}.deadbeef.tmp"  # a live process (pytest's parent)
+    other = tmp_path / f".y.bin.{dead}.0a1b2c3d.tmp"  # another target's: not this write's business
+    for p in (stale, live, other):
+        p.write_bytes(b"half")
+    with atomic_open(tmp_path / "x.bin") as fh:
+        fh.write(b"whole")
+    assert _listing(tmp_path) == sorted([live.name, other.name, "x.bin"])
+
+
 def _raises_naming(path, reason):
     with pytest.raises(CheckpointError, match=re.escape(repr(str(path))) + ".*" + reason) as info:
         load_torch_file(path)

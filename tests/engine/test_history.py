@@ -98,6 +98,32 @@ def test_from_csv_missing_file(tmp_path):
         History.from_csv(tmp_path / "nope.csv")
 
 
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("", r"metrics.csv' is empty; expected a Lightning CSVLogger metrics.csv"),
+        ("a,b\n1,2\n", r"metrics.csv' has no 'epoch' column \(its header is 'a,b'\)"),
+        (
+            "epoch,train_loss\n0,0.5\n1,abc\n",
+            r"metrics.csv' line 3, column 'train_loss': 'abc' is not a number",
+        ),
+        ("epoch,train_loss\nx,0.5\n", r"line 2, column 'epoch': 'x' is not a number"),
+        ("epoch,train_loss\n1.5,0.5\n", r"line 2, column 'epoch': '1.5' is not an epoch number"),
+    ],
+)
+def test_from_csv_refuses_what_is_not_a_metrics_csv(tmp_path, text, match):
+    path = tmp_path / "metrics.csv"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=match):
+        History.from_csv(path)
+
+
+def test_from_csv_header_only_is_an_empty_history(tmp_path):
+    path = tmp_path / "metrics.csv"
+    path.write_text("epoch,step,train_loss\n")  # a run stopped before its first epoch ended
+    assert History.from_csv(path).to_dict()["train_loss"] == []
+
+
 def test_from_csv_equals_history_of_fit(tmp_path):
     torch.manual_seed(0)
     x = torch.randn(32, 3)

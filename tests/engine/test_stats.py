@@ -94,6 +94,10 @@ def test_compare_pair_and_summary_line():
         (lambda: paired_bootstrap(np.zeros((2, 3), bool), np.zeros((2, 4), bool)), "the same shape"),
         (lambda: paired_bootstrap(np.zeros((1, 0), bool), np.zeros((1, 0), bool)), "no test items"),
         (lambda: paired_bootstrap([True], [True], level=1.5), r"level must be in \(0, 1\)"),
+        (
+            lambda: paired_bootstrap([True], [True], resamples=0),
+            r"resamples must be a positive int \(e.g. the default 2000\), got 0",
+        ),
         (lambda: compare_pair(np.zeros((2, 5)), np.zeros((2, 5)), np.zeros(4)), r"must both be \(seeds, 4\)"),
     ],
 )

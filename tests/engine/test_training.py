@@ -375,6 +375,11 @@ def test_evaluate_and_predict_errors():
         evaluate(None, [(x, y)], batch_format=PAIRS)
     with pytest.raises(TypeError, match="model must be a torch.nn.Module"):
         predict("model", [(x, y)], batch_format=PAIRS)
+    for device in ("tpu9", "cuda:x", 1.5):
+        with pytest.raises(ValueError, match=r"device=.* is not a device; use 'cpu', 'cuda', 'cuda:N'"):
+            evaluate(_linear(), [(x, y)], batch_format=PAIRS, device=device)
+    with pytest.raises(ValueError, match=r"device='tpu9' is not a device"):
+        predict(_linear(), [(x, y)], batch_format=PAIRS, device="tpu9")
 
 
 # ----------------------------------------------------------------------------------------------

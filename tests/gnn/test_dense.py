@@ -154,6 +154,22 @@ def test_bad_inputs(adj, x, error, match):
         DenseGCN(2, 4)(adj, x)
 
 
+@pytest.mark.parametrize(
+    ("adj", "error", "match"),
+    [
+        (torch.full((3, 3), float("nan")), ValueError, r"adj contains 9 NaN or infinite entries"),
+        (_with(torch.zeros(2, 3, 3), (0, 1, 2), float("inf")), ValueError, r"adj contains 1 NaN"),
+        (-torch.ones(3, 3), ValueError, r"adj has negative entries"),
+        (torch.zeros(3, 4), ValueError, r"adj must be a square matrix"),
+        (torch.zeros(3, 3, dtype=torch.long), TypeError, r"adj must be a float tensor"),
+        (torch.zeros(3, 3).numpy(), TypeError, r"adj must be a torch.Tensor; got ndarray"),
+    ],
+)
+def test_normalized_adjacency_refuses_bad_matrices(adj, error, match):
+    with pytest.raises(error, match=match):
+        normalized_adjacency(adj)
+
+
 def test_bad_mask_and_constructor_arguments():
     with pytest.raises(ValueError, match=r"mask must be \(B, N\) = \(2, 3\)"):
         DenseGCN(2, 4)(torch.zeros(2, 3, 3), torch.zeros(2, 3, 2), mask=torch.ones(2, 4, dtype=torch.bool))
