@@ -729,7 +729,7 @@ def _explain_arm(args: argparse.Namespace, out: Path) -> int:
     from bridge.compare.explainers import load_explainer
     from bridge.compare.rundir import RunFolder
     from bridge.compare.workbench import Workbench
-    from cnn.faithfulness import faithfulness
+    from cnn.perturbation import faithfulness
     from cnn.transforms import center_view
 
     path = Path(args.model)

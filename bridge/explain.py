@@ -3,7 +3,7 @@
 A CNN explains itself with a class activation map over the image (:func:`cnn.explain.grad_cam`); a GNN
 with one importance per node (:func:`gnn.importance.node_importance`). :func:`graph_pixel_maps` paints
 every node's importance onto the pixels of its superpixel, so both become ``(H, W)`` maps of the same
-image, and :func:`cnn.faithfulness.faithfulness` scores them alike (deletion and insertion curves).
+image, and :func:`cnn.perturbation.faithfulness` scores them alike (deletion and insertion curves).
 
 For a GNN the perturbed images are turned into graphs over the superpixels of the intact image
 (``ImageToGraph.batch(..., segments=...)``): the node features are recomputed from the perturbed pixels

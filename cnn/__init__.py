@@ -29,7 +29,7 @@ if TYPE_CHECKING:
         split,
     )
     from cnn.explain import CAM_METHODS, FeatureMaps, grad_cam
-    from cnn.faithfulness import Faithfulness, faithfulness, perturbation_curves
+    from cnn.perturbation import Faithfulness, faithfulness, perturbation_curves
     from cnn.freezing import Strategy, choose_strategy, count_parameters, freeze, set_parameter_requires_grad
     from cnn.io import IMAGE_EXTENSIONS, INTERPOLATIONS, UnreadableImageError, read_image, resize, write_image
     from cnn.plots import (
@@ -54,9 +54,9 @@ if TYPE_CHECKING:
 
 _EXPORTS = {
     "CAM_METHODS": "cnn.explain",
-    "Faithfulness": "cnn.faithfulness",
-    "faithfulness": "cnn.faithfulness",
-    "perturbation_curves": "cnn.faithfulness",
+    "Faithfulness": "cnn.perturbation",
+    "faithfulness": "cnn.perturbation",
+    "perturbation_curves": "cnn.perturbation",
     "DatasetNotAvailableError": "cnn.datasets",
     "describe_dataset": "cnn.datasets",
     "default_data_root": "cnn.datasets",

@@ -20,13 +20,16 @@ it stopped), ``report.md``, ``results.json`` and the pictures under ``figures/``
 
 Modules: ``config`` (CompareConfig), ``registry`` (register_arm, list_arms), ``arms`` (the built-in
 arms), ``workbench`` (shared inputs), ``data`` (view, split, loaders), ``cell`` (one cell), ``rundir``
-(folder, lock, files), ``report`` (table, report.md), ``figures`` (pictures), ``run`` (:func:`compare`).
+(folder, lock, files), ``report`` (table, report.md), ``figures`` (pictures), ``run`` (:func:`compare`),
+``explainers`` and ``faithful`` (every arm's explanations and how faithful they are).
 Names are loaded on first use, so ``import bridge.compare`` is cheap.
 """
 
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from typing import Any
 
 from engine.lazy import lazy_exports
@@ -76,3 +79,15 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted({*_lazy_dir(), "ARMS", "ARM_TITLES"})
+
+
+class _CallablePackage(types.ModuleType):
+    """``bridge.compare`` names both this package and the function :func:`compare` (``bridge`` exports
+    it). Importing any module of the package binds the package as ``bridge.compare``, which would
+    otherwise shadow the function; calling the package therefore runs the function."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.compare(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallablePackage

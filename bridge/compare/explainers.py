@@ -63,7 +63,7 @@ class ArmExplainer:
         method: the explanation, in words (``"Grad-CAM, deepest stage"``).
         probs: ``(B, S, S, 3)`` uint8 images -> ``(B, C)`` class probabilities.
         maps: the same images -> ``(B, S, S)`` importance maps in ``[0, 1]``.
-        scorers: the same images -> a scoring function for :func:`cnn.faithfulness.faithfulness` (one for
+        scorers: the same images -> a scoring function for :func:`cnn.perturbation.faithfulness` (one for
             all images, or one per image for a GNN, which keeps each image's superpixels).
     """
 

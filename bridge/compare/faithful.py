@@ -6,7 +6,7 @@ For the first ``cfg.faithfulness_images`` test images every arm explains its own
   embedding and the linear head);
 * GNN arms (C, D): node saliency (:func:`gnn.importance.node_importance`) painted onto the superpixels.
 
-Each map is scored with :func:`cnn.faithfulness.faithfulness` (deletion and insertion curves, pixels
+Each map is scored with :func:`cnn.perturbation.faithfulness` (deletion and insertion curves, pixels
 replaced by a blurred copy, against a random pixel order). For a GNN the perturbed images become graphs
 over the superpixels of the intact image: the node features are recomputed from the perturbed pixels,
 nodes and edges stay (see :mod:`bridge.explain`). A cell stores the areas per image and the mean curves.
@@ -22,7 +22,7 @@ import numpy as np
 if TYPE_CHECKING:
     from bridge.compare.explainers import ArmExplainer
     from bridge.compare.workbench import Workbench
-    from cnn.faithfulness import Faithfulness
+    from cnn.perturbation import Faithfulness
 
 __all__ = ["arm_faithfulness", "summarise_faithfulness"]
 
@@ -59,7 +59,7 @@ def arm_faithfulness(bench: Workbench, explainer: ArmExplainer) -> dict[str, Any
     Returns:
         The faithfulness cell, or ``None`` when ``cfg.faithfulness_images`` is 0.
     """
-    from cnn.faithfulness import faithfulness
+    from cnn.perturbation import faithfulness
 
     if bench.cfg.faithfulness_images <= 0:
         return None

@@ -10,7 +10,7 @@ from torch_geometric.utils import scatter
 
 from bridge.convert import ImageToGraph
 from bridge.explain import cnn_scorer, graph_pixel_maps, graph_scorer
-from cnn.faithfulness import faithfulness
+from cnn.perturbation import faithfulness
 from gnn.models import GraphClassifier
 
 
@@ -47,6 +47,7 @@ def converter() -> ImageToGraph:
 def test_graph_maps_paint_every_pixel_with_its_node(converter):
     imgs = _quadrants(3)
     graphs = converter.batch(list(imgs))
+    torch.manual_seed(0)
     model = GraphClassifier(5, 2, hidden=8)
     maps = graph_pixel_maps(model, graphs)
     assert maps.shape == (3, 32, 32)
@@ -114,5 +115,6 @@ def test_graph_pixel_maps_bad_input(graphs, match, converter):
         graphs = ImageToGraph(n_segments=4, method="grid", keep_segments=False).batch(list(_quadrants(1)))
     elif graphs == "sizes":
         graphs = [converter(_quadrants(1)[0]), converter(np.zeros((16, 16, 3), np.uint8))]
+    torch.manual_seed(0)
     with pytest.raises(ValueError, match=match):
         graph_pixel_maps(GraphClassifier(5, 2, hidden=8), graphs)

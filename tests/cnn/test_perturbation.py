@@ -1,4 +1,4 @@
-"""Tests for cnn.faithfulness: deletion / insertion curves with answers known by construction."""
+"""Tests for cnn.perturbation: deletion / insertion curves with answers known by construction."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from cnn.explain import grad_cam
-from cnn.faithfulness import faithfulness, perturbation_curves
+from cnn.perturbation import faithfulness, perturbation_curves
 
 H = W = 32
 
