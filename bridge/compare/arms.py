@@ -87,7 +87,7 @@ def linear_probe(bench: Workbench, seed: int) -> dict[str, Any]:
     frozen = bench.frozen
     probe = ProbeNet(frozen, head, emb.mean, emb.std)
     explainer = cnn_explainer("linear_probe", probe, deepest_stage(frozen), frozen.cfg.mean, frozen.cfg.std)
-    cell["faithfulness"] = arm_faithfulness(bench, explainer)
+    cell["faithfulness"] = arm_faithfulness(bench, explainer, seed)
     return cell
 
 
@@ -131,7 +131,7 @@ def finetune(bench: Workbench, seed: int) -> dict[str, Any]:
     cell = result_cell(bench, model, history, preds, train_time=train_time, speed=speed)
     cell["strategy"] = {"name": name, "trainable_blocks": blocks, "reason": reason}
     explainer = cnn_explainer("finetune", model, deepest_stage(model), pcfg.mean, pcfg.std)
-    cell["faithfulness"] = arm_faithfulness(bench, explainer)
+    cell["faithfulness"] = arm_faithfulness(bench, explainer, seed)
     return cell
 
 
@@ -181,7 +181,7 @@ def _gnn(bench: Workbench, seed: int, *, with_cnn: bool) -> dict[str, Any]:
     cell["node_features"] = int(gs.graphs[0].x.shape[1])
     cell["mean_nodes"] = float(np.mean([g.num_nodes for g in gs.graphs]))
     explainer = graph_explainer(arm, model, bench.converter(with_cnn, keep_segments=True), gs.mean, gs.std)
-    cell["faithfulness"] = arm_faithfulness(bench, explainer)
+    cell["faithfulness"] = arm_faithfulness(bench, explainer, seed)
     return cell
 
 

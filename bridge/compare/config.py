@@ -104,6 +104,8 @@ class CompareConfig:
         faithfulness_images: test images whose explanations every arm scores (deletion / insertion
             curves, :mod:`bridge.compare.faithful`); 0 turns the scoring off.
         faithfulness_steps: points of each curve after the first (10: 10 % of the pixels per step).
+        faithfulness_seeds: score the models of the first this many seeds (1: the first seed's models,
+            as the pictures; scoring every seed multiplies its cost).
 
     Example:
         >>> CompareConfig(data="digits", seeds=(0,)).to_dict()["seeds"]
@@ -141,6 +143,7 @@ class CompareConfig:
     n_explain: int = 4
     faithfulness_images: int = 32
     faithfulness_steps: int = 10
+    faithfulness_seeds: int = 1
 
     def __post_init__(self) -> None:
         known = list_arms()
@@ -204,15 +207,15 @@ class CompareConfig:
                 f"trainable_blocks={blocks!r} (--blocks) must be a positive int (the last N blocks of the "
                 "backbone that train), or None to let the strategy choose"
             )
-        for name in ("faithfulness_images", "faithfulness_steps"):
+        for name in ("faithfulness_images", "faithfulness_steps", "faithfulness_seeds"):
             value = getattr(self, name)
             if (
                 isinstance(value, bool)
                 or not isinstance(value, int)
-                or value < (name == "faithfulness_steps")
+                or value < (name != "faithfulness_images")
             ):
                 raise ValueError(
-                    f"{name} must be an int >= {int(name == 'faithfulness_steps')}, got {value!r}"
+                    f"{name} must be an int >= {int(name != 'faithfulness_images')}, got {value!r}"
                 )
         if self.max_per_class is not None and self.max_per_class < 4:
             raise ValueError(f"max_per_class={self.max_per_class} is too small; use at least 4 (or None)")
@@ -270,6 +273,7 @@ def quick_config(**overrides: Any) -> CompareConfig:
         n_explain=2,
         faithfulness_images=4,
         faithfulness_steps=4,
+        faithfulness_seeds=2,
     )
     base.update(overrides)
     return CompareConfig(**base)

@@ -1,6 +1,7 @@
 """Which arm's explanations can you trust? Faithfulness of every arm's maps, on the same pixels.
 
-For the first ``cfg.faithfulness_images`` test images every arm explains its own prediction:
+For the first ``cfg.faithfulness_images`` test images every arm explains its own prediction (models of
+the first ``cfg.faithfulness_seeds`` seeds):
 
 * CNN arms (A, B): Grad-CAM at the deepest stage of the backbone (for A, through the standardised
   embedding and the linear head);
@@ -53,15 +54,17 @@ def _images(bench: Workbench) -> np.ndarray:
     return d.images[d.test[: bench.cfg.faithfulness_images]]
 
 
-def arm_faithfulness(bench: Workbench, explainer: ArmExplainer) -> dict[str, Any] | None:
+def arm_faithfulness(bench: Workbench, explainer: ArmExplainer, seed: int) -> dict[str, Any] | None:
     """The arm's maps of the explained test images, scored by deletion / insertion against a random order.
 
     Returns:
-        The faithfulness cell, or ``None`` when ``cfg.faithfulness_images`` is 0.
+        The faithfulness cell, or ``None`` when ``cfg.faithfulness_images`` is 0 or ``seed`` is not among
+        the first ``cfg.faithfulness_seeds`` seeds.
     """
     from cnn.perturbation import faithfulness
 
-    if bench.cfg.faithfulness_images <= 0:
+    cfg = bench.cfg
+    if cfg.faithfulness_images <= 0 or seed not in cfg.seeds[: cfg.faithfulness_seeds]:
         return None
     t0 = time.perf_counter()
     imgs = _images(bench)

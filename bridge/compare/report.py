@@ -188,7 +188,8 @@ def write_report(
             "",
             "## Explanation faithfulness",
             "",
-            f"Every arm explains its own prediction on the first {cfg.faithfulness_images} test images: "
+            f"Every arm explains its own prediction on the first {cfg.faithfulness_images} test images "
+            f"(models of the first {min(cfg.faithfulness_seeds, len(cfg.seeds))} seed(s)): "
             "Grad-CAM for the CNN arms, node saliency painted on the superpixels for the GNN arms. "
             f"Pixels are removed (deletion) or restored (insertion) in {cfg.faithfulness_steps} steps "
             f"in the map's order, replaced by a blurred copy; the curve follows the probability of the "
