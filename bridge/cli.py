@@ -63,6 +63,8 @@ _CONFIG_FIELDS = {
     "epochs_finetune": "epochs_finetune",
     "epochs_gnn": "epochs_gnn",
     "similarity": "similarity",
+    "faithfulness_images": "faithfulness_images",
+    "faithfulness_seeds": "faithfulness_seeds",
 }
 
 
@@ -188,6 +190,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs-finetune", type=_positive, default=None)
     p.add_argument("--epochs-gnn", type=_positive, default=None)
     p.add_argument("--similarity", choices=("high", "low"), default=None, help="data vs ImageNet, for B")
+    p.add_argument(
+        "--faithfulness-images",
+        type=int,
+        default=None,
+        help="test images whose explanations every arm scores by deletion/insertion (default 32; 0: off)",
+    )
+    p.add_argument(
+        "--faithfulness-seeds",
+        type=_positive,
+        default=None,
+        help="score the first N seeds' models (default 1)",
+    )
 
     p = add("finetune", help="fine-tune a pretrained CNN (arm B alone, same report)")
     _add_data(p)

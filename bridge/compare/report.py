@@ -13,7 +13,18 @@ from bridge.compare.faithful import summarise_faithfulness
 from bridge.compare.registry import arm_titles
 from bridge.compare.rundir import RunFolder, atomic_write
 
-__all__ = ["faithfulness_table", "summarise", "summary_table", "write_report"]
+__all__ = [
+    "faithfulness_table",
+    "paired_differences",
+    "paired_lines",
+    "summarise",
+    "summary_table",
+    "write_report",
+]
+
+#: Arms whose model is a CNN head, and arms on graphs; the paired differences compare across the two.
+CNN_ARMS = ("linear_probe", "finetune")
+GRAPH_ARMS = ("gnn_cnn", "gnn_color")
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
@@ -125,20 +136,76 @@ def faithfulness_table(arms: dict[str, Any]) -> list[str]:
             f"| {ms(f, 'random_deletion_auc')} | {ms(f, 'insertion_auc')} | {ms(f, 'random_insertion_auc')} "
             f"| {f['n']} |"
         )
-    gap = {a: (f["deletion_gap_mean"] + f["insertion_gap_mean"]) / 2 for a, f in rows.items()}
-    best = max(gap, key=lambda a: gap[a])
-    ranked = ", ".join(f"{a} {gap[a]:+.3f}" for a in sorted(gap, key=lambda a: -gap[a]))
+    by_del = sorted(rows, key=lambda a: -rows[a]["deletion_gap_mean"])
+    by_ins = sorted(rows, key=lambda a: -rows[a]["insertion_gap_mean"])
+
+    def ranking(order: list[str], key: str) -> str:
+        return ", ".join(f"{a} {rows[a][key]:+.3f}" for a in order)
+
     lines += [
         "",
-        f"Most faithful explanations: **{arms[best]['title']}**. Mean gain over a random pixel order "
-        f"(average of the deletion and insertion gaps, in AUC units): {ranked}. "
+        "Gain over a random pixel order (AUC units, higher = more faithful): by deletion (random - map) "
+        f"{ranking(by_del, 'deletion_gap_mean')}; by insertion (map - random) "
+        f"{ranking(by_ins, 'insertion_gap_mean')}.",
+        "",
+        f"Most faithful explanations by deletion: **{arms[by_del[0]]['title']}**; by insertion: "
+        f"**{arms[by_ins[0]]['title']}**."
         + (
-            "A gain near 0 means the map ranks pixels no better than chance for that model."
-            if min(gap.values()) < 0.02
-            else ""
+            ""
+            if by_del[0] == by_ins[0]
+            else " The two curves disagree: when the filled (blurred) image is itself predicted with "
+            "confidence, deleting the evidence of one class can leave the other class's probability high, "
+            "so read both columns."
         ),
     ]
     return lines
+
+
+def _letter(arms: dict[str, Any], arm: str) -> str:
+    head = arms[arm]["title"].split(".")[0]
+    return head if len(head) == 1 else arm
+
+
+def paired_differences(
+    cfg: CompareConfig, cells: dict[tuple[str, int], dict[str, Any]], labels: Any, arms: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """Paired statistics (:func:`engine.stats.compare_pair`) for the pairs a reader compares.
+
+    C - A (the graph head on the probe's features against the probe itself), and the best graph arm
+    against the best CNN arm (by mean test accuracy); only arms that finished every seed. Each entry:
+    ``{"name", "a", "b", "diff", "low", "high", "mcnemar", "seeds", "n"}``.
+
+    Example:
+        >>> paired_differences(cfg, cells, labels, arms)[0]["name"]
+        'C - A'
+    """
+    from engine.stats import compare_pair
+
+    done = [a for a in cfg.arms if arms.get(a, {}).get("status") == "ok"]
+    pairs: list[tuple[str, str]] = []
+    if "gnn_cnn" in done and "linear_probe" in done:
+        pairs.append(("gnn_cnn", "linear_probe"))
+    graph = [a for a in done if a in GRAPH_ARMS]
+    cnn = [a for a in done if a in CNN_ARMS]
+    if graph and cnn:
+        acc = {a: arms[a]["summary"]["accuracy_mean"] for a in done}
+        best = (max(graph, key=lambda a: acc[a]), max(cnn, key=lambda a: acc[a]))
+        if best not in pairs:
+            pairs.append(best)
+    out = []
+    for a, b in pairs:
+        pa = [cells[(a, s)]["test_preds"] for s in cfg.seeds]
+        pb = [cells[(b, s)]["test_preds"] for s in cfg.seeds]
+        stats = compare_pair(pa, pb, labels)
+        out.append({"name": f"{_letter(arms, a)} - {_letter(arms, b)}", "a": a, "b": b, **stats})
+    return out
+
+
+def paired_lines(pairs: list[dict[str, Any]]) -> list[str]:
+    """One line per pair, e.g. ``C - A: +1.1 pts [-1.3, +3.6], McNemar p = 0.69, 1, 0.54 (per seed)``."""
+    from engine.stats import format_pair
+
+    return [format_pair(p["name"], p) for p in pairs]
 
 
 def write_report(
@@ -148,8 +215,10 @@ def write_report(
     arms: dict[str, Any],
     figures: list[str],
     versions: dict[str, str],
+    pairs: list[dict[str, Any]] | None = None,
 ) -> None:
-    """Write ``report.md``: data and split, the table, notes, pictures, configuration and versions."""
+    """Write ``report.md``: data and split, the table, paired differences, explanation faithfulness, notes,
+    pictures, configuration and versions."""
     import torch
 
     lines = [
@@ -180,6 +249,18 @@ def write_report(
         lines.append(
             f"\nFine-tuning strategy: {st['name']}, last {st['trainable_blocks']} blocks ({st['reason']})."
         )
+    if pairs:
+        lines += [
+            "",
+            "## Paired differences",
+            "",
+            "Every arm is tested on the same test images for every seed, so differences are paired: mean "
+            "accuracy difference over seeds in points, a 95% interval from a paired bootstrap over the test "
+            "images (2,000 resamples, the same draw for every seed), and the exact McNemar test of each "
+            "seed's predictions.",
+            "",
+            *[f"- {line}" for line in paired_lines(pairs)],
+        ]
     faithful = faithfulness_table(arms)
     if faithful:
         scored = [e["faithfulness"] for e in arms.values() if e.get("faithfulness")]

@@ -109,7 +109,7 @@ def compare(
         ['finetune', 'gnn_cnn', 'gnn_color', 'linear_probe']
     """
     from bridge.compare.figures import write_figures
-    from bridge.compare.report import summarise, summary_table, write_report
+    from bridge.compare.report import paired_differences, paired_lines, summarise, summary_table, write_report
     from bridge.compare.workbench import Workbench
 
     cfg = dataclasses.replace(config, **overrides) if config else CompareConfig(**overrides)
@@ -133,6 +133,7 @@ def compare(
             log(note)
         cells = {(arm, seed): run_cell(bench, arm, seed) for arm in cfg.arms for seed in cfg.seeds}
         arms = summarise(cfg, cells)
+        pairs = paired_differences(cfg, cells, data.targets[data.test], arms)
         figures = write_figures(bench, cells)
         env = versions()
         results: dict[str, Any] = {
@@ -150,12 +151,14 @@ def compare(
                 "image_size": int(data.images.shape[1]),
             },
             "arms": arms,
+            "paired": pairs,
             "figures": figures,
             "out": str(folder.root),
         }
         folder.write_json("results.json", results)
-        write_report(folder, cfg, data, arms, figures, env)
-        log("\n" + summary_table(arms) + f"\n\nreport: {folder.root / 'report.md'}")
+        write_report(folder, cfg, data, arms, figures, env, pairs)
+        paired = "".join(f"\n{line}" for line in paired_lines(pairs))
+        log("\n" + summary_table(arms) + paired + f"\n\nreport: {folder.root / 'report.md'}")
         return results
 
 

@@ -468,3 +468,10 @@ def test_parser_keeps_argparse_defaults_apart_from_given_options():
     assert _explicit(["compare", "--resume", "r", "--seeds", "0"]) == {"resume", "seeds"}
     assert build_parser().parse_args(["compare"]).seeds is None
     assert os.environ.get("PIXGRAPH_DEBUG") is None
+
+
+def test_faithfulness_options_reach_the_configuration(capsys):
+    from bridge.cli import main
+
+    assert main(["compare", "--data", "digits", "--faithfulness-images", "-1"]) == 2
+    assert "faithfulness_images must be an int >= 0, got -1" in capsys.readouterr().err

@@ -402,7 +402,7 @@ def test_every_arm_scores_its_explanations_and_the_report_names_the_most_faithfu
     assert res["arms"]["finetune"]["faithfulness"]["method"] == "Grad-CAM, deepest stage"
     assert res["arms"]["gnn_color"]["faithfulness"]["method"] == "node saliency on superpixels"
     report = (out / "report.md").read_text()
-    assert "## Explanation faithfulness" in report and "Most faithful explanations: **" in report
+    assert "## Explanation faithfulness" in report and "Most faithful explanations by deletion: **" in report
 
 
 @pytest.mark.parametrize("arm", ["linear_probe", "finetune", "gnn_cnn", "gnn_color"])
