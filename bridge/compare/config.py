@@ -11,7 +11,7 @@ from typing import Any
 
 from bridge.compare.registry import list_arms
 
-__all__ = ["DEVICES", "MIN_IMAGE_SIZE", "CompareConfig", "check_device", "quick_config"]
+__all__ = ["CompareConfig", "DEVICES", "MIN_IMAGE_SIZE", "check_config", "check_device", "quick_config"]
 
 #: Values of ``device`` (``cuda:N`` picks GPU N).
 DEVICES: tuple[str, ...] = ("cpu", "cuda", "cuda:N", "auto")
@@ -146,97 +146,7 @@ class CompareConfig:
     faithfulness_seeds: int = 1
 
     def __post_init__(self) -> None:
-        known = list_arms()
-        unknown = [a for a in self.arms if a not in known]
-        if unknown or not self.arms:
-            raise ValueError(
-                f"arms={list(self.arms)!r}: unknown or empty; choose from {', '.join(known)} "
-                "(or register a new arm with bridge.compare.register_arm)"
-            )
-        if len(set(self.arms)) != len(self.arms):
-            raise ValueError(f"arms={list(self.arms)} has duplicates; name each arm once")
-        if not self.seeds:
-            raise ValueError("seeds is empty; give at least one seed, e.g. seeds=(0,)")
-        bad_seeds = [s for s in self.seeds if not _is_int(s) or s < 0]
-        if bad_seeds:
-            raise ValueError(
-                f"seeds={list(self.seeds)!r} (--seeds): {bad_seeds[0]!r} ({type(bad_seeds[0]).__name__}) "
-                "is not a seed; give Python ints >= 0, e.g. seeds=(0, 1, 2) or --seeds 0,1,2"
-            )
-        if len(set(self.seeds)) != len(self.seeds):
-            raise ValueError(f"seeds={list(self.seeds)} has duplicates")
-        if not _is_int(self.split_seed) or self.split_seed < 0:
-            raise ValueError(
-                f"split_seed must be an int >= 0 (the seed of the data split), got {self.split_seed!r}"
-            )
-        for name in ("val", "test"):
-            value = getattr(self, name)
-            if not _is_number(value) or not 0 < value < 1:
-                role = "picks the best epoch" if name == "val" else "is what every arm is scored on"
-                raise ValueError(
-                    f"{name}={value!r} must be a fraction between 0 and 1 (exclusive), e.g. {name}=0.15; "
-                    f"the {name} split {role}"
-                )
-        if self.val + self.test >= 1:
-            raise ValueError(
-                f"val={self.val!r} + test={self.test!r} = {self.val + self.test:g} leaves nothing to train "
-                "on; they must sum to less than 1 (e.g. val=0.15, test=0.15)"
-            )
-        for name in (
-            "epochs_probe",
-            "epochs_finetune",
-            "epochs_gnn",
-            "batch_size",
-            "n_segments",
-            "hidden",
-            "layers",
-            "n_explain",
-        ):
-            value = getattr(self, name)
-            if not _is_int(value) or value < 1:
-                flag = f" ({_FLAGS[name]})" if name in _FLAGS else ""
-                raise ValueError(f"{name} must be a positive int{flag}, got {value!r}")
-        for name in ("lr_probe", "lr_finetune", "lr_gnn", "compactness"):
-            value = getattr(self, name)
-            if not _is_number(value) or value <= 0:
-                example = "10.0 (the default)" if name == "compactness" else "1e-3"
-                raise ValueError(f"{name} must be a positive finite number (e.g. {example}), got {value!r}")
-        blocks = self.trainable_blocks
-        if blocks is not None and (not _is_int(blocks) or blocks < 1):
-            raise ValueError(
-                f"trainable_blocks={blocks!r} (--blocks) must be a positive int (the last N blocks of the "
-                "backbone that train), or None to let the strategy choose"
-            )
-        for name in ("faithfulness_images", "faithfulness_steps", "faithfulness_seeds"):
-            value = getattr(self, name)
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, int)
-                or value < (name != "faithfulness_images")
-            ):
-                raise ValueError(
-                    f"{name} must be an int >= {int(name != 'faithfulness_images')}, got {value!r}"
-                )
-        if self.max_per_class is not None and self.max_per_class < 4:
-            raise ValueError(f"max_per_class={self.max_per_class} is too small; use at least 4 (or None)")
-        if self.strategy not in (None, "fine_tuning", "full"):
-            raise ValueError(f"strategy={self.strategy!r}; use 'fine_tuning', 'full' or None (automatic)")
-        if self.similarity not in (None, "high", "low"):
-            raise ValueError(f"similarity={self.similarity!r}; use 'high', 'low' or None")
-        check_device(self.device)
-        if self.image_size is not None:
-            size = self.image_size
-            if isinstance(size, bool) or not isinstance(size, int) or size < MIN_IMAGE_SIZE:
-                raise ValueError(
-                    f"image_size={size!r} (--image-size) is too small; use at least {MIN_IMAGE_SIZE} pixels "
-                    "(or leave it out for the backbone's own size)"
-                )
-            if 4 * self.n_segments > size * size:
-                raise ValueError(
-                    f"n_segments={self.n_segments} (--n-segments) does not fit an image_size={size} view "
-                    f"({size * size} pixels, at least 4 per superpixel): use --n-segments <= "
-                    f"{size * size // 4} or a larger image size"
-                )
+        check_config(self)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form of ``config.json`` (tuples as lists)."""
@@ -251,6 +161,102 @@ class CompareConfig:
         kw = {k: v for k, v in d.items() if k in known}
         kw["seeds"], kw["arms"] = tuple(kw.get("seeds", (0,))), tuple(kw.get("arms", _DEFAULT_ARMS))
         return cls(**kw)
+
+
+def check_config(cfg: CompareConfig) -> None:
+    """Check every field of a configuration; ``CompareConfig`` calls it on creation.
+
+    Raises:
+        ValueError: a bad value; the message names the field (and its CLI flag) and the fix.
+
+    Example:
+        >>> check_config(CompareConfig(seeds=(0, 1)))  # returns None when the configuration is valid
+    """
+    known = list_arms()
+    unknown = [a for a in cfg.arms if a not in known]
+    if unknown or not cfg.arms:
+        raise ValueError(
+            f"arms={list(cfg.arms)!r}: unknown or empty; choose from {', '.join(known)} "
+            "(or register a new arm with bridge.compare.register_arm)"
+        )
+    if len(set(cfg.arms)) != len(cfg.arms):
+        raise ValueError(f"arms={list(cfg.arms)} has duplicates; name each arm once")
+    if not cfg.seeds:
+        raise ValueError("seeds is empty; give at least one seed, e.g. seeds=(0,)")
+    bad_seeds = [s for s in cfg.seeds if not _is_int(s) or s < 0]
+    if bad_seeds:
+        raise ValueError(
+            f"seeds={list(cfg.seeds)!r} (--seeds): {bad_seeds[0]!r} ({type(bad_seeds[0]).__name__}) "
+            "is not a seed; give Python ints >= 0, e.g. seeds=(0, 1, 2) or --seeds 0,1,2"
+        )
+    if len(set(cfg.seeds)) != len(cfg.seeds):
+        raise ValueError(f"seeds={list(cfg.seeds)} has duplicates")
+    if not _is_int(cfg.split_seed) or cfg.split_seed < 0:
+        raise ValueError(
+            f"split_seed must be an int >= 0 (the seed of the data split), got {cfg.split_seed!r}"
+        )
+    for name in ("val", "test"):
+        value = getattr(cfg, name)
+        if not _is_number(value) or not 0 < value < 1:
+            role = "picks the best epoch" if name == "val" else "is what every arm is scored on"
+            raise ValueError(
+                f"{name}={value!r} must be a fraction between 0 and 1 (exclusive), e.g. {name}=0.15; "
+                f"the {name} split {role}"
+            )
+    if cfg.val + cfg.test >= 1:
+        raise ValueError(
+            f"val={cfg.val!r} + test={cfg.test!r} = {cfg.val + cfg.test:g} leaves nothing to train "
+            "on; they must sum to less than 1 (e.g. val=0.15, test=0.15)"
+        )
+    for name in (
+        "epochs_probe",
+        "epochs_finetune",
+        "epochs_gnn",
+        "batch_size",
+        "n_segments",
+        "hidden",
+        "layers",
+        "n_explain",
+    ):
+        value = getattr(cfg, name)
+        if not _is_int(value) or value < 1:
+            flag = f" ({_FLAGS[name]})" if name in _FLAGS else ""
+            raise ValueError(f"{name} must be a positive int{flag}, got {value!r}")
+    for name in ("lr_probe", "lr_finetune", "lr_gnn", "compactness"):
+        value = getattr(cfg, name)
+        if not _is_number(value) or value <= 0:
+            example = "10.0 (the default)" if name == "compactness" else "1e-3"
+            raise ValueError(f"{name} must be a positive finite number (e.g. {example}), got {value!r}")
+    blocks = cfg.trainable_blocks
+    if blocks is not None and (not _is_int(blocks) or blocks < 1):
+        raise ValueError(
+            f"trainable_blocks={blocks!r} (--blocks) must be a positive int (the last N blocks of the "
+            "backbone that train), or None to let the strategy choose"
+        )
+    for name in ("faithfulness_images", "faithfulness_steps", "faithfulness_seeds"):
+        value = getattr(cfg, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < (name != "faithfulness_images"):
+            raise ValueError(f"{name} must be an int >= {int(name != 'faithfulness_images')}, got {value!r}")
+    if cfg.max_per_class is not None and cfg.max_per_class < 4:
+        raise ValueError(f"max_per_class={cfg.max_per_class} is too small; use at least 4 (or None)")
+    if cfg.strategy not in (None, "fine_tuning", "full"):
+        raise ValueError(f"strategy={cfg.strategy!r}; use 'fine_tuning', 'full' or None (automatic)")
+    if cfg.similarity not in (None, "high", "low"):
+        raise ValueError(f"similarity={cfg.similarity!r}; use 'high', 'low' or None")
+    check_device(cfg.device)
+    if cfg.image_size is not None:
+        size = cfg.image_size
+        if isinstance(size, bool) or not isinstance(size, int) or size < MIN_IMAGE_SIZE:
+            raise ValueError(
+                f"image_size={size!r} (--image-size) is too small; use at least {MIN_IMAGE_SIZE} pixels "
+                "(or leave it out for the backbone's own size)"
+            )
+        if 4 * cfg.n_segments > size * size:
+            raise ValueError(
+                f"n_segments={cfg.n_segments} (--n-segments) does not fit an image_size={size} view "
+                f"({size * size} pixels, at least 4 per superpixel): use --n-segments <= "
+                f"{size * size // 4} or a larger image size"
+            )
 
 
 def quick_config(**overrides: Any) -> CompareConfig:
