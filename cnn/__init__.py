@@ -29,9 +29,9 @@ if TYPE_CHECKING:
         split,
     )
     from cnn.explain import CAM_METHODS, FeatureMaps, grad_cam
-    from cnn.perturbation import Faithfulness, faithfulness, perturbation_curves
     from cnn.freezing import Strategy, choose_strategy, count_parameters, freeze, set_parameter_requires_grad
     from cnn.io import IMAGE_EXTENSIONS, INTERPOLATIONS, UnreadableImageError, read_image, resize, write_image
+    from cnn.perturbation import Faithfulness, faithfulness, perturbation_curves
     from cnn.plots import (
         plot_confusion_matrix,
         plot_feature_maps,
