@@ -64,8 +64,8 @@ def write_figures(bench: Workbench, cells: dict[tuple[str, int], dict[str, Any]]
                 ax.plot(x, f["curves"][f"random_{kind}"], color=c, linestyle=":", alpha=0.7)
         for ax, kind in zip(axes[0], ("deletion", "insertion")):
             better = "lower" if kind == "deletion" else "higher"
+            ax.set_title(f"{kind}: {better} area = more faithful (dotted: random order)", fontsize=9)
             ax.set(
-                title=f"{kind} (dotted: random order; {better} area = more faithful)",
                 xlabel="fraction of pixels " + ("removed" if kind == "deletion" else "restored"),
                 ylabel="probability of the predicted class",
                 ylim=(0, 1.02),
