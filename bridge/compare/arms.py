@@ -103,8 +103,14 @@ def finetune(bench: Workbench, seed: int) -> dict[str, Any]:
     else:
         similarity = cfg.similarity or _SIMILAR_TO_IMAGENET.get(cfg.data, "high")
         strat = choose_strategy(len(d.train), similarity)
-        name = strat.name if strat.name != "feature_extraction" else "fine_tuning"
-        blocks, reason = strat.trainable_blocks or 1, strat.reason
+        blocks, reason = strat.trainable_blocks or 1, f"cnn.choose_strategy: {strat.reason}"
+        name = strat.name
+        if name == "feature_extraction":  # that is arm A; arm B still fine-tunes, as little as it can
+            name = "fine_tuning"
+            reason = (
+                f"cnn.choose_strategy advised feature extraction ({strat.reason}); that is arm A, so arm B "
+                f"fine-tunes the smallest part: the last {blocks} block and the head"
+            )
     torch.manual_seed(seed)
     model = bench.backbone(num_classes=len(d.classes))
     freeze(model, name, trainable_blocks=blocks if name == "fine_tuning" else None)

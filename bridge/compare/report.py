@@ -247,7 +247,8 @@ def write_report(
     if strategies:
         st = strategies[0]
         lines.append(
-            f"\nFine-tuning strategy: {st['name']}, last {st['trainable_blocks']} blocks ({st['reason']})."
+            f"\nArm B trained the last {st['trainable_blocks']} block(s) and the head ({st['name']}): "
+            f"{st['reason']}."
         )
     if pairs:
         lines += [

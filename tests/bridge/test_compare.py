@@ -428,3 +428,13 @@ def test_explain_model_outside_a_run_folder_is_refused(tmp_path, capsys):
     stray.write_bytes(b"")
     assert main(["explain", "coffee", "--model", str(stray), "--out", str(tmp_path / "o")]) == 2
     assert "config.json" in capsys.readouterr().err
+
+
+def test_report_says_what_arm_b_did_without_contradiction(finished):
+    out, res, _ = finished
+    report = (out / "report.md").read_text()
+    strategy = res["arms"]["finetune"]["seeds"]["0"]["strategy"]
+    line = next(line for line in report.splitlines() if line.startswith("Arm B trained"))
+    assert f"the last {strategy['trainable_blocks']} block(s)" in line
+    if "advised feature extraction" in strategy["reason"]:  # 56 tiny digits: choose_strategy says so
+        assert "that is arm A, so arm B fine-tunes the smallest part" in line
