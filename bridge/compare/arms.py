@@ -79,13 +79,13 @@ def linear_probe(bench: Workbench, seed: int) -> dict[str, Any]:
     )
     train_time = time.perf_counter() - t0
     preds, _ = predict(head, loader(d.test, 256, False))
-    speed = bench.speed(lambda imgs: head((bench.frozen.embed(bench.normalize(imgs)) - emb.mean) / emb.std))
+    frozen = bench.frozen
+    probe = ProbeNet(frozen, head, emb.mean, emb.std)  # arm A as one model: image -> logits
+    speed = bench.speed(lambda imgs: probe(bench.normalize(imgs)))
     save_model(bench, "linear_probe", seed, head, extra={"shift": emb.mean, "scale": emb.std})
-    model = FrozenPlusTrainable(bench.frozen, head)
+    model = FrozenPlusTrainable(frozen, head)
     cell = result_cell(bench, model, history, preds, train_time=train_time, speed=speed)
     cell["shared_prep_time_s"] = emb.seconds
-    frozen = bench.frozen
-    probe = ProbeNet(frozen, head, emb.mean, emb.std)
     explainer = cnn_explainer("linear_probe", probe, deepest_stage(frozen), frozen.cfg.mean, frozen.cfg.std)
     cell["faithfulness"] = arm_faithfulness(bench, explainer, seed)
     return cell

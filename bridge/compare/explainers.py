@@ -9,6 +9,7 @@ scores them alike (:mod:`bridge.compare.faithful`), draws them side by side, and
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,19 +100,25 @@ def graph_explainer(
     from bridge.explain import graph_pixel_maps, graph_scorer
 
     model.eval()
+    last: dict[str, Any] = {}
 
     def graphs(images: np.ndarray) -> list[Any]:
-        out = converter.batch(list(images))
-        for g in out:
-            g.x = (g.x - x_mean) / x_std
-        return out
+        """Standardised graphs of ``images``; the last set is kept, since maps, probabilities and
+        scorers of one batch of images all start from the same conversion."""
+        key = hashlib.blake2b(np.ascontiguousarray(images).tobytes(), digest_size=16).hexdigest()
+        if last.get("key") != key:
+            out = converter.batch(list(images))
+            for g in out:
+                g.x = (g.x - x_mean) / x_std
+            last.update(key=key, graphs=out)
+        return last["graphs"]
 
     def probs(images: np.ndarray) -> torch.Tensor:
         with torch.no_grad():
             return torch.softmax(model(Batch.from_data_list(graphs(images))).float(), dim=1)
 
     def scorers(images: np.ndarray) -> list[Any]:
-        segs = [g.segments[0].numpy() for g in converter.batch(list(images))]
+        segs = [g.segments[0].numpy() for g in graphs(images)]
         return [graph_scorer(model, converter, s, standardize=(x_mean, x_std)) for s in segs]
 
     def maps(images: np.ndarray) -> torch.Tensor:
