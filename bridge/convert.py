@@ -31,17 +31,25 @@ from torch_geometric.data import Data
 from gnn.models import check_edge_index
 
 from .checks import as_float_image, check_backbone, check_label, check_labels, check_size
-from .edges import both_directions, knn_edges, touching_pairs
+from .edges import (
+    batch_both_directions,
+    batch_knn_edges,
+    batch_touching_pairs,
+    both_directions,
+    knn_edges,
+    touching_pairs,
+)
 from .features import (
     DEFAULT_STAGES,
     FEATURES,
     BackboneLike,
     CNNNodeFeatures,
+    batch_hand_features,
     check_features,
     feature_names,
     hand_features,
 )
-from .segmentation import check_options, get_segmentation
+from .segmentation import as_float_batch, check_options, get_segmentation
 
 __all__ = ["EDGES", "FORMAT_VERSION", "ImageToGraph", "prepare_many", "to_dense"]
 
@@ -200,11 +208,18 @@ class ImageToGraph:
     ``[0, 1]``; ``y`` ``(1,)`` long when a label is given; ``segments`` ``(1, H, W)`` long label
     map when ``keep_segments`` (images of different sizes then cannot share a mini-batch).
 
+    A ``(B, H, W, C)`` tensor batch (:meth:`batch_tensor`, also reached through :meth:`batch` and
+    ``__call__`` with tensors) is converted in torch on its device, CPU or CUDA with the same code:
+    segmentation (``slic_torch``), region adjacency (shifted comparisons + ``bincount``), region
+    statistics (``index_add_``), CNN pooling and the ``Data`` objects, all there; the graphs equal those
+    of the NumPy path (:meth:`prepare` + :meth:`assemble`) up to float32 rounding of the features.
+
     Args:
         n_segments: superpixels / patches asked for.
         compactness: SLIC compactness.
         method: a segmentation back-end (:func:`bridge.segmentation.list_segmentations`):
-            ``"slic"``, ``"slic_torch"``, ``"grid"`` or one registered by the user.
+            ``"slic_torch"`` (the default: SLIC in torch, batched, on the images' device), ``"slic"``
+            (scikit-image), ``"grid"`` or one registered by the user.
         sigma: SLIC pre-smoothing.
         edges: ``"region"``, ``"knn"`` or ``"knn_feature"``.
         k: neighbours for the k-NN edge kinds (must be smaller than the node count of every image).
@@ -221,7 +236,7 @@ class ImageToGraph:
     Example:
         >>> conv = ImageToGraph(n_segments=75, edges="region", features=("color_mean", "centroid"))
         >>> conv  # doctest: +NORMALIZE_WHITESPACE
-        ImageToGraph(n_segments=75, compactness=10.0, method='slic', sigma=0.0, edges='region', k=8,
+        ImageToGraph(n_segments=75, compactness=10.0, method='slic_torch', sigma=0.0, edges='region', k=8,
         features=('color_mean', 'centroid'), backbone=None, stages=None, batch_size=32, keep_segments=True)
         >>> from skimage.data import astronaut
         >>> data = conv(astronaut(), label=3)
@@ -234,7 +249,7 @@ class ImageToGraph:
         *,
         n_segments: int = 75,
         compactness: float = 10.0,
-        method: str = "slic",
+        method: str = "slic_torch",
         sigma: float = 0.0,
         edges: str = "region",
         k: int = 8,
@@ -428,8 +443,124 @@ class ImageToGraph:
 
     # -- public calls --------------------------------------------------------------------------
     def __call__(self, image: Any, label: Any = None) -> Data:
-        """Convert one image (and optional integer class label) into a graph."""
+        """Convert one image (and optional integer class label) into a graph; a tensor image is
+        converted on its device (:meth:`batch_tensor`)."""
+        if isinstance(image, torch.Tensor) and image.ndim in (2, 3):
+            return self.batch_tensor(image.unsqueeze(0), None if label is None else [label])[0]
         return self.batch([image], None if label is None else [label])[0]
+
+    def batch_tensor(
+        self,
+        images: torch.Tensor,
+        labels: Sequence[Any] | torch.Tensor | None = None,
+        *,
+        segments: torch.Tensor | None = None,
+    ) -> list[Data]:
+        """Convert a tensor batch into graphs with torch ops on the batch's device (CPU or CUDA).
+
+        Segmentation (the back-end's ``tensor`` function: ``slic_torch`` stays on the device; others
+        segment a host copy), node features (:func:`bridge.features.batch_hand_features`, then CNN
+        features pooled on the backbone's device), region adjacency
+        (:func:`bridge.edges.batch_touching_pairs`), k-NN edges (:func:`bridge.edges.batch_knn_edges`)
+        and edge attributes are computed for the whole batch at once in global node ids, then cut
+        into one ``Data`` per image; nothing goes through the host except node and edge counts.
+        The graphs equal those of :meth:`batch` on the same images (features up to float32 rounding).
+
+        Args:
+            images: ``(B, H, W, C)`` (or ``(B, H, W)``) uint8 or float ``[0, 1]`` tensor, any device.
+            labels: optional class ids, one per image (a sequence or a ``(B,)`` tensor).
+            segments: optional ``(B, H, W)`` label maps (ids ``0 .. N_b - 1`` per image) used instead
+                of segmenting.
+
+        Returns:
+            ``B`` graphs whose tensors lie on the images' device (CNN features computed on the
+            backbone's device are moved there).
+
+        Raises:
+            ValueError: a bad batch (see :func:`bridge.segmentation.as_float_batch`), more segments
+                than pixels, bad ``segments``, too few nodes for ``k``, non-finite node features.
+
+        Shapes:
+            - images: ``(B, H, W, C)``
+            - output[b]: ``x`` ``(N_b, F)``, ``edge_index`` ``(2, E_b)``, ``edge_attr`` ``(E_b, 2)``,
+              ``pos`` ``(N_b, 2)``, ``segments`` ``(1, H, W)``
+
+        Example:
+            >>> imgs = torch.zeros(2, 32, 32, 3, dtype=torch.uint8)
+            >>> imgs[:, :16, 16:] = 255
+            >>> graphs = ImageToGraph(n_segments=4).batch_tensor(imgs, labels=[0, 1])
+            >>> [(g.num_nodes, g.edge_index.shape[1], g.y.item()) for g in graphs]
+            [(4, 8, 0), (4, 8, 1)]
+        """
+        x_img = as_float_batch(images)
+        b, h, w, c = x_img.shape
+        dev = x_img.device
+        check_size(h, w, self.n_segments)
+        ys = None
+        if labels is not None:
+            label_list = labels.tolist() if isinstance(labels, torch.Tensor) else list(labels)
+            ys = [check_label(v) for v in label_list]
+            if len(ys) != b:
+                raise ValueError(f"got {b} images but {len(ys)} labels; expected one label per image")
+        if segments is None:
+            backend = get_segmentation(self.method)
+            seg = backend.segment_tensor(
+                x_img, n_segments=self.n_segments, compactness=self.compactness, sigma=self.sigma
+            )
+        else:
+            seg = _checked_segments(segments, (b, h, w), dev)
+        n_nodes = seg.flatten(1).amax(1) + 1
+        counts = n_nodes.tolist()  # the one read-back: graph sizes, to cut the batch into graphs
+        n_max, total = max(counts), sum(counts)
+        x, pos = batch_hand_features(x_img, seg, n_nodes, self.features)
+        if self.cnn is not None:
+            x = torch.cat([x, self.cnn.pool_batch(x_img, seg, n_nodes).to(dev)], dim=1)
+        finite = torch.isfinite(x).all(dim=1)
+        if not bool(finite.all()):
+            bad = int(torch.repeat_interleave(torch.arange(b, device=dev), n_nodes)[~finite][0])
+            start = sum(counts[:bad])
+            self._non_finite(
+                x[start : start + counts[bad]].cpu(), bad, first=None, count=b, name="images[{}]"
+            )
+        lo, hi, border = batch_touching_pairs(seg, n_nodes, n_max=n_max)
+        if self.edges == "region":
+            ei, border_e = batch_both_directions(lo, hi, total, border.to(torch.float32))
+        else:
+            if self.edges == "knn":
+                points = pos
+            else:  # standardised node features, per graph (population std, 1 where constant)
+                points = _standardise(x.to(torch.float64), n_nodes, total).to(torch.float32)
+            ei = batch_knn_edges(points, n_nodes, self.k, n_max=n_max)
+            known = lo * total + hi  # sorted
+            code = torch.minimum(ei[0], ei[1]) * total + torch.maximum(ei[0], ei[1])
+            border_e = torch.zeros(ei.shape[1], dtype=torch.float32, device=dev)
+            if known.numel() and code.numel():
+                at = torch.searchsorted(known, code).clamp_(max=known.numel() - 1)
+                hit = known.index_select(0, at) == code
+                border_e = torch.where(hit, border.index_select(0, at).to(torch.float32), border_e)
+        border_e = border_e / math.sqrt(h * w)
+        dist = (pos.index_select(0, ei[0]) - pos.index_select(0, ei[1])).norm(dim=1)
+        attr = torch.stack([border_e, dist], dim=1)
+        offsets = torch.cumsum(n_nodes, 0) - n_nodes
+        image_of_node = torch.repeat_interleave(torch.arange(b, device=dev), n_nodes, output_size=total)
+        edge_image = image_of_node.index_select(0, ei[0])
+        ei = ei - offsets.index_select(0, edge_image)
+        edge_counts = torch.bincount(edge_image, minlength=b).tolist()
+        parts = zip(
+            torch.split(x, counts),
+            torch.split(pos, counts),
+            torch.split(ei, edge_counts, dim=1),
+            torch.split(attr, edge_counts),
+        )
+        out = []
+        for i, (xi, pi, ei_i, ai) in enumerate(parts):
+            data = Data(x=xi, edge_index=ei_i, edge_attr=ai, pos=pi)
+            if ys is not None:
+                data.y = torch.tensor([ys[i]], dtype=torch.long, device=dev)
+            if self.keep_segments:
+                data.segments = seg[i : i + 1]
+            out.append(data)
+        return out
 
     def batch(
         self,
@@ -443,7 +574,10 @@ class ImageToGraph:
 
         ``segments`` (one ``(H, W)`` label map per image) skips the segmentation: the graphs get those
         nodes, e.g. the superpixels of an intact image for perturbed copies of it, with node features
-        computed from the given pixels."""
+        computed from the given pixels. A ``(B, H, W, C)`` tensor goes to :meth:`batch_tensor`
+        (converted on its device)."""
+        if isinstance(images, torch.Tensor) and images.ndim == 4:
+            return self.batch_tensor(images, labels, segments=segments)  # type: ignore[arg-type]
         images = list(images)
         if labels is not None:
             labels = list(labels)
@@ -465,6 +599,42 @@ class ImageToGraph:
                 )
             )
         return self.assemble(images, parts, labels)
+
+
+def _checked_segments(segments: Any, shape: tuple[int, int, int], device: torch.device) -> torch.Tensor:
+    """Given ``(B, H, W)`` label maps as an int64 tensor on ``device``; ids ``0 .. N_b - 1``, each used."""
+    seg = torch.as_tensor(segments)
+    if tuple(seg.shape) != shape or seg.is_floating_point() or seg.is_complex() or seg.dtype == torch.bool:
+        raise ValueError(
+            f"segments has dtype {seg.dtype} and shape {tuple(seg.shape)}; expected integer label maps of "
+            f"shape {shape} (one per image)"
+        )
+    seg = seg.detach().to(device, torch.int64)
+    b = shape[0]
+    lo, hi = seg.flatten(1).amin(1), seg.flatten(1).amax(1)
+    offsets = torch.cumsum(hi + 1, 0) - (hi + 1)
+    used = torch.bincount(
+        (seg.clamp_min(0) + offsets.view(b, 1, 1)).reshape(-1), minlength=int((hi + 1).sum())
+    )
+    if bool((lo < 0).any()) or not bool((used > 0).all()):
+        raise ValueError(
+            "segments must have ids 0..N-1 in every image, each used (no negative ids, no holes); "
+            "use bridge.segmentation.relabel on each label map"
+        )
+    return seg
+
+
+def _standardise(z: torch.Tensor, n_nodes: torch.Tensor, total: int) -> torch.Tensor:
+    """Columns of ``(N, F)`` node features standardised per graph (mean 0, population std 1; std 0 -> 1)."""
+    dev = z.device
+    b = int(n_nodes.numel())
+    image = torch.repeat_interleave(torch.arange(b, device=dev), n_nodes, output_size=total)
+    count = n_nodes.to(z.dtype).unsqueeze(1)
+    mean = torch.zeros(b, z.shape[1], dtype=z.dtype, device=dev).index_add_(0, image, z) / count
+    dev_sq = (z - mean.index_select(0, image)) ** 2
+    sd = torch.sqrt(torch.zeros_like(mean).index_add_(0, image, dev_sq) / count)
+    sd = torch.where(sd > 0, sd, torch.ones_like(sd))
+    return (z - mean.index_select(0, image)) / sd.index_select(0, image)
 
 
 def to_dense(data: Data, *, weighted: bool = False) -> tuple[torch.Tensor, torch.Tensor]:

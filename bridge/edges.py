@@ -3,6 +3,12 @@
 All edge sets returned here are undirected (every edge is stored in both directions), sorted by
 ``(source, target)``, without duplicates and without self loops, in PyG's ``edge_index`` layout.
 
+Two implementations of the same results: NumPy for one label map (:func:`touching_pairs`,
+:func:`both_directions`), and torch for a whole batch on any device (:func:`batch_touching_pairs`,
+:func:`batch_both_directions`, :func:`batch_knn_edges`; shifted comparisons, one ``bincount`` or
+``unique`` and a sort, no loop over pixels, regions or edges). :func:`region_adjacency` given a tensor
+uses the torch one and answers on the tensor's device.
+
 Example:
     >>> import numpy as np
     >>> labels = np.array([[0, 0, 1], [2, 2, 1]])
@@ -19,7 +25,16 @@ import torch
 
 from .checks import check_labels
 
-__all__ = ["both_directions", "knn_edges", "region_adjacency", "touching_pairs", "undirected"]
+__all__ = [
+    "batch_both_directions",
+    "batch_knn_edges",
+    "batch_touching_pairs",
+    "both_directions",
+    "knn_edges",
+    "region_adjacency",
+    "touching_pairs",
+    "undirected",
+]
 
 # Up to this many possible node pairs the border counts use one np.bincount instead of np.unique.
 _BINCOUNT_MAX = 1 << 22
@@ -96,6 +111,146 @@ def both_directions(src: np.ndarray, dst: np.ndarray, n: int, *attrs: np.ndarray
     return tuple(out)
 
 
+def _codes_to_pairs(code: torch.Tensor, size: int, dense: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Unique codes and their multiplicity, sorted: one ``bincount`` over ``size`` counters when
+    ``dense``, else ``torch.unique`` (a sort)."""
+    if dense:
+        counts = torch.bincount(code, minlength=size)
+        uniq = torch.nonzero(counts).squeeze(1)
+        return uniq, counts.index_select(0, uniq)
+    return torch.unique(code, sorted=True, return_counts=True)
+
+
+def batch_touching_pairs(
+    labels: torch.Tensor, n_nodes: torch.Tensor, *, n_max: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`touching_pairs` of a batch of label maps in torch, on their device, in global node ids.
+
+    Node ``i`` of image ``b`` has the global id ``offset[b] + i`` (``offset`` = the cumulative sum of
+    ``n_nodes``, the layout of a PyG mini-batch). Pixels are compared with their right and lower
+    neighbour in the same image; every pair is coded per image as ``(b * n_max + lo) * n_max + hi``
+    and counted with one ``bincount`` (or ``unique`` when the counters would be many).
+
+    Args:
+        labels: ``(B, H, W)`` int64 label maps, ids ``0 .. n_nodes[b] - 1`` per image.
+        n_nodes: ``(B,)`` int64 node counts, on the labels' device.
+        n_max: ``max(n_nodes)`` when known (saves a read-back).
+
+    Returns:
+        ``(lo, hi, counts)``: ``(P,)`` int64 tensors on the labels' device, global ids with
+        ``lo < hi``, sorted by ``(lo, hi)``; ``counts`` = 4-neighbour pixel pairs across each border.
+
+    Shapes:
+        - labels: ``(B, H, W)``; n_nodes: ``(B,)``
+        - lo, hi, counts: ``(P,)``
+
+    Example:
+        >>> labels = torch.tensor([[[0, 0, 1], [2, 2, 1]], [[0, 1, 1], [0, 1, 1]]])
+        >>> [t.tolist() for t in batch_touching_pairs(labels, torch.tensor([3, 2]))]
+        [[0, 0, 1, 3], [1, 2, 2, 4], [1, 2, 1, 2]]
+    """
+    b, h, w = labels.shape
+    dev = labels.device
+    m = int(n_nodes.max()) if n_max is None else int(n_max)
+    a, c = labels[:, :, :-1], labels[:, :, 1:]
+    u, d = labels[:, :-1, :], labels[:, 1:, :]
+    img = torch.arange(b, device=dev).view(b, 1, 1) * m
+    horizontal, vertical = a != c, u != d
+    # per image codes; the image index is kept in the code, so pairs never mix images
+    src = torch.cat([(img + a)[horizontal], (img + u)[vertical]])
+    dst = torch.cat([(img.expand_as(c) + c)[horizontal], (img.expand_as(d) + d)[vertical]])
+    lo, hi = torch.minimum(src, dst), torch.maximum(src, dst)  # same image: (b*m + i) vs (b*m + j)
+    size = b * m * m
+    code = lo * m + (hi % m) if m > 0 else lo
+    uniq, counts = _codes_to_pairs(code, size, size <= max(_BINCOUNT_MAX, 2 * code.numel()))
+    offset = torch.cumsum(n_nodes, 0) - n_nodes
+    image, rest = torch.div(uniq, m * m, rounding_mode="floor"), uniq % (m * m)
+    lo_g = offset.index_select(0, image) + torch.div(rest, m, rounding_mode="floor")
+    return lo_g, offset.index_select(0, image) + rest % m, counts
+
+
+def batch_both_directions(
+    src: torch.Tensor, dst: torch.Tensor, n: int, *attrs: torch.Tensor
+) -> tuple[torch.Tensor, ...]:
+    """:func:`both_directions` in torch on the tensors' device: ``(src, dst)`` and ``(dst, src)``,
+    sorted by ``(source, target)``; ``attrs`` follow the edges.
+
+    Shapes:
+        - src, dst: ``(P,)``; attrs: ``(P, ...)``
+        - edge_index: ``(2, 2P)``; attrs: ``(2P, ...)``
+
+    Example:
+        >>> src, dst = torch.tensor([0, 1]), torch.tensor([2, 2])
+        >>> ei, w = batch_both_directions(src, dst, 3, torch.tensor([5.0, 7.0]))
+        >>> ei.tolist(), w.tolist()
+        ([[0, 1, 2, 2], [2, 2, 0, 1]], [5.0, 7.0, 5.0, 7.0])
+    """
+    row, col = torch.cat([src, dst]), torch.cat([dst, src])
+    order = torch.argsort(row * max(int(n), 1) + col)  # codes are unique: no tie to break
+    out = [torch.stack([row.index_select(0, order), col.index_select(0, order)])]
+    out += [torch.cat([a, a]).index_select(0, order) for a in attrs]
+    return tuple(out)
+
+
+def batch_knn_edges(
+    points: torch.Tensor, n_nodes: torch.Tensor, k: int, *, n_max: int | None = None
+) -> torch.Tensor:
+    """Undirected ``k``-nearest-neighbour edges within each graph of a batch, in torch on its device.
+
+    The same edge sets as :func:`knn_edges` (``symmetric=True``) graph by graph: the points of every
+    graph are laid into a padded ``(B, n_max, D)`` block, distances come from one batched
+    ``torch.cdist``, padding and the diagonal are excluded, ``topk`` picks the neighbours and the
+    union of both directions is made unique and sorted.
+
+    Args:
+        points: ``(N, D)`` float points of all graphs, graph after graph (global ids).
+        n_nodes: ``(B,)`` int64 node counts (``sum = N``), on the points' device.
+        k: neighbours per node; every graph must have more than ``k`` nodes.
+        n_max: ``max(n_nodes)`` when known.
+
+    Returns:
+        ``(2, E)`` int64 edge index in global ids, sorted, both directions.
+
+    Raises:
+        ValueError: a graph with ``k`` or fewer nodes.
+
+    Shapes:
+        - points: ``(N, D)``; n_nodes: ``(B,)``
+        - output: ``(2, E)``
+
+    Example:
+        >>> pts = torch.tensor([[0.0], [1.0], [3.0], [0.0], [5.0]])
+        >>> batch_knn_edges(pts, torch.tensor([3, 2]), 1).tolist()
+        [[0, 1, 1, 2, 3, 4], [1, 0, 2, 1, 4, 3]]
+    """
+    dev = points.device
+    b = int(n_nodes.numel())
+    m = int(n_nodes.max()) if n_max is None else int(n_max)
+    fewest = int(n_nodes.min())
+    if k >= fewest:
+        raise ValueError(
+            f"k={k} but a graph has only {fewest} nodes; k must be at most N - 1 = {fewest - 1} "
+            f"(lower k, ask for more segments, or use edges='region')"
+        )
+    total = int(points.shape[0])
+    offset = torch.cumsum(n_nodes, 0) - n_nodes
+    image = torch.repeat_interleave(torch.arange(b, device=dev), n_nodes, output_size=total)
+    local = torch.arange(total, device=dev) - offset.index_select(0, image)
+    slot = image * m + local
+    block = points.new_zeros(b * m, points.shape[1]).index_copy_(0, slot, points).view(b, m, -1)
+    dist = torch.cdist(block, block)  # (B, m, m)
+    valid = torch.arange(m, device=dev).view(1, m) < n_nodes.view(b, 1)  # (B, m)
+    dist.masked_fill_(~valid.unsqueeze(1), float("inf"))
+    dist.diagonal(dim1=1, dim2=2).fill_(float("inf"))
+    nbr = dist.view(b * m, m).index_select(0, slot).topk(k, dim=1, largest=False).indices  # (N, k) local
+    source = (nbr + offset.index_select(0, image).unsqueeze(1)).reshape(-1)
+    target = torch.arange(total, device=dev).repeat_interleave(k)
+    lo, hi = torch.minimum(source, target), torch.maximum(source, target)
+    code = torch.unique(lo * total + hi)
+    (ei,) = batch_both_directions(torch.div(code, total, rounding_mode="floor"), code % total, total)
+    return ei
+
+
 def region_adjacency(
     labels: Any, *, return_attr: bool = False
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
@@ -107,7 +262,8 @@ def region_adjacency(
 
     Args:
         labels: ``(H, W)`` integer label map with contiguous ids ``0 .. N-1`` (see
-            :func:`bridge.segmentation.relabel` for maps with holes in their ids).
+            :func:`bridge.segmentation.relabel` for maps with holes in their ids); a tensor is
+            processed in torch on its device (:func:`batch_touching_pairs`), with the same result there.
         return_attr: also return the border length of each edge (number of 4-neighbour pixel pairs
             across the border).
 
@@ -127,6 +283,18 @@ def region_adjacency(
         >>> ei.tolist(), border.tolist()
         ([[0, 1], [1, 0]], [2.0, 2.0])
     """
+    if isinstance(labels, torch.Tensor) and labels.ndim == 2 and labels.numel() > 0:
+        if labels.is_floating_point() or labels.is_complex():
+            raise ValueError(f"labels has dtype {labels.dtype}; expected an integer label map")
+        lab = labels.detach().long()
+        lo_id, hi_id = torch.aminmax(lab)
+        n = int(hi_id) + 1
+        if int(lo_id) < 0 or not bool((torch.bincount(lab.reshape(-1), minlength=n) > 0).all()):
+            check_labels(labels)  # raises the host check's message
+        n_nodes = torch.tensor([n], device=lab.device)
+        lo_t, hi_t, counts_t = batch_touching_pairs(lab.unsqueeze(0), n_nodes, n_max=n)
+        ei_t, border_t = batch_both_directions(lo_t, hi_t, n, counts_t.to(torch.float32))
+        return (ei_t, border_t) if return_attr else ei_t
     labels, n = check_labels(labels)
     lo, hi, counts = touching_pairs(labels, n)
     edge_index, border = both_directions(lo, hi, n, counts.astype(np.float32))

@@ -43,6 +43,7 @@ __all__ = [
     "BackboneLike",
     "FEATURES",
     "CNNNodeFeatures",
+    "batch_hand_features",
     "centroids",
     "check_features",
     "feature_names",
@@ -207,6 +208,68 @@ def hand_features(
     return x, pos
 
 
+def batch_hand_features(
+    images: torch.Tensor, labels: torch.Tensor, n_nodes: torch.Tensor, features: Sequence[str]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`hand_features` of a whole batch in torch, on the batch's device, in global node ids.
+
+    Node ``i`` of image ``b`` is row ``offset[b] + i`` (``offset`` = cumulative sum of ``n_nodes``).
+    Every statistic is one ``bincount`` / ``index_add_`` over the pixels of the whole batch,
+    accumulated in float64 like the NumPy version (their results agree to float32 rounding).
+
+    Args:
+        images: ``(B, H, W, C)`` float32 in ``[0, 1]`` (:func:`bridge.segmentation.as_float_batch`).
+        labels: ``(B, H, W)`` int64 label maps, ids ``0 .. n_nodes[b] - 1`` per image, each used.
+        n_nodes: ``(B,)`` int64 node counts on the same device.
+        features: names from :data:`FEATURES` (checked with :func:`check_features`).
+
+    Returns:
+        ``(x, pos)``: ``(N, F)`` float32 features and ``(N, 2)`` float32 centroids ``(x, y)``,
+        ``N = sum(n_nodes)``, on the batch's device.
+
+    Shapes:
+        - images: ``(B, H, W, C)``; labels: ``(B, H, W)``; n_nodes: ``(B,)``
+        - x: ``(N, F)``; pos: ``(N, 2)``
+
+    Example:
+        >>> imgs = torch.ones(2, 2, 2, 1)
+        >>> labels = torch.tensor([[[0, 1], [0, 1]], [[0, 0], [0, 0]]])
+        >>> x, pos = batch_hand_features(imgs, labels, torch.tensor([2, 1]), ("area",))
+        >>> x.tolist(), pos.tolist()
+        ([[0.5], [0.5], [1.0]], [[0.0, 0.5], [1.0, 0.5], [0.5, 0.5]])
+    """
+    b, h, w, c = images.shape
+    dev = images.device
+    offset = torch.cumsum(n_nodes, 0) - n_nodes
+    flat = (labels + offset.view(b, 1, 1)).reshape(-1)
+    total = int(n_nodes.sum())
+    f64 = torch.float64
+    counts = torch.bincount(flat, minlength=total).to(f64)
+    rows = torch.arange(h, dtype=f64, device=dev).view(1, h, 1).expand(b, h, w).reshape(-1)
+    cols = torch.arange(w, dtype=f64, device=dev).view(1, 1, w).expand(b, h, w).reshape(-1)
+    row_sum = torch.bincount(flat, rows, minlength=total)
+    col_sum = torch.bincount(flat, cols, minlength=total)
+    pos = torch.stack([col_sum / counts / max(w - 1, 1), row_sum / counts / max(h - 1, 1)], 1)
+    pos = pos.to(torch.float32)
+    pix = images.reshape(-1, c).to(f64)
+    cols_out: list[torch.Tensor] = []
+    mean = torch.empty(total, 0, dtype=f64, device=dev)
+    if "color_mean" in features or "color_std" in features:
+        mean = torch.zeros(total, c, dtype=f64, device=dev).index_add_(0, flat, pix) / counts.unsqueeze(1)
+    for f in features:
+        if f == "color_mean":
+            cols_out.append(mean)
+        elif f == "color_std":
+            sq = torch.zeros(total, c, dtype=f64, device=dev).index_add_(0, flat, pix * pix)
+            cols_out.append(torch.sqrt(torch.clamp_min(sq / counts.unsqueeze(1) - mean * mean, 0.0)))
+        elif f == "centroid":
+            cols_out.append(pos.to(f64))
+        elif f == "area":
+            cols_out.append((counts / (h * w)).unsqueeze(1))
+    x = torch.cat(cols_out, 1).to(torch.float32) if cols_out else torch.zeros(total, 0, device=dev)
+    return x, pos
+
+
 def node_features(
     image: Any, labels: Any, *, features: Sequence[str] = FEATURES
 ) -> tuple[torch.Tensor, list[str]]:
@@ -271,79 +334,97 @@ def centroids(labels: Any) -> torch.Tensor:
 # ----------------------------------------------------------------------------------------------
 # CNN feature maps pooled into regions
 
-# Overlaps derived for a coarser stage are merged with one np.bincount when the batch has at most this
-# many (node, cell) counters (and not many more than overlaps); otherwise duplicates stay (still exact).
+# Overlaps are counted with one bincount when the batch has at most this many (node, cell) counters
+# (or not many more than pixels); otherwise with torch.unique (a sort). Overlaps derived for a coarser
+# stage are merged the same way, or kept with their duplicates (still exact).
 _MERGE_MAX = 1 << 22
 
 
 @functools.lru_cache(maxsize=64)
-def _grid(height: int, width: int, h: int, w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Cell of every pixel (flat) and the first pixel row / column of every cell row / column."""
-    rows = (np.arange(height, dtype=np.int64) * h) // height
-    cols = (np.arange(width, dtype=np.int64) * w) // width
-    first_row = np.minimum(np.searchsorted(rows, np.arange(h)), height - 1)
-    first_col = np.minimum(np.searchsorted(cols, np.arange(w)), width - 1)
-    cell = (rows[:, None] * w + cols[None, :]).reshape(-1)
-    for a in (cell, first_row, first_col):
-        a.setflags(write=False)
-    return cell, first_row, first_col
+def _cell_of_pixel(height: int, width: int, h: int, w: int, device: str) -> torch.Tensor:
+    """``(H * W,)`` int64: the cell ``(y * h // H) * w + x * w // W`` of every pixel (cached per size)."""
+    dev = torch.device(device)
+    rows = torch.div(torch.arange(height, device=dev) * h, height, rounding_mode="floor")
+    cols = torch.div(torch.arange(width, device=dev) * w, width, rounding_mode="floor")
+    return (rows.view(height, 1) * w + cols.view(1, width)).reshape(-1)
 
 
-def _pixel_pairs(labels: np.ndarray, n: int, h: int, w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(node, cell, pixel count) of every node/cell overlap of one label map on an (h, w) grid.
+def _count_pairs(
+    key: torch.Tensor, size: int, weights: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Unique keys (sorted) and their summed weights (counts when ``weights`` is None)."""
+    if size <= max(_MERGE_MAX, 2 * key.numel()):
+        counts = torch.bincount(key, weights, minlength=size)
+        nz = torch.nonzero(counts).squeeze(1)
+        return nz, counts.index_select(0, nz)
+    uniq, inverse, counts = torch.unique(key, sorted=True, return_inverse=True, return_counts=True)
+    if weights is None:
+        return uniq, counts
+    return uniq, torch.zeros(uniq.numel(), dtype=weights.dtype, device=key.device).index_add_(
+        0, inverse, weights
+    )
 
-    Coarse grids: one bincount over all (node, cell) counters. Fine grids (cells smaller than
-    nodes): most cells lie inside one node, so pixels with the label of their cell's first pixel are
-    counted with a bincount over cells and only the remaining (border) pixels over (node, cell).
-    """
-    hw = h * w
-    cell, first_row, first_col = _grid(labels.shape[0], labels.shape[1], h, w)
-    if n * hw <= max(1 << 16, 2 * cell.size):
-        counts = np.bincount(labels.reshape(-1) * hw + cell, minlength=n * hw)
-        nz = np.flatnonzero(counts)
-        return nz // hw, nz % hw, counts[nz]
-    base = labels[first_row][:, first_col].reshape(-1)  # (hw,) label of each cell's first pixel
-    flat = labels.reshape(-1)
-    same = flat == base[cell]
-    inside = np.bincount(cell[same], minlength=hw)
-    hit = np.flatnonzero(inside)
-    node, where, count = base[hit], hit, inside[hit]
-    other = ~same
-    if other.any():
-        uniq, inverse = np.unique(flat[other] * hw + cell[other], return_inverse=True)
-        node = np.concatenate([node, uniq // hw])
-        where = np.concatenate([where, uniq % hw])
-        count = np.concatenate([count, np.bincount(inverse.ravel())])
-    return node, where, count
+
+def _label_groups(
+    labels: torch.Tensor | Sequence[Any], batch: int, device: torch.device
+) -> list[tuple[list[int], torch.Tensor]]:
+    """Label maps as ``(image indices, (b, H, W) int64 tensor on device)`` groups of equal size."""
+    if isinstance(labels, torch.Tensor):
+        if labels.ndim != 3:
+            raise ValueError(
+                f"labels has shape {tuple(labels.shape)}; expected (B, H, W) or a list of (H, W)"
+            )
+        if labels.shape[0] != batch:
+            raise ValueError(f"got {labels.shape[0]} label maps for a batch of {batch} feature maps")
+        return [(list(range(batch)), labels.detach().to(device, torch.int64))]
+    label_list = list(labels)
+    if len(label_list) != batch:
+        raise ValueError(f"got {len(label_list)} label maps for a batch of {batch} feature maps")
+    tensors = []
+    for lab in label_list:
+        t = lab.detach() if isinstance(lab, torch.Tensor) else torch.from_numpy(np.asarray(lab))
+        if t.ndim != 2:
+            raise ValueError(f"label map has shape {tuple(t.shape)}; expected (H, W)")
+        if t.is_floating_point() or t.is_complex():
+            raise ValueError(f"label map has dtype {t.dtype}; expected integer ids")
+        tensors.append(t)
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i, t in enumerate(tensors):
+        groups.setdefault((int(t.shape[0]), int(t.shape[1])), []).append(i)
+    return [(idx, torch.stack([tensors[i] for i in idx]).to(device, torch.int64)) for idx in groups.values()]
 
 
 def pool_feature_maps(
     maps: Sequence[torch.Tensor],
     labels: torch.Tensor | Sequence[Any],
-    n_nodes: Sequence[int] | None = None,
+    n_nodes: Sequence[int] | torch.Tensor | None = None,
 ) -> list[torch.Tensor]:
     """Average feature maps over the regions of label maps (area-weighted, no upsampling).
 
     For a map of size ``(h, w)`` and a label map of size ``(H, W)``, pixel ``(y, x)`` falls in
     cell ``(y * h // H, x * w // W)``. Counting pixels per (node, cell) gives a ``(N, h*w)``
     sparse matrix; multiplied with the flattened map ``(h*w, C)`` and divided by the node's area it is
-    the node's feature. The counts come from one ``np.bincount`` per image (a coarser stage whose grid
+    the node's feature. Everything is torch on the maps' device (CPU or CUDA, the same code; label maps
+    elsewhere are moved there once): the counts of the whole batch come from one ``bincount`` (or
+    ``unique``) over ``(image, node, cell)`` codes of equally sized label maps (a coarser stage whose grid
     divides a finer one is counted from the finer stage's pairs, not from the pixels again); the
-    weighted sum is one gather + ``index_add_`` per stage for the whole batch. The per-stage results
-    are concatenated along channels.
+    weighted sum is one gather + ``index_add_`` per stage. The per-stage results are concatenated
+    along channels.
 
     Args:
         maps: stage maps, each ``(B, C_i, h_i, w_i)`` (any resolutions, same ``B``).
         labels: ``(B, H, W)`` long tensor, or a list of ``B`` label maps (``(H_b, W_b)``,
             arrays or tensors; sizes may differ), ids ``0 .. N_b-1``. The label map covers the
             whole image the maps were computed from.
-        n_nodes: ``N_b`` per image; computed as ``labels.max() + 1`` when omitted.
+        n_nodes: ``N_b`` per image (a sequence or a ``(B,)`` tensor); ``max + 1`` of each label map
+            when omitted.
 
     Returns:
         ``B`` float32 tensors ``(N_b, sum_i C_i)`` on the maps' device.
 
     Raises:
-        ValueError: no maps, maps with different batch sizes, or a label count that differs from ``B``.
+        ValueError: no maps, maps with different batch sizes, a label count that differs from ``B``, or
+            ids outside ``0 .. N_b - 1``.
 
     Shapes:
         - maps: ``[(B, C_i, h_i, w_i)]``
@@ -355,6 +436,16 @@ def pool_feature_maps(
         >>> pool_feature_maps([fmap], torch.tensor([[[0, 0, 1, 1]] * 4]))[0].tolist()
         [[1.0], [2.0]]
     """
+    pooled, counts = _pool(maps, labels, n_nodes)
+    return list(torch.split(pooled, counts))
+
+
+def _pool(
+    maps: Sequence[torch.Tensor],
+    labels: torch.Tensor | Sequence[Any],
+    n_nodes: Sequence[int] | torch.Tensor | None = None,
+) -> tuple[torch.Tensor, list[int]]:
+    """:func:`pool_feature_maps` as one ``(sum N_b, sum C_i)`` tensor and the node counts."""
     maps = list(maps)
     if not maps:
         raise ValueError("maps is empty; expected at least one (B, C, h, w) feature map")
@@ -365,42 +456,44 @@ def pool_feature_maps(
     if any(int(m.shape[0]) != batch for m in maps):
         raise ValueError(f"maps have different batch sizes {[int(m.shape[0]) for m in maps]}; expected one B")
     device = maps[0].device
-    label_list = list(labels) if not isinstance(labels, torch.Tensor) else list(labels.unbind(0))
-    if len(label_list) != batch:
-        raise ValueError(f"got {len(label_list)} label maps for a batch of {batch} feature maps")
-    # Index arithmetic in numpy: many small torch ops are slow when the intra-op pool is contended.
-    flat: list[np.ndarray] = []
-    sizes: list[tuple[int, int]] = []
-    for lab in label_list:
-        arr = lab.detach().cpu().numpy() if isinstance(lab, torch.Tensor) else np.asarray(lab)
-        if arr.ndim != 2:
-            raise ValueError(f"label map has shape {arr.shape}; expected (H, W)")
-        sizes.append((int(arr.shape[0]), int(arr.shape[1])))
-        flat.append(arr.astype(np.int64, copy=False).ravel())
+    groups = _label_groups(labels, batch, device)
+    lo = torch.empty(batch, dtype=torch.int64, device=device)
+    hi = torch.empty(batch, dtype=torch.int64, device=device)
+    for idx, lab in groups:
+        at = torch.tensor(idx, device=device)
+        if lab.numel() == 0:
+            raise ValueError(f"label map {idx[0]} is empty; expected a non-empty map with ids 0..N-1")
+        lo[at], hi[at] = lab.flatten(1).amin(1), lab.flatten(1).amax(1)
     if n_nodes is None:
-        counts_n = [int(f.max()) + 1 for f in flat]
+        n_t = hi + 1
     else:
-        counts_n = [int(v) for v in n_nodes]
-        if len(counts_n) != batch:
-            raise ValueError(f"n_nodes has {len(counts_n)} entries for a batch of {batch}")
-    for b, f in enumerate(flat):
-        if f.size == 0 or int(f.min()) < 0 or int(f.max()) >= counts_n[b]:
-            lo, hi = (int(f.min()), int(f.max())) if f.size else (None, None)
-            raise ValueError(
-                f"label map {b} has ids in [{lo}, {hi}]; "
-                f"expected a non-empty map with ids 0..{counts_n[b] - 1}"
-            )
-    offsets = np.concatenate([[0], np.cumsum(counts_n)]).astype(np.int64)
-    total = int(offsets[-1])
-    image_of_node = np.repeat(np.arange(batch, dtype=np.int64), counts_n)
-    area_np = np.concatenate([np.bincount(f, minlength=n) for f, n in zip(flat, counts_n)]).astype(np.float32)
-    area = torch.from_numpy(np.maximum(area_np, 1.0)).to(device).unsqueeze(-1)
+        n_t = torch.as_tensor(n_nodes, dtype=torch.int64).to(device).reshape(-1)
+        if n_t.numel() != batch:
+            raise ValueError(f"n_nodes has {n_t.numel()} entries for a batch of {batch}")
+    bad = (lo < 0) | (hi >= n_t)
+    if bool(bad.any()):
+        b = int(torch.nonzero(bad)[0, 0])
+        raise ValueError(
+            f"label map {b} has ids in [{int(lo[b])}, {int(hi[b])}]; "
+            f"expected a non-empty map with ids 0..{int(n_t[b]) - 1}"
+        )
+    counts_n = n_t.tolist()
+    offsets = torch.cumsum(n_t, 0) - n_t
+    total = int(sum(counts_n))
+    m_max = int(max(counts_n))
+    area = torch.zeros(total, device=device)
+    for idx, lab in groups:
+        at = torch.tensor(idx, device=device)
+        g = (lab + offsets.index_select(0, at).view(-1, 1, 1)).reshape(-1)
+        area.index_add_(0, g, torch.ones(g.numel(), device=device))
+    area = area.clamp_min_(1.0).unsqueeze(-1)
+    image_of_node = torch.repeat_interleave(torch.arange(batch, device=device), n_t, output_size=total)
 
     # (node, cell, count) overlaps for the whole batch (global node ids), finest stage first; a
     # coarser stage whose grid divides a finer one is derived from that stage's overlaps instead of
     # from every pixel again (exact: y * h // H == (y * h_fine // H) // (h_fine // h)).
     order = sorted(range(len(maps)), key=lambda i: -int(maps[i].shape[2] * maps[i].shape[3]))
-    done: list[tuple[int, int, np.ndarray, np.ndarray, np.ndarray]] = []
+    done: list[tuple[int, int, torch.Tensor, torch.Tensor, torch.Tensor]] = []
     pooled_stages: list[torch.Tensor | None] = [None] * len(maps)
     for i in order:
         m = maps[i]
@@ -408,31 +501,40 @@ def pool_feature_maps(
         hw = h * w
         parent = next((d for d in reversed(done) if d[0] % h == 0 and d[1] % w == 0), None)
         if parent is None:
-            parts = [_pixel_pairs(flat[b].reshape(sizes[b]), counts_n[b], h, w) for b in range(batch)]
-            gnode = np.concatenate([offsets[b] + parts[b][0] for b in range(batch)])
-            cell = np.concatenate([p[1] for p in parts])
-            # float64 pixel counts; a plain ndarray because the merge below reassigns it from a weighted
-            # np.bincount, which is float64 at runtime although numpy's stubs say intp
-            count: np.ndarray = np.concatenate([p[2] for p in parts]).astype(np.float64)
+            parts_node, parts_cell, parts_count = [], [], []
+            for idx, lab in groups:
+                nb, height, width = lab.shape
+                at = torch.tensor(idx, device=device)
+                cell_px = _cell_of_pixel(height, width, h, w, str(device))
+                slot = torch.arange(nb, device=device).view(nb, 1, 1) * m_max + lab  # image-local slots
+                key = (slot.view(nb, -1) * hw + cell_px.view(1, -1)).reshape(-1)
+                uniq, cnt = _count_pairs(key, nb * m_max * hw)
+                slot_u = torch.div(uniq, hw, rounding_mode="floor")
+                img_u = torch.div(slot_u, m_max, rounding_mode="floor")
+                parts_node.append(offsets.index_select(0, at.index_select(0, img_u)) + slot_u % m_max)
+                parts_cell.append(uniq % hw)
+                parts_count.append(cnt.to(torch.float32))
+            gnode, cell, count = torch.cat(parts_node), torch.cat(parts_cell), torch.cat(parts_count)
         else:
             ph, pw, pnode, pcell, pcount = parent
-            row, col = np.divmod(pcell, pw)
-            gnode, cell, count = pnode, (row // (ph // h)) * w + col // (pw // w), pcount
+            row, col = torch.div(pcell, pw, rounding_mode="floor"), pcell % pw
+            cell = torch.div(row, ph // h, rounding_mode="floor") * w + torch.div(
+                col, pw // w, rounding_mode="floor"
+            )
+            gnode, count = pnode, pcount
             size = total * hw
-            if size <= min(_MERGE_MAX, max(1 << 16, 4 * gnode.size)):  # merge duplicates
-                merged = np.bincount(gnode * hw + cell, count, minlength=size)
-                nz = np.flatnonzero(merged)
-                gnode, cell, count = nz // hw, nz % hw, merged[nz]
+            if size <= min(_MERGE_MAX, max(1 << 16, 4 * gnode.numel())):  # merge duplicates
+                uniq, count = _count_pairs(gnode * hw + cell, size, count)
+                gnode, cell = torch.div(uniq, hw, rounding_mode="floor"), uniq % hw
         done.append((h, w, gnode, cell, count))
-        rows = torch.from_numpy(image_of_node[gnode] * hw + cell).to(device)
+        rows = image_of_node.index_select(0, gnode) * hw + cell
         values = m.detach().to(torch.float32).permute(0, 2, 3, 1).reshape(batch * hw, channels)
         contrib = values.index_select(0, rows)
-        contrib *= torch.from_numpy(count.astype(np.float32)).to(device).unsqueeze(1)
+        contrib *= count.to(torch.float32).unsqueeze(1)
         out = torch.zeros(total, channels, device=device)
-        out.index_add_(0, torch.from_numpy(gnode).to(device), contrib)
+        out.index_add_(0, gnode, contrib)
         pooled_stages[i] = out / area
-    pooled = torch.cat(pooled_stages, dim=1)  # type: ignore[arg-type]
-    return list(torch.split(pooled, counts_n))
+    return torch.cat(pooled_stages, dim=1), counts_n  # type: ignore[arg-type]
 
 
 def weights_fingerprint(module: torch.nn.Module) -> str:
@@ -569,8 +671,12 @@ class CNNNodeFeatures:
             f"input_size={self.backbone.cfg.input_size})"
         )
 
-    def preprocess(self, images: Sequence[Any]) -> torch.Tensor:
+    def preprocess(self, images: Sequence[Any] | torch.Tensor) -> torch.Tensor:
         """Images to the normalised network input ``(B, 3, S, S)`` on :attr:`device`.
+
+        ``images``: a list of images (as :func:`bridge.checks.as_float_image` accepts them), or a
+        checked ``(B, H, W, C)`` float32 tensor in ``[0, 1]`` (:func:`bridge.segmentation.as_float_batch`)
+        on any device, which is resized and normalised there after one move to :attr:`device`.
 
         Example:
             >>> cnn.preprocess([np.zeros((32, 48, 3), np.uint8)]).shape  # doctest: +SKIP
@@ -581,20 +687,30 @@ class CNNNodeFeatures:
         mode = str(getattr(cfg, "interpolation", "bilinear"))
         if mode not in ("bilinear", "bicubic", "nearest", "area"):
             mode = "bilinear"
-        arrays = [as_float_image(im, name=f"images[{i}]") for i, im in enumerate(images)]
-        groups: dict[tuple[int, ...], list[int]] = {}
-        for i, a in enumerate(arrays):
-            groups.setdefault(a.shape, []).append(i)
-        out = torch.empty(len(arrays), 3, size, size, device=self.device)
-        for shape, idx in groups.items():
-            t = torch.from_numpy(np.stack([arrays[i] for i in idx])).to(self.device)  # (b, H, W, C)
+        if isinstance(images, torch.Tensor):  # a checked (B, H, W, C) float batch: no host copy
+            groups_t = [(list(range(int(images.shape[0]))), images.to(self.device))]
+        else:
+            arrays = [as_float_image(im, name=f"images[{i}]") for i, im in enumerate(images)]
+            groups: dict[tuple[int, ...], list[int]] = {}
+            for i, a in enumerate(arrays):
+                groups.setdefault(a.shape, []).append(i)
+            groups_t = [
+                (idx, torch.from_numpy(np.stack([arrays[i] for i in idx])).to(self.device))
+                for idx in groups.values()
+            ]
+        out = torch.empty(sum(len(idx) for idx, _ in groups_t), 3, size, size, device=self.device)
+        for idx, t in groups_t:  # t: (b, H, W, C)
+            shape = tuple(t.shape[1:])
             t = t.permute(0, 3, 1, 2)
             if shape[2] == 1:
                 t = t.expand(-1, 3, -1, -1)
             if shape[:2] != (size, size):
                 kw = {"antialias": True, "align_corners": False} if mode in ("bilinear", "bicubic") else {}
                 t = F.interpolate(t.contiguous(), size=(size, size), mode=mode, **kw).clamp_(0.0, 1.0)
-            out[idx] = t
+            if len(idx) == out.shape[0]:
+                out.copy_(t)
+            else:
+                out[idx] = t
         mean = torch.tensor(cfg.mean, dtype=out.dtype, device=self.device).view(1, 3, 1, 1)
         std = torch.tensor(cfg.std, dtype=out.dtype, device=self.device).view(1, 3, 1, 1)
         return out.sub_(mean).div_(std)
@@ -607,6 +723,46 @@ class CNNNodeFeatures:
         if bad:
             raise ValueError(f"stages {bad} out of range: backbone.features returned {len(maps)} maps")
         return [maps[s] for s in self.stages]
+
+    def pool_batch(self, images: torch.Tensor, labels: torch.Tensor, n_nodes: torch.Tensor) -> torch.Tensor:
+        """Pooled CNN features of a tensor batch, all on :attr:`device` (the torch path of
+        :meth:`bridge.convert.ImageToGraph.batch_tensor`): no host copy of images, labels or features.
+
+        Args:
+            images: ``(B, H, W, C)`` float32 in ``[0, 1]`` (:func:`bridge.segmentation.as_float_batch`).
+            labels: ``(B, H, W)`` int64 label maps with ids ``0 .. n_nodes[b] - 1``.
+            n_nodes: ``(B,)`` int64 node counts.
+
+        Returns:
+            ``(sum N_b, out_channels)`` float32 on :attr:`device`, graph after graph.
+
+        Shapes:
+            - images: ``(B, H, W, C)``; labels: ``(B, H, W)``; n_nodes: ``(B,)``
+            - output: ``(N, out_channels)``
+
+        Example:
+            >>> imgs, labels = torch.rand(2, 64, 64, 3), torch.zeros(2, 64, 64, dtype=torch.long)
+            >>> cnn.pool_batch(imgs, labels, torch.tensor([1, 1])).shape  # doctest: +SKIP
+            torch.Size([2, 472])
+        """
+        module = self.backbone
+        was_training = bool(getattr(module, "training", False))
+        if hasattr(module, "eval"):
+            module.eval()
+        labels = labels.to(self.device)
+        n_nodes = n_nodes.to(self.device)
+        out = []
+        try:
+            for start in range(0, int(images.shape[0]), self.batch_size):
+                chunk = slice(start, start + self.batch_size)
+                x = self.preprocess(images[chunk])
+                with torch.inference_mode():
+                    maps = self._select(module.features(x))
+                    out.append(_pool(maps, labels[chunk], n_nodes[chunk])[0])
+        finally:
+            if was_training and hasattr(module, "train"):
+                module.train(True)
+        return torch.cat(out)  # outside inference mode: a normal tensor
 
     def __call__(self, images: Sequence[Any], labels: Sequence[Any]) -> list[torch.Tensor]:
         """Pooled CNN features for each image's label map.

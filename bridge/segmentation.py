@@ -6,14 +6,19 @@ The segmentation back-ends live in one table (:class:`SegmentationBackend`, fill
 ============== ========================================================================= ==========
 name           back-end                                                                  batched
 ============== ========================================================================= ==========
-``slic``       :func:`skimage.segmentation.slic`, one image at a time (the default)      no
-``slic_torch`` the same algorithm batched in torch (:func:`bridge.slic.slic_batch`)      yes
+``slic``       :func:`skimage.segmentation.slic`, one image at a time                    no
+``slic_torch`` the same algorithm batched in torch (:func:`bridge.slic.slic_batch`; the  yes
+               default), on the device of a tensor input
 ``grid``       square patches of side ``~sqrt(H * W / n_segments)`` (the ViG patch graph) no
 ============== ========================================================================= ==========
 
 :func:`superpixels`, :func:`superpixels_batch`, :class:`bridge.convert.ImageToGraph` (segmentation
 and cache key) and :class:`bridge.dataset.GraphDataset` look a method up in the table; none of them
 tests a method's name. :data:`METHODS` is the tuple of the table's names.
+
+Torch tensors pass through: a tensor image gives a tensor label map on the image's device. A back-end
+with a ``tensor`` function (``slic_torch``) segments it there, without a copy to the host; the others
+segment a host copy and their labels are moved back to the device.
 
 Every label map returned here is *contiguous* (ids ``0 .. N-1``, each used) and every id is
 *one connected region* under 4-connectivity, so downstream code (adjacency, node features,
@@ -40,6 +45,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+import torch
 
 from .checks import as_float_image, check_compactness, check_n_segments, check_sigma, check_size
 from .slic import VERSION as SLIC_TORCH_VERSION
@@ -52,6 +58,7 @@ __all__ = [
     "get_segmentation",
     "list_segmentations",
     "register_segmentation",
+    "as_float_batch",
     "relabel",
     "superpixels",
     "superpixels_batch",
@@ -65,6 +72,8 @@ METHODS: tuple[str, ...]  # served by the module's __getattr__
 SegmentFn = Callable[..., np.ndarray]
 #: Many images: ``fn(imgs, *, n_segments, compactness, sigma) -> [labels, ...]``.
 SegmentBatchFn = Callable[..., Sequence[np.ndarray]]
+#: A tensor batch on any device: ``fn(images, *, n_segments, compactness, sigma) -> labels`` (same device).
+SegmentTensorFn = Callable[..., torch.Tensor]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,10 +96,15 @@ class SegmentationBackend:
             as ``config[name] = version`` (:meth:`bridge.convert.ImageToGraph.config`), so a new
             version gives a new cache key. scikit-image's version is recorded for every method.
         description: one line for listings (``pixgraph graphs --help``, reports).
+        tensor: ``tensor(images, *, n_segments, compactness, sigma) -> labels`` for a ``(B, H, W, C)``
+            float32 tensor in ``[0, 1]`` on any device (checked by :func:`as_float_batch`), returning
+            ``(B, H, W)`` int64 label maps on the same device under the same contract, or ``None``
+            (then tensors are segmented on a host copy).
 
     Shapes:
         - single: ``(H, W, C)`` -> ``(H, W)``
         - batch: ``[(H_i, W_i, C)]`` -> ``[(H_i, W_i)]``
+        - tensor: ``(B, H, W, C)`` -> ``(B, H, W)``
 
     Example:
         >>> backend = get_segmentation("grid")
@@ -105,11 +119,47 @@ class SegmentationBackend:
     batch: SegmentBatchFn | None = None
     version: str | int | None = None
     description: str = ""
+    tensor: SegmentTensorFn | None = None
 
     @property
     def batched(self) -> bool:
         """Whether the back-end segments a list of images in one pass."""
         return self.batch is not None
+
+    def segment_tensor(
+        self, images: torch.Tensor, *, n_segments: int, compactness: float = 10.0, sigma: float = 0.0
+    ) -> torch.Tensor:
+        """Label maps of a checked tensor batch (:func:`as_float_batch`), on the images' device.
+
+        With a ``tensor`` function the work stays on that device; without one each image is
+        segmented on a host copy with ``batch`` / ``single`` and the labels are moved back.
+
+        Shapes:
+            - images: ``(B, H, W, C)``
+            - output: ``(B, H, W)``
+        """
+        b, h, w = images.shape[:3]
+        check_size(h, w, n_segments)
+        if self.tensor is None:
+            host = list(images.detach().cpu().numpy())
+            out = self.segment_many(host, n_segments=n_segments, compactness=compactness, sigma=sigma)
+            return torch.from_numpy(np.stack(out)).to(images.device)
+        labels = self.tensor(images, n_segments=n_segments, compactness=compactness, sigma=sigma)
+        if (
+            not isinstance(labels, torch.Tensor)
+            or tuple(labels.shape) != (b, h, w)
+            or labels.is_floating_point()
+            or labels.device != images.device
+        ):
+            got = (
+                f"{labels.dtype} {tuple(labels.shape)}" if isinstance(labels, torch.Tensor) else type(labels)
+            )
+            raise ValueError(
+                f"segmentation back-end {self.name!r} returned {got} for a tensor batch of {(b, h, w)} on "
+                f"{images.device}; its tensor function must return (B, H, W) integer labels on the images' "
+                f"device (fix the back-end, see bridge.segmentation.SegmentationBackend)"
+            )
+        return labels.long()
 
     def segment(
         self, img: np.ndarray, *, n_segments: int, compactness: float = 10.0, sigma: float = 0.0
@@ -191,6 +241,7 @@ def register_segmentation(
     version: str | int | None = None,
     description: str = "",
     replace: bool = False,
+    tensor: SegmentTensorFn | None = None,
 ) -> SegmentationBackend:
     """Add a segmentation back-end to the table (the contract is in :class:`SegmentationBackend`).
 
@@ -205,6 +256,8 @@ def register_segmentation(
         version: version of the back-end's results (part of graph cache keys), or ``None``.
         description: one line for listings.
         replace: allow replacing a registered back-end of this name (the built-ins cannot be replaced).
+        tensor: the function for a tensor batch on any device, or ``None`` (see
+            :class:`SegmentationBackend`).
 
     Returns:
         The new table entry.
@@ -244,9 +297,14 @@ def register_segmentation(
         raise TypeError(
             f"batch must be None or callable as batch(imgs, *, n_segments, compactness, sigma), got {batch!r}"
         )
+    if tensor is not None and not callable(tensor):
+        raise TypeError(
+            f"tensor must be None or callable as tensor(images, *, n_segments, compactness, sigma), "
+            f"got {tensor!r}"
+        )
     if version is not None and (isinstance(version, bool) or not isinstance(version, (str, int))):
         raise TypeError(f"version must be a str, an int or None, got {version!r}")
-    backend = SegmentationBackend(name, single, batch, version, str(description))
+    backend = SegmentationBackend(name, single, batch, version, str(description), tensor)
     _REGISTRY[name] = backend
     return backend
 
@@ -367,6 +425,63 @@ def relabel(labels: Any) -> np.ndarray:
     return out
 
 
+def as_float_batch(images: Any, *, name: str = "images") -> torch.Tensor:
+    """Validate a tensor batch and return it as float32 in ``[0, 1]``, channels last, on its device.
+
+    The tensor counterpart of :func:`bridge.checks.as_float_image`, for a batch: uint8 is divided by
+    255, floats must be finite and in ``[0, 1]``. The checks read a few scalars back, never the pixels.
+
+    Args:
+        images: ``(B, H, W, C)`` (``C`` in ``{1, 3}``) or ``(B, H, W)`` grayscale tensor.
+        name: the argument name used in error messages.
+
+    Returns:
+        ``(B, H, W, C)`` float32 tensor on the input's device (a new tensor; the input is never modified).
+
+    Raises:
+        ValueError: not a tensor, a wrong shape, dtype or channel count, empty, NaN / inf, or floats
+            outside ``[0, 1]``.
+
+    Shapes:
+        - images: ``(B, H, W[, C])``
+        - output: ``(B, H, W, C)``
+
+    Example:
+        >>> as_float_batch(torch.full((2, 4, 4, 3), 255, dtype=torch.uint8)).amax().item()
+        1.0
+    """
+    if not isinstance(images, torch.Tensor):
+        raise ValueError(f"{name} must be a torch tensor (B, H, W, C), got {type(images).__name__}")
+    shape = tuple(images.shape)
+    if images.ndim == 4 and shape[1] in (1, 3) and shape[3] not in (1, 3):
+        raise ValueError(
+            f"{name} has shape {shape}, which looks channel-first (B, C, H, W); expected channel-last "
+            f"(B, H, W, C): use images.permute(0, 2, 3, 1)"
+        )
+    if images.ndim not in (3, 4) or (images.ndim == 4 and shape[3] not in (1, 3)):
+        raise ValueError(f"{name} has shape {shape}; expected (B, H, W, 3), (B, H, W, 1) or (B, H, W)")
+    if images.numel() == 0:
+        raise ValueError(f"{name} is empty (shape {shape}); expected at least one image of one pixel")
+    x = images.detach()
+    if x.dtype == torch.uint8:
+        out = x.to(torch.float32).div_(255.0)
+    elif x.is_floating_point():
+        out = x.to(torch.float32, copy=True)
+        lo, hi = torch.aminmax(out)
+        lo_f, hi_f = float(lo), float(hi)  # one small read-back for both checks
+        if not (math.isfinite(lo_f) and math.isfinite(hi_f)) or not bool(torch.isfinite(out).all()):
+            raise ValueError(f"{name} contains NaN or infinite values; expected finite values in [0, 1]")
+        if lo_f < 0.0 or hi_f > 1.0:
+            hint = " (divide by 255?)" if hi_f <= 255.0 and lo_f >= 0.0 else ""
+            raise ValueError(
+                f"{name} is a float tensor with values in [{lo_f:g}, {hi_f:g}]; expected float values in "
+                f"[0, 1]{hint} or uint8"
+            )
+    else:
+        raise ValueError(f"{name} has dtype {x.dtype}; expected torch.uint8 (0..255) or float in [0, 1]")
+    return out.unsqueeze(-1) if out.ndim == 3 else out
+
+
 # -- the built-in back-ends ----------------------------------------------------------------------
 
 
@@ -431,13 +546,26 @@ def _slic_torch_batch(
     return out  # type: ignore[return-value]
 
 
-register_segmentation("slic", _slic, description="scikit-image SLIC, one image at a time (the default)")
+def _slic_torch_tensor(
+    images: torch.Tensor, *, n_segments: int, compactness: float, sigma: float
+) -> torch.Tensor:
+    """:func:`bridge.slic.slic_batch` on the images' device; flat images (and ``n_segments=1``) give one
+    region, as in :func:`_slic_torch_batch`."""
+    if n_segments == 1:
+        return torch.zeros(images.shape[:3], dtype=torch.int64, device=images.device)
+    labels = slic_batch(images, n_segments=n_segments, compactness=compactness, sigma=sigma)
+    flat = (images == images[:, :1, :1]).flatten(1).all(1)
+    return labels.masked_fill_(flat.view(-1, 1, 1), 0)
+
+
+register_segmentation("slic", _slic, description="scikit-image SLIC, one image at a time")
 register_segmentation(
     "slic_torch",
     _slic_torch,
     batch=_slic_torch_batch,
     version=SLIC_TORCH_VERSION,
-    description="SLIC batched in torch (bridge.slic.slic_batch), ~10x faster per image in batches",
+    description="SLIC batched in torch (bridge.slic.slic_batch; the default), on any device",
+    tensor=_slic_torch_tensor,
 )
 register_segmentation("grid", _grid, description="square patches of side ~sqrt(H * W / n_segments)")
 
@@ -450,12 +578,16 @@ def superpixels(
     *,
     n_segments: int = 75,
     compactness: float = 10.0,
-    method: str = "slic",
+    method: str = "slic_torch",
     sigma: float = 0.0,
     return_info: bool = False,
-) -> np.ndarray | tuple[np.ndarray, dict[str, Any]]:
+) -> Any:
     """Segment an image into superpixels (SLIC) or square patches (grid).
 
+    ``method="slic_torch"`` (the default) runs SLIC in torch (:mod:`bridge.slic`; batched in
+    :func:`superpixels_batch`), on a 2x smaller working copy for 224 px images with 75 segments
+    (borders exact to 2 px); its superpixel counts and colour homogeneity match scikit-image's
+    (``benchmarks/bench_slic_parity.py``).
     ``method="slic"`` runs :func:`skimage.segmentation.slic` (Lab colour space for RGB, grayscale
     as is, ``enforce_connectivity=True``) and relabels the result into connected, contiguous ids.
     SLIC returns about ``n_segments`` regions, often fewer; ``return_info=True`` reports both.
@@ -463,27 +595,29 @@ def superpixels(
     (a noisy 1x2000 strip gives 1 for 10 asked): then a ``UserWarning`` suggests ``method="grid"``
     or resizing (shown once per method and ``n_segments``, not once per image).
     An image whose pixels are all equal gives a single region.
-    ``method="slic_torch"`` runs the same algorithm batched in torch (:mod:`bridge.slic`; about 10x
-    faster per image in batches, see :func:`superpixels_batch`), on a 2x smaller copy for 224 px
-    images with 75 segments (borders exact to 2 px).
     ``method="grid"`` cuts the image into ``rows x cols`` rectangular patches of side
     ``~sqrt(H * W / n_segments)`` (the ViG patch graph; 224x224 with 196 segments gives 14x14
     patches of 16 px). The grid ignores the image content, so a flat image still gives patches.
 
+    A torch tensor gives a tensor: ``slic_torch`` segments it on its device (CPU or CUDA, no copy to
+    the host) and returns the label map there; other back-ends segment a host copy and move the
+    labels to the tensor's device.
+
     Args:
-        image: uint8 or float (in ``[0, 1]``) image, ``(H, W)``, ``(H, W, 1)`` or ``(H, W, 3)``;
-            never modified.
+        image: uint8 or float (in ``[0, 1]``) image, ``(H, W)``, ``(H, W, 1)`` or ``(H, W, 3)``, a
+            NumPy array or a tensor on any device; never modified.
         n_segments: number of segments asked for, ``1 <= n_segments <= H * W``.
         compactness: SLIC balance of colour and space (higher = squarer superpixels), ``> 0``.
-        method: a name of the back-end table (:func:`list_segmentations`): ``"slic"``
-            (scikit-image), ``"slic_torch"`` (:mod:`bridge.slic`), ``"grid"``, or one added with
+        method: a name of the back-end table (:func:`list_segmentations`): ``"slic_torch"``
+            (:mod:`bridge.slic`), ``"slic"`` (scikit-image), ``"grid"``, or one added with
             :func:`register_segmentation`.
         sigma: width of a Gaussian pre-smoothing for SLIC (0 = none).
         return_info: also return a dict with ``n_segments_requested``, ``n_segments`` (got) and
             ``method``.
 
     Returns:
-        ``labels`` (``(H, W)`` int64, ids ``0 .. N-1``), or ``(labels, info)`` with ``return_info``.
+        ``labels`` (``(H, W)`` int64, ids ``0 .. N-1``; a NumPy array, or a tensor on the image's
+        device for a tensor image), or ``(labels, info)`` with ``return_info``.
 
     Raises:
         ValueError: bad image (see :func:`bridge.checks.as_float_image`), ``n_segments`` outside
@@ -497,11 +631,24 @@ def superpixels(
         >>> img = np.zeros((20, 20, 3), np.uint8); img[:10, :10] = 200
         >>> int(superpixels(img, n_segments=4).max()) + 1
         4
+        >>> superpixels(torch.from_numpy(img), n_segments=4).shape  # a tensor stays a tensor
+        torch.Size([20, 20])
     """
-    img = as_float_image(image)
     n_segments = check_options(n_segments, compactness, method, sigma)
     backend = get_segmentation(method)
-    labels = backend.segment(img, n_segments=n_segments, compactness=compactness, sigma=sigma)
+    if isinstance(image, torch.Tensor):
+        if image.ndim not in (2, 3):
+            raise ValueError(
+                f"image has shape {tuple(image.shape)}; expected (H, W) grayscale, (H, W, 1) or (H, W, 3) "
+                f"RGB (use superpixels_batch for a (B, H, W, C) batch)"
+            )
+        x = as_float_batch(image.unsqueeze(0), name="image")
+        labels: Any = backend.segment_tensor(x, n_segments=n_segments, compactness=compactness, sigma=sigma)[
+            0
+        ]
+    else:
+        img = as_float_image(image)
+        labels = backend.segment(img, n_segments=n_segments, compactness=compactness, sigma=sigma)
     if return_info:
         info = {
             "n_segments_requested": n_segments,
@@ -513,43 +660,81 @@ def superpixels(
 
 
 def superpixels_batch(
-    images: Sequence[Any],
+    images: Any,
     *,
     n_segments: int = 75,
     compactness: float = 10.0,
     method: str = "slic_torch",
     sigma: float = 0.0,
-) -> list[np.ndarray]:
-    """:func:`superpixels` of many images; a batched back-end (``method="slic_torch"``, the default
-    here) segments images of equal shape together in one pass (:func:`bridge.slic.slic_batch`).
+) -> Any:
+    """:func:`superpixels` of many images; a batched back-end (``method="slic_torch"``, the default)
+    segments images of equal shape together in one pass (:func:`bridge.slic.slic_batch`).
+
+    A ``(B, H, W, C)`` (or ``(B, H, W)``) tensor is segmented as one batch on its device and gives a
+    ``(B, H, W)`` int64 tensor there (``slic_torch``: no copy to the host). In a list, a tensor image
+    gives a tensor label map on its device.
 
     Args:
-        images: sequence of images as accepted by :func:`superpixels` (sizes may differ).
+        images: a sequence of images as accepted by :func:`superpixels` (sizes may differ), or a
+            tensor batch of equally sized images.
         n_segments, compactness, method, sigma: as in :func:`superpixels`.
 
     Returns:
-        list of ``(H_i, W_i)`` int64 label maps with ids ``0 .. N_i - 1``, each one connected region.
+        list of ``(H_i, W_i)`` int64 label maps with ids ``0 .. N_i - 1``, each one connected region;
+        for a tensor batch, one ``(B, H, W)`` tensor on its device.
 
     Raises:
         ValueError: as :func:`superpixels`; the message names the index of a bad image.
 
     Shapes:
-        - images[i]: ``(H_i, W_i)`` or ``(H_i, W_i, C)``
-        - output[i]: ``(H_i, W_i)``
+        - images[i]: ``(H_i, W_i)`` or ``(H_i, W_i, C)``; a tensor batch ``(B, H, W[, C])``
+        - output[i]: ``(H_i, W_i)``; for a tensor batch ``(B, H, W)``
 
     Example:
         >>> from skimage.data import astronaut, coffee
         >>> labels = superpixels_batch([astronaut()[:224, :224], coffee()[:224, :224]], n_segments=75)
         >>> [lab.shape for lab in labels]
         [(224, 224), (224, 224)]
+        >>> batch = torch.from_numpy(np.stack([astronaut()[:64, :64], coffee()[:64, :64]]))
+        >>> superpixels_batch(batch, n_segments=20).shape
+        torch.Size([2, 64, 64])
     """
     n_segments = check_options(n_segments, compactness, method, sigma)
     backend = get_segmentation(method)
-    imgs = []
+    opts: dict[str, Any] = {"n_segments": n_segments, "compactness": compactness, "sigma": sigma}
+    if isinstance(images, torch.Tensor):
+        x = as_float_batch(images)
+        return backend.segment_tensor(x, **opts)
+    images = list(images)
+    tensors: dict[int, torch.Tensor] = {}
+    imgs: list[np.ndarray | None] = []
     for i, image in enumerate(images):
         try:
-            imgs.append(as_float_image(image))
-            check_size(imgs[-1].shape[0], imgs[-1].shape[1], n_segments)
+            if isinstance(image, torch.Tensor):
+                if image.ndim not in (2, 3):
+                    raise ValueError(
+                        f"image has shape {tuple(image.shape)}; expected (H, W) grayscale, (H, W, 1) or "
+                        f"(H, W, 3) RGB"
+                    )
+                tensors[i] = as_float_batch(image.unsqueeze(0), name="image")
+                check_size(image.shape[0], image.shape[1], n_segments)
+                imgs.append(None)
+            else:
+                imgs.append(as_float_image(image))
+                check_size(imgs[-1].shape[0], imgs[-1].shape[1], n_segments)  # type: ignore[union-attr]
         except ValueError as err:
             raise ValueError(f"images[{i}]: {err}") from None
-    return backend.segment_many(imgs, n_segments=n_segments, compactness=compactness, sigma=sigma)
+    out: list[Any] = [None] * len(images)
+    host = [i for i, im in enumerate(imgs) if im is not None]
+    if host:
+        done = backend.segment_many([im for im in imgs if im is not None], **opts)
+        for i, lab in zip(host, done):
+            out[i] = lab
+    groups: dict[tuple[Any, ...], list[int]] = {}
+    for i, t in tensors.items():  # equal shapes on one device are segmented together
+        groups.setdefault((t.device, *t.shape), []).append(i)
+    for idx in groups.values():
+        seg_t = backend.segment_tensor(torch.cat([tensors[i] for i in idx]), **opts)
+        for i, lab_t in zip(idx, seg_t.unbind(0)):
+            out[i] = lab_t
+    return out

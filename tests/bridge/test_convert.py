@@ -50,7 +50,7 @@ def test_four_quadrants_graph_and_dense_matrices():
 def test_repr_and_config():
     conv = ImageToGraph(n_segments=30, edges="knn", k=4, features=("color_mean",))
     assert repr(conv) == (
-        "ImageToGraph(n_segments=30, compactness=10.0, method='slic', sigma=0.0, edges='knn', k=4, "
+        "ImageToGraph(n_segments=30, compactness=10.0, method='slic_torch', sigma=0.0, edges='knn', k=4, "
         "features=('color_mean',), backbone=None, stages=None, batch_size=32, keep_segments=True)"
     )
     cfg = conv.config()

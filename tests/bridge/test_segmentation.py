@@ -48,7 +48,7 @@ def test_four_quadrants_give_four_segments():
     img = quadrants()
     labels, info = superpixels(img, n_segments=4, return_info=True)
     assert labels.shape == (32, 32)
-    assert info == {"n_segments_requested": 4, "n_segments": 4, "method": "slic"}
+    assert info == {"n_segments_requested": 4, "n_segments": 4, "method": "slic_torch"}
     corners = [labels[:16, :16], labels[:16, 16:], labels[16:, :16], labels[16:, 16:]]
     assert all((c == c[0, 0]).all() for c in corners)  # each quadrant is one segment
     assert len({int(c[0, 0]) for c in corners}) == 4
@@ -313,14 +313,14 @@ def elongation_warnings(call) -> list[str]:
 @pytest.mark.parametrize(
     ("call", "count"),
     [
-        (lambda: superpixels(noise(1, 2000), n_segments=10), 1),  # 1 segment for 10 asked
-        (lambda: superpixels(noise(2000, 1), n_segments=10), 1),  # standing strips too
-        (lambda: [superpixels(noise(1, 2000, seed=s), n_segments=10) for s in range(3)], 1),  # once
+        (lambda: superpixels(noise(1, 2000), n_segments=10, method="slic"), 1),  # 1 segment for 10 asked
+        (lambda: superpixels(noise(2000, 1), n_segments=10, method="slic"), 1),  # standing strips too
+        (lambda: [superpixels(noise(1, 2000, seed=s), n_segments=10, method="slic") for s in range(3)], 1),  # once
         (lambda: superpixels_batch([noise(1, 2000), noise(1, 1000)], n_segments=10, method="slic"), 1),
         (lambda: superpixels(noise(1, 2000), n_segments=10, method="grid"), 0),  # grid keeps the count
-        (lambda: superpixels(gradient(1, 2000), n_segments=10), 0),  # SLIC did give 10
-        (lambda: superpixels(noise(1, 20), n_segments=10), 0),  # aspect ratio 20: not "very elongated"
-        (lambda: superpixels(noise(64, 64), n_segments=10), 0),
+        (lambda: superpixels(gradient(1, 2000), n_segments=10, method="slic"), 0),  # SLIC did give 10
+        (lambda: superpixels(noise(1, 20), n_segments=10, method="slic"), 0),  # aspect ratio 20: not "very elongated"
+        (lambda: superpixels(noise(64, 64), n_segments=10, method="slic"), 0),
     ],
     ids=["strip", "standing", "three-strips", "batch", "grid", "smooth-strip", "ratio-20", "square"],
 )
@@ -335,5 +335,5 @@ def test_far_fewer_segments_on_an_elongated_image_warn_once(call, count):
 def test_elongated_image_labels_are_unchanged_by_the_warning():
     img = noise(1, 2000)
     with pytest.warns(UserWarning, match="very elongated"):
-        labels, info = superpixels(img, n_segments=10, return_info=True)
+        labels, info = superpixels(img, n_segments=10, method="slic", return_info=True)
     assert info["n_segments"] == 1 and labels.shape == (1, 2000) and not labels.any()
