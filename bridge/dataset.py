@@ -10,6 +10,11 @@ conversion. Files are written to a temporary name and renamed, and hold only pla
 SHA-256 checksum of them (read with ``torch.load(weights_only=True)``, verified on every load: a file
 changed on disk is converted again, with a warning).
 
+Under ``torchrun`` or Lightning DDP the conversion is split by rank: each process converts its own
+contiguous block of items and writes it as a shard next to the cache file, rank 0 merges the shards
+into the one cache file (the same bytes a one-process run writes), and every rank then loads that
+file (see ``distributed`` in :class:`GraphDataset`).
+
 Example:
     >>> from skimage.data import astronaut, chelsea
     >>> from bridge.convert import ImageToGraph
@@ -25,6 +30,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
@@ -34,12 +40,15 @@ import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, cast
 
 import numpy as np
 import torch
 from torch_geometric.data import Data, InMemoryDataset
+from torch_geometric.data.collate import collate
+from torch_geometric.data.separate import separate
 
 from engine.files import CheckpointError, atomic_open, load_torch_file
 
@@ -47,6 +56,7 @@ from .checks import check_label
 from .convert import ImageToGraph, prepare_many
 
 __all__ = [
+    "DEFAULT_TIMEOUT",
     "FINGERPRINTS",
     "GraphDataset",
     "check_cache_root",
@@ -279,6 +289,126 @@ def _compact(labels: np.ndarray) -> np.ndarray:
     return labels.astype(dtype).ravel()
 
 
+# -- distributed conversion ------------------------------------------------------------------------
+#: Default seconds a rank waits for the other ranks' shards or for the merged cache file.
+DEFAULT_TIMEOUT = 1800.0
+_POLL_FIRST, _POLL_MAX = 0.05, 2.0
+
+
+@dataclass(frozen=True)
+class _World:
+    """Where this process stands in a distributed run: its rank, the number of ranks, and how they meet.
+
+    ``group`` is ``True`` when a ``torch.distributed`` process group connects the ranks (collectives
+    for agreement and errors); ``False`` when only ``RANK``/``WORLD_SIZE`` are known (files and polling).
+    """
+
+    rank: int = 0
+    size: int = 1
+    group: bool = False
+
+    def bounds(self, n: int) -> tuple[int, int]:
+        """The contiguous block ``[start, stop)`` of ``n`` items that this rank converts."""
+        return self.rank * n // self.size, (self.rank + 1) * n // self.size
+
+
+def _env_int(name: str) -> int | None:
+    text = os.environ.get(name)
+    if text is None or text.strip() == "":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(
+            f"environment variable {name}={text!r} is not an integer; torchrun sets RANK and WORLD_SIZE to "
+            f"integers: unset it, or pass distributed=False to convert everything in this process"
+        ) from None
+
+
+def _detect_world(distributed: bool | None) -> _World:
+    """The distributed context: an initialised process group, else ``RANK``/``WORLD_SIZE``, else alone."""
+    if distributed is False:
+        return _World()
+    dist = torch.distributed
+    if dist.is_available() and dist.is_initialized():
+        return _World(dist.get_rank(), dist.get_world_size(), group=True)
+    rank, size = _env_int("RANK"), _env_int("WORLD_SIZE")
+    if rank is not None and size is not None:
+        if size < 1 or not 0 <= rank < size:
+            raise ValueError(
+                f"environment variables RANK={rank} and WORLD_SIZE={size} do not describe a rank of a "
+                f"distributed run (0 <= RANK < WORLD_SIZE); fix them, or pass distributed=False"
+            )
+        return _World(rank, size, group=False)
+    if distributed:
+        raise ValueError(
+            "distributed=True but this process is not part of a distributed run: torch.distributed is not "
+            "initialised and RANK/WORLD_SIZE are not set; start it with torchrun (or "
+            "torch.distributed.init_process_group), or pass distributed=None to detect it"
+        )
+    return _World()
+
+
+def _all_gather(obj: Any, size: int) -> list[Any]:
+    """Every rank's ``obj`` (a collective: also a barrier); works for gloo and nccl groups."""
+    out: list[Any] = [None] * size
+    torch.distributed.all_gather_object(out, obj)
+    return out
+
+
+def _raise_remote(errors: list[str | None], rank: int, step: str) -> None:
+    """After a collective: raise when another rank failed (this rank's own error is raised by itself)."""
+    failed = [(r, e) for r, e in enumerate(errors) if e is not None and r != rank]
+    if failed:
+        what = "; ".join(f"rank {r}: {e}" for r, e in failed)
+        raise RuntimeError(
+            f"the distributed graph conversion stopped on rank {rank}: another rank failed {step} ({what}); "
+            f"fix that error and run again"
+        )
+
+
+def _file_identity(path: str) -> tuple[int, int, int, int] | None:
+    """What tells one version of a file from another (device, inode, size, mtime); ``None`` if missing."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def _poll(missing: Callable[[], list[str]], timeout: float, fail: Callable[[list[str]], str]) -> None:
+    """Wait until ``missing()`` is empty; after ``timeout`` s a TimeoutError with ``fail(still missing)``."""
+    deadline = time.monotonic() + timeout
+    pause = _POLL_FIRST
+    while True:
+        left = missing()
+        if not left:
+            return
+        now = time.monotonic()
+        if now >= deadline:
+            raise TimeoutError(fail(left))
+        time.sleep(min(pause, deadline - now))
+        pause = min(pause * 1.5, _POLL_MAX)
+
+
+def _unpack(payload: dict[str, Any]) -> list[Data]:
+    """The graphs of a packed payload, label maps included (the inverse of ``GraphDataset._pack``)."""
+    n = int(payload["n"])
+    if n == 0:
+        return []
+    data = Data.from_dict(payload["data"])
+    slices = payload["slices"]
+    graphs = []
+    for i in range(n):  # one slice per graph, never a loop over nodes or pixels
+        g = separate(cls=Data, batch=data, idx=i, slice_dict=slices, decrement=False)
+        if "segments" in payload:
+            h, w = payload["segment_shapes"][i].tolist()
+            lo, hi = int(payload["segment_offsets"][i]), int(payload["segment_offsets"][i + 1])
+            g.segments = payload["segments"][lo:hi].to(torch.long).view(1, h, w)
+        graphs.append(g)
+    return graphs
+
+
 class GraphDataset(InMemoryDataset):
     """Graphs of a whole image dataset, converted once in parallel and cached on disk.
 
@@ -290,7 +420,7 @@ class GraphDataset(InMemoryDataset):
             conversion starts).
         workers: worker processes for segmentation (``None`` = ``min(2, cpu count)``; ``0`` or ``1``
             = in this process).
-        progress: show a tqdm progress bar.
+        progress: show a tqdm progress bar (on rank 0 only in a distributed run).
         force: convert again even when a cache file exists (it is then replaced).
         fingerprint: how the data part of the cache key is computed (:func:`data_fingerprint`):
             ``"full"`` (default; every item: file size and dates for a folder dataset, else a hash
@@ -299,10 +429,34 @@ class GraphDataset(InMemoryDataset):
         transform: optional PyG transform applied on access.
         chunk_size: images handed to the workers at once (default: ``max(converter.batch_size,
             8 * workers)``).
+        distributed: split the conversion over the ranks of a distributed run. ``None`` (default)
+            detects it: an initialised ``torch.distributed`` process group gives the rank and world
+            size, else the environment variables ``RANK`` and ``WORLD_SIZE`` (set by ``torchrun``);
+            ``True`` does the same but raises when there is no distributed run; ``False`` converts
+            everything in this process (e.g. in a Lightning ``prepare_data`` that only rank 0 runs).
+        timeout: seconds a rank waits for the other ranks' shards (rank 0) or for the merged cache
+            file (the other ranks) before a :class:`TimeoutError`; with a process group its own
+            timeout bounds the waits at its collectives too.
+
+    Distributed conversion: in a run of ``W`` ranks over ``n`` items, rank ``r`` converts the
+    contiguous block ``[r * n // W, (r + 1) * n // W)`` (with its own ``workers``) and writes it
+    atomically to ``root/graphs-<key>.shard-<r>-of-<W>.pt`` (rank 0 keeps its block in memory). Rank 0
+    waits for the shards (after a collective when a process group connects the ranks, by polling the
+    files otherwise), merges them in item order into the same cache file a one-process run writes
+    (same key, same bytes), and deletes them; the other ranks wait for that file and load it. When the
+    cache file exists and verifies, no rank converts anything. ``root`` must be a folder every rank
+    sees (a shared file system when the ranks run on several machines). With a process group an error
+    on one rank is raised on every rank; without one, the others wait until ``timeout``. Every rank
+    must build the dataset (a rank that never does leaves the others waiting). A shard left by an
+    interrupted run of the same key holds the same graphs and may be merged as it is. Lightning's own
+    ``strategy="ddp"`` launcher starts its other processes at ``Trainer.fit``, after the main process
+    built the cache, so they only load it.
 
     Attributes:
         key: the cache key; cache_path: the cache file; reused: ``True`` when it was loaded from the
-        cache; config: the converter configuration stored with it.
+        cache; config: the converter configuration stored with it; rank, world_size: this process's
+        place in the conversion (``0``, ``1`` when alone); converted_indices: the items this process
+        converted (``[]`` when the cache was reused; its block of items in a distributed run).
 
     The cache file holds a SHA-256 checksum of its tensors, verified on every load: a file that was
     changed on disk (bit rot, an edited tensor), truncated or is unreadable is converted again and
@@ -310,9 +464,12 @@ class GraphDataset(InMemoryDataset):
 
     Raises:
         ValueError: bad arguments, a bad item (named by its index), or a ``root`` that cannot hold the
-            cache (a file, or not writable; found before any conversion).
+            cache (a file, or not writable; found before any conversion); bad ``RANK``/``WORLD_SIZE``.
         TypeError: ``images`` is not a sequence of items (an int, a path), or ``converter`` is not an
-            :class:`~bridge.convert.ImageToGraph`.
+            :class:`~bridge.convert.ImageToGraph`; ``distributed`` is not ``None``/``True``/``False``.
+        TimeoutError: a distributed run in which a rank's shard (named, with its rank) or the merged
+            cache file did not appear within ``timeout``.
+        RuntimeError: with a process group, another rank failed (its error is in the message).
 
     Shapes:
         - item ``ds[i]``: ``Data(x (N_i, F), edge_index (2, E_i), edge_attr (E_i, 2), pos (N_i, 2),
@@ -323,6 +480,11 @@ class GraphDataset(InMemoryDataset):
         >>> ds = GraphDataset(items, ImageToGraph(n_segments=4), root=tmp, workers=2, progress=False)
         >>> ds.reused, GraphDataset(items, ImageToGraph(n_segments=4), root=tmp, progress=False).reused
         (False, True)
+
+        Under ``torchrun --nproc-per-node 2 train.py`` (same script on both ranks)::
+
+            ds = GraphDataset(items, ImageToGraph(n_segments=4), root="/shared/graphs")
+            ds.rank, ds.world_size, ds.converted_indices  # rank 1: (1, 2, [1]); the same file on both
     """
 
     def __init__(
@@ -337,6 +499,8 @@ class GraphDataset(InMemoryDataset):
         fingerprint: str = "full",
         transform: Callable[[Data], Data] | None = None,
         chunk_size: int | None = None,
+        distributed: bool | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
     ) -> None:
         if not isinstance(converter, ImageToGraph):
             raise TypeError(
@@ -362,7 +526,18 @@ class GraphDataset(InMemoryDataset):
             raise ValueError(f"chunk_size must be a positive int or None, got {chunk_size!r}")
         if root is None or str(root) == "":
             raise ValueError("root must be a folder path for the cache file, got an empty value")
+        if distributed is not None and not isinstance(distributed, bool):
+            raise TypeError(
+                f"distributed must be None (detect torchrun / torch.distributed), True or False, got "
+                f"{distributed!r}"
+            )
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+            raise ValueError(
+                f"timeout must be a positive number of seconds, got {timeout!r}; the default waits "
+                f"{DEFAULT_TIMEOUT:g} s for the other ranks"
+            )
         fingerprint = check_fingerprint(fingerprint)
+        world = _detect_world(distributed)
         super().__init__(None, transform)
         self.converter = converter
         self.workers = workers
@@ -373,36 +548,53 @@ class GraphDataset(InMemoryDataset):
         self.cache_dir = os.fspath(root)
         self.cache_path = os.path.join(self.cache_dir, f"graphs-{self.key}.pt")
         self.reused = False
+        self.rank, self.world_size = world.rank, world.size
+        self.converted_indices: list[int] = []
         self._segments: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+        before = _file_identity(self.cache_path)  # a waiting rank waits for another version than this
         payload = None
-        if not force and os.path.exists(self.cache_path):
+        if not force and before is not None:
             payload = self._read(self.cache_path, len(images))
-        if payload is None:
+        if world.size > 1 and world.group:  # every rank rebuilds when one of them cannot use the file
+            if not all(_all_gather(payload is not None, world.size)):
+                payload = None
+        if payload is not None:
+            self.reused = True
+        elif world.size == 1:
             check_cache_root(self.cache_dir)  # before the conversion, not after it
-            payload = self._build(images, progress=progress, chunk_size=chunk_size)
+            graphs = self._build(images, 0, len(images), progress=progress, chunk_size=chunk_size)
+            self.converted_indices = list(range(len(images)))
+            payload = self._pack(graphs)
             self._write(payload)
         else:
-            self.reused = True
+            payload = self._build_distributed(
+                images, world, progress=progress, chunk_size=chunk_size, timeout=float(timeout), before=before
+            )
         self._set(payload)
 
     # -- building ------------------------------------------------------------------------------
-    def _build(self, images: Items, *, progress: bool, chunk_size: int | None) -> dict[str, Any]:
+    def _build(
+        self, images: Items, start: int, stop: int, *, progress: bool, chunk_size: int | None
+    ) -> list[Data]:
+        """The graphs of items ``start, ..., stop - 1``, in order."""
         from tqdm.auto import tqdm
 
         conv = self.converter
-        n = len(images)
         params = conv.params()
         chunk = chunk_size or max(conv.batch_size, 8 * max(self.workers, 1))
         pool = None
-        if self.workers > 1 and n > 1:
+        if self.workers > 1 and stop - start > 1:
             method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
             pool = mp.get_context(method).Pool(self.workers, initializer=_worker_init)
         graphs: list[Data] = []
-        bar = tqdm(total=n, desc="image -> graph", unit="img", disable=not progress)
+        desc = "image -> graph"
+        if self.world_size > 1:
+            desc += f" (rank {self.rank} of {self.world_size}: items {start}-{stop - 1})"
+        bar = tqdm(total=stop - start, desc=desc, unit="img", disable=not progress or self.rank != 0)
 
-        def load(start: int) -> tuple[list[Any], list[int], Any]:
+        def load(first: int) -> tuple[list[Any], list[int], Any]:
             imgs, ys = [], []
-            for i in range(start, min(n, start + chunk)):
+            for i in range(first, min(stop, first + chunk)):
                 image, label = _split_item(images[i], i)
                 try:
                     ys.append(check_label(label))
@@ -412,7 +604,7 @@ class GraphDataset(InMemoryDataset):
             # a few tasks per worker, each a run of images (a batched segmentation back-end such as
             # slic_torch segments a run in one pass)
             per = len(imgs) if pool is None else max(1, -(-len(imgs) // (2 * self.workers)))
-            tasks = [(start + j, params, imgs[j : j + per]) for j in range(0, len(imgs), per)]
+            tasks = [(first + j, params, imgs[j : j + per]) for j in range(0, len(imgs), per)]
             if pool is None:
                 return imgs, ys, tasks
             return imgs, ys, pool.map_async(_prepare_task, tasks, chunksize=1)
@@ -420,13 +612,13 @@ class GraphDataset(InMemoryDataset):
         def finish(imgs: list[Any], ys: list[int], job: Any) -> None:
             done = [_prepare_task(t) for t in job] if pool is None else job.get()
             parts = [p for run in done for p in run]
-            graphs.extend(conv.assemble(imgs, parts, ys, first=len(graphs), name="item {}"))
+            graphs.extend(conv.assemble(imgs, parts, ys, first=start + len(graphs), name="item {}"))
             bar.update(len(imgs))
 
         try:
             pending = None
-            for start in range(0, n, chunk):
-                nxt = load(start)  # workers start on this chunk ...
+            for first in range(start, stop, chunk):
+                nxt = load(first)  # workers start on this chunk ...
                 if pending is not None:
                     finish(*pending)  # ... while the main process finishes the previous one
                 pending = nxt
@@ -437,9 +629,139 @@ class GraphDataset(InMemoryDataset):
             if pool is not None:
                 pool.terminate()
                 pool.join()
-        return self._pack(graphs)
+        return graphs
 
-    def _pack(self, graphs: list[Data]) -> dict[str, Any]:
+    def _build_distributed(
+        self,
+        images: Items,
+        world: _World,
+        *,
+        progress: bool,
+        chunk_size: int | None,
+        timeout: float,
+        before: tuple[int, int, int, int] | None,
+    ) -> dict[str, Any]:
+        """Convert this rank's block; rank 0 merges the shards into the cache file; the payload to load."""
+        n = len(images)
+        start, stop = world.bounds(n)
+        graphs: list[Data] = []
+        error: BaseException | None = None
+        try:
+            check_cache_root(self.cache_dir)  # every rank writes there: checked before the conversion
+            graphs = self._build(images, start, stop, progress=progress, chunk_size=chunk_size)
+            self.converted_indices = list(range(start, stop))
+            if world.rank != 0:
+                self._write_shard(graphs, world, start, stop)
+        except Exception as err:
+            if not world.group:
+                raise
+            error = err
+        if world.group:  # the barrier after the shards, and every rank learns of the others' errors
+            errors = _all_gather(None if error is None else f"{type(error).__name__}: {error}", world.size)
+            if error is not None:
+                raise error
+            _raise_remote(errors, world.rank, "while converting its shard")
+
+        payload: dict[str, Any] | None = None
+        if world.rank == 0:
+            try:
+                payload = self._merge(graphs, world, n, timeout)
+            except Exception as err:
+                if not world.group:
+                    raise
+                error = err
+        if world.group:
+            errors = _all_gather(None if error is None else f"{type(error).__name__}: {error}", world.size)
+            if error is not None:
+                raise error
+            _raise_remote(errors, world.rank, "while merging the shards")
+        if payload is not None:
+            return payload
+
+        def not_yet() -> list[str]:  # rank 0 writes a new version (a new inode) of the cache file
+            now = _file_identity(self.cache_path)
+            return [self.cache_path] if now is None or now == before else []
+
+        _poll(
+            not_yet,
+            timeout,
+            lambda _: (
+                f"rank {world.rank} of {world.size} waited {timeout:g} s for rank 0 to merge the graph "
+                f"shards into {self.cache_path!r}, which did not appear: rank 0 failed, is still converting "
+                f"or waiting for another rank, or does not see the same root folder (see its log); pass "
+                f"timeout= a longer wait, or distributed=False to convert everything in each process"
+            ),
+        )
+        payload = self._read(self.cache_path, n)
+        if payload is None:
+            raise RuntimeError(
+                f"rank {world.rank}: the graph cache file {self.cache_path!r} that rank 0 wrote cannot be "
+                f"used (see the warning above); delete it and run again"
+            )
+        return payload
+
+    # -- shards --------------------------------------------------------------------------------
+    def shard_path(self, rank: int, world_size: int) -> str:
+        """The file in which rank ``rank`` of ``world_size`` hands its graphs to rank 0.
+
+        Example:
+            >>> os.path.basename(ds.shard_path(1, 2))  # doctest: +SKIP
+            'graphs-0123456789abcdef01234567.shard-1-of-2.pt'
+        """
+        return os.path.join(self.cache_dir, f"graphs-{self.key}.shard-{rank}-of-{world_size}.pt")
+
+    def _write_shard(self, graphs: list[Data], world: _World, start: int, stop: int) -> None:
+        payload = self._pack(graphs, shard=[world.rank, world.size, start, stop])
+        with atomic_open(self.shard_path(world.rank, world.size)) as fh:  # whole or not at all
+            torch.save(payload, fh)
+
+    def _read_shard(self, rank: int, world: _World, n: int) -> list[Data]:
+        path = self.shard_path(rank, world.size)
+        start, stop = _World(rank, world.size).bounds(n)
+        fix = f"delete {path!r} and run again"
+        payload = load_torch_file(path, expected="a graph shard written by GraphDataset", fix=fix)
+        if (
+            not isinstance(payload, dict)
+            or payload.get("format") != _CACHE_FORMAT
+            or payload.get("key") != self.key
+            or payload.get("shard") != [rank, world.size, start, stop]
+            or payload.get("n") != stop - start
+        ):
+            raise ValueError(
+                f"graph shard {path!r} is not the shard of rank {rank} of {world.size} for items "
+                f"{start}-{stop - 1} of this dataset (written by another version?); {fix}"
+            )
+        if payload.get("checksum") != _payload_checksum(payload):
+            raise ValueError(f"graph shard {path!r} does not match its checksum (changed on disk); {fix}")
+        return _unpack(payload)
+
+    def _merge(self, graphs: list[Data], world: _World, n: int, timeout: float) -> dict[str, Any]:
+        """Rank 0: wait for the other shards, write the cache file of all graphs in order, delete them."""
+        paths = {r: self.shard_path(r, world.size) for r in range(1, world.size)}
+
+        def missing() -> list[str]:
+            return [p for p in paths.values() if not os.path.exists(p)]
+
+        def fail(left: list[str]) -> str:
+            ranks = [r for r, p in paths.items() if p in left]
+            return (
+                f"rank 0 of {world.size} waited {timeout:g} s for the graph shards of rank(s) "
+                f"{', '.join(map(str, ranks))}, which were not written: {', '.join(map(repr, left))}. A rank "
+                f"failed, is still converting or does not see the same root folder (see its log); pass "
+                f"timeout= a longer wait, or distributed=False to convert everything in each process"
+            )
+
+        _poll(missing, timeout, fail)
+        for r in range(1, world.size):
+            graphs = graphs + self._read_shard(r, world, n)
+        payload = self._pack(graphs)
+        self._write(payload)
+        for path in paths.values():
+            with contextlib.suppress(OSError):
+                os.remove(path)
+        return payload
+
+    def _pack(self, graphs: list[Data], *, shard: list[int] | None = None) -> dict[str, Any]:
         seg_flat, seg_shapes = [], []
         plain = []
         for g in graphs:
@@ -450,15 +772,21 @@ class GraphDataset(InMemoryDataset):
                 seg_shapes.append(tuple(seg.shape[-2:]))
                 seg_flat.append(_compact(seg.numpy()))
             plain.append(g)
-        data, slices = InMemoryDataset.collate(plain)
+        tensors: dict[str, Any] = {}
+        slices: dict[str, Any] = {}
+        if plain:  # what InMemoryDataset.collate does, also for a single graph
+            data, slices, _ = collate(type(plain[0]), data_list=plain, increment=False, add_batch=False)
+            tensors = {k: v for k, v in data.to_dict().items() if isinstance(v, torch.Tensor)}
         payload: dict[str, Any] = {
             "format": _CACHE_FORMAT,
             "key": self.key,
             "config": json.dumps(self.config, sort_keys=True),
             "n": len(graphs),
-            "data": {k: v for k, v in data.to_dict().items() if isinstance(v, torch.Tensor)},
+            "data": tensors,
             "slices": dict(slices),
         }
+        if shard is not None:
+            payload["shard"] = shard
         if seg_flat and len(seg_flat) == len(graphs):
             dtype = np.int32 if any(s.dtype == np.int32 for s in seg_flat) else np.int16
             shapes = torch.tensor(seg_shapes, dtype=torch.long)

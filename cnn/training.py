@@ -136,10 +136,15 @@ def _as_image_loader(loader: Any, name: str) -> Any:
     return loader
 
 
-#: Image batches: ``(images, labels)`` pairs from a ``torch.utils.data.DataLoader``.
+def _split_images(batch: Any) -> tuple[Tensor, Tensor]:
+    return _split_batch(batch, "the loader")
+
+
+#: Image batches: ``(images, labels)`` pairs from a ``torch.utils.data.DataLoader``. Module-level
+#: functions only, so the format pickles (Lightning's ``ddp_spawn`` sends the module to new processes).
 IMAGES = BatchFormat(
     name="images",
-    split=lambda batch: _split_batch(batch, "the loader"),
+    split=_split_images,
     inputs=_images,
     check=_check_image_loader,
     as_loader=_as_image_loader,

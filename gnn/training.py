@@ -158,11 +158,16 @@ def _split_graphs(batch: Any) -> tuple[Any, Tensor]:
     return batch, batch.y.reshape(-1)
 
 
-#: Graph batches: PyG ``Data``/``Batch`` objects with one label per graph in ``y``.
+def _graph_inputs(batch: Any) -> Any:
+    return batch
+
+
+#: Graph batches: PyG ``Data``/``Batch`` objects with one label per graph in ``y``. Module-level
+#: functions only, so the format pickles (Lightning's ``ddp_spawn`` sends the module to new processes).
 GRAPHS = BatchFormat(
     name="graphs",
     split=_split_graphs,
-    inputs=lambda batch: batch,
+    inputs=_graph_inputs,
     check=_check_graph_loader,
     as_loader=_as_loader,
     shapes=(

@@ -371,11 +371,12 @@ _CNN = {
 # Configurations and cache keys recorded (with scikit-image 0.26.0) before the segmentation back-ends
 # moved into one table: caches that users built then are still found with fingerprint="sample" (then
 # converted again once, since files of cache format 1 carry no checksum). The default fingerprint
-# ("full", every item) gives the second key, recorded when it became the default.
+# ("full", every item) gives the second key, recorded when it became the default. The method is
+# named: "slic" was the default then (now "slic_torch").
 @pytest.mark.parametrize(
     ("kwargs", "config", "key", "full_key"),
     [
-        ({}, {}, "314de647f92c39b858796994", "3886aa5c5ac5512ba3dee4c5"),
+        ({"method": "slic"}, {}, "314de647f92c39b858796994", "3886aa5c5ac5512ba3dee4c5"),
         (
             {"method": "slic_torch"},
             {"method": "slic_torch", "slic_torch": 1},
@@ -389,7 +390,7 @@ _CNN = {
             "f53cebcbc1d96fbdaa7a946e",
         ),
         (
-            {"backbone": "fixed", "stages": (-1,)},
+            {"method": "slic", "backbone": "fixed", "stages": (-1,)},
             {"cnn": _CNN},
             "c743bd8677bd1638fbe93291",
             "798341e81c3c8d8778eefaec",
