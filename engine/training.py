@@ -373,6 +373,30 @@ class _Checkpoint(ModelCheckpoint):
             )
 
 
+class _KeepBest(Callback):
+    """Keep (in memory) the weights of the epoch with the lowest ``val_loss``; put them back at the end.
+
+    Early stopping with the best-validation weights, without a checkpoint folder: the model that
+    :func:`fit` returns is the one of its best validation epoch, not of its last.
+    """
+
+    def __init__(self) -> None:
+        self.best: float | None = None
+        self.state: dict[str, Tensor] | None = None
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        value = trainer.callback_metrics.get("val_loss")
+        if value is None or not isinstance(pl_module, _Task):
+            return
+        if self.best is None or float(value) < self.best:
+            self.best = float(value)
+            self.state = {k: v.detach().clone() for k, v in pl_module.model.state_dict().items()}
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.state is not None and isinstance(pl_module, _Task):
+            pl_module.model.load_state_dict(self.state)
+
+
 # ----------------------------------------------------------------------------------------------
 # fit
 
@@ -496,6 +520,7 @@ def fit(
     momentum: float = 0.9,
     scheduler: str | None = None,
     patience: int | None = None,
+    restore_best: bool = False,
     checkpoint_dir: str | os.PathLike | None = None,
     resume: bool | str | os.PathLike = True,
     classes: Sequence[str] | None = None,
@@ -543,6 +568,9 @@ def fit(
         scheduler: ``"cosine"`` (to 0 over ``epochs``), ``"plateau"`` (halve after 5 epochs without a
             lower ``val_loss``; needs ``val_loader``) or ``None``.
         patience: stop after this many epochs without a lower ``val_loss`` (needs ``val_loader``).
+        restore_best: end with the weights of the epoch with the lowest ``val_loss`` (needs
+            ``val_loader``), not those of the last epoch; with ``patience``, early stopping with the
+            best-validation weights.
         checkpoint_dir: folder for checkpoints and logs (created if missing); ``None``: none.
         resume: ``True`` continues from ``checkpoint_dir/last.ckpt`` when it exists; a path continues
             from that file; ``False`` starts over (and replaces the folder's checkpoints).
@@ -597,6 +625,12 @@ def fit(
         _positive_int(patience, "patience")
         if val_loader is None:
             raise ValueError("patience needs a val_loader: early stopping watches val_loss")
+    if not isinstance(restore_best, bool):
+        raise TypeError(f"restore_best must be True or False, got {restore_best!r}")
+    if restore_best and val_loader is None:
+        raise ValueError(
+            "restore_best=True needs a val_loader: the best weights are those of the lowest val_loss"
+        )
     if scheduler == "plateau" and val_loader is None:
         raise ValueError("scheduler='plateau' needs a val_loader: it watches val_loss")
     if not any(p.requires_grad for p in model.parameters()):
@@ -638,6 +672,8 @@ def fit(
     all_callbacks: list[Callback] = list(callbacks or [])
     if patience is not None:
         all_callbacks.append(EarlyStopping(monitor="val_loss", mode="min", patience=patience))
+    if restore_best:
+        all_callbacks.append(_KeepBest())
     if ckpt_dir is not None:
         ckpt_dir.mkdir(parents=True, exist_ok=True)
         monitor = "val_loss" if val_loader is not None else "train_loss"
