@@ -275,6 +275,26 @@ class Backbone(nn.Module):
             >>> [f.shape[1] for f in m.features(torch.randn(1, 3, 64, 64))]
             [64, 64, 128, 256, 512]
         """
+        return self._with_stages(self._run_body, x)[1]
+
+    def forward_with_features(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Logits and the feature maps of every stage from one forward pass (gradients flow to both).
+
+        Shapes:
+            - output: ``((B, num_classes), [(B, C_i, H_i, W_i), ...])``.
+
+        Example:
+            >>> m = create_backbone("resnet18", weights=None, num_classes=2)
+            >>> logits, maps = m.forward_with_features(torch.randn(1, 3, 64, 64))
+            >>> logits.shape, len(maps)
+            (torch.Size([1, 2]), 5)
+        """
+        return self._with_stages(self.model, x)
+
+    def _with_stages(
+        self, run: Callable[[torch.Tensor], Any], x: torch.Tensor
+    ) -> tuple[Any, list[torch.Tensor]]:
+        """``run(x)`` with forward hooks (``register_forward_hook``) catching every stage's output."""
         out: dict[int, torch.Tensor] = {}
         handles = []
         for i, path in enumerate(self._stage_modules):
@@ -284,15 +304,15 @@ class Backbone(nn.Module):
 
             handles.append(self.model.get_submodule(path).register_forward_hook(hook))
         try:
-            self._run_body(x)
+            result = run(x)
         finally:
             for h in handles:
                 h.remove()
-        return [out[i] for i in range(len(self._stage_modules))]
+        return result, [out[i] for i in range(len(self._stage_modules))]
 
-    def _run_body(self, x: torch.Tensor) -> None:
+    def _run_body(self, x: torch.Tensor) -> Any:
         fwd = getattr(self.model, "forward_features", None)
-        (fwd or self.model)(x)
+        return (fwd or self.model)(x)
 
     def reset_classifier(self, num_classes: int) -> None:
         """Replace the head by a freshly initialised ``nn.Linear(num_features, num_classes)``."""

@@ -29,7 +29,55 @@ from torch_geometric.nn import (
     global_mean_pool,
 )
 
-__all__ = ["ConvSpec", "GraphClassifier", "check_edge_index", "list_convs", "list_presets", "register_conv"]
+__all__ = [
+    "ConvSpec",
+    "GraphClassifier",
+    "check_edge_index",
+    "feature_knn",
+    "list_convs",
+    "list_presets",
+    "register_conv",
+]
+
+
+def feature_knn(h: Tensor, batch: Tensor, k: int, num_graphs: int | None = None) -> Tensor:
+    """Edges ``j -> i`` from the ``k`` nearest nodes of the same graph in feature space (ViG style).
+
+    One padded ``torch.cdist`` per batch (no loop over graphs); a graph with ``n <= k`` nodes links
+    each node to its ``n - 1`` others. Differentiable inputs are fine: the edges carry no gradient.
+
+    Args:
+        h: node features.
+        batch: graph index of each node, sorted (PyG's layout).
+        k: neighbours per node.
+        num_graphs: graphs in the batch (default ``batch.max() + 1``).
+
+    Returns:
+        ``(2, E)`` long edge index (source row 0, target row 1), no self loops.
+
+    Shapes:
+        - h: ``(N, F)``; batch: ``(N,)``; output: ``(2, E)``, ``E <= N * k``.
+
+    Example:
+        >>> h = torch.tensor([[0.0], [1.0], [5.0], [0.0], [9.0]])
+        >>> feature_knn(h, torch.tensor([0, 0, 0, 1, 1]), 1).tolist()
+        [[1, 0, 1, 4, 3], [0, 1, 2, 3, 4]]
+    """
+    from torch_geometric.utils import to_dense_batch
+
+    _check_int("k", k, 1)
+    dense, mask = to_dense_batch(h.detach(), batch, batch_size=num_graphs)  # (G, M, F), (G, M)
+    g, m = mask.shape
+    dist = torch.cdist(dense, dense)  # (G, M, M)
+    invalid = ~(mask.unsqueeze(1) & mask.unsqueeze(2)) | torch.eye(m, dtype=torch.bool, device=h.device)
+    dist = dist.masked_fill(invalid, float("inf"))
+    kk = min(k, max(m - 1, 1))
+    d, idx = dist.topk(kk, dim=2, largest=False)  # (G, M, kk) nearest sources of each target
+    start = torch.cumsum(mask.sum(1), 0) - mask.sum(1)  # first node of each graph
+    tgt = (start.view(g, 1, 1) + torch.arange(m, device=h.device).view(1, m, 1)).expand(g, m, kk)
+    src = start.view(g, 1, 1) + idx
+    keep = torch.isfinite(d)
+    return torch.stack([src[keep], tgt[keep]])
 
 
 def check_edge_index(edge_index: Tensor, num_nodes: int, *, name: str = "data.edge_index") -> None:
@@ -226,11 +274,19 @@ class GraphClassifier(nn.Module):
             (LayerNorm per node), ``"graph"`` (GraphNorm per graph) or ``None``.
         heads: Attention heads (GAT only).
         edge_dim: Width D of ``edge_attr`` for layers that take edge features (see above).
+        global_channels: Width G of a graph-level input ``data.u`` (e.g. a CNN's pooled image
+            embedding); its linear classifier is added to the logits, so the model contains the linear
+            probe on ``u`` (a graph readout of zeros leaves exactly the probe).
+        global_dropout: Dropout on ``u`` before its linear classifier.
+        dynamic_k: Recompute the edges before every block as the ``dynamic_k`` nearest nodes of the
+            same graph in the current feature space (Vision GNN style, :func:`feature_knn`); the given
+            edges are then used by no layer (edge values are ignored).
 
     Shapes:
         - x: (N, in_channels) float node features, N = nodes of all graphs in the batch.
         - edge_index: (2, E) long, source row 0, target row 1.
         - batch: (N,) long graph index of each node (None for a single graph).
+        - u: (num_graphs, global_channels) float graph-level features (``global_channels`` only).
         - output: (num_graphs, num_classes) logits.
 
     Example:
@@ -256,6 +312,9 @@ class GraphClassifier(nn.Module):
         norm: str | None = "batch",
         heads: int = 4,
         edge_dim: int | None = None,
+        global_channels: int | None = None,
+        global_dropout: float = 0.0,
+        dynamic_k: int | None = None,
     ) -> None:
         super().__init__()
         _check_int("in_channels", in_channels, 1)
@@ -268,8 +327,18 @@ class GraphClassifier(nn.Module):
             raise ValueError(f"pool must be one of {sorted(_POOLS)}; got {pool!r}")
         if norm not in _NORMS:
             raise ValueError(f"norm must be one of {list(_NORMS)}; got {norm!r}")
-        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be a float in [0, 1); got {dropout!r}")
+        if global_channels is not None:
+            _check_int("global_channels", global_channels, 1)
+        if dynamic_k is not None:
+            _check_int("dynamic_k", dynamic_k, 1)
+            if edge_dim is not None:
+                raise ValueError(
+                    f"dynamic_k={dynamic_k} builds new edges in every block, which carry no values; "
+                    f"use edge_dim=None (got {edge_dim})"
+                )
+        for name, p in (("dropout", dropout), ("global_dropout", global_dropout)):
+            if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p < 1.0:
+                raise ValueError(f"{name} must be a float in [0, 1); got {p!r}")
         if conv == "gat" and hidden % heads:
             raise ValueError(
                 f"hidden must be a multiple of heads for conv='gat'; got hidden={hidden}, heads={heads}"
@@ -299,7 +368,12 @@ class GraphClassifier(nn.Module):
         self.norm = norm
         self.heads = heads
         self.edge_dim = edge_dim
+        self.global_channels = global_channels
+        self.global_dropout = float(global_dropout)
+        self.dynamic_k = dynamic_k
         self._edge_input = spec.edge_input if (spec.edge_input == "weight" or edge_dim) else "none"
+        if dynamic_k is not None:
+            self._edge_input = "none"
 
         self.embed = nn.Linear(in_channels, hidden)
         self.convs = nn.ModuleList(
@@ -310,6 +384,7 @@ class GraphClassifier(nn.Module):
         self.head = nn.Sequential(
             nn.Linear(hidden, hidden // 2), nn.ReLU(), nn.Linear(hidden // 2, num_classes)
         )
+        self.global_head = nn.Linear(global_channels, num_classes) if global_channels else None
 
     def _make_norm(self) -> nn.Module:
         if self.norm == "batch":
@@ -335,6 +410,9 @@ class GraphClassifier(nn.Module):
             "norm": self.norm,
             "heads": self.heads,
             "edge_dim": self.edge_dim,
+            "global_channels": self.global_channels,
+            "global_dropout": self.global_dropout,
+            "dynamic_k": self.dynamic_k,
         }
 
     def __repr__(self) -> str:
@@ -404,6 +482,7 @@ class GraphClassifier(nn.Module):
         *,
         edge_attr: Tensor | None = None,
         num_graphs: int | None = None,
+        u: Tensor | None = None,
     ) -> Tensor:
         """Logits for every graph in ``data``.
 
@@ -415,6 +494,8 @@ class GraphClassifier(nn.Module):
             edge_weight: (E,) non-negative edge weights when ``data`` is a tensor.
             edge_attr: (E,) or (E, D) edge values when ``data`` is a tensor.
             num_graphs: Number of graphs when ``data`` is a tensor (default ``batch.max() + 1``).
+            u: (num_graphs, global_channels) graph-level features when ``data`` is a tensor (a
+                ``Data``/``Batch`` carries them as ``data.u``); needed iff built with ``global_channels``.
 
         Returns:
             Logits (num_graphs, num_classes).
@@ -434,7 +515,7 @@ class GraphClassifier(nn.Module):
             torch.Size([1, 2])
         """
         if isinstance(data, BaseData):
-            extra = (edge_index, batch, edge_weight, edge_attr)
+            extra = (edge_index, batch, edge_weight, edge_attr, u)
             if any(t is not None for t in extra):
                 raise TypeError(
                     "pass either a Data/Batch alone or tensors (x, edge_index, batch, edge_weight); got a"
@@ -445,6 +526,7 @@ class GraphClassifier(nn.Module):
             batch = data.batch
             edge_weight = data["edge_weight"] if "edge_weight" in data else None
             edge_attr = data.edge_attr
+            u = data["u"] if "u" in data else None
             if num_graphs is None and batch is not None:
                 num_graphs = int(data.num_graphs)
         else:
@@ -461,8 +543,14 @@ class GraphClassifier(nn.Module):
                 f"got {tuple(batch.shape)}"
             )
 
+        if num_graphs is None:
+            num_graphs = int(batch.max()) + 1
+        u = self._check_u(u, num_graphs)
+
         h = self.embed(x)
         for conv, norm in zip(self.convs, self.norms):
+            if self.dynamic_k is not None:
+                edge_index = feature_knn(h, batch, self.dynamic_k, num_graphs)
             if self._edge_input == "weight":
                 out = conv(h, edge_index, ew)
             elif self._edge_input == "attr":
@@ -475,7 +563,29 @@ class GraphClassifier(nn.Module):
                 out = out + h
             h = F.dropout(out, p=self.dropout, training=self.training)
         pooled = _POOLS[self.pool](h, batch, num_graphs)
-        return self.head(pooled)
+        logits = self.head(pooled)
+        if self.global_head is not None and u is not None:
+            u = F.dropout(u, p=self.global_dropout, training=self.training)
+            logits = logits + self.global_head(u)
+        return logits
+
+    def _check_u(self, u: Tensor | None, num_graphs: int) -> Tensor | None:
+        if self.global_channels is None:
+            if u is not None and not isinstance(u, Tensor):
+                raise TypeError(f"u must be a tensor or None, got {type(u).__name__}")
+            return None  # a graph-level input the model was not built for is ignored
+        want = (num_graphs, self.global_channels)
+        if u is None:
+            raise ValueError(
+                f"the model was built with global_channels={self.global_channels} and needs data.u of "
+                f"shape {want} (one row per graph); give each graph u of shape (1, {self.global_channels})"
+            )
+        if not isinstance(u, Tensor) or tuple(u.shape) != want:
+            shape = tuple(u.shape) if isinstance(u, Tensor) else type(u).__name__
+            raise ValueError(f"u must have shape {want} (one row of graph features per graph); got {shape}")
+        if not u.is_floating_point():
+            raise TypeError(f"u must be a float tensor; got dtype {u.dtype}")
+        return u
 
     def _check_x(self, x: Tensor | None) -> Tensor:
         if x is None:
