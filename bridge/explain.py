@@ -99,6 +99,7 @@ def graph_scorer(
     segments: np.ndarray,
     *,
     standardize: tuple[torch.Tensor, torch.Tensor] | None = None,
+    global_features: Callable[[np.ndarray], torch.Tensor] | None = None,
 ) -> Callable[[np.ndarray], torch.Tensor]:
     """``score(images) -> probabilities`` of a GNN on perturbed copies of ONE image, over its superpixels.
 
@@ -108,6 +109,8 @@ def graph_scorer(
         segments: ``(H, W)`` label map of the intact image (``data.segments[0]``): every perturbed image
             is turned into a graph over these same superpixels.
         standardize: ``(mean, std)`` of the node features applied before the model, as in training.
+        global_features: ``images -> (B, G)`` graph-level inputs ``data.u`` of a model built with
+            ``global_channels`` (computed from each perturbed image).
 
     Example:
         >>> from bridge.convert import ImageToGraph
@@ -127,6 +130,8 @@ def graph_scorer(
         batch = Batch.from_data_list(graphs)
         if standardize is not None:
             batch.x = (batch.x - standardize[0]) / standardize[1]
+        if global_features is not None:
+            batch.u = global_features(images)
         with torch.no_grad():
             return torch.softmax(model(batch).float(), dim=1)
 

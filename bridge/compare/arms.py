@@ -4,7 +4,14 @@
 * ``finetune`` (B): the last blocks plus a new head trained (the strategy of ``cnn.choose_strategy``);
 * ``gnn_cnn`` (C): a GNN on superpixel graphs whose nodes carry the frozen backbone's pooled stage
   features plus colour and position;
-* ``gnn_color`` (D): the same GNN on graphs with colour and position only.
+* ``gnn_color`` (D): the same GNN on graphs with colour and position only;
+* ``e2e`` (E): arm B's backbone and trainable blocks with a GNN head over superpixels (or patches),
+  the stage maps pooled into the regions inside the forward pass, trained end to end.
+
+Arm C's GNN also reads arm A's input (the standardised global embedding) and adds its linear classifier
+to the logits, so it contains the probe; arm E keeps arm B's head beside the graph head, so it contains
+arm B. Every arm ends with the weights of its best validation epoch; arms A, C and D choose their
+regularisation among the configuration's candidates by validation loss (:func:`select_on_val`).
 
 Each takes the shared :class:`~bridge.compare.workbench.Workbench` and a seed and returns a result cell
 (:func:`~bridge.compare.cell.result_cell`). Their names and titles are in the registry's table of built-in
@@ -14,6 +21,7 @@ arms (:data:`bridge.compare.registry.BUILTIN_ARMS`), so this module imports noth
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -31,10 +39,13 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FrozenPlusTrainable",
+    "e2e",
+    "fine_tuning_plan",
     "finetune",
     "gnn_cnn",
     "gnn_color",
     "linear_probe",
+    "select_on_val",
 ]
 
 _SIMILAR_TO_IMAGENET = {"elpv": "low", "mnist5k": "low", "digits": "low"}
@@ -61,21 +72,28 @@ def linear_probe(bench: Workbench, seed: int) -> dict[str, Any]:
 
     d, cfg, emb = bench.data, bench.cfg, bench.embeddings
     y = torch.from_numpy(d.targets)
-    torch.manual_seed(seed)
-    head = nn.Linear(emb.values.shape[1], len(d.classes))
 
     def loader(idx: np.ndarray, batch_size: int, shuffle: bool) -> Any:
         ds = torch.utils.data.TensorDataset(emb.values[idx], y[idx])
         return make_loader(ds, batch_size, shuffle=shuffle, seed=seed)
 
+    def train(weight_decay: float) -> tuple[nn.Module, Any]:
+        torch.manual_seed(seed)
+        model = nn.Linear(emb.values.shape[1], len(d.classes))
+        history = fit(
+            model,
+            loader(d.train, cfg.batch_size, True),
+            loader(d.val, 256, False),
+            epochs=cfg.epochs_probe,
+            lr=cfg.lr_probe,
+            weight_decay=weight_decay,
+            **bench.fit_kwargs(seed),
+        )
+        return model, history
+
     t0 = time.perf_counter()
-    history = fit(
-        head,
-        loader(d.train, cfg.batch_size, True),
-        loader(d.val, 256, False),
-        epochs=cfg.epochs_probe,
-        lr=cfg.lr_probe,
-        **bench.fit_kwargs(seed),
+    (head, history), selection = select_on_val(
+        [{"weight_decay": wd} for wd in cfg.probe_weight_decays], lambda c: train(c["weight_decay"])
     )
     train_time = time.perf_counter() - t0
     preds, _ = predict(head, loader(d.test, 256, False))
@@ -86,31 +104,72 @@ def linear_probe(bench: Workbench, seed: int) -> dict[str, Any]:
     model = FrozenPlusTrainable(frozen, head)
     cell = result_cell(bench, model, history, preds, train_time=train_time, speed=speed)
     cell["shared_prep_time_s"] = emb.seconds
+    cell["selection"] = selection
     explainer = cnn_explainer("linear_probe", probe, deepest_stage(frozen), frozen.cfg.mean, frozen.cfg.std)
     cell["faithfulness"] = arm_faithfulness(bench, explainer, seed)
     return cell
 
 
+def fine_tuning_plan(bench: Workbench) -> tuple[str, int, str]:
+    """``(strategy, trainable_blocks, reason)`` of arms B and E (the same for both)."""
+    from cnn.freezing import choose_strategy
+
+    cfg = bench.cfg
+    if cfg.strategy is not None:
+        return cfg.strategy, cfg.trainable_blocks or 2, "chosen by the user"
+    similarity = cfg.similarity or _SIMILAR_TO_IMAGENET.get(cfg.data, "high")
+    strat = choose_strategy(len(bench.data.train), similarity)
+    blocks, reason = strat.trainable_blocks or 1, f"cnn.choose_strategy: {strat.reason}"
+    if strat.name == "feature_extraction":  # that is arm A; arm B still fine-tunes, as little as it can
+        reason = (
+            f"cnn.choose_strategy advised feature extraction ({strat.reason}); that is arm A, so arm B "
+            f"fine-tunes the smallest part: the last {blocks} block and the head"
+        )
+        return "fine_tuning", blocks, reason
+    return strat.name, blocks, reason
+
+
+def select_on_val(
+    candidates: list[dict[str, Any]], train: Callable[[dict[str, Any]], tuple[nn.Module, Any]]
+) -> tuple[tuple[nn.Module, Any], dict[str, Any]]:
+    """Train one model per candidate setting; keep the one with the lowest validation loss.
+
+    Each model ends with its best-validation-epoch weights (``fit(restore_best=True)``), so a candidate is
+    scored by the lowest validation loss it reached. The test split plays no part.
+
+    Returns:
+        ``((model, history), selection)``: the kept model and its History, and ``{"chosen": candidate,
+        "tried": [{**candidate, "val_loss", "val_acc", "best_epoch"}, ...]}`` for the report.
+    """
+    best: tuple[float, int] | None = None
+    kept: tuple[nn.Module, Any] | None = None
+    tried = []
+    for i, cand in enumerate(candidates):
+        model, history = train(cand)
+        losses = list(history.val_loss)
+        epoch = int(np.argmin(losses))
+        tried.append(
+            {
+                **cand,
+                "val_loss": float(losses[epoch]),
+                "val_acc": float(history.val_acc[epoch]),
+                "best_epoch": epoch + 1,
+            }
+        )
+        if best is None or losses[epoch] < best[0]:
+            best, kept = (float(losses[epoch]), i), (model, history)
+    assert kept is not None and best is not None
+    return kept, {"chosen": candidates[best[1]], "tried": tried}
+
+
 def finetune(bench: Workbench, seed: int) -> dict[str, Any]:
     """Arm B: the backbone with a new head, its last blocks trained (or all with ``strategy="full"``)."""
-    from cnn.freezing import choose_strategy, freeze
+    from cnn.freezing import freeze
     from cnn.training import fit, predict
     from cnn.transforms import normalize_images
 
     d, cfg = bench.data, bench.cfg
-    if cfg.strategy is not None:
-        name, blocks, reason = cfg.strategy, cfg.trainable_blocks or 2, "chosen by the user"
-    else:
-        similarity = cfg.similarity or _SIMILAR_TO_IMAGENET.get(cfg.data, "high")
-        strat = choose_strategy(len(d.train), similarity)
-        blocks, reason = strat.trainable_blocks or 1, f"cnn.choose_strategy: {strat.reason}"
-        name = strat.name
-        if name == "feature_extraction":  # that is arm A; arm B still fine-tunes, as little as it can
-            name = "fine_tuning"
-            reason = (
-                f"cnn.choose_strategy advised feature extraction ({strat.reason}); that is arm A, so arm B "
-                f"fine-tunes the smallest part: the last {blocks} block and the head"
-            )
+    name, blocks, reason = fine_tuning_plan(bench)
     torch.manual_seed(seed)
     model = bench.backbone(num_classes=len(d.classes))
     freeze(model, name, trainable_blocks=blocks if name == "fine_tuning" else None)
@@ -149,8 +208,6 @@ def _gnn(bench: Workbench, seed: int, *, with_cnn: bool) -> dict[str, Any]:
 
     d, cfg = bench.data, bench.cfg
     gs = bench.graphs(with_cnn)
-    torch.manual_seed(seed)
-    model = bench.gnn_model(gs.graphs[0].x.shape[1])
 
     def loader(idx: np.ndarray, shuffle: bool) -> Any:
         g = torch.Generator().manual_seed(seed)
@@ -158,15 +215,23 @@ def _gnn(bench: Workbench, seed: int, *, with_cnn: bool) -> dict[str, Any]:
             [gs.graphs[i] for i in idx], batch_size=cfg.batch_size, shuffle=shuffle, generator=g
         )
 
+    def train(c: dict[str, Any]) -> tuple[nn.Module, Any]:
+        torch.manual_seed(seed)
+        model = bench.gnn_model(gs.graphs[0].x.shape[1], with_cnn=with_cnn, dropout=c["dropout"])
+        history = fit(
+            model,
+            loader(d.train, True),
+            loader(d.val, False),
+            epochs=cfg.epochs_gnn,
+            lr=cfg.lr_gnn,
+            weight_decay=c["weight_decay"],
+            **bench.fit_kwargs(seed),
+        )
+        return model, history
+
     t0 = time.perf_counter()
-    history = fit(
-        model,
-        loader(d.train, True),
-        loader(d.val, False),
-        epochs=cfg.epochs_gnn,
-        lr=cfg.lr_gnn,
-        **bench.fit_kwargs(seed),
-    )
+    candidates = [{"dropout": p, "weight_decay": wd} for p, wd in cfg.gnn_regularisation]
+    (model, history), selection = select_on_val(candidates, train)
     train_time = time.perf_counter() - t0
     preds, _ = predict(model, loader(d.test, False))
     model.eval()
@@ -175,18 +240,37 @@ def _gnn(bench: Workbench, seed: int, *, with_cnn: bool) -> dict[str, Any]:
     def run(imgs: np.ndarray) -> torch.Tensor:  # image -> graph -> logits, as at inference
         batch = Batch.from_data_list(conv.batch(list(imgs)))
         batch.x = (batch.x - gs.mean) / gs.std
+        if with_cnn:
+            batch.u = bench.global_features(imgs)
         return model(batch)
 
     speed = bench.speed(run)
     arm = "gnn_cnn" if with_cnn else "gnn_color"
     width = int(gs.graphs[0].x.shape[1])
-    save_model(bench, arm, seed, model, extra={"x_mean": gs.mean, "x_std": gs.std, "in_channels": width})
+    extra = {
+        "x_mean": gs.mean,
+        "x_std": gs.std,
+        "in_channels": width,
+        "dropout": selection["chosen"]["dropout"],
+    }
+    if with_cnn:
+        extra.update(u_mean=bench.embeddings.mean, u_std=bench.embeddings.std)
+    save_model(bench, arm, seed, model, extra=extra)
     counted = FrozenPlusTrainable(bench.frozen, model) if with_cnn else model
     cell = result_cell(bench, counted, history, preds, train_time=train_time, speed=speed)
     cell["graph_build_time_s"] = gs.seconds
     cell["node_features"] = int(gs.graphs[0].x.shape[1])
     cell["mean_nodes"] = float(np.mean([g.num_nodes for g in gs.graphs]))
-    explainer = graph_explainer(arm, model, bench.converter(with_cnn, keep_segments=True), gs.mean, gs.std)
+    cell["selection"] = selection
+    cell["graph"] = cfg.graph if with_cnn else "superpixels"
+    explainer = graph_explainer(
+        arm,
+        model,
+        bench.converter(with_cnn, keep_segments=True),
+        gs.mean,
+        gs.std,
+        global_features=bench.global_features if with_cnn else None,
+    )
     cell["faithfulness"] = arm_faithfulness(bench, explainer, seed)
     return cell
 
@@ -199,3 +283,75 @@ def gnn_cnn(bench: Workbench, seed: int) -> dict[str, Any]:
 def gnn_color(bench: Workbench, seed: int) -> dict[str, Any]:
     """Arm D: the same GNN on graphs with colour and position only."""
     return _gnn(bench, seed, with_cnn=False)
+
+
+def e2e(bench: Workbench, seed: int) -> dict[str, Any]:
+    """Arm E: arm B's backbone and trainable blocks with a graph head over regions, trained end to end.
+
+    The stage maps are pooled into each image's superpixels inside the forward pass (the segment maps
+    are computed once, :attr:`Workbench.segment_maps`, and cropped and flipped with their images), or
+    into the deepest stage's cells with ``cfg.graph == "patches"``. Same strategy, epochs and learning
+    rate as arm B; the backbone's own head stays, so arm E contains arm B (:mod:`bridge.cnngraph`).
+    """
+    from bridge.cnngraph import CNNGraphClassifier, ImageSegmenter, SegmentedImages
+    from bridge.cnngraph import fit as fit_segmented
+    from bridge.cnngraph import predict as predict_segmented
+    from cnn.freezing import freeze
+    from cnn.training import fit as fit_images
+    from cnn.training import predict as predict_images
+    from cnn.transforms import normalize_images
+
+    d, cfg = bench.data, bench.cfg
+    name, blocks, reason = fine_tuning_plan(bench)
+    torch.manual_seed(seed)
+    backbone = bench.backbone(num_classes=len(d.classes))
+    model = CNNGraphClassifier(
+        backbone,
+        len(d.classes),
+        graph=cfg.graph,
+        conv=cfg.gnn,
+        hidden=cfg.hidden,
+        layers=cfg.layers,
+        k=cfg.knn,
+    )
+    freeze(model.backbone, name, trainable_blocks=blocks if name == "fine_tuning" else None)
+    pcfg = backbone.cfg
+    patches = cfg.graph == "patches"
+    segments = None if patches else bench.segment_maps
+
+    def loader(idx: np.ndarray, batch_size: int, train: bool) -> Any:
+        if segments is None:
+            ds: Any = ImageTensors(d.images[idx], d.targets[idx], pcfg, train=train)
+        else:
+            ds = SegmentedImages(d.images[idx], segments[idx], d.targets[idx], pcfg, train=train)
+        return make_loader(ds, batch_size, shuffle=train, seed=seed)
+
+    fit, predict = (fit_images, predict_images) if patches else (fit_segmented, predict_segmented)
+    t0 = time.perf_counter()
+    history = fit(
+        model,
+        loader(d.train, cfg.batch_size, True),
+        loader(d.val, 64, False),
+        epochs=cfg.epochs_finetune,
+        lr=cfg.lr_finetune,
+        **bench.fit_kwargs(seed),
+    )
+    train_time = time.perf_counter() - t0
+    preds, _ = predict(model, loader(d.test, 64, False))
+    model.eval()
+    if not patches:  # images alone at inference: the model segments them itself, as the cache did
+        model.segmenter = ImageSegmenter(
+            pcfg.mean,
+            pcfg.std,
+            n_segments=cfg.n_segments,
+            compactness=cfg.compactness,
+            method=cfg.segmentation,
+        )
+    speed = bench.speed(lambda imgs: model(normalize_images(imgs, pcfg.mean, pcfg.std)))
+    save_model(bench, "e2e", seed, model, extra={"graph": cfg.graph})
+    cell = result_cell(bench, model, history, preds, train_time=train_time, speed=speed)
+    cell["strategy"] = {"name": name, "trainable_blocks": blocks, "reason": reason}
+    cell["graph"] = cfg.graph
+    explainer = cnn_explainer("e2e", model, deepest_stage(model.backbone), pcfg.mean, pcfg.std)
+    cell["faithfulness"] = arm_faithfulness(bench, explainer, seed)
+    return cell

@@ -99,8 +99,20 @@ class CompareConfig:
             ``"all"`` joins them), before the comparison's own stratified split.
         data_root: downloaded datasets only: their cache folder (``None``: ``$PIXGRAPH_DATA`` or
             ``~/.cache/pixgraph/data``).
-        n_segments: superpixels per image for arms C and D.
-        gnn: graph convolution of arms C and D (``"gcn"``, ``"gat"``, ``"sage"``, ``"gin"``).
+        n_segments: superpixels per image for arms C, D and E.
+        segmentation: the segmentation back-end of the graphs (``bridge.list_segmentations()``;
+            ``"slic_torch"``, the torch SLIC, by default; ``"slic"`` is scikit-image's).
+        graph: the nodes of arms C and E: ``"superpixels"`` (region-adjacency edges) or ``"patches"``
+            (the cells of the backbone's deepest stage map, Vision GNN style, with ``k`` nearest
+            neighbours in feature space, recomputed in every block when ``dynamic_knn``).
+        knn: neighbours of a patch graph.
+        dynamic_knn: recompute a patch graph's k-NN edges in every GNN block.
+        gnn: graph convolution of arms C, D and E (``"gcn"``, ``"gat"``, ``"sage"``, ``"gin"``).
+        gnn_regularisation: ``(dropout, weight_decay)`` candidates of arms C and D; each seed trains one
+            model per candidate and keeps the one with the lowest validation loss (never the test split).
+        probe_weight_decays: weight-decay candidates of arm A, chosen the same way.
+        devices, num_nodes, lightning_strategy: data-parallel training (Lightning's ``devices``,
+            ``num_nodes``, ``strategy``); ``devices > 1`` with ``"auto"`` uses ``"ddp_spawn"``.
         faithfulness_images: test images whose explanations every arm scores (deletion / insertion
             curves, :mod:`bridge.compare.faithful`); 0 turns the scoring off.
         faithfulness_steps: points of each curve after the first (10: 10 % of the pixels per step).
@@ -136,10 +148,19 @@ class CompareConfig:
     lr_gnn: float = 1e-3
     n_segments: int = 75
     compactness: float = 10.0
+    segmentation: str = "slic_torch"
+    graph: str = "superpixels"
+    knn: int = 8
+    dynamic_knn: bool = True
     gnn: str = "gcn"
+    gnn_regularisation: tuple[tuple[float, float], ...] = ((0.0, 0.0), (0.5, 0.0), (0.5, 1e-3))
+    probe_weight_decays: tuple[float, ...] = (0.0, 1e-3)
     hidden: int = 64
     layers: int = 4
-    device: str = "cpu"
+    device: str = "auto"
+    devices: int = 1
+    num_nodes: int = 1
+    lightning_strategy: str = "auto"
     n_explain: int = 4
     faithfulness_images: int = 32
     faithfulness_steps: int = 10
@@ -152,6 +173,8 @@ class CompareConfig:
         """The JSON form of ``config.json`` (tuples as lists)."""
         d = dataclasses.asdict(self)
         d["seeds"], d["arms"] = list(self.seeds), list(self.arms)
+        d["gnn_regularisation"] = [list(c) for c in self.gnn_regularisation]
+        d["probe_weight_decays"] = list(self.probe_weight_decays)
         return d
 
     @classmethod
@@ -160,6 +183,13 @@ class CompareConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         kw = {k: v for k, v in d.items() if k in known}
         kw["seeds"], kw["arms"] = tuple(kw.get("seeds", (0,))), tuple(kw.get("arms", _DEFAULT_ARMS))
+        if "gnn_regularisation" in kw:
+            kw["gnn_regularisation"] = tuple(tuple(c) for c in kw["gnn_regularisation"])
+        else:  # written before the candidates existed: what those runs did (no dropout, no decay)
+            kw["gnn_regularisation"] = ((0.0, 0.0),)
+        kw["probe_weight_decays"] = tuple(kw.get("probe_weight_decays", (0.0,)))
+        kw.setdefault("segmentation", "slic")  # the default of those runs
+        kw.setdefault("device", "cpu")
         return cls(**kw)
 
 
@@ -209,6 +239,9 @@ def check_config(cfg: CompareConfig) -> None:
             "on; they must sum to less than 1 (e.g. val=0.15, test=0.15)"
         )
     for name in (
+        "knn",
+        "devices",
+        "num_nodes",
         "epochs_probe",
         "epochs_finetune",
         "epochs_gnn",
@@ -244,6 +277,7 @@ def check_config(cfg: CompareConfig) -> None:
     if cfg.similarity not in (None, "high", "low"):
         raise ValueError(f"similarity={cfg.similarity!r}; use 'high', 'low' or None")
     check_device(cfg.device)
+    _check_graph_options(cfg)
     if cfg.image_size is not None:
         size = cfg.image_size
         if isinstance(size, bool) or not isinstance(size, int) or size < MIN_IMAGE_SIZE:
@@ -257,6 +291,42 @@ def check_config(cfg: CompareConfig) -> None:
                 f"({size * size} pixels, at least 4 per superpixel): use --n-segments <= "
                 f"{size * size // 4} or a larger image size"
             )
+
+
+def _check_graph_options(cfg: CompareConfig) -> None:
+    """The graph fields: segmentation back-end, graph kind, regularisation candidates, parallelism."""
+    from bridge.segmentation import list_segmentations
+
+    methods = list_segmentations()
+    if cfg.segmentation not in methods:
+        raise ValueError(
+            f"segmentation={cfg.segmentation!r} (--segmentation) is not a segmentation back-end; use one of "
+            f"{', '.join(methods)}"
+        )
+    if cfg.graph not in ("superpixels", "patches"):
+        raise ValueError(f"graph={cfg.graph!r} (--graph); use 'superpixels' or 'patches'")
+    if not isinstance(cfg.dynamic_knn, bool):
+        raise ValueError(f"dynamic_knn must be True or False, got {cfg.dynamic_knn!r}")
+    grid = cfg.gnn_regularisation
+    ok = bool(grid) and all(
+        isinstance(c, tuple) and len(c) == 2 and all(_is_number(v) for v in c) and 0 <= c[0] < 1 and c[1] >= 0
+        for c in grid
+    )
+    if not ok:
+        raise ValueError(
+            f"gnn_regularisation={grid!r}: give a non-empty tuple of (dropout, weight_decay) pairs with "
+            "0 <= dropout < 1 and weight_decay >= 0, e.g. ((0.0, 0.0), (0.5, 1e-3))"
+        )
+    decays = cfg.probe_weight_decays
+    if not decays or not all(_is_number(v) and v >= 0 for v in decays):
+        raise ValueError(
+            f"probe_weight_decays={decays!r}: give a non-empty tuple of weight decays >= 0, e.g. (0.0, 1e-3)"
+        )
+    if not isinstance(cfg.lightning_strategy, str) or not cfg.lightning_strategy:
+        raise ValueError(
+            f"lightning_strategy={cfg.lightning_strategy!r} (--strategy): give a Lightning strategy name, "
+            "e.g. 'auto', 'ddp', 'ddp_spawn'"
+        )
 
 
 def quick_config(**overrides: Any) -> CompareConfig:
@@ -280,6 +350,7 @@ def quick_config(**overrides: Any) -> CompareConfig:
         faithfulness_images=4,
         faithfulness_steps=4,
         faithfulness_seeds=2,
+        gnn_regularisation=((0.0, 0.0), (0.5, 1e-3)),
     )
     base.update(overrides)
     return CompareConfig(**base)

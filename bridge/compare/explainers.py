@@ -92,9 +92,19 @@ def cnn_explainer(arm: str, model: nn.Module, layer: nn.Module, mean: Any, std: 
 
 
 def graph_explainer(
-    arm: str, model: nn.Module, converter: Any, x_mean: torch.Tensor, x_std: torch.Tensor
+    arm: str,
+    model: nn.Module,
+    converter: Any,
+    x_mean: torch.Tensor,
+    x_std: torch.Tensor,
+    *,
+    global_features: Callable[[np.ndarray], torch.Tensor] | None = None,
 ) -> ArmExplainer:
-    """Node-saliency explainer of a GNN arm; ``converter`` must keep the segment maps."""
+    """Node-saliency explainer of a GNN arm; ``converter`` must keep the segment maps.
+
+    ``global_features(images) -> (B, G)`` gives the graph-level input ``u`` of a model that reads one
+    (arm C: the standardised frozen embedding), for the intact and for every perturbed image.
+    """
     from torch_geometric.data import Batch
 
     from bridge.explain import graph_pixel_maps, graph_scorer
@@ -110,6 +120,10 @@ def graph_explainer(
             out = converter.batch(list(images))
             for g in out:
                 g.x = (g.x - x_mean) / x_std
+            if global_features is not None:
+                u = global_features(images)
+                for i, g in enumerate(out):
+                    g.u = u[i : i + 1]
             last.update(key=key, graphs=out)
         return last["graphs"]
 
@@ -119,7 +133,10 @@ def graph_explainer(
 
     def scorers(images: np.ndarray) -> list[Any]:
         segs = [g.segments[0].numpy() for g in graphs(images)]
-        return [graph_scorer(model, converter, s, standardize=(x_mean, x_std)) for s in segs]
+        return [
+            graph_scorer(model, converter, s, standardize=(x_mean, x_std), global_features=global_features)
+            for s in segs
+        ]
 
     def maps(images: np.ndarray) -> torch.Tensor:
         return graph_pixel_maps(model, graphs(images))
@@ -176,10 +193,52 @@ def load_explainer(bench: Workbench, path: str | Path) -> tuple[ArmExplainer, li
             )
         cfg = bench.cfg
         width = int(extra["in_channels"])
-        gnn = GraphClassifier(width, n, conv=cfg.gnn, hidden=cfg.hidden, layers=cfg.layers)
+        with_cnn = _GRAPH_ARMS[arm]
+        reads_u = "global_head.weight" in state  # arm C since it contains the probe
+        gnn = GraphClassifier(
+            width,
+            n,
+            conv=cfg.gnn,
+            hidden=cfg.hidden,
+            layers=cfg.layers,
+            global_channels=int(state["global_head.weight"].shape[1]) if reads_u else None,
+            dynamic_k=cfg.knn if with_cnn and cfg.graph == "patches" and cfg.dynamic_knn else None,
+        )
         gnn.load_state_dict(state)
-        conv = bench.converter(_GRAPH_ARMS[arm], keep_segments=True)
+        conv = bench.converter(with_cnn, keep_segments=True)
+        if reads_u:
+            u_mean, u_std, frozen = extra["u_mean"], extra["u_std"], bench.frozen
+
+            def global_features(images: np.ndarray) -> torch.Tensor:
+                with torch.inference_mode():
+                    return (frozen.embed(bench.normalize(images)).float() - u_mean) / u_std
+
+            explainer = graph_explainer(
+                arm, gnn, conv, extra["x_mean"], extra["x_std"], global_features=global_features
+            )
+            return explainer, classes
         return graph_explainer(arm, gnn, conv, extra["x_mean"], extra["x_std"]), classes
+    if arm == "e2e":
+        from bridge.cnngraph import CNNGraphClassifier, ImageSegmenter
+
+        cfg = bench.cfg
+        graph = str(extra.get("graph", cfg.graph))
+        backbone = bench.backbone(num_classes=n)
+        e2e_model = CNNGraphClassifier(
+            backbone, n, graph=graph, conv=cfg.gnn, hidden=cfg.hidden, layers=cfg.layers, k=cfg.knn
+        )
+        e2e_model.load_state_dict(state)
+        pcfg = backbone.cfg
+        if graph == "superpixels":
+            e2e_model.segmenter = ImageSegmenter(
+                pcfg.mean,
+                pcfg.std,
+                n_segments=cfg.n_segments,
+                compactness=cfg.compactness,
+                method=cfg.segmentation,
+            )
+        return cnn_explainer(arm, e2e_model, deepest_stage(e2e_model.backbone), pcfg.mean, pcfg.std), classes
     raise ValueError(
-        f"cannot explain {str(path)!r}: arm {arm!r} is not one of linear_probe, finetune, gnn_cnn, gnn_color"
+        f"cannot explain {str(path)!r}: arm {arm!r} is not one of linear_probe, finetune, gnn_cnn, "
+        "gnn_color, e2e"
     )

@@ -8,7 +8,7 @@ is one function and one decorator line::
     @register_arm("knn_probe", title="E. k-nearest neighbours on the frozen embeddings")
     def knn_probe(bench: Workbench, seed: int) -> dict[str, Any]: ...
 
-The built-in arms (``linear_probe``, ``finetune``, ``gnn_cnn``, ``gnn_color``) are one line each in
+The built-in arms (``linear_probe``, ``finetune``, ``gnn_cnn``, ``gnn_color``, ``e2e``) are one line each in
 :data:`BUILTIN_ARMS`; their functions live in :mod:`bridge.compare.arms`, imported on the first look-up,
 so reading the registry costs no heavy import.
 """
@@ -51,6 +51,7 @@ BUILTIN_ARMS: tuple[tuple[str, str], ...] = (
     ("finetune", "B. fine-tuned CNN (last blocks + head)"),
     ("gnn_cnn", "C. GNN, superpixels with CNN + colour + position features"),
     ("gnn_color", "D. GNN, superpixels with colour + position features"),
+    ("e2e", "E. CNN -> GNN end to end (B's trainable blocks, graph head over regions)"),
 )
 _builtins_loaded = False
 
@@ -110,11 +111,11 @@ def register_arm(name: str, *, title: str) -> Callable[[ArmFn], ArmFn]:
 
 
 def list_arms() -> tuple[str, ...]:
-    """Names of the registered arms, in registration order (the built-in four first).
+    """Names of the registered arms, in registration order (the built-in five first).
 
     Example:
-        >>> list_arms()[:4]
-        ('linear_probe', 'finetune', 'gnn_cnn', 'gnn_color')
+        >>> list_arms()[:5]
+        ('linear_probe', 'finetune', 'gnn_cnn', 'gnn_color', 'e2e')
     """
     _load_builtins()
     return tuple(_REGISTRY)

@@ -24,7 +24,7 @@ __all__ = [
 
 #: Arms whose model is a CNN head, and arms on graphs; the paired differences compare across the two.
 CNN_ARMS = ("linear_probe", "finetune")
-GRAPH_ARMS = ("gnn_cnn", "gnn_color")
+GRAPH_ARMS = ("gnn_cnn", "gnn_color", "e2e")
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
@@ -171,8 +171,9 @@ def paired_differences(
 ) -> list[dict[str, Any]]:
     """Paired statistics (:func:`engine.stats.compare_pair`) for the pairs a reader compares.
 
-    C - A (the graph head on the probe's features against the probe itself), and the best graph arm
-    against the best CNN arm (by mean test accuracy); only arms that finished every seed. Each entry:
+    C - A (the graph head on the probe's features against the probe itself), E - B (the end-to-end
+    graph head against the fine-tuned CNN it contains), and the best graph arm against the best CNN arm
+    (by mean test accuracy); only arms that finished every seed. Each entry:
     ``{"name", "a", "b", "diff", "low", "high", "mcnemar", "seeds", "n"}``.
 
     Example:
@@ -185,6 +186,8 @@ def paired_differences(
     pairs: list[tuple[str, str]] = []
     if "gnn_cnn" in done and "linear_probe" in done:
         pairs.append(("gnn_cnn", "linear_probe"))
+    if "e2e" in done and "finetune" in done:
+        pairs.append(("e2e", "finetune"))
     graph = [a for a in done if a in GRAPH_ARMS]
     cnn = [a for a in done if a in CNN_ARMS]
     if graph and cnn:
@@ -198,6 +201,28 @@ def paired_differences(
         pb = [cells[(b, s)]["test_preds"] for s in cfg.seeds]
         stats = compare_pair(pa, pb, labels)
         out.append({"name": f"{_letter(arms, a)} - {_letter(arms, b)}", "a": a, "b": b, **stats})
+    return out
+
+
+def _selection_lines(arms: dict[str, Any]) -> list[str]:
+    """One line per arm that chose among candidates: the candidates' validation losses and the choice."""
+    out = []
+    for arm, entry in arms.items():
+        cells = [c for c in entry.get("seeds", {}).values() if c.get("selection")]
+        if not cells or len(cells[0]["selection"]["tried"]) < 2:
+            continue
+        parts = []
+        for seed, c in entry["seeds"].items():
+            if not c.get("selection"):
+                continue
+            tried = ", ".join(
+                "/".join(f"{k} {v:g}" for k, v in t.items() if k not in ("val_loss", "val_acc", "best_epoch"))
+                + f": {t['val_loss']:.3f}"
+                for t in c["selection"]["tried"]
+            )
+            chosen = "/".join(f"{k} {v:g}" for k, v in c["selection"]["chosen"].items())
+            parts.append(f"seed {seed}: {chosen} (val loss {tried})")
+        out.append(f"- {_letter(arms, arm)} ({arm}): " + "; ".join(parts))
     return out
 
 
@@ -250,6 +275,18 @@ def write_report(
             f"\nArm B trained the last {st['trainable_blocks']} block(s) and the head ({st['name']}): "
             f"{st['reason']}."
         )
+    selections = _selection_lines(arms)
+    if selections:
+        lines += [
+            "",
+            "## Regularisation chosen on validation",
+            "",
+            "Every arm keeps the weights of its best validation epoch. Arms with several candidate settings "
+            "train one model per candidate and keep the one with the lowest validation loss (the test split "
+            "plays no part); chosen per seed:",
+            "",
+            *selections,
+        ]
     if pairs:
         lines += [
             "",

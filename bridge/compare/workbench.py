@@ -121,19 +121,72 @@ class Workbench:
         mu, sd = train.mean(0), train.std(0).clamp_min(1e-6)
         return Embeddings((emb - mu) / sd, mu, sd, time.perf_counter() - t0)
 
+    @functools.cached_property
+    def patch_grid(self) -> tuple[int, int]:
+        """``(rows, cols)`` of the frozen backbone's deepest stage map at the working size."""
+        size = int(self.data.images.shape[1])
+        with torch.inference_mode():
+            deepest = self.frozen.features(torch.zeros(1, 3, size, size))[-1]
+        return int(deepest.shape[2]), int(deepest.shape[3])
+
     def converter(self, with_cnn: bool, *, keep_segments: bool = False) -> Any:
-        """Graph builder of arm C (``with_cnn``) or D; label maps only when pictures need them."""
+        """Graph builder of arm C (``with_cnn``) or D; label maps only when pictures need them.
+
+        Arm C with ``cfg.graph == "patches"`` takes the cells of the deepest stage map as nodes, linked to
+        their ``cfg.knn`` nearest cells in feature space; arm D always takes superpixels.
+        """
         from bridge.convert import ImageToGraph
 
+        cfg = self.cfg
+        patches = with_cnn and cfg.graph == "patches"
+        rows, cols = self.patch_grid if patches else (0, 0)
         return ImageToGraph(
-            n_segments=self.cfg.n_segments,
-            compactness=self.cfg.compactness,
+            n_segments=rows * cols if patches else cfg.n_segments,
+            compactness=cfg.compactness,
+            method="grid" if patches else cfg.segmentation,
             features=("color_mean", "color_std", "centroid"),
-            edges="region",
+            edges="knn_feature" if patches else "region",
+            k=cfg.knn,
             backbone=self.frozen if with_cnn else None,
-            batch_size=self.cfg.batch_size,
+            batch_size=cfg.batch_size,
             keep_segments=keep_segments,
         )
+
+    def global_features(self, images: np.ndarray) -> torch.Tensor:
+        """The standardised frozen embedding of images (arm A's input, the graph-level ``u`` of arm C).
+
+        Shapes:
+            - images: ``(B, S, S, 3)`` uint8; output: ``(B, F)``.
+        """
+        emb = self.embeddings
+        with torch.inference_mode():
+            return (self.frozen.embed(self.normalize(images)).float() - emb.mean) / emb.std
+
+    @functools.cached_property
+    def segment_maps(self) -> np.ndarray:
+        """Superpixels of every working image (``cfg.segmentation``, ``cfg.n_segments``), computed once.
+
+        Shapes:
+            - output: ``(N, S, S)`` int32.
+        """
+        from bridge.segmentation import superpixels_batch
+
+        cfg, images = self.cfg, self.data.images
+        t0 = time.perf_counter()
+        out = np.empty(images.shape[:3], dtype=np.int32)
+        step = 256
+        for i in range(0, len(images), step):
+            maps = superpixels_batch(
+                list(images[i : i + step]),
+                n_segments=cfg.n_segments,
+                compactness=cfg.compactness,
+                method=cfg.segmentation,
+            )
+            out[i : i + len(maps)] = np.stack([np.asarray(m) for m in maps])
+        self.log(
+            f"segment maps: {len(images)} images in {time.perf_counter() - t0:.1f} s ({cfg.segmentation})"
+        )
+        return out
 
     def graphs(self, with_cnn: bool) -> GraphSet:
         """The :class:`GraphSet` of every working image (built once, cached on disk by its converter)."""
@@ -151,16 +204,29 @@ class Workbench:
             mu, sd = x_train.mean(0), x_train.std(0).clamp_min(1e-6)
             for g in graphs:
                 g.x = (g.x - mu) / sd
+            if with_cnn:  # arm C also reads arm A's input: the standardised global embedding
+                u = self.embeddings.values
+                for i, g in enumerate(graphs):
+                    g.u = u[i : i + 1]
             self._graphs[with_cnn] = GraphSet(graphs, time.perf_counter() - t0, mu, sd)
         return self._graphs[with_cnn]
 
-    def gnn_model(self, in_channels: int) -> nn.Module:
-        """A fresh graph classifier of arms C and D (``cfg.gnn``, ``cfg.hidden``, ``cfg.layers``)."""
+    def gnn_model(self, in_channels: int, *, with_cnn: bool = False, dropout: float = 0.0) -> nn.Module:
+        """A fresh graph classifier of arm C (``with_cnn``: reads the global embedding ``u`` too, and on
+        patch graphs recomputes its k-NN edges per block when ``cfg.dynamic_knn``) or D."""
         from gnn.models import GraphClassifier
 
         cfg = self.cfg
+        patches = with_cnn and cfg.graph == "patches"
         return GraphClassifier(
-            in_channels, len(self.data.classes), conv=cfg.gnn, hidden=cfg.hidden, layers=cfg.layers
+            in_channels,
+            len(self.data.classes),
+            conv=cfg.gnn,
+            hidden=cfg.hidden,
+            layers=cfg.layers,
+            dropout=dropout,
+            global_channels=int(self.embeddings.values.shape[1]) if with_cnn else None,
+            dynamic_k=cfg.knn if patches and cfg.dynamic_knn else None,
         )
 
     def fit_kwargs(self, seed: int) -> dict[str, Any]:
@@ -168,10 +234,16 @@ class Workbench:
 
         ``cfg.device`` maps to Lightning's ``accelerator`` and ``devices``: ``"cuda:N"`` is GPU ``N``.
         """
-        device = self.cfg.device
+        cfg = self.cfg
+        strategy = cfg.lightning_strategy
+        if strategy == "auto" and (cfg.devices > 1 or cfg.num_nodes > 1):
+            strategy = "ddp_spawn"  # this process drives the comparison: only training is spread
+        common = dict(seed=seed, progress=self.progress, restore_best=True, strategy=strategy)
+        common["num_nodes"] = cfg.num_nodes
+        device = cfg.device
         if device.startswith("cuda:"):
-            return dict(seed=seed, progress=self.progress, accelerator="cuda", devices=[int(device[5:])])
-        return dict(seed=seed, progress=self.progress, accelerator=device)
+            return dict(common, accelerator="cuda", devices=[int(device[5:])])
+        return dict(common, accelerator=device, devices=cfg.devices)
 
     @torch.inference_mode()
     def speed(self, run: Callable[[np.ndarray], Any], n_max: int = 64) -> float:

@@ -223,7 +223,7 @@ def test_resume_refuses_options_that_differ_and_lists_them(tmp_path, capsys, fak
     err = capsys.readouterr().err
     assert code == 2 and not fake_compare
     assert "--seeds: stored [0, 1], given [7]" in err
-    assert '--arms: stored ["linear_probe", "finetune", "gnn_cnn", "gnn_color"], given ["finetune"]' in err
+    assert '--arms: stored ["linear_probe", "finetune", "gnn_cnn", "gnn_color", "e2e"], given ["finetune"]' in err
     assert "--gnn" not in err  # given, but equal to the stored value
     assert "start a new run with another --out" in err
     # the subcommand's own arm counts as given

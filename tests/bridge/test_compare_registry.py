@@ -7,7 +7,7 @@ from bridge.compare import registry
 from bridge.compare.config import CompareConfig
 from bridge.compare.registry import arm_titles, get_arm, list_arms, register_arm
 
-BUILTIN = ("linear_probe", "finetune", "gnn_cnn", "gnn_color")
+BUILTIN = ("linear_probe", "finetune", "gnn_cnn", "gnn_color", "e2e")
 
 
 @pytest.fixture
@@ -18,8 +18,8 @@ def scratch_registry(monkeypatch):
 
 
 def test_builtin_arms_in_report_order():
-    assert list_arms()[:4] == BUILTIN
-    assert compare_pkg.ARMS[:4] == BUILTIN
+    assert list_arms()[:5] == BUILTIN
+    assert compare_pkg.ARMS[:5] == BUILTIN
     assert [t[:2] for t in arm_titles().values()][:4] == ["A.", "B.", "C.", "D."]
     spec = get_arm("gnn_cnn")
     assert spec.name == "gnn_cnn" and spec.run.__name__ == "gnn_cnn"
@@ -39,13 +39,13 @@ def test_unknown_arm_lists_the_known_ones():
 
 
 def test_a_new_arm_is_one_function_and_one_line(scratch_registry):
-    @register_arm("knn_probe", title="E. nearest neighbours")
+    @register_arm("knn_probe", title="F. nearest neighbours")
     def knn_probe(bench, seed):
         return {"seed": seed}
 
     assert list_arms() == (*BUILTIN, "knn_probe")
     assert (
-        compare_pkg.ARMS[-1] == "knn_probe" and compare_pkg.ARM_TITLES["knn_probe"] == "E. nearest neighbours"
+        compare_pkg.ARMS[-1] == "knn_probe" and compare_pkg.ARM_TITLES["knn_probe"] == "F. nearest neighbours"
     )
     assert get_arm("knn_probe").run(None, 7) == {"seed": 7}
     assert CompareConfig().arms == (*BUILTIN, "knn_probe")  # the default runs every registered arm
