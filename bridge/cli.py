@@ -65,7 +65,15 @@ _CONFIG_FIELDS = {
     "similarity": "similarity",
     "faithfulness_images": "faithfulness_images",
     "faithfulness_seeds": "faithfulness_seeds",
+    "segmentation": "segmentation",
+    "graph": "graph",
+    "devices": "devices",
+    "num_nodes": "num_nodes",
+    "lightning_strategy": "lightning_strategy",
 }
+
+#: ``finetune --strategy fine_tuning|full`` meant the freezing before ``--strategy`` went to Lightning.
+_FREEZING = ("fine_tuning", "full")
 
 
 class CLIError(Exception):
@@ -162,7 +170,30 @@ def _add_data(p: _Parser, *, graphs: bool = False) -> None:
     p.add_argument("--image-size", type=_positive, default=None, help="view size (default: the backbone's)")
     p.add_argument("--batch-size", type=_positive, default=None)
     p.add_argument("--n-segments", type=_positive, default=None, help="superpixels per image (default 75)")
-    p.add_argument("--device", default=None, help="cpu (default), cuda, cuda:N, auto")
+    p.add_argument(
+        "--device", default=None, help="auto (default: the GPU when there is one), cpu, cuda, cuda:N"
+    )
+    p.add_argument(
+        "--segmentation",
+        default=None,
+        help="superpixel back-end: slic_torch (default, batched torch SLIC), slic (scikit-image), grid",
+    )
+    p.add_argument(
+        "--graph",
+        choices=("superpixels", "patches"),
+        default=None,
+        help="graphs of arms C and E: superpixels (default) or the cells of the deepest stage map, "
+        "linked by k-NN in feature space (ViG style)",
+    )
+    p.add_argument("--devices", type=_positive, default=None, help="devices per machine for training (1)")
+    p.add_argument("--num-nodes", type=_positive, default=None, help="machines for training (1)")
+    p.add_argument(
+        "--strategy",
+        dest="lightning_strategy",
+        default=None,
+        metavar="STRATEGY",
+        help="Lightning strategy for training: auto (default; ddp_spawn with --devices > 1), ddp, ...",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -203,9 +234,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="score the first N seeds' models (default 1)",
     )
 
-    p = add("finetune", help="fine-tune a pretrained CNN (arm B alone, same report)")
+    p = add(
+        "finetune",
+        help="fine-tune a pretrained CNN (arm B alone, same report; --head graph: arm E, CNN -> GNN)",
+    )
     _add_data(p)
-    p.add_argument("--strategy", choices=("auto", "fine_tuning", "full"), default="auto")
+    p.add_argument(
+        "--freeze",
+        choices=("auto", "fine_tuning", "full"),
+        default=None,
+        help="which blocks train: auto (choose_strategy), fine_tuning (the last --blocks), full",
+    )
+    p.add_argument(
+        "--head",
+        choices=("linear", "graph"),
+        default="linear",
+        help="linear (arm B) or graph: a GNN over the image's regions, trained end to end (arm E)",
+    )
     p.add_argument("--blocks", type=_positive, default=None, help="last N blocks to train (fine_tuning)")
     p.add_argument("--epochs", type=_positive, default=None)
     p.add_argument("--similarity", choices=("high", "low"), default=None)
@@ -223,7 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_source(p)
     p.add_argument("--max-per-class", type=_positive, default=None)
     p.add_argument("--n-segments", type=_positive, default=75)
-    p.add_argument("--method", choices=METHODS, default="slic")
+    p.add_argument("--method", choices=METHODS, default="slic_torch")
     p.add_argument("--edges", choices=("region", "knn", "knn_feature"), default="region")
     p.add_argument("--k", type=_positive, default=8)
     p.add_argument("--backbone", default=None, help="add CNN node features from this backbone")
@@ -256,7 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("show", help="draw an image's superpixel graph over it")
     p.add_argument("image", help=f"an image file, or a scikit-image sample: {', '.join(_SAMPLES)}")
     p.add_argument("--n-segments", type=_positive, default=75)
-    p.add_argument("--method", choices=METHODS, default="slic")
+    p.add_argument("--method", choices=METHODS, default="slic_torch")
     p.add_argument("--edges", choices=("region", "knn"), default="region")
     p.add_argument("--out", default="graph.png", help="PNG to write")
     p.add_argument("--graphml", default=None, help="also export the graph to this GraphML file")
@@ -395,7 +440,7 @@ def _resume_config(args: argparse.Namespace, explicit: set[str], fixed: dict[str
     diff = config_differences(stored.to_dict(), given.to_dict(), sorted(given_fields))
     if diff:
         flags = {field: "--" + dest.replace("_", "-") for dest, field in _CONFIG_FIELDS.items()}
-        flags.update(arms="--arms", strategy="--strategy", trainable_blocks="--blocks")
+        flags.update(arms="--arms", strategy="--freeze", trainable_blocks="--blocks")
         shown = [f"{flags.get(d.split(':')[0], d.split(':')[0])}:{d.split(':', 1)[1]}" for d in diff]
         raise CLIError(
             f"--resume {args.resume}: options differ from the run's configuration ({'; '.join(shown)}); "
@@ -461,15 +506,27 @@ def _cmd_compare(args: argparse.Namespace, explicit: set[str]) -> int:
 
 
 def _cmd_finetune(args: argparse.Namespace, explicit: set[str]) -> int:
-    strategy = None if args.strategy == "auto" else args.strategy
-    if args.blocks is not None and strategy != "fine_tuning":
-        raise CLIError(
-            f"--blocks {args.blocks} needs --strategy fine_tuning (got --strategy {args.strategy})"
+    freeze = args.freeze
+    if args.lightning_strategy in _FREEZING:  # the meaning of --strategy before it went to Lightning
+        if freeze is not None and freeze != args.lightning_strategy:
+            raise CLIError(
+                f"--strategy {args.lightning_strategy} (the old name of --freeze) and --freeze {freeze} "
+                "disagree; give --freeze only"
+            )
+        print(
+            f"pixgraph: --strategy {args.lightning_strategy} is deprecated for the freezing of finetune; "
+            f"use --freeze {args.lightning_strategy} (--strategy now names a Lightning strategy)",
+            file=sys.stderr,
         )
+        freeze, args.lightning_strategy = args.lightning_strategy, None
+        explicit = (explicit - {"lightning_strategy"}) | {"freeze"}
+    strategy = None if freeze in (None, "auto") else freeze
+    if args.blocks is not None and strategy != "fine_tuning":
+        raise CLIError(f"--blocks {args.blocks} needs --freeze fine_tuning (got --freeze {freeze or 'auto'})")
     return _run_compare(
         args,
         explicit,
-        arms=("finetune",),
+        arms=("e2e",) if args.head == "graph" else ("finetune",),
         strategy=strategy,
         trainable_blocks=args.blocks,
         epochs_finetune=args.epochs,
@@ -520,7 +577,7 @@ def _train_graph_dataset(args: argparse.Namespace, explicit: set[str]) -> int:
         raise CLIError(
             f"--gnn {conv!r} is not a known graph convolution; use one of {', '.join(list_convs())}"
         )
-    device = check_device(args.device or "cpu", available=True)
+    device = check_device(args.device or "auto", available=True)
     out = check_output_dir(args.out, name="out") if args.out else None
     base = quick_config if args.quick else CompareConfig
     cfg = base(data="digits", **({"seeds": args.seeds} if args.seeds else {}))
@@ -560,9 +617,14 @@ def _train_graph_dataset(args: argparse.Namespace, explicit: set[str]) -> int:
     )
     from torch_geometric.loader import DataLoader as GraphLoader
 
-    fit_kw: dict[str, Any] = {"accelerator": device}
+    fit_kw: dict[str, Any] = {
+        "accelerator": device,
+        "devices": args.devices or 1,
+        "num_nodes": args.num_nodes or 1,
+        "strategy": args.lightning_strategy or "auto",
+    }
     if device.startswith("cuda:"):
-        fit_kw = {"accelerator": "cuda", "devices": [int(device[5:])]}
+        fit_kw.update(accelerator="cuda", devices=[int(device[5:])])
     runs = []
     for seed in cfg.seeds:
         torch.manual_seed(seed)

@@ -454,7 +454,7 @@ class ImageToGraph:
         images: torch.Tensor,
         labels: Sequence[Any] | torch.Tensor | None = None,
         *,
-        segments: torch.Tensor | None = None,
+        segments: torch.Tensor | Sequence[Any] | None = None,
     ) -> list[Data]:
         """Convert a tensor batch into graphs with torch ops on the batch's device (CPU or CUDA).
 
@@ -469,8 +469,8 @@ class ImageToGraph:
         Args:
             images: ``(B, H, W, C)`` (or ``(B, H, W)``) uint8 or float ``[0, 1]`` tensor, any device.
             labels: optional class ids, one per image (a sequence or a ``(B,)`` tensor).
-            segments: optional ``(B, H, W)`` label maps (ids ``0 .. N_b - 1`` per image) used instead
-                of segmenting.
+            segments: optional ``(B, H, W)`` label maps (a tensor or array, or ``B`` ``(H, W)`` maps; ids
+                ``0 .. N_b - 1`` per image) used instead of segmenting.
 
         Returns:
             ``B`` graphs whose tensors lie on the images' device (CNN features computed on the
@@ -602,24 +602,45 @@ class ImageToGraph:
 
 
 def _checked_segments(segments: Any, shape: tuple[int, int, int], device: torch.device) -> torch.Tensor:
-    """Given ``(B, H, W)`` label maps as an int64 tensor on ``device``; ids ``0 .. N_b - 1``, each used."""
-    seg = torch.as_tensor(segments)
-    if tuple(seg.shape) != shape or seg.is_floating_point() or seg.is_complex() or seg.dtype == torch.bool:
-        raise ValueError(
-            f"segments has dtype {seg.dtype} and shape {tuple(seg.shape)}; expected integer label maps of "
-            f"shape {shape} (one per image)"
-        )
-    seg = seg.detach().to(device, torch.int64)
+    """Given label maps as one ``(B, H, W)`` int64 tensor on ``device``; ids ``0 .. N_b - 1``, each used.
+
+    ``segments`` may be a ``(B, H, W)`` tensor or array, or a sequence of ``B`` ``(H, W)`` maps (tensors
+    or arrays). The checks are a few reductions over the whole batch; an error names the first bad map.
+
+    Shapes:
+        - segments: ``(B, H, W)`` or ``[(H, W)] * B``
+        - output: ``(B, H, W)``
+    """
+    want = f"integer label maps of shape {shape} (one (H, W) map per image)"
+    try:
+        if isinstance(segments, torch.Tensor):
+            seg = segments.detach()
+        elif isinstance(segments, (list, tuple)) and any(isinstance(s, torch.Tensor) for s in segments):
+            seg = torch.stack([torch.as_tensor(s).detach().to(device) for s in segments])
+        else:
+            seg = torch.from_numpy(np.asarray(segments))
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise ValueError(f"segments could not be read as a tensor ({err}); expected {want}") from None
+    if tuple(seg.shape) != shape or seg.is_floating_point() or seg.is_complex():
+        raise ValueError(f"segments has dtype {seg.dtype} and shape {tuple(seg.shape)}; expected {want}")
+    seg = seg.to(device, torch.int64)
     b = shape[0]
-    lo, hi = seg.flatten(1).amin(1), seg.flatten(1).amax(1)
-    offsets = torch.cumsum(hi + 1, 0) - (hi + 1)
-    used = torch.bincount(
-        (seg.clamp_min(0) + offsets.view(b, 1, 1)).reshape(-1), minlength=int((hi + 1).sum())
-    )
-    if bool((lo < 0).any()) or not bool((used > 0).all()):
+    lo, hi = seg.flatten(1).aminmax(dim=1)
+    if bool((lo < 0).any()):
+        i = int(torch.nonzero(lo < 0)[0, 0])
         raise ValueError(
-            "segments must have ids 0..N-1 in every image, each used (no negative ids, no holes); "
-            "use bridge.segmentation.relabel on each label map"
+            f"segments[{i}] contains negative ids (min {int(lo[i])}); expected ids 0..N-1 in every map "
+            f"(use bridge.segmentation.relabel on each label map)"
+        )
+    size = hi + 1
+    offsets = torch.cumsum(size, 0) - size
+    used = torch.bincount((seg + offsets.view(b, 1, 1)).reshape(-1), minlength=int(size.sum()))
+    if not bool((used > 0).all()):
+        first = int(torch.nonzero(used == 0)[0, 0])
+        i = int(torch.searchsorted(offsets, torch.tensor(first, device=device), right=True)) - 1
+        raise ValueError(
+            f"segments[{i}] has holes in its ids: id {first - int(offsets[i])} of 0..{int(hi[i])} is unused; "
+            f"expected contiguous ids 0..N-1 in every map (use bridge.segmentation.relabel on each label map)"
         )
     return seg
 

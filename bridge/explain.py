@@ -13,6 +13,7 @@ changes exactly that node's features, as removing pixels changes what a CNN sees
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -58,12 +59,25 @@ def graph_pixel_maps(model: nn.Module, graphs: Sequence[Any], *, method: str = "
     shapes = {tuple(g.segments.shape[-2:]) for g in graphs}
     if len(shapes) != 1:
         raise ValueError(f"the graphs come from images of different sizes {sorted(shapes)}; give one size")
-    batch = Batch.from_data_list(list(graphs))
+    batch = Batch.from_data_list(list(graphs)).to(module_device(model))
     importance = node_importance(model, batch, method=method)  # (total nodes,), per graph in [0, 1]
     shape = shapes.pop()
     segments = torch.cat([g.segments.reshape(1, *shape) for g in graphs]).to(importance.device)
     offsets = batch.ptr[:-1].to(importance.device).view(-1, 1, 1)
-    return importance[segments + offsets].float()
+    return importance[segments + offsets].float().cpu()
+
+
+def module_device(model: Any) -> torch.device:
+    """The device of a model's first parameter or buffer (the CPU for a plain function).
+
+    Example:
+        >>> module_device(nn.Linear(2, 2))
+        device(type='cpu')
+    """
+    if isinstance(model, nn.Module):
+        for t in itertools.chain(model.parameters(), model.buffers()):
+            return t.device
+    return torch.device("cpu")
 
 
 def cnn_scorer(
@@ -82,12 +96,14 @@ def cnn_scorer(
     """
     from cnn.transforms import normalize_images
 
+    dev = module_device(model)
+
     def score(images: np.ndarray) -> torch.Tensor:
         out = []
         with torch.no_grad():
             for start in range(0, len(images), batch_size):
-                x = normalize_images(images[start : start + batch_size], mean, std)
-                out.append(torch.softmax(model(x).float(), dim=1))
+                x = normalize_images(images[start : start + batch_size], mean, std).to(dev)
+                out.append(torch.softmax(model(x).float(), dim=1).cpu())
         return torch.cat(out)
 
     return score
@@ -133,6 +149,6 @@ def graph_scorer(
         if global_features is not None:
             batch.u = global_features(images)
         with torch.no_grad():
-            return torch.softmax(model(batch).float(), dim=1)
+            return torch.softmax(model(batch.to(module_device(model))).float(), dim=1).cpu()
 
     return score

@@ -291,6 +291,20 @@ class Backbone(nn.Module):
         """
         return self._with_stages(self.model, x)
 
+    def embed_with_features(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """:meth:`embed` and the feature maps of every stage from one forward pass.
+
+        Shapes:
+            - output: ``((B, num_features), [(B, C_i, H_i, W_i), ...])``.
+
+        Example:
+            >>> m = create_backbone("resnet18", weights=None)
+            >>> emb, maps = m.embed_with_features(torch.randn(1, 3, 64, 64))
+            >>> emb.shape, maps[-1].shape
+            (torch.Size([1, 512]), torch.Size([1, 512, 2, 2]))
+        """
+        return self._with_stages(self._embed_fn, x)
+
     def _with_stages(
         self, run: Callable[[torch.Tensor], Any], x: torch.Tensor
     ) -> tuple[Any, list[torch.Tensor]]:

@@ -98,7 +98,7 @@ def linear_probe(bench: Workbench, seed: int) -> dict[str, Any]:
     train_time = time.perf_counter() - t0
     preds, _ = predict(head, loader(d.test, 256, False))
     frozen = bench.frozen
-    probe = ProbeNet(frozen, head, emb.mean, emb.std)  # arm A as one model: image -> logits
+    probe = ProbeNet(frozen, head, emb.mean, emb.std).to(bench.device)  # arm A as one model: image -> logits
     speed = bench.speed(lambda imgs: probe(bench.normalize(imgs)))
     save_model(bench, "linear_probe", seed, head, extra={"shift": emb.mean, "scale": emb.std})
     model = FrozenPlusTrainable(frozen, head)
@@ -191,7 +191,8 @@ def finetune(bench: Workbench, seed: int) -> dict[str, Any]:
     train_time = time.perf_counter() - t0
     preds, _ = predict(model, loader(d.test, 64, False))
     model.eval()
-    speed = bench.speed(lambda imgs: model(normalize_images(imgs, pcfg.mean, pcfg.std)))
+    model.to(bench.device)
+    speed = bench.speed(lambda imgs: model(normalize_images(imgs, pcfg.mean, pcfg.std).to(bench.device)))
     save_model(bench, "finetune", seed, model)
     cell = result_cell(bench, model, history, preds, train_time=train_time, speed=speed)
     cell["strategy"] = {"name": name, "trainable_blocks": blocks, "reason": reason}
@@ -236,14 +237,22 @@ def _gnn(bench: Workbench, seed: int, *, with_cnn: bool) -> dict[str, Any]:
     preds, _ = predict(model, loader(d.test, False))
     model.eval()
     conv = bench.converter(with_cnn)
+    dev = bench.device
+    x_mean, x_std = gs.mean.to(dev), gs.std.to(dev)
+    u_mean, u_std = bench.embeddings.mean.to(dev), bench.embeddings.std.to(dev)
 
-    def run(imgs: np.ndarray) -> torch.Tensor:  # image -> graph -> logits, as at inference
-        batch = Batch.from_data_list(conv.batch(list(imgs)))
-        batch.x = (batch.x - gs.mean) / gs.std
+    def run(imgs: np.ndarray) -> torch.Tensor:
+        """Image -> graph -> logits as at inference, on the device: segmentation, graph and features in
+        torch (:meth:`ImageToGraph.batch_tensor`); arm C's ``u`` comes from the same backbone pass."""
         if with_cnn:
-            batch.u = bench.global_features(imgs)
+            bench.frozen_view.take()  # forget embeddings of earlier conversions (explainers, caches)
+        batch = Batch.from_data_list(conv.batch_tensor(torch.from_numpy(imgs).to(dev)))
+        batch.x = (batch.x - x_mean) / x_std
+        if with_cnn:
+            batch.u = (bench.frozen_view.take().float() - u_mean) / u_std
         return model(batch)
 
+    model.to(dev)
     speed = bench.speed(run)
     arm = "gnn_cnn" if with_cnn else "gnn_color"
     width = int(gs.graphs[0].x.shape[1])
@@ -347,7 +356,8 @@ def e2e(bench: Workbench, seed: int) -> dict[str, Any]:
             compactness=cfg.compactness,
             method=cfg.segmentation,
         )
-    speed = bench.speed(lambda imgs: model(normalize_images(imgs, pcfg.mean, pcfg.std)))
+    model.to(bench.device)
+    speed = bench.speed(lambda imgs: model(normalize_images(imgs, pcfg.mean, pcfg.std).to(bench.device)))
     save_model(bench, "e2e", seed, model, extra={"graph": cfg.graph})
     cell = result_cell(bench, model, history, preds, train_time=train_time, speed=speed)
     cell["strategy"] = {"name": name, "trainable_blocks": blocks, "reason": reason}

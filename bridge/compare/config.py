@@ -322,10 +322,13 @@ def _check_graph_options(cfg: CompareConfig) -> None:
         raise ValueError(
             f"probe_weight_decays={decays!r}: give a non-empty tuple of weight decays >= 0, e.g. (0.0, 1e-3)"
         )
-    if not isinstance(cfg.lightning_strategy, str) or not cfg.lightning_strategy:
+    from lightning.pytorch.strategies import StrategyRegistry
+
+    known = ("auto", *StrategyRegistry.available_strategies())
+    if cfg.lightning_strategy not in known:
         raise ValueError(
-            f"lightning_strategy={cfg.lightning_strategy!r} (--strategy): give a Lightning strategy name, "
-            "e.g. 'auto', 'ddp', 'ddp_spawn'"
+            f"lightning_strategy={cfg.lightning_strategy!r} (--strategy) is not a Lightning strategy; use "
+            f"auto, ddp, ddp_spawn, fsdp, ... (all: {', '.join(known)})"
         )
 
 

@@ -77,16 +77,18 @@ class ArmExplainer:
 
 def cnn_explainer(arm: str, model: nn.Module, layer: nn.Module, mean: Any, std: Any) -> ArmExplainer:
     """Grad-CAM explainer of a CNN arm (``model``: normalised images -> logits)."""
-    from bridge.explain import cnn_scorer
+    from bridge.explain import cnn_scorer, module_device
     from cnn.explain import grad_cam
     from cnn.transforms import normalize_images
 
     model.eval()
     score = cnn_scorer(model, mean, std, batch_size=32)
 
+    dev = module_device(model)
+
     def maps(images: np.ndarray) -> torch.Tensor:
         chunks = [normalize_images(images[i : i + 16], mean, std) for i in range(0, len(images), 16)]
-        return torch.cat([grad_cam(model, x, layer=layer) for x in chunks])
+        return torch.cat([grad_cam(model, x.to(dev), layer=layer).cpu() for x in chunks])
 
     return ArmExplainer(arm, "Grad-CAM, deepest stage", score, maps, lambda images: score)
 
@@ -107,7 +109,7 @@ def graph_explainer(
     """
     from torch_geometric.data import Batch
 
-    from bridge.explain import graph_pixel_maps, graph_scorer
+    from bridge.explain import graph_pixel_maps, graph_scorer, module_device
 
     model.eval()
     last: dict[str, Any] = {}
@@ -129,7 +131,8 @@ def graph_explainer(
 
     def probs(images: np.ndarray) -> torch.Tensor:
         with torch.no_grad():
-            return torch.softmax(model(Batch.from_data_list(graphs(images))).float(), dim=1)
+            batch = Batch.from_data_list(graphs(images)).to(module_device(model))
+            return torch.softmax(model(batch).float(), dim=1).cpu()
 
     def scorers(images: np.ndarray) -> list[Any]:
         segs = [g.segments[0].numpy() for g in graphs(images)]

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from bridge.compare.rundir import RunFolder
     from cnn.backbones import Backbone
 
-__all__ = ["Embeddings", "GraphSet", "Workbench"]
+__all__ = ["Embeddings", "FrozenView", "GraphSet", "Workbench"]
 
 
 @dataclasses.dataclass
@@ -49,6 +49,45 @@ class GraphSet:
     seconds: float
     mean: torch.Tensor
     std: torch.Tensor
+
+
+class FrozenView(nn.Module):
+    """The frozen backbone as arm C's graph builder sees it: stage maps at the working size, from the
+    same pass that gives the global embedding (arm A's input, C's ``u``), which it keeps.
+
+    ``cfg.input_size`` is the working size, so node features are pooled from the very maps that give
+    arm A its embedding (no resizing), and at inference one backbone pass serves both.
+
+    Shapes:
+        - features(x): ``(B, 3, S, S)`` -> ``[(B, C_i, h_i, w_i), ...]``; :attr:`embeddings` collects
+          the ``(B, F)`` embeddings of the calls since :meth:`take`.
+
+    Example:
+        >>> from cnn.backbones import create_backbone
+        >>> view = FrozenView(create_backbone("resnet18", weights=None).eval(), 64)
+        >>> maps = view.features(torch.randn(2, 3, 64, 64))
+        >>> view.take().shape, view.cfg.input_size
+        (torch.Size([2, 512]), 64)
+    """
+
+    def __init__(self, backbone: Backbone, size: int) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.cfg = dataclasses.replace(backbone.cfg, input_size=int(size))
+        self.name = f"{backbone.name}@{int(size)}"
+        self.feature_channels = list(backbone.feature_channels)
+        self.embeddings: list[torch.Tensor] = []
+
+    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        emb, maps = self.backbone.embed_with_features(x)
+        self.embeddings.append(emb)
+        return maps
+
+    def take(self) -> torch.Tensor:
+        """The embeddings collected since the last call, ``(B, F)``, and forget them."""
+        out = torch.cat(self.embeddings) if self.embeddings else torch.empty(0)
+        self.embeddings = []
+        return out
 
 
 class Workbench:
@@ -85,13 +124,27 @@ class Workbench:
         return create_backbone(self.cfg.backbone, weights=self.cfg.weights, num_classes=num_classes)
 
     @functools.cached_property
+    def device(self) -> torch.device:
+        """Where frozen passes, graph building and inference run: ``cfg.device``, with ``"auto"`` the
+        first GPU when there is one, else the CPU (training goes through Lightning, :meth:`fit_kwargs`)."""
+        dev = self.cfg.device
+        if dev == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device("cuda" if dev == "gpu" else dev)
+
+    @functools.cached_property
     def frozen(self) -> Backbone:
-        """The backbone in eval mode with every parameter frozen (shared by arms A and C)."""
+        """The backbone in eval mode with every parameter frozen, on :attr:`device` (arms A and C)."""
         from cnn.freezing import set_parameter_requires_grad
 
         model = self.backbone()
         set_parameter_requires_grad(model, False)
-        return model.eval()
+        return model.eval().to(self.device)
+
+    @functools.cached_property
+    def frozen_view(self) -> FrozenView:
+        """:class:`FrozenView` of :attr:`frozen` at the working image size (arm C's node features)."""
+        return FrozenView(self.frozen, int(self.data.images.shape[1]))
 
     @functools.cached_property
     def data(self) -> DataView:
@@ -105,7 +158,7 @@ class Workbench:
         """``(B, S, S, 3)`` uint8 -> ``(B, 3, S, S)`` float with the frozen backbone's mean and std."""
         from cnn.transforms import normalize_images
 
-        return normalize_images(images, self.frozen.cfg.mean, self.frozen.cfg.std)
+        return normalize_images(images, self.frozen.cfg.mean, self.frozen.cfg.std).to(self.device)
 
     @functools.cached_property
     def embeddings(self) -> Embeddings:
@@ -116,7 +169,7 @@ class Workbench:
             emb = torch.cat(
                 [self.frozen.embed(self.normalize(images[i : i + bs])) for i in range(0, len(images), bs)]
             )
-        emb = emb.float()
+        emb = emb.float().cpu()
         train = emb[self.data.train]
         mu, sd = train.mean(0), train.std(0).clamp_min(1e-6)
         return Embeddings((emb - mu) / sd, mu, sd, time.perf_counter() - t0)
@@ -147,7 +200,7 @@ class Workbench:
             features=("color_mean", "color_std", "centroid"),
             edges="knn_feature" if patches else "region",
             k=cfg.knn,
-            backbone=self.frozen if with_cnn else None,
+            backbone=self.frozen_view if with_cnn else None,
             batch_size=cfg.batch_size,
             keep_segments=keep_segments,
         )
@@ -160,7 +213,7 @@ class Workbench:
         """
         emb = self.embeddings
         with torch.inference_mode():
-            return (self.frozen.embed(self.normalize(images)).float() - emb.mean) / emb.std
+            return (self.frozen.embed(self.normalize(images)).float().cpu() - emb.mean) / emb.std
 
     @functools.cached_property
     def segment_maps(self) -> np.ndarray:
@@ -199,6 +252,8 @@ class Workbench:
             ds = GraphDataset(
                 items, self.converter(with_cnn), root=default_cache_dir(), progress=self.progress
             )
+            if with_cnn:
+                self.frozen_view.take()  # the embeddings of the conversion are not needed (see .embeddings)
             graphs = [ds[i] for i in range(len(ds))]
             x_train = torch.cat([graphs[i].x for i in d.train])
             mu, sd = x_train.mean(0), x_train.std(0).clamp_min(1e-6)
@@ -254,8 +309,11 @@ class Workbench:
         """
         d, bs = self.data, self.cfg.batch_size
         imgs = d.images[d.test[:n_max]]
+        sync = torch.cuda.synchronize if self.device.type == "cuda" else (lambda: None)
         run(imgs[:bs])  # warm-up: one full batch
+        sync()
         t0 = time.perf_counter()
         for i in range(0, len(imgs), bs):
             run(imgs[i : i + bs])
+        sync()
         return len(imgs) / (time.perf_counter() - t0)

@@ -112,8 +112,14 @@ BAD = [
     ([*D, "--similarity", "medium"], 2, "invalid choice: 'medium'"),
     ([*D, "--epochs-gnn", "0"], 2, "expected a positive integer"),
     ([*D, "--batch-size", "x"], 2, "expected a positive integer, got 'x'"),
-    (["finetune", "--data", "digits", "--blocks", "2"], 2, "--blocks 2 needs --strategy fine_tuning"),
-    (["finetune", "--data", "digits", "--strategy", "half"], 2, "invalid choice: 'half'"),
+    (["finetune", "--data", "digits", "--blocks", "2"], 2, "--blocks 2 needs --freeze fine_tuning"),
+    (["finetune", "--data", "digits", "--freeze", "half"], 2, "invalid choice: 'half'"),
+    (["finetune", "--data", "digits", "--strategy", "half"], 2, "'half' (--strategy) is not a Lightning"),
+    (["finetune", "--data", "digits", "--strategy", "full", "--freeze", "fine_tuning"], 2, "disagree"),
+    (["finetune", "--data", "digits", "--head", "gnn"], 2, "invalid choice: 'gnn'"),
+    ([*D, "--graph", "pixels"], 2, "invalid choice: 'pixels'"),
+    ([*D, "--segmentation", "watershed"], 2, "'watershed' (--segmentation) is not a segmentation back-end"),
+    ([*D, "--devices", "0"], 2, "expected a positive integer"),
     (["train-gnn", "--data", "digits", "--gnn", "bogus"], 2, "is not a known graph convolution"),
     (["train-gnn", "--data", "mnist-superpixels", "--cnn-features"], 2, "--cnn-features: not used with"),
     (["train-gnn", "--data", "gnnbench-mnist", "--gnn", "bogus"], 2, "--gnn 'bogus' is not a known"),
@@ -223,7 +229,8 @@ def test_resume_refuses_options_that_differ_and_lists_them(tmp_path, capsys, fak
     err = capsys.readouterr().err
     assert code == 2 and not fake_compare
     assert "--seeds: stored [0, 1], given [7]" in err
-    assert '--arms: stored ["linear_probe", "finetune", "gnn_cnn", "gnn_color", "e2e"], given ["finetune"]' in err
+    stored = '["linear_probe", "finetune", "gnn_cnn", "gnn_color", "e2e"]'
+    assert f'--arms: stored {stored}, given ["finetune"]' in err
     assert "--gnn" not in err  # given, but equal to the stored value
     assert "start a new run with another --out" in err
     # the subcommand's own arm counts as given
@@ -475,3 +482,31 @@ def test_faithfulness_options_reach_the_configuration(capsys):
 
     assert main(["compare", "--data", "digits", "--faithfulness-images", "-1"]) == 2
     assert "faithfulness_images must be an int >= 0, got -1" in capsys.readouterr().err
+
+
+def test_graph_and_parallel_options_reach_the_configuration(tmp_path, fake_compare):
+    argv = ["compare", "--data", "digits", "--out", str(tmp_path / "r"), "--graph", "patches"]
+    argv += ["--segmentation", "slic", "--devices", "2", "--num-nodes", "3", "--strategy", "ddp"]
+    assert main(argv) == 0
+    cfg = fake_compare[0][0]
+    assert (cfg.graph, cfg.segmentation, cfg.devices, cfg.num_nodes) == ("patches", "slic", 2, 3)
+    assert cfg.lightning_strategy == "ddp" and cfg.device == "auto"
+
+
+def test_finetune_head_graph_runs_arm_e_and_freeze_picks_the_blocks(tmp_path, fake_compare):
+    out = str(tmp_path / "r")
+    assert main(["finetune", "--data", "digits", "--out", out, "--head", "graph"]) == 0
+    assert fake_compare[-1][0].arms == ("e2e",)
+    argv = ["finetune", "--data", "digits", "--out", out + "2", "--freeze", "fine_tuning", "--blocks", "2"]
+    assert main(argv) == 0
+    cfg = fake_compare[-1][0]
+    assert cfg.arms == ("finetune",) and (cfg.strategy, cfg.trainable_blocks) == ("fine_tuning", 2)
+    assert cfg.lightning_strategy == "auto"
+
+
+def test_finetune_old_strategy_values_still_mean_the_freezing_with_a_warning(tmp_path, capsys, fake_compare):
+    out = str(tmp_path / "r")
+    assert main(["finetune", "--data", "digits", "--out", out, "--strategy", "full"]) == 0
+    cfg = fake_compare[-1][0]
+    assert cfg.strategy == "full" and cfg.lightning_strategy == "auto"
+    assert "--strategy full is deprecated" in capsys.readouterr().err

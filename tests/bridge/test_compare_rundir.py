@@ -103,7 +103,8 @@ def test_check_config_writes_then_accepts_the_same_and_refuses_another(tmp_path)
     cfg = CompareConfig(data="digits", seeds=(0,))
     assert folder.check_config(cfg) is False  # a new folder
     saved = json.loads((tmp_path / "r" / "config.json").read_text())
-    assert saved["seeds"] == [0] and saved["arms"] == ["linear_probe", "finetune", "gnn_cnn", "gnn_color", "e2e"]
+    assert saved["seeds"] == [0]
+    assert saved["arms"] == ["linear_probe", "finetune", "gnn_cnn", "gnn_color", "e2e"]
     assert folder.check_config(cfg) is True  # a resume
     with pytest.raises(
         ValueError, match=r"another configuration \(seeds: stored \[0\], given \[1\]\); resume it"

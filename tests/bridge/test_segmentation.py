@@ -315,11 +315,11 @@ def elongation_warnings(call) -> list[str]:
     [
         (lambda: superpixels(noise(1, 2000), n_segments=10, method="slic"), 1),  # 1 segment for 10 asked
         (lambda: superpixels(noise(2000, 1), n_segments=10, method="slic"), 1),  # standing strips too
-        (lambda: [superpixels(noise(1, 2000, seed=s), n_segments=10, method="slic") for s in range(3)], 1),  # once
+        (lambda: [superpixels(noise(1, 2000, seed=s), n_segments=10, method="slic") for s in range(3)], 1),
         (lambda: superpixels_batch([noise(1, 2000), noise(1, 1000)], n_segments=10, method="slic"), 1),
         (lambda: superpixels(noise(1, 2000), n_segments=10, method="grid"), 0),  # grid keeps the count
         (lambda: superpixels(gradient(1, 2000), n_segments=10, method="slic"), 0),  # SLIC did give 10
-        (lambda: superpixels(noise(1, 20), n_segments=10, method="slic"), 0),  # aspect ratio 20: not "very elongated"
+        (lambda: superpixels(noise(1, 20), n_segments=10, method="slic"), 0),  # ratio 20: not "very"
         (lambda: superpixels(noise(64, 64), n_segments=10, method="slic"), 0),
     ],
     ids=["strip", "standing", "three-strips", "batch", "grid", "smooth-strip", "ratio-20", "square"],

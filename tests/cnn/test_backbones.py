@@ -266,3 +266,25 @@ def test_features_leave_no_hooks_behind():
     m.features(torch.randn(1, 3, 32, 32))
     assert all(not mod._forward_hooks for mod in m.modules())
     assert np.isfinite(m.embed(torch.randn(1, 3, 32, 32)).detach().numpy()).all()
+
+
+@pytest.mark.parametrize("name", ["resnet18", "torchvision/mobilenet_v3_small"])
+def test_one_pass_gives_the_same_logits_embedding_and_maps_as_separate_calls(name):
+    m = create_backbone(name, weights=None, num_classes=3).eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        logits, maps = m.forward_with_features(x)
+        emb, maps2 = m.embed_with_features(x)
+        torch.testing.assert_close(logits, m(x))
+        torch.testing.assert_close(emb, m.embed(x))
+        for a, b, c in zip(maps, maps2, m.features(x)):
+            torch.testing.assert_close(a, c)
+            torch.testing.assert_close(b, c)
+    assert all(not mod._forward_hooks for mod in m.modules())
+
+
+def test_forward_with_features_lets_gradients_reach_the_maps():
+    m = create_backbone("resnet18", weights=None, num_classes=2)
+    logits, maps = m.forward_with_features(torch.randn(1, 3, 32, 32))
+    (logits.sum() + maps[1].mean()).backward()
+    assert m.head.weight.grad is not None and m.head.weight.grad.abs().sum() > 0
