@@ -77,6 +77,12 @@ class FrozenView(nn.Module):
         self.name = f"{backbone.name}@{int(size)}"
         self.feature_channels = list(backbone.feature_channels)
         self.embeddings: list[torch.Tensor] = []
+        self.eval()
+
+    def train(self, mode: bool = True) -> FrozenView:
+        """Always in eval mode: the backbone is frozen (BatchNorm keeps its running statistics), whatever
+        a caller restores after its own ``eval()``."""
+        return super().train(False)
 
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
         emb, maps = self.backbone.embed_with_features(x)

@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
 from bridge.compare import ARMS, CompareConfig, compare, quick_config, summary_table
 from bridge.compare import registry as registry_module
@@ -438,3 +439,84 @@ def test_report_says_what_arm_b_did_without_contradiction(finished):
     assert f"the last {strategy['trainable_blocks']} block(s)" in line
     if "advised feature extraction" in strategy["reason"]:  # 56 tiny digits: choose_strategy says so
         assert "that is arm A, so arm B fine-tunes the smallest part" in line
+
+
+@pytest.mark.parametrize(
+    ("kw", "match"),
+    [
+        ({"segmentation": "watershed"}, r"segmentation='watershed' \(--segmentation\) is not a segmentation"),
+        ({"graph": "pixels"}, r"graph='pixels' \(--graph\); use 'superpixels' or 'patches'"),
+        ({"dynamic_knn": 1}, r"dynamic_knn must be True or False"),
+        ({"gnn_regularisation": ()}, r"gnn_regularisation=\(\): give a non-empty tuple"),
+        ({"gnn_regularisation": ((1.0, 0.0),)}, r"0 <= dropout < 1"),
+        ({"probe_weight_decays": (-1.0,)}, r"probe_weight_decays=\(-1.0,\): give a non-empty tuple"),
+        ({"lightning_strategy": "ddpp"}, r"'ddpp' \(--strategy\) is not a Lightning strategy"),
+    ],
+)
+def test_graph_and_parallel_fields_are_checked_with_their_flag(kw, match):
+    with pytest.raises(ValueError, match=match):
+        CompareConfig(**kw)
+
+
+def test_an_old_config_reads_with_what_those_runs_did():
+    cfg = CompareConfig.from_dict(_old_config_json())
+    assert cfg.gnn_regularisation == ((0.0, 0.0),) and cfg.probe_weight_decays == (0.0,)
+    assert cfg.segmentation == "slic" and cfg.device == "cpu"
+    # and a new one round-trips with its candidates and back-end
+    new = CompareConfig(data="digits", gnn_regularisation=((0.1, 0.0), (0.5, 1e-4)), segmentation="grid")
+    assert CompareConfig.from_dict(json.loads(json.dumps(new.to_dict()))) == new
+    assert CompareConfig().segmentation == "slic_torch" and CompareConfig().device == "auto"
+
+
+def test_select_on_val_keeps_the_candidate_with_the_lowest_validation_loss():
+    from types import SimpleNamespace
+
+    from bridge.compare.arms import select_on_val
+
+    curves = {0.0: [0.9, 0.7, 0.8], 0.5: [0.8, 0.6, 0.65], 0.9: [0.7, 0.75, 0.9]}
+
+    def train(c):
+        losses = curves[c["dropout"]]
+        return f"model-{c['dropout']}", SimpleNamespace(val_loss=losses, val_acc=[0.5, 0.6, 0.7])
+
+    (model, _), selection = select_on_val([{"dropout": p} for p in curves], train)
+    assert model == "model-0.5" and selection["chosen"] == {"dropout": 0.5}
+    assert [t["best_epoch"] for t in selection["tried"]] == [2, 2, 1]
+    assert [t["val_loss"] for t in selection["tried"]] == [0.7, 0.6, 0.7]
+
+
+def test_report_and_results_pair_e_with_b_and_c_with_a(finished):
+    out, res, _ = finished
+    names = [p["name"] for p in res["paired"]]
+    assert "C - A" in names and "E - B" in names
+    for p in res["paired"]:
+        assert p["low"] <= p["diff"] <= p["high"]
+        assert len(p["mcnemar"]) == 2 and all(0.0 <= m["p"] <= 1.0 for m in p["mcnemar"])
+    report = (out / "report.md").read_text()
+    assert "- E - B: " in report and "- C - A: " in report
+    assert "Regularisation chosen on validation" in report
+    e = res["arms"]["e2e"]["seeds"]["0"]
+    assert e["strategy"] == res["arms"]["finetune"]["seeds"]["0"]["strategy"]  # the same blocks train
+
+
+def test_one_backbone_pass_gives_arm_c_its_node_features_and_u():
+    from bridge.compare.workbench import FrozenView
+    from bridge.convert import ImageToGraph
+    from cnn.backbones import create_backbone
+    from cnn.transforms import normalize_images
+
+    torch.manual_seed(0)
+    backbone = create_backbone("resnet18", weights=None).eval()
+    view = FrozenView(backbone, 48)
+    rng = np.random.default_rng(0)
+    imgs = rng.integers(0, 256, (3, 48, 48, 3), dtype=np.uint8)
+    conv = ImageToGraph(n_segments=9, backbone=view, stages=(-1,))
+    view.take()
+    graphs = conv.batch_tensor(torch.from_numpy(imgs))
+    u = view.take()
+    with torch.no_grad():
+        expected = backbone.embed(normalize_images(imgs, backbone.cfg.mean, backbone.cfg.std))
+    torch.testing.assert_close(u, expected, rtol=1e-4, atol=1e-4)
+    assert len(graphs) == 3 and view.take().numel() == 0  # take() forgets what it returned
+    assert conv.config()["cnn"]["input_size"] == 48  # the maps come from the working size, not 224
+    assert not backbone.training and not view.train().training  # a frozen view never trains

@@ -444,3 +444,30 @@ def test_num_classes_of_reads_the_attribute_without_touching_a_lazy_input():
     assert num_classes_of(model, batch) == 5 and calls == [1]  # no attribute: one forward pass
     model.num_classes = 7
     assert num_classes_of(model, batch) == 7 and calls == [1]  # the attribute: the input is never made
+
+
+def _diverging() -> tuple[DataLoader, DataLoader]:
+    """Training labels that validation contradicts: the longer the training, the worse val_loss."""
+    x, y = _separable(32, 0)
+    train = DataLoader(TensorDataset(x, y), batch_size=8, shuffle=True)
+    return train, DataLoader(TensorDataset(x, 1 - y), batch_size=16)
+
+
+@pytest.mark.parametrize("restore", [True, False])
+def test_restore_best_ends_with_the_weights_of_the_lowest_val_loss(restore):
+    train, val = _diverging()
+    model = _linear(1)
+    hist = fit(model, train, val, batch_format=PAIRS, epochs=6, lr=0.1, restore_best=restore, **QUIET)
+    losses = list(hist.val_loss)
+    assert min(losses) < losses[-1] - 0.05  # the run did get worse on validation
+    final = evaluate(model, val, batch_format=PAIRS)["loss"]
+    expected = min(losses) if restore else losses[-1]
+    assert final == pytest.approx(expected, rel=1e-4, abs=1e-5)
+
+
+def test_restore_best_needs_validation_data_and_a_bool():
+    train, _ = _loaders()
+    with pytest.raises(ValueError, match="restore_best=True needs a val_loader"):
+        fit(_linear(), train, batch_format=PAIRS, epochs=1, restore_best=True, **QUIET)
+    with pytest.raises(TypeError, match="restore_best must be True or False"):
+        fit(_linear(), train, train, batch_format=PAIRS, epochs=1, restore_best="yes", **QUIET)
