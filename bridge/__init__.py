@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from engine.lazy import lazy_exports
 
 if TYPE_CHECKING:
+    from bridge.cnngraph import CNNGraphClassifier, ImageSegmenter, SegmentedImages
     from bridge.compare import ARMS, CompareConfig, compare, list_arms, quick_config, register_arm
     from bridge.convert import ImageToGraph, to_dense
     from bridge.dataset import GraphDataset, default_cache_dir
@@ -29,6 +30,9 @@ if TYPE_CHECKING:
     from bridge.slic import slic_batch
 
 _EXPORTS = {
+    "CNNGraphClassifier": "bridge.cnngraph",
+    "ImageSegmenter": "bridge.cnngraph",
+    "SegmentedImages": "bridge.cnngraph",
     "cnn_scorer": "bridge.explain",
     "graph_pixel_maps": "bridge.explain",
     "graph_scorer": "bridge.explain",
@@ -68,7 +72,10 @@ __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 __all__ = [
     "ARMS",
+    "CNNGraphClassifier",
     "CNNNodeFeatures",
+    "ImageSegmenter",
+    "SegmentedImages",
     "CompareConfig",
     "FEATURES",
     "GraphDataset",

@@ -42,6 +42,9 @@ __all__ = [
 
 #: Kinds of graph a :class:`CNNGraphClassifier` builds.
 GRAPHS_OF: tuple[str, ...] = ("superpixels", "patches")
+#: The backbone stage whose cells are the nodes of a patch graph: the second deepest (stride 16 on most
+#: backbones, 14 x 14 patches at 224 px as in ViG; the deepest, 7 x 7, leaves few nodes at small sizes).
+PATCH_STAGE = -2
 
 
 def region_graph(segments: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -165,9 +168,9 @@ class CNNGraphClassifier(nn.Module):
 
     Node features: the chosen stages pooled into each region (:func:`pool_into_regions`), the region's
     mean input colour and its centroid ``(x, y)`` in ``[0, 1]``, standardised by a BatchNorm. Edges:
-    touching regions (``graph="superpixels"``), or for ``graph="patches"`` (the cells of the deepest
-    chosen stage, no segment map needed) the ``k`` nearest patches in feature space, recomputed in
-    every block.
+    touching regions (``graph="superpixels"``), or for ``graph="patches"`` (the cells of the backbone's
+    second-deepest stage, :data:`PATCH_STAGE`; no segment map needed) the ``k`` nearest patches in
+    feature space, recomputed in every block.
 
     Freeze the backbone as for fine-tuning (``cnn.freeze(model.backbone, "fine_tuning",
     trainable_blocks=1)``): the GNN head always trains.
@@ -255,10 +258,10 @@ class CNNGraphClassifier(nn.Module):
         else:
             x, segments = inputs, None
         if self.global_head:
-            logits, maps = self.backbone.forward_with_features(x)
+            logits, all_maps = self.backbone.forward_with_features(x)
         else:
-            logits, maps = None, self.backbone.features(x)
-        maps = [maps[s] for s in self.stages]
+            logits, all_maps = None, self.backbone.features(x)
+        maps = [all_maps[s] for s in self.stages]
         b, _, height, width = x.shape
         if segments is None and self.graph == "superpixels":
             if self.segmenter is None:
@@ -268,7 +271,7 @@ class CNNGraphClassifier(nn.Module):
                 )
             segments = self.segmenter(x)
         if segments is None:
-            rows, cols = maps[-1].shape[2:]
+            rows, cols = all_maps[PATCH_STAGE].shape[2:]
             segments = grid_segments(b, height, width, rows, cols, device=x.device)
         elif tuple(segments.shape) != (b, height, width):
             raise ValueError(

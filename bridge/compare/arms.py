@@ -321,7 +321,7 @@ def e2e(bench: Workbench, seed: int) -> dict[str, Any]:
         conv=cfg.gnn,
         hidden=cfg.hidden,
         layers=cfg.layers,
-        k=cfg.knn,
+        k=bench.knn,
     )
     freeze(model.backbone, name, trainable_blocks=blocks if name == "fine_tuning" else None)
     pcfg = backbone.cfg

@@ -205,7 +205,7 @@ def load_explainer(bench: Workbench, path: str | Path) -> tuple[ArmExplainer, li
             hidden=cfg.hidden,
             layers=cfg.layers,
             global_channels=int(state["global_head.weight"].shape[1]) if reads_u else None,
-            dynamic_k=cfg.knn if with_cnn and cfg.graph == "patches" and cfg.dynamic_knn else None,
+            dynamic_k=bench.knn if with_cnn and cfg.graph == "patches" and cfg.dynamic_knn else None,
         )
         gnn.load_state_dict(state)
         conv = bench.converter(with_cnn, keep_segments=True)
@@ -228,7 +228,7 @@ def load_explainer(bench: Workbench, path: str | Path) -> tuple[ArmExplainer, li
         graph = str(extra.get("graph", cfg.graph))
         backbone = bench.backbone(num_classes=n)
         e2e_model = CNNGraphClassifier(
-            backbone, n, graph=graph, conv=cfg.gnn, hidden=cfg.hidden, layers=cfg.layers, k=cfg.knn
+            backbone, n, graph=graph, conv=cfg.gnn, hidden=cfg.hidden, layers=cfg.layers, k=bench.knn
         )
         e2e_model.load_state_dict(state)
         pcfg = backbone.cfg

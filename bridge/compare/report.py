@@ -45,8 +45,11 @@ def summarise(cfg: CompareConfig, cells: dict[tuple[str, int], dict[str, Any]]) 
     for arm in cfg.arms:
         seeds = {seed: cells[(arm, seed)] for seed in cfg.seeds if (arm, seed) in cells}
         ok = [c for c in seeds.values() if c.get("status") == "ok"]
+        title = titles[arm]
+        if cfg.graph == "patches" and arm in ("gnn_cnn", "e2e"):
+            title = title.replace("superpixels", "patches").replace("regions", "patches")
         entry: dict[str, Any] = {
-            "title": titles[arm],
+            "title": title,
             "status": "ok" if len(ok) == len(cfg.seeds) else ("failed" if not ok else "partial"),
             "seeds": {
                 str(s): {k: v for k, v in c.items() if k not in ("test_preds", "traceback")}

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from bridge.cnngraph import PATCH_STAGE
 from bridge.compare.data import DataView, prepare_data
 
 if TYPE_CHECKING:
@@ -182,11 +183,19 @@ class Workbench:
 
     @functools.cached_property
     def patch_grid(self) -> tuple[int, int]:
-        """``(rows, cols)`` of the frozen backbone's deepest stage map at the working size."""
+        """``(rows, cols)`` of the patch graph: the cells of the frozen backbone's second-deepest stage map
+        at the working size (stride 16 on most backbones: 14 x 14 patches at 224 px, as in ViG)."""
         size = int(self.data.images.shape[1])
         with torch.inference_mode():
-            deepest = self.frozen.features(torch.zeros(1, 3, size, size))[-1]
-        return int(deepest.shape[2]), int(deepest.shape[3])
+            maps = self.frozen.features(torch.zeros(1, 3, size, size, device=self.device))
+        cells = maps[PATCH_STAGE]
+        return int(cells.shape[2]), int(cells.shape[3])
+
+    @property
+    def knn(self) -> int:
+        """Neighbours per node of a patch graph: ``cfg.knn``, at most the patches less one."""
+        rows, cols = self.patch_grid if self.cfg.graph == "patches" else (0, 0)
+        return min(self.cfg.knn, rows * cols - 1) if rows * cols else self.cfg.knn
 
     def converter(self, with_cnn: bool, *, keep_segments: bool = False) -> Any:
         """Graph builder of arm C (``with_cnn``) or D; label maps only when pictures need them.
@@ -205,7 +214,7 @@ class Workbench:
             method="grid" if patches else cfg.segmentation,
             features=("color_mean", "color_std", "centroid"),
             edges="knn_feature" if patches else "region",
-            k=cfg.knn,
+            k=self.knn,
             backbone=self.frozen_view if with_cnn else None,
             batch_size=cfg.batch_size,
             keep_segments=keep_segments,
@@ -287,7 +296,7 @@ class Workbench:
             layers=cfg.layers,
             dropout=dropout,
             global_channels=int(self.embeddings.values.shape[1]) if with_cnn else None,
-            dynamic_k=cfg.knn if patches and cfg.dynamic_knn else None,
+            dynamic_k=self.knn if patches and cfg.dynamic_knn else None,
         )
 
     def fit_kwargs(self, seed: int) -> dict[str, Any]:

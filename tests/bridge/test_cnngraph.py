@@ -141,6 +141,16 @@ def test_gradients_reach_the_trainable_blocks_through_the_pooling(backbone_facto
     assert all(p.grad is None for p in first)
 
 
+def test_patch_nodes_are_the_cells_of_the_second_deepest_stage(backbone_factory):
+    model = CNNGraphClassifier(backbone_factory(3), 3, graph="patches", hidden=8, layers=1, k=3).eval()
+    seen = []
+    model.norm.register_forward_hook(lambda _m, inp, _out: seen.append(tuple(inp[0].shape)))
+    with torch.no_grad():
+        cells = model.backbone.features(torch.zeros(1, 3, 64, 64))[-2].shape[2:]
+        model(torch.randn(2, 3, 64, 64))
+    assert seen[0][0] == 2 * cells[0] * cells[1] and cells[0] * cells[1] > 4  # 4 x 4 cells at 64 px
+
+
 def test_patch_graph_needs_no_segments_and_superpixels_do(backbone_factory):
     patches = CNNGraphClassifier(backbone_factory(3), 3, graph="patches", hidden=8, layers=2, k=3)
     assert patches(torch.randn(2, 3, 64, 64)).shape == (2, 3)

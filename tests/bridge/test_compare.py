@@ -520,3 +520,13 @@ def test_one_backbone_pass_gives_arm_c_its_node_features_and_u():
     assert len(graphs) == 3 and view.take().numel() == 0  # take() forgets what it returned
     assert conv.config()["cnn"]["input_size"] == 48  # the maps come from the working size, not 224
     assert not backbone.training and not view.train().training  # a frozen view never trains
+
+
+def test_report_titles_name_the_patch_graph_when_it_is_used():
+    from bridge.compare.report import summarise
+
+    titles = {a: e["title"] for a, e in summarise(CompareConfig(data="digits", graph="patches"), {}).items()}
+    assert "patches" in titles["gnn_cnn"] and "superpixels" not in titles["gnn_cnn"]
+    assert "patches" in titles["e2e"] and "superpixels" in titles["gnn_color"]  # D keeps superpixels
+    plain = summarise(CompareConfig(data="digits"), {})
+    assert "superpixels" in plain["gnn_cnn"]["title"]
