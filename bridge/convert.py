@@ -37,6 +37,7 @@ from .edges import (
     batch_touching_pairs,
     both_directions,
     knn_edges,
+    label_runs,
     touching_pairs,
 )
 from .features import (
@@ -210,9 +211,10 @@ class ImageToGraph:
 
     A ``(B, H, W, C)`` tensor batch (:meth:`batch_tensor`, also reached through :meth:`batch` and
     ``__call__`` with tensors) is converted in torch on its device, CPU or CUDA with the same code:
-    segmentation (``slic_torch``), region adjacency (shifted comparisons + ``bincount``), region
-    statistics (``index_add_``), CNN pooling and the ``Data`` objects, all there; the graphs equal those
-    of the NumPy path (:meth:`prepare` + :meth:`assemble`) up to float32 rounding of the features.
+    segmentation (``slic_torch``), then, over the horizontal runs of equal ids of the label maps
+    (:func:`bridge.edges.label_runs`), region adjacency, region statistics and CNN pooling, and the
+    ``Data`` objects, all there; the graphs equal those of the NumPy path (:meth:`prepare` +
+    :meth:`assemble`) up to float32 rounding of the features.
 
     Args:
         n_segments: superpixels / patches asked for.
@@ -459,11 +461,12 @@ class ImageToGraph:
         """Convert a tensor batch into graphs with torch ops on the batch's device (CPU or CUDA).
 
         Segmentation (the back-end's ``tensor`` function: ``slic_torch`` stays on the device; others
-        segment a host copy), node features (:func:`bridge.features.batch_hand_features`, then CNN
-        features pooled on the backbone's device), region adjacency
-        (:func:`bridge.edges.batch_touching_pairs`), k-NN edges (:func:`bridge.edges.batch_knn_edges`)
-        and edge attributes are computed for the whole batch at once in global node ids, then cut
-        into one ``Data`` per image; nothing goes through the host except node and edge counts.
+        segment a host copy), the label runs (:func:`bridge.edges.label_runs`, computed once), node
+        features (:func:`bridge.features.batch_hand_features`, then CNN features pooled on the
+        backbone's device), region adjacency (:func:`bridge.edges.batch_touching_pairs`), k-NN edges
+        (:func:`bridge.edges.batch_knn_edges`) and edge attributes are computed for the whole batch at
+        once in global node ids, then cut into one ``Data`` per image; nothing goes through the host
+        except node and edge counts.
         The graphs equal those of :meth:`batch` on the same images (features up to float32 rounding).
 
         Args:
@@ -509,12 +512,15 @@ class ImageToGraph:
             )
         else:
             seg = _checked_segments(segments, (b, h, w), dev)
-        n_nodes = seg.flatten(1).amax(1) + 1
+        runs = label_runs(seg)  # shared by the region statistics, the borders and the CNN pooling
+        image_of_run = torch.div(runs.first, h * w, rounding_mode="floor")
+        n_nodes = torch.zeros(b, dtype=torch.int64, device=dev)
+        n_nodes = n_nodes.scatter_reduce_(0, image_of_run, runs.label, "amax", include_self=False) + 1
         counts = n_nodes.tolist()  # the one read-back: graph sizes, to cut the batch into graphs
         n_max, total = max(counts), sum(counts)
-        x, pos = batch_hand_features(x_img, seg, n_nodes, self.features)
+        x, pos = batch_hand_features(x_img, seg, n_nodes, self.features, runs=runs)
         if self.cnn is not None:
-            x = torch.cat([x, self.cnn.pool_batch(x_img, seg, n_nodes).to(dev)], dim=1)
+            x = torch.cat([x, self.cnn.pool_batch(x_img, seg, n_nodes, runs=runs).to(dev)], dim=1)
         finite = torch.isfinite(x).all(dim=1)
         if not bool(finite.all()):
             bad = int(torch.repeat_interleave(torch.arange(b, device=dev), n_nodes)[~finite][0])
@@ -522,7 +528,7 @@ class ImageToGraph:
             self._non_finite(
                 x[start : start + counts[bad]].cpu(), bad, first=None, count=b, name="images[{}]"
             )
-        lo, hi, border = batch_touching_pairs(seg, n_nodes, n_max=n_max)
+        lo, hi, border = batch_touching_pairs(seg, n_nodes, n_max=n_max, runs=runs)
         if self.edges == "region":
             ei, border_e = batch_both_directions(lo, hi, total, border.to(torch.float32))
         else:

@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 
 from .checks import as_float_image, check_backbone, check_labels
+from .edges import LabelRuns, label_runs
 
 __all__ = [
     "DEFAULT_STAGES",
@@ -209,19 +210,28 @@ def hand_features(
 
 
 def batch_hand_features(
-    images: torch.Tensor, labels: torch.Tensor, n_nodes: torch.Tensor, features: Sequence[str]
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    n_nodes: torch.Tensor,
+    features: Sequence[str],
+    *,
+    runs: LabelRuns | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`hand_features` of a whole batch in torch, on the batch's device, in global node ids.
 
     Node ``i`` of image ``b`` is row ``offset[b] + i`` (``offset`` = cumulative sum of ``n_nodes``).
-    Every statistic is one ``bincount`` / ``index_add_`` over the pixels of the whole batch,
-    accumulated in float64 like the NumPy version (their results agree to float32 rounding).
+    The statistics are gathered over the horizontal runs of equal ids (:func:`bridge.edges.label_runs`),
+    not pixel by pixel: pixel counts and centroids come from the runs' positions and lengths (exact),
+    colour sums from one ``torch.segment_reduce`` of the pixels over the runs, and standard deviations
+    from the squared deviations to each run's mean (a second reduction, only for ``color_std``),
+    combined per node in float64. The results agree with the NumPy version to float32 rounding.
 
     Args:
         images: ``(B, H, W, C)`` float32 in ``[0, 1]`` (:func:`bridge.segmentation.as_float_batch`).
         labels: ``(B, H, W)`` int64 label maps, ids ``0 .. n_nodes[b] - 1`` per image, each used.
         n_nodes: ``(B,)`` int64 node counts on the same device.
         features: names from :data:`FEATURES` (checked with :func:`check_features`).
+        runs: ``bridge.edges.label_runs(labels)`` when already computed.
 
     Returns:
         ``(x, pos)``: ``(N, F)`` float32 features and ``(N, 2)`` float32 centroids ``(x, y)``,
@@ -240,28 +250,40 @@ def batch_hand_features(
     """
     b, h, w, c = images.shape
     dev = images.device
-    offset = torch.cumsum(n_nodes, 0) - n_nodes
-    flat = (labels + offset.view(b, 1, 1)).reshape(-1)
-    total = int(n_nodes.sum())
     f64 = torch.float64
-    counts = torch.bincount(flat, minlength=total).to(f64)
-    rows = torch.arange(h, dtype=f64, device=dev).view(1, h, 1).expand(b, h, w).reshape(-1)
-    cols = torch.arange(w, dtype=f64, device=dev).view(1, 1, w).expand(b, h, w).reshape(-1)
-    row_sum = torch.bincount(flat, rows, minlength=total)
-    col_sum = torch.bincount(flat, cols, minlength=total)
+    if runs is None:
+        runs = label_runs(labels)
+    offset = torch.cumsum(n_nodes, 0) - n_nodes
+    total = int(n_nodes.sum())
+    first, length = runs.first, runs.length
+    node = runs.label + offset.index_select(0, torch.div(first, h * w, rounding_mode="floor"))
+    run_len = length.to(f64)
+    counts = torch.bincount(node, run_len, minlength=total)
+    row = torch.div(first % (h * w), w, rounding_mode="floor").to(f64)
+    col = (first % w).to(f64)
+    row_sum = torch.bincount(node, row * run_len, minlength=total)
+    col_sum = torch.bincount(node, run_len * (col + (run_len - 1.0) / 2.0), minlength=total)
     pos = torch.stack([col_sum / counts / max(w - 1, 1), row_sum / counts / max(h - 1, 1)], 1)
     pos = pos.to(torch.float32)
-    pix = images.reshape(-1, c).to(f64)
     cols_out: list[torch.Tensor] = []
     mean = torch.empty(total, 0, dtype=f64, device=dev)
     if "color_mean" in features or "color_std" in features:
-        mean = torch.zeros(total, c, dtype=f64, device=dev).index_add_(0, flat, pix) / counts.unsqueeze(1)
+        pix = images.reshape(-1, c)
+        run_sum = torch.segment_reduce(pix, "sum", lengths=length, axis=0, unsafe=True)  # (R, C)
+        sums = torch.zeros(total, c, dtype=f64, device=dev).index_add_(0, node, run_sum.to(f64))
+        mean = sums / counts.unsqueeze(1)
     for f in features:
         if f == "color_mean":
             cols_out.append(mean)
         elif f == "color_std":
-            sq = torch.zeros(total, c, dtype=f64, device=dev).index_add_(0, flat, pix * pix)
-            cols_out.append(torch.sqrt(torch.clamp_min(sq / counts.unsqueeze(1) - mean * mean, 0.0)))
+            # within each run around its own mean (float32, no cancellation), then between the runs
+            run_mean = run_sum / length.unsqueeze(1).to(run_sum.dtype)
+            dev_px = torch.repeat_interleave(run_mean, length, dim=0, output_size=pix.shape[0])
+            dev_px.sub_(pix).square_()  # in place: one temporary of the image's size
+            within = torch.segment_reduce(dev_px, "sum", lengths=length, axis=0, unsafe=True)
+            between = (run_mean.to(f64) - mean.index_select(0, node)).square_().mul_(run_len.unsqueeze(1))
+            m2 = torch.zeros(total, c, dtype=f64, device=dev).index_add_(0, node, within.to(f64) + between)
+            cols_out.append(torch.sqrt(torch.clamp_min(m2 / counts.unsqueeze(1), 0.0)))
         elif f == "centroid":
             cols_out.append(pos.to(f64))
         elif f == "area":
@@ -335,18 +357,43 @@ def centroids(labels: Any) -> torch.Tensor:
 # CNN feature maps pooled into regions
 
 # Overlaps are counted with one bincount when the batch has at most this many (node, cell) counters
-# (or not many more than pixels); otherwise with torch.unique (a sort). Overlaps derived for a coarser
-# stage are merged the same way, or kept with their duplicates (still exact).
+# (or not many more than run pieces); otherwise with torch.unique (a sort). Overlaps derived for a coarser
+# stage are merged with a bincount up to this many counters, else kept with their duplicates (still exact).
 _MERGE_MAX = 1 << 22
 
 
-@functools.lru_cache(maxsize=64)
-def _cell_of_pixel(height: int, width: int, h: int, w: int, device: str) -> torch.Tensor:
-    """``(H * W,)`` int64: the cell ``(y * h // H) * w + x * w // W`` of every pixel (cached per size)."""
-    dev = torch.device(device)
-    rows = torch.div(torch.arange(height, device=dev) * h, height, rounding_mode="floor")
-    cols = torch.div(torch.arange(width, device=dev) * w, width, rounding_mode="floor")
-    return (rows.view(height, 1) * w + cols.view(1, width)).reshape(-1)
+def _run_cells(
+    runs: LabelRuns, height: int, width: int, h: int, w: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The pieces of the label runs that fall in the cells of an ``(h, w)`` map: ``(run, cell, pixels)``.
+
+    Pixel ``(y, x)`` of an ``(height, width)`` label map falls in cell ``(y * h // height,
+    x * w // width)``; a run of one row covers the cells ``x0 * w // width .. (x1 - 1) * w // width``,
+    and its overlap with cell column ``c`` (pixels ``ceil(c * width / w) .. ceil((c + 1) * width / w) - 1``)
+    is a difference of two ends. One piece per (run, covered cell column), a few per run; the
+    divisions are done once per row, column and cell border (small tables), not per piece.
+
+    Shapes:
+        - output: three ``(P,)`` tensors: run index, cell ``row * w + column``, pixels (int64)
+    """
+    dev = runs.first.device
+    pix = runs.first % (height * width)
+    y = torch.div(pix, width, rounding_mode="floor")
+    x0 = pix - y * width
+    x1 = x0 + runs.length
+    col_of_x = torch.div(torch.arange(width, device=dev) * w, width, rounding_mode="floor")
+    row_of_y = torch.div(torch.arange(height, device=dev) * h, height, rounding_mode="floor")
+    col_start = torch.div(torch.arange(w + 1, device=dev) * width + w - 1, w, rounding_mode="floor")
+    c0 = col_of_x.index_select(0, x0)
+    pieces = col_of_x.index_select(0, x1 - 1) - c0 + 1
+    n = int(pieces.sum())
+    run = torch.repeat_interleave(torch.arange(pieces.numel(), device=dev), pieces, output_size=n)
+    shift = c0 - (torch.cumsum(pieces, 0) - pieces)  # column of a piece = its index + shift of its run
+    col = torch.arange(n, device=dev) + shift.index_select(0, run)
+    lo, hi = col_start.index_select(0, col), col_start.index_select(0, col + 1)
+    pixels = torch.minimum(x1.index_select(0, run), hi) - torch.maximum(x0.index_select(0, run), lo)
+    cell = (row_of_y.index_select(0, y) * w).index_select(0, run) + col
+    return run, cell, pixels
 
 
 def _count_pairs(
@@ -405,11 +452,12 @@ def pool_feature_maps(
     cell ``(y * h // H, x * w // W)``. Counting pixels per (node, cell) gives a ``(N, h*w)``
     sparse matrix; multiplied with the flattened map ``(h*w, C)`` and divided by the node's area it is
     the node's feature. Everything is torch on the maps' device (CPU or CUDA, the same code; label maps
-    elsewhere are moved there once): the counts of the whole batch come from one ``bincount`` (or
-    ``unique``) over ``(image, node, cell)`` codes of equally sized label maps (a coarser stage whose grid
-    divides a finer one is counted from the finer stage's pairs, not from the pixels again); the
-    weighted sum is one gather + ``index_add_`` per stage. The per-stage results are concatenated
-    along channels.
+    elsewhere are moved there once). The counts come from the horizontal runs of equal ids of the label
+    maps (:func:`bridge.edges.label_runs`), not from the pixels: every run is cut at the cell borders it
+    crosses and the pieces' lengths are summed per ``(image, node, cell)`` with one ``bincount`` (or
+    ``unique``) for equally sized label maps (a coarser stage whose grid divides a finer one is counted
+    from the finer stage's pairs); the weighted sum is one gather + ``index_add_`` per stage. The
+    per-stage results are concatenated along channels.
 
     Args:
         maps: stage maps, each ``(B, C_i, h_i, w_i)`` (any resolutions, same ``B``).
@@ -444,8 +492,11 @@ def _pool(
     maps: Sequence[torch.Tensor],
     labels: torch.Tensor | Sequence[Any],
     n_nodes: Sequence[int] | torch.Tensor | None = None,
+    *,
+    runs: LabelRuns | None = None,
 ) -> tuple[torch.Tensor, list[int]]:
-    """:func:`pool_feature_maps` as one ``(sum N_b, sum C_i)`` tensor and the node counts."""
+    """:func:`pool_feature_maps` as one ``(sum N_b, sum C_i)`` tensor and the node counts; ``runs``:
+    ``label_runs(labels)`` of a ``(B, H, W)`` label tensor, when already computed."""
     maps = list(maps)
     if not maps:
         raise ValueError("maps is empty; expected at least one (B, C, h, w) feature map")
@@ -457,13 +508,24 @@ def _pool(
         raise ValueError(f"maps have different batch sizes {[int(m.shape[0]) for m in maps]}; expected one B")
     device = maps[0].device
     groups = _label_groups(labels, batch, device)
-    lo = torch.empty(batch, dtype=torch.int64, device=device)
-    hi = torch.empty(batch, dtype=torch.int64, device=device)
+    if runs is not None and (len(groups) != 1 or runs.starts.shape != groups[0][1].shape):
+        raise ValueError("runs must be label_runs(labels) of the (B, H, W) label tensor given")
+    if runs is not None and runs.first.device != device:
+        runs = None  # computed again next to the maps
+    # every group's label runs: all counting below works on runs, not pixels
+    group_runs = []
     for idx, lab in groups:
-        at = torch.tensor(idx, device=device)
         if lab.numel() == 0:
             raise ValueError(f"label map {idx[0]} is empty; expected a non-empty map with ids 0..N-1")
-        lo[at], hi[at] = lab.flatten(1).amin(1), lab.flatten(1).amax(1)
+        r = label_runs(lab) if runs is None else runs
+        at = torch.tensor(idx, device=device)
+        image = at.index_select(0, torch.div(r.first, lab.shape[1] * lab.shape[2], rounding_mode="floor"))
+        group_runs.append((lab, r, image, at))
+    lo = torch.zeros(batch, dtype=torch.int64, device=device)
+    hi = torch.zeros(batch, dtype=torch.int64, device=device)
+    for _, r, image, _ in group_runs:  # the smallest and largest id of every image, from its runs
+        lo.scatter_reduce_(0, image, r.label, "amin", include_self=False)
+        hi.scatter_reduce_(0, image, r.label, "amax", include_self=False)
     if n_nodes is None:
         n_t = hi + 1
     else:
@@ -480,13 +542,10 @@ def _pool(
     counts_n = n_t.tolist()
     offsets = torch.cumsum(n_t, 0) - n_t
     total = int(sum(counts_n))
-    m_max = int(max(counts_n))
-    area = torch.zeros(total, device=device)
-    for idx, lab in groups:
-        at = torch.tensor(idx, device=device)
-        g = (lab + offsets.index_select(0, at).view(-1, 1, 1)).reshape(-1)
-        area.index_add_(0, g, torch.ones(g.numel(), device=device))
-    area = area.clamp_min_(1.0).unsqueeze(-1)
+    area = torch.zeros(total, dtype=torch.float64, device=device)
+    for _, r, image, _ in group_runs:
+        area.index_add_(0, offsets.index_select(0, image) + r.label, r.length.to(torch.float64))
+    area = area.to(torch.float32).clamp_min_(1.0).unsqueeze(-1)
     image_of_node = torch.repeat_interleave(torch.arange(batch, device=device), n_t, output_size=total)
 
     # (node, cell, count) overlaps for the whole batch (global node ids), finest stage first; a
@@ -502,16 +561,12 @@ def _pool(
         parent = next((d for d in reversed(done) if d[0] % h == 0 and d[1] % w == 0), None)
         if parent is None:
             parts_node, parts_cell, parts_count = [], [], []
-            for idx, lab in groups:
-                nb, height, width = lab.shape
-                at = torch.tensor(idx, device=device)
-                cell_px = _cell_of_pixel(height, width, h, w, str(device))
-                slot = torch.arange(nb, device=device).view(nb, 1, 1) * m_max + lab  # image-local slots
-                key = (slot.view(nb, -1) * hw + cell_px.view(1, -1)).reshape(-1)
-                uniq, cnt = _count_pairs(key, nb * m_max * hw)
-                slot_u = torch.div(uniq, hw, rounding_mode="floor")
-                img_u = torch.div(slot_u, m_max, rounding_mode="floor")
-                parts_node.append(offsets.index_select(0, at.index_select(0, img_u)) + slot_u % m_max)
+            for lab, r, image, _ in group_runs:
+                run, cell_of, pixels = _run_cells(r, lab.shape[1], lab.shape[2], h, w)
+                node = offsets.index_select(0, image) + r.label  # global node of every run
+                key = node.index_select(0, run) * hw + cell_of
+                uniq, cnt = _count_pairs(key, total * hw, pixels.to(torch.float64))
+                parts_node.append(torch.div(uniq, hw, rounding_mode="floor"))
                 parts_cell.append(uniq % hw)
                 parts_count.append(cnt.to(torch.float32))
             gnode, cell, count = torch.cat(parts_node), torch.cat(parts_cell), torch.cat(parts_count)
@@ -523,7 +578,7 @@ def _pool(
             )
             gnode, count = pnode, pcount
             size = total * hw
-            if size <= min(_MERGE_MAX, max(1 << 16, 4 * gnode.numel())):  # merge duplicates
+            if size <= _MERGE_MAX:  # merge duplicates (fewer rows to gather below)
                 uniq, count = _count_pairs(gnode * hw + cell, size, count)
                 gnode, cell = torch.div(uniq, hw, rounding_mode="floor"), uniq % hw
         done.append((h, w, gnode, cell, count))
@@ -699,6 +754,8 @@ class CNNNodeFeatures:
                 for idx in groups.values()
             ]
         out = torch.empty(sum(len(idx) for idx, _ in groups_t), 3, size, size, device=self.device)
+        mean = torch.tensor(cfg.mean, dtype=out.dtype, device=self.device).view(1, 3, 1, 1)
+        std = torch.tensor(cfg.std, dtype=out.dtype, device=self.device).view(1, 3, 1, 1)
         for idx, t in groups_t:  # t: (b, H, W, C)
             shape = tuple(t.shape[1:])
             t = t.permute(0, 3, 1, 2)
@@ -708,12 +765,10 @@ class CNNNodeFeatures:
                 kw = {"antialias": True, "align_corners": False} if mode in ("bilinear", "bicubic") else {}
                 t = F.interpolate(t.contiguous(), size=(size, size), mode=mode, **kw).clamp_(0.0, 1.0)
             if len(idx) == out.shape[0]:
-                out.copy_(t)
+                torch.sub(t, mean, out=out)  # the channels-last batch read once
             else:
-                out[idx] = t
-        mean = torch.tensor(cfg.mean, dtype=out.dtype, device=self.device).view(1, 3, 1, 1)
-        std = torch.tensor(cfg.std, dtype=out.dtype, device=self.device).view(1, 3, 1, 1)
-        return out.sub_(mean).div_(std)
+                out[idx] = t - mean
+        return out.div_(std)
 
     def _select(self, maps: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         maps = list(maps)
@@ -724,7 +779,14 @@ class CNNNodeFeatures:
             raise ValueError(f"stages {bad} out of range: backbone.features returned {len(maps)} maps")
         return [maps[s] for s in self.stages]
 
-    def pool_batch(self, images: torch.Tensor, labels: torch.Tensor, n_nodes: torch.Tensor) -> torch.Tensor:
+    def pool_batch(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        n_nodes: torch.Tensor,
+        *,
+        runs: LabelRuns | None = None,
+    ) -> torch.Tensor:
         """Pooled CNN features of a tensor batch, all on :attr:`device` (the torch path of
         :meth:`bridge.convert.ImageToGraph.batch_tensor`): no host copy of images, labels or features.
 
@@ -732,6 +794,8 @@ class CNNNodeFeatures:
             images: ``(B, H, W, C)`` float32 in ``[0, 1]`` (:func:`bridge.segmentation.as_float_batch`).
             labels: ``(B, H, W)`` int64 label maps with ids ``0 .. n_nodes[b] - 1``.
             n_nodes: ``(B,)`` int64 node counts.
+            runs: ``bridge.edges.label_runs(labels)`` when already computed (used when one chunk of
+                ``batch_size`` holds the whole batch and the labels are on :attr:`device`).
 
         Returns:
             ``(sum N_b, out_channels)`` float32 on :attr:`device`, graph after graph.
@@ -749,6 +813,7 @@ class CNNNodeFeatures:
         was_training = bool(getattr(module, "training", False))
         if hasattr(module, "eval"):
             module.eval()
+        whole = self.batch_size >= int(images.shape[0]) and labels.device == self.device
         labels = labels.to(self.device)
         n_nodes = n_nodes.to(self.device)
         out = []
@@ -758,7 +823,8 @@ class CNNNodeFeatures:
                 x = self.preprocess(images[chunk])
                 with torch.inference_mode():
                     maps = self._select(module.features(x))
-                    out.append(_pool(maps, labels[chunk], n_nodes[chunk])[0])
+                    given = runs if whole else None
+                    out.append(_pool(maps, labels[chunk], n_nodes[chunk], runs=given)[0])
         finally:
             if was_training and hasattr(module, "train"):
                 module.train(True)

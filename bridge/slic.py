@@ -3,18 +3,21 @@
 scikit-image's :func:`~skimage.segmentation.slic` segments one image at a time and spends about
 33 ms on a 224x224 image (10 iterations) on one CPU core, twice the forward pass of a small backbone.
 This module runs the same algorithm on a ``(B, H, W, C)`` batch with tensor operations only (about
-2.5 ms per 224x224 image in batches of 32 on 2 cores):
+1.7 ms per 224x224 image in batches of 32 with one CPU thread; ``benchmarks/README.md``):
 
 1. a working copy, area-averaged ``downsample`` times smaller per side when superpixels are large
-   enough (:func:`auto_downsample`: 2 for 224 px and 75 segments), optional Gaussian
+   enough (:func:`auto_downsample`: 2 for 224 px and 75 segments; whole factors summed row pairs
+   first in the channels-last layout, :func:`_shrink`), optional Gaussian
    pre-smoothing (``sigma``), colour to CIELAB (RGB) or the raw intensity (grayscale), as
    scikit-image does;
 2. a regular grid of ``gh x gw`` cells, about ``n_segments`` of them, one centre per cell;
 3. ``max_iter`` k-means iterations on a coarser copy with ``cell_px`` pixels per cell side: every
    pixel compares itself only with the centres of its own cell and the 8 cells around it (the
    local search of SLIC, as in the GPU implementation gSLICr), with SLIC's distance
-   ``d_lab^2 + (compactness / S)^2 * d_xy^2`` where ``S = sqrt(H * W / n_segments)``;
-4. one assignment of every pixel of the working copy to the converged centres;
+   ``d_lab^2 + (compactness / S)^2 * d_xy^2`` where ``S = sqrt(H * W / n_segments)``: the pixels of
+   every cell times its 9 candidate centres is one batched matrix product (:func:`_nearest`), and
+   the new centres are the means of their pixels (one ``index_add_``, :func:`_update`);
+4. one assignment of every pixel of the working copy to the converged centres (the same product);
 5. connectivity, in torch on the batch's device (:func:`_connect`): 4-connected components of
    the whole batch at once (min-label hooking and pointer jumping over horizontal runs of equal
    ids, a few iterations), components under ``min_size_factor * H * W / n_segments`` pixels merged
@@ -24,7 +27,9 @@ This module runs the same algorithm on a ``(B, H, W, C)`` batch with tensor oper
 
 Every step is torch on the device of the images (CPU or CUDA, the same code): a batch given as a
 CUDA tensor is segmented on the GPU and its labels come back as a CUDA tensor; NumPy images give
-NumPy labels.
+NumPy labels. Float sums may round differently on another device, thread count or torch version, so
+labels can differ there at rare near-ties; :data:`VERSION` changes with the algorithm, not with
+rounding.
 
 The result follows the contract of :func:`bridge.segmentation.superpixels`: ids ``0 .. N-1``, each
 one 4-connected region. Segments differ from scikit-image's in detail (another implementation,
@@ -57,7 +62,7 @@ __all__ = ["VERSION", "auto_downsample", "rgb_to_lab", "slic_batch"]
 
 #: Version of the algorithm's results: the ``version`` of the ``slic_torch`` entry of the segmentation
 #: table (:mod:`bridge.segmentation`), so part of the cache key of graphs built with it.
-VERSION = 1
+VERSION = 2
 
 # sRGB (D65) -> XYZ, divided by the D65 white point, so that white maps to (1, 1, 1).
 _WHITE = (0.95047, 1.0, 1.08883)
@@ -88,14 +93,16 @@ def rgb_to_lab(rgb: torch.Tensor, *, dim: int = -1) -> torch.Tensor:
     if rgb.shape[dim] != 3:
         raise ValueError(f"rgb_to_lab needs 3 channels along dim {dim}, got shape {tuple(rgb.shape)}")
     # x^2.4 as exp(2.4 log x): about twice as fast as pow on the CPU; log(0) = -inf gives 0
-    lin = torch.where(rgb > 0.04045, torch.exp(torch.log((rgb + 0.055) / 1.055) * 2.4), rgb / 12.92)
+    # in place where possible: the same operations with fewer temporaries
+    power = (rgb + 0.055).div_(1.055).log_().mul_(2.4).exp_()
+    lin = torch.where(rgb > 0.04045, power, rgb / 12.92)
     r, g, b = lin.unbind(dim)
     eps = (6.0 / 29.0) ** 3
     out = []
     for row, white in zip(_RGB2XYZ, _WHITE):
         t = (r * (row[0] / white)).add_(g, alpha=row[1] / white).add_(b, alpha=row[2] / white)
-        cube = torch.exp(torch.log(t.clamp_min(eps)) / 3.0)
-        out.append(torch.where(t > eps, cube, t / (3 * (6.0 / 29.0) ** 2) + 4.0 / 29.0))
+        cube = t.clamp_min(eps).log_().div_(3.0).exp_()
+        out.append(torch.where(t > eps, cube, t.div(3 * (6.0 / 29.0) ** 2).add_(4.0 / 29.0)))
     fx, fy, fz = out
     return torch.stack([116.0 * fy - 16.0, 500.0 * (fx - fy), 200.0 * (fy - fz)], dim=dim)
 
@@ -120,43 +127,87 @@ def _grid_shape(height: int, width: int, n_segments: int) -> tuple[int, int]:
     return rows, cols
 
 
-def _cells(x: torch.Tensor, gh: int, gw: int) -> torch.Tensor:
-    """``(B, C, gh*ch, gw*cw)`` -> ``(C, B, gh, ch, gw, cw)`` (a view-friendly cell layout)."""
-    b, c, h, w = x.shape
-    return x.view(b, c, gh, h // gh, gw, w // gw).permute(1, 0, 2, 3, 4, 5)
+def _cell_features(
+    x: torch.Tensor, gh: int, gw: int, ys: torch.Tensor, xs: torch.Tensor, *, relative: bool = True
+) -> torch.Tensor:
+    """Pixels of ``(B, C, gh * ch, gw * cw)`` grouped by grid cell, as the columns of a matrix per cell.
 
+    Rows: the ``C`` colour channels, then ``y`` and ``x`` (``ys`` ``(gh, ch)`` and ``xs`` ``(gw, cw)``:
+    scaled coordinates of every pixel row and column), relative to the first pixel of the cell unless
+    ``relative=False``, then the pixel's squared norm ``|p|^2`` (absolute coordinates), then a row of
+    ones; cells in the order ``(b, row, column)``, pixels in raster order.
 
-def _assign(col: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
-    """Index ``0..8`` of the nearest of the 9 centres around each pixel's cell.
-
-    ``col``: ``(C, B, gh, ch, gw, cw)`` pixel colours; ``ys`` ``(gh, ch)`` and ``xs`` ``(gw, cw)``
-    scaled pixel coordinates; ``centres``: ``(C + 2, B, gh + 2, gw + 2)`` (colour, y, x) with a
-    border of far-away centres. Distances are ``|c|^2 - 2 p.c`` (the constant ``|p|^2`` dropped);
-    the coordinate terms are built on row and column tensors and broadcast once.
+    Shapes:
+        - x: ``(B, C, gh * ch, gw * cw)``; ys: ``(gh, ch)``; xs: ``(gw, cw)``
+        - output: ``(B * gh * gw, C + 4, ch * cw)``
     """
-    c_, b, gh, ch, gw, cw = col.shape
-    w = centres * -2.0
-    norm = (centres * centres).sum(0)
-    yv = ys.view(1, gh, ch, 1, 1)
-    xv = xs.view(1, 1, 1, gw, cw)
+    b, c, h, w = x.shape
+    ch, cw = h // gh, w // gw
+    feat = x.new_empty(b, gh, gw, c + 4, ch, cw)
+    feat[:, :, :, :c] = x.view(b, c, gh, ch, gw, cw).permute(0, 2, 4, 1, 3, 5)
+    norm = feat[:, :, :, c + 2]
+    torch.mul(feat[:, :, :, 0], feat[:, :, :, 0], out=norm)
+    for k in range(1, c):
+        norm.addcmul_(feat[:, :, :, k], feat[:, :, :, k])
+    norm += (ys * ys).view(1, gh, 1, ch, 1)
+    norm += (xs * xs).view(1, 1, gw, 1, cw)
+    if relative:
+        ys, xs = ys - ys[:, :1], xs - xs[:, :1]
+    feat[:, :, :, c] = ys.view(1, gh, 1, ch, 1)
+    feat[:, :, :, c + 1] = xs.view(1, 1, gw, 1, cw)
+    feat[:, :, :, c + 3] = 1.0
+    return feat.view(b * gh * gw, c + 4, ch * cw)
 
-    def distance(o: int) -> torch.Tensor:
-        dy, dx = divmod(o, 3)
-        wo = w[:, :, dy : dy + gh, dx : dx + gw].unsqueeze(3).unsqueeze(5)  # (C + 2, B, gh, 1, gw, 1)
-        rows = torch.addcmul(norm[:, dy : dy + gh, dx : dx + gw].unsqueeze(2).unsqueeze(4), yv, wo[c_])
-        dist = torch.addcmul(rows, xv, wo[c_ + 1])
-        for k in range(c_):
-            dist.addcmul_(col[k], wo[k])
-        return dist
 
-    best = distance(0)
-    arg = torch.zeros(best.shape, dtype=torch.uint8, device=best.device)
-    for o in range(1, 9):
-        dist = distance(o)
-        closer = dist < best
-        torch.minimum(best, dist, out=best)
-        arg.masked_fill_(closer, o)
-    return arg
+def _candidates(centres: torch.Tensor, y0: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
+    """The 9 centres around every cell as rows ``w`` with ``w . [colour, y, x, |p|^2, 1] = |c - p|^2``.
+
+    ``centres``: ``(D, B, gh + 2, gw + 2)`` (colour, y, x; a border of far-away centres); ``y0``
+    ``(gh,)`` and ``x0`` ``(gw,)``: the coordinates of the first pixel of each cell row and column,
+    the origin of the pixels' relative coordinates (:func:`_cell_features`). Candidate ``o`` of a
+    cell is the centre ``(dy, dx) = divmod(o, 3)`` of the padded grid around it.
+
+    Shapes:
+        - centres: ``(D, B, gh + 2, gw + 2)``
+        - output: ``(B * gh * gw, 9, D + 2)``
+    """
+    d, b, gp, wp = centres.shape
+    gh, gw = gp - 2, wp - 2
+    cand = torch.stack([centres[:, :, dy : dy + gh, dx : dx + gw] for dy in range(3) for dx in range(3)], -1)
+    # |c - p|^2 = |c|^2 - 2 c.p + |p|^2, with p = p_rel + (y0, x0) for y and x
+    const = (cand * cand).sum(0)
+    const -= 2.0 * y0.view(1, gh, 1, 1) * cand[d - 2] + 2.0 * x0.view(1, 1, gw, 1) * cand[d - 1]
+    rows = torch.cat([cand * -2.0, torch.ones_like(const).unsqueeze(0), const.unsqueeze(0)])
+    return rows.permute(1, 2, 3, 4, 0).reshape(b * gh * gw, 9, d + 2)
+
+
+#: Distances computed at once by :func:`_nearest` on the CPU (float32 elements: 1 MiB stays in its cache).
+_NEAREST_CHUNK = 1 << 18
+
+
+def _nearest(feat: torch.Tensor, cand: torch.Tensor) -> torch.Tensor:
+    """Index ``0..8`` of the nearest candidate centre of every pixel.
+
+    One batched matrix product gives the 9 squared distances of every pixel. Non-negative floats
+    order like their bit patterns as integers, so the candidate's index is written into the 4 lowest
+    mantissa bits and one integer minimum over the 9 picks the nearest (distances that agree to
+    about 2e-6 relative count as equal; then the first of them wins, as for exact ties). Cells are
+    taken in chunks of about ``_NEAREST_CHUNK`` distances.
+
+    Shapes:
+        - feat: ``(N, D + 2, P)``; cand: ``(N, 9, D + 2)``
+        - output: ``(N, P)`` int32
+    """
+    n, _, p = feat.shape
+    index = torch.arange(9, dtype=torch.int32, device=feat.device).view(1, 9, 1)
+    out = torch.empty(n, p, dtype=torch.int32, device=feat.device)
+    # cells per chunk: on the CPU its distances stay in the cache; on a GPU one chunk does it all
+    step = n if feat.is_cuda else max(1, _NEAREST_CHUNK // (9 * p))
+    for i in range(0, n, step):
+        dist = torch.bmm(cand[i : i + step], feat[i : i + step]).clamp_min_(0.0).view(torch.int32)
+        dist.bitwise_and_(~15).bitwise_or_(index)  # (chunk, 9, P)
+        torch.amin(dist, 1, out=out[i : i + step])
+    return out.bitwise_and_(15)
 
 
 def _centre_ids(arg: torch.Tensor, gh: int, gw: int) -> torch.Tensor:
@@ -170,17 +221,29 @@ def _centre_ids(arg: torch.Tensor, gh: int, gw: int) -> torch.Tensor:
     return offs[arg.long()] + cell
 
 
-def _update(pix: torch.Tensor, arg: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
-    """New centres = mean of their pixels; centres that lost every pixel keep their place."""
-    d_, b, gh, ch, gw, cw = pix.shape
-    n = (gh + 2) * (gw + 2)
-    ids = _centre_ids(arg, gh, gw) + (torch.arange(b, device=pix.device) * n).view(b, 1, 1, 1, 1)
-    ids = ids.reshape(-1)
-    sums = torch.zeros(b * n, d_, dtype=pix.dtype, device=pix.device)
-    sums.index_add_(0, ids, pix.reshape(d_, -1).T)
-    counts = torch.bincount(ids, minlength=b * n).to(pix.dtype).unsqueeze(1)
-    new = (sums / counts.clamp_min(1)).T.reshape(d_, b, gh + 2, gw + 2)
-    return torch.where(counts.T.reshape(1, b, gh + 2, gw + 2) > 0, new, old)
+def _update(feat: torch.Tensor, arg: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
+    """New centres = mean of their pixels; centres that lost every pixel keep their place.
+
+    ``feat`` holds absolute coordinates (:func:`_cell_features` given absolute ``ys``, ``xs``); every
+    pixel's row is added to its centre of the padded grid with one ``index_add_`` (the row of ones
+    counts the pixels).
+
+    Shapes:
+        - feat: ``(B * gh * gw, D + 2, P)``; arg: ``(B * gh * gw, P)``; old: ``(D, B, gh + 2, gw + 2)``
+        - output: ``(D, B, gh + 2, gw + 2)``
+    """
+    d, b, gp, wp = old.shape
+    gh, gw = gp - 2, wp - 2
+    dev = arg.device
+    base = torch.arange(b, device=dev).view(b, 1, 1) * gp + torch.arange(gh, device=dev).view(1, gh, 1)
+    base = (base * wp + torch.arange(gw, device=dev).view(1, 1, gw)).reshape(-1, 1)
+    offs = torch.tensor([dy * wp + dx for dy in range(3) for dx in range(3)], device=dev)
+    ids = (offs.index_select(0, arg.reshape(-1).long()).view(arg.shape) + base).reshape(-1)
+    rows = feat.transpose(1, 2).reshape(-1, d + 2)  # colour, y, x, |p|^2, 1
+    sums = feat.new_zeros(b * gp * wp, d + 2).index_add_(0, ids, rows)
+    n = sums[:, d + 1 :]
+    new = (sums[:, :d] / n.clamp_min(1.0)).T.reshape(d, b, gp, wp)
+    return torch.where(n.T.reshape(1, b, gp, wp) > 0, new, old)
 
 
 _FAR = -1.0e4  # coordinate of the absent centres around the grid (never the nearest)
@@ -336,6 +399,27 @@ def _area(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
     return out.div_(fy).div_(fx)
 
 
+def _shrink(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """Area-averaged resize of a contiguous channels-last ``(B, H, W, C)`` batch by whole factors
+    ``H / h`` and ``W / w``, returned as a contiguous ``(B, C, h, w)``.
+
+    The rows of every window are summed first (additions of whole contiguous rows), then its columns;
+    the same means as :func:`_area` up to float rounding, several times faster on the CPU than
+    windows read across the channels-last layout.
+    """
+    b, height, width, c = x.shape
+    fy, fx = height // h, width // w
+    v = x.view(b, h, fy, w * fx * c)
+    rows = v[:, :, 0].clone()
+    for dy in range(1, fy):
+        rows += v[:, :, dy]
+    cols = rows.view(b, h, w, fx, c)
+    out = cols[:, :, :, 0].clone()
+    for dx in range(1, fx):
+        out += cols[:, :, :, dx]
+    return out.mul_(1.0 / (fy * fx)).permute(0, 3, 1, 2).contiguous()
+
+
 def auto_downsample(height: int, width: int, n_segments: int, *, min_side: int = 12) -> int:
     """The working-resolution factor of :func:`slic_batch`: as large as possible while a superpixel
     keeps at least ``min_side`` pixels per side (1 = full resolution).
@@ -449,13 +533,19 @@ def slic_batch(
     factor = auto_downsample(h, w, n_segments) if downsample is None else int(downsample)
     if factor < 1:
         raise ValueError(f"downsample must be >= 1 or None, got {downsample!r}")
-    x = x.to(torch.float32).permute(0, 3, 1, 2)
-    if sigma > 0:
-        x = _gaussian(x, float(sigma))
+    x = x.to(torch.float32)
     # working resolution (hs, ws); coordinates below stay in full-resolution pixels
     hs, ws = max(1, math.ceil(h / factor)), max(1, math.ceil(w / factor))
-    if (hs, ws) != (h, w):
-        x = _area(x, hs, ws)
+    whole = h % hs == 0 and w % ws == 0 and (h // hs) * (w // ws) <= 16
+    if sigma == 0 and (hs, ws) != (h, w) and whole and x.is_contiguous():
+        x = _shrink(x, hs, ws)  # (B, C, hs, ws), contiguous channel planes
+    else:
+        x = x.permute(0, 3, 1, 2)
+        if sigma > 0:
+            x = _gaussian(x, float(sigma))
+        if (hs, ws) != (h, w):
+            x = _area(x, hs, ws)
+        x = x.contiguous()
     if c == 3:
         x = rgb_to_lab(x, dim=1)
     gh, gw = _grid_shape(hs, ws, min(n_segments, hs * ws))
@@ -471,16 +561,19 @@ def slic_batch(
     ys = ((torch.arange(gh * lch, dtype=torch.float32, device=dev) + 0.5) * (ch / lch) * sy - 0.5) * ratio
     xs = ((torch.arange(gw * lcw, dtype=torch.float32, device=dev) + 0.5) * (cw / lcw) * sx - 0.5) * ratio
     ys, xs = ys.view(gh, lch), xs.view(gw, lcw)
-    pos = torch.stack(torch.broadcast_tensors(ys.view(1, gh, lch, 1, 1), xs.view(1, 1, 1, gw, lcw)))
-    pix = torch.cat([_cells(low, gh, gw), pos.expand(2, b, gh, lch, gw, lcw)]).contiguous()
-    centres = _padded_centres(pix.mean(dim=(3, 5)))
+    # (B * gh * gw, C + 4, lch * lcw) with absolute coordinates (origin 0): centres are their means
+    feat = _cell_features(low, gh, gw, ys, xs, relative=False)
+    centres = _padded_centres(feat[:, : c + 2].mean(2).view(b, gh, gw, c + 2).permute(3, 0, 1, 2))
+    zero_y, zero_x = ys.new_zeros(gh), xs.new_zeros(gw)
     for _ in range(max_iter):
-        centres = _update(pix, _assign(pix[:c], ys, xs, centres), centres)
+        centres = _update(feat, _nearest(feat, _candidates(centres, zero_y, zero_x)), centres)
     # final assignment of every pixel of the working copy (the pad is cut off afterwards)
-    full = _cells(full, gh, gw).contiguous()
     ys = ((torch.arange(gh * ch, dtype=torch.float32, device=dev) + 0.5) * sy - 0.5) * ratio
     xs = ((torch.arange(gw * cw, dtype=torch.float32, device=dev) + 0.5) * sx - 0.5) * ratio
-    arg = _assign(full, ys.view(gh, ch), xs.view(gw, cw), centres)
+    ys, xs = ys.view(gh, ch), xs.view(gw, cw)
+    y0, x0 = ys[:, 0].contiguous(), xs[:, 0].contiguous()
+    arg = _nearest(_cell_features(full, gh, gw, ys, xs), _candidates(centres, y0, x0))
+    arg = arg.view(b, gh, gw, ch, cw).permute(0, 1, 3, 2, 4)  # (B, gh, ch, gw, cw)
     ids = _centre_ids(arg, gh, gw).reshape(b, gh * ch, gw * cw)[:, :hs, :ws].contiguous()
     min_size = max(1, int(min_size_factor * hs * ws / n_segments))
     labels = _connect(ids, min_size)
