@@ -1,0 +1,85 @@
+"""Benchmark: quality parity of ``method="slic_torch"`` (the default) with scikit-image's SLIC.
+
+For every image size (112, 224, 448 px) and segment count asked (25, 75, 200, 400), both back-ends
+segment the same images (square crops of scikit-image's sample photos, as in
+``bench_graph_building.py``) with the same request (``compactness=10``, ``sigma=0``), through
+:func:`bridge.segmentation.superpixels_batch`. Printed per cell, as ratios slic_torch / scikit-image:
+
+- **count**: superpixels returned, summed over the images (the default's condition: within 5 %);
+- **RMS**: the root mean square CIELAB distance of each pixel to its superpixel's mean colour
+  (lower = more homogeneous superpixels; the condition: not worse, ratio <= 1).
+
+Usage:
+    .venv/bin/python benchmarks/bench_slic_parity.py            # 12 images per cell (about 1 minute)
+    .venv/bin/python benchmarks/bench_slic_parity.py --quick    # 3 images, 2 sizes
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_graph_building import colour_rms, sample_images  # noqa: E402
+
+SIZES = (112, 224, 448)
+SEGMENTS = (25, 75, 200, 400)
+
+
+def parity(images: Sequence[np.ndarray], n_segments: int) -> dict[str, float]:
+    """Counts and colour RMS of both back-ends on ``images``, and their ratios (torch / scikit-image)."""
+    from bridge.segmentation import superpixels_batch
+
+    sk = superpixels_batch(images, n_segments=n_segments, method="slic")
+    th = superpixels_batch(images, n_segments=n_segments, method="slic_torch")
+    count_sk = sum(int(lab.max()) + 1 for lab in sk)
+    count_th = sum(int(lab.max()) + 1 for lab in th)
+    rms_sk = float(np.mean([colour_rms(im, lab) for im, lab in zip(images, sk)]))
+    rms_th = float(np.mean([colour_rms(im, lab) for im, lab in zip(images, th)]))
+    return {
+        "count_sk": count_sk / len(images),
+        "count_th": count_th / len(images),
+        "count_ratio": count_th / count_sk,
+        "rms_sk": rms_sk,
+        "rms_th": rms_th,
+        "rms_ratio": rms_th / rms_sk,
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--images", type=int, default=12, help="images per cell")
+    parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
+    parser.add_argument("--segments", type=int, nargs="+", default=list(SEGMENTS))
+    parser.add_argument("--quick", action="store_true", help="3 images, sizes 112 and 224")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.images, args.sizes = 3, [112, 224]
+    print(
+        f"slic_torch / scikit-image SLIC, {args.images} photo crops per cell, compactness 10; "
+        "count ratio (target 0.95 .. 1.05) and within-superpixel CIELAB RMS ratio (target <= 1)"
+    )
+    print("| size | segments asked | count sk | count torch | count ratio | RMS sk | RMS torch | RMS ratio |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    ok = True
+    for size in args.sizes:
+        images = sample_images(args.images, size, seed=size)
+        for n in args.segments:
+            r = parity(images, n)
+            good = 0.95 <= r["count_ratio"] <= 1.05 and r["rms_ratio"] <= 1.0
+            ok &= good
+            print(
+                f"| {size} | {n} | {r['count_sk']:.1f} | {r['count_th']:.1f} | {r['count_ratio']:.3f} | "
+                f"{r['rms_sk']:.2f} | {r['rms_th']:.2f} | {r['rms_ratio']:.3f}{'' if good else ' (!)'} |"
+            )
+    print(f"parity in every cell: {'yes' if ok else 'no (cells marked (!))'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
