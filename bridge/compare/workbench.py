@@ -16,7 +16,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from bridge.cnngraph import PATCH_STAGE
 from bridge.compare.data import DataView, prepare_data
 
 if TYPE_CHECKING:
@@ -185,6 +184,8 @@ class Workbench:
     def patch_grid(self) -> tuple[int, int]:
         """``(rows, cols)`` of the patch graph: the cells of the frozen backbone's second-deepest stage map
         at the working size (stride 16 on most backbones: 14 x 14 patches at 224 px, as in ViG)."""
+        from bridge.cnngraph import PATCH_STAGE
+
         size = int(self.data.images.shape[1])
         with torch.inference_mode():
             maps = self.frozen.features(torch.zeros(1, 3, size, size, device=self.device))
