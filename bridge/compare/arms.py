@@ -141,6 +141,8 @@ def select_on_val(
         ``((model, history), selection)``: the kept model and its History, and ``{"chosen": candidate,
         "tried": [{**candidate, "val_loss", "val_acc", "best_epoch"}, ...]}`` for the report.
     """
+    if not candidates:
+        raise ValueError("candidates is empty; give at least one setting to train, e.g. [{}]")
     best: tuple[float, int] | None = None
     kept: tuple[nn.Module, Any] | None = None
     tried = []
@@ -158,27 +160,23 @@ def select_on_val(
         )
         if best is None or losses[epoch] < best[0]:
             best, kept = (float(losses[epoch]), i), (model, history)
-    assert kept is not None and best is not None
-    return kept, {"chosen": candidates[best[1]], "tried": tried}
+    return kept, {"chosen": candidates[best[1]], "tried": tried}  # type: ignore[index,return-value]
 
 
-def finetune(bench: Workbench, seed: int) -> dict[str, Any]:
-    """Arm B: the backbone with a new head, its last blocks trained (or all with ``strategy="full"``)."""
-    from cnn.freezing import freeze
-    from cnn.training import fit, predict
+def _fine_tune(
+    bench: Workbench,
+    seed: int,
+    model: nn.Module,
+    pcfg: Any,
+    loader: Callable[..., Any],
+    fit: Any,
+    predict: Any,
+) -> tuple[Any, torch.Tensor, float, float]:
+    """What arms B and E share: train with B's epochs and learning rate, predict the test split, time
+    inference from raw images on the device. Returns ``(history, test predictions, train s, img/s)``."""
     from cnn.transforms import normalize_images
 
     d, cfg = bench.data, bench.cfg
-    name, blocks, reason = fine_tuning_plan(bench)
-    torch.manual_seed(seed)
-    model = bench.backbone(num_classes=len(d.classes))
-    freeze(model, name, trainable_blocks=blocks if name == "fine_tuning" else None)
-    pcfg = model.cfg
-
-    def loader(idx: np.ndarray, batch_size: int, train: bool) -> Any:
-        ds = ImageTensors(d.images[idx], d.targets[idx], pcfg, train=train)
-        return make_loader(ds, batch_size, shuffle=train, seed=seed)
-
     t0 = time.perf_counter()
     history = fit(
         model,
@@ -190,9 +188,28 @@ def finetune(bench: Workbench, seed: int) -> dict[str, Any]:
     )
     train_time = time.perf_counter() - t0
     preds, _ = predict(model, loader(d.test, 64, False))
-    model.eval()
-    model.to(bench.device)
+    model.eval().to(bench.device)
     speed = bench.speed(lambda imgs: model(normalize_images(imgs, pcfg.mean, pcfg.std).to(bench.device)))
+    return history, preds, train_time, speed
+
+
+def finetune(bench: Workbench, seed: int) -> dict[str, Any]:
+    """Arm B: the backbone with a new head, its last blocks trained (or all with ``strategy="full"``)."""
+    from cnn.freezing import freeze
+    from cnn.training import fit, predict
+
+    d = bench.data
+    name, blocks, reason = fine_tuning_plan(bench)
+    torch.manual_seed(seed)
+    model = bench.backbone(num_classes=len(d.classes))
+    freeze(model, name, trainable_blocks=blocks if name == "fine_tuning" else None)
+    pcfg = model.cfg
+
+    def loader(idx: np.ndarray, batch_size: int, train: bool) -> Any:
+        ds = ImageTensors(d.images[idx], d.targets[idx], pcfg, train=train)
+        return make_loader(ds, batch_size, shuffle=train, seed=seed)
+
+    history, preds, train_time, speed = _fine_tune(bench, seed, model, pcfg, loader, fit, predict)
     save_model(bench, "finetune", seed, model)
     cell = result_cell(bench, model, history, preds, train_time=train_time, speed=speed)
     cell["strategy"] = {"name": name, "trainable_blocks": blocks, "reason": reason}
@@ -302,29 +319,19 @@ def e2e(bench: Workbench, seed: int) -> dict[str, Any]:
     into the deepest stage's cells with ``cfg.graph == "patches"``. Same strategy, epochs and learning
     rate as arm B; the backbone's own head stays, so arm E contains arm B (:mod:`bridge.cnngraph`).
     """
-    from bridge.cnngraph import CNNGraphClassifier, ImageSegmenter, SegmentedImages
+    from bridge.cnngraph import SegmentedImages
     from bridge.cnngraph import fit as fit_segmented
     from bridge.cnngraph import predict as predict_segmented
     from cnn.freezing import freeze
     from cnn.training import fit as fit_images
     from cnn.training import predict as predict_images
-    from cnn.transforms import normalize_images
 
     d, cfg = bench.data, bench.cfg
     name, blocks, reason = fine_tuning_plan(bench)
     torch.manual_seed(seed)
-    backbone = bench.backbone(num_classes=len(d.classes))
-    model = CNNGraphClassifier(
-        backbone,
-        len(d.classes),
-        graph=cfg.graph,
-        conv=cfg.gnn,
-        hidden=cfg.hidden,
-        layers=cfg.layers,
-        k=bench.knn,
-    )
+    model: Any = bench.e2e_model()
     freeze(model.backbone, name, trainable_blocks=blocks if name == "fine_tuning" else None)
-    pcfg = backbone.cfg
+    pcfg = model.backbone.cfg
     patches = cfg.graph == "patches"
     segments = None if patches else bench.segment_maps
 
@@ -336,28 +343,8 @@ def e2e(bench: Workbench, seed: int) -> dict[str, Any]:
         return make_loader(ds, batch_size, shuffle=train, seed=seed)
 
     fit, predict = (fit_images, predict_images) if patches else (fit_segmented, predict_segmented)
-    t0 = time.perf_counter()
-    history = fit(
-        model,
-        loader(d.train, cfg.batch_size, True),
-        loader(d.val, 64, False),
-        epochs=cfg.epochs_finetune,
-        lr=cfg.lr_finetune,
-        **bench.fit_kwargs(seed),
-    )
-    train_time = time.perf_counter() - t0
-    preds, _ = predict(model, loader(d.test, 64, False))
-    model.eval()
-    if not patches:  # images alone at inference: the model segments them itself, as the cache did
-        model.segmenter = ImageSegmenter(
-            pcfg.mean,
-            pcfg.std,
-            n_segments=cfg.n_segments,
-            compactness=cfg.compactness,
-            method=cfg.segmentation,
-        )
-    model.to(bench.device)
-    speed = bench.speed(lambda imgs: model(normalize_images(imgs, pcfg.mean, pcfg.std).to(bench.device)))
+    # trained and tested on the cached segment maps; timed on images alone, which its segmenter segments
+    history, preds, train_time, speed = _fine_tune(bench, seed, model, pcfg, loader, fit, predict)
     save_model(bench, "e2e", seed, model, extra={"graph": cfg.graph})
     cell = result_cell(bench, model, history, preds, train_time=train_time, speed=speed)
     cell["strategy"] = {"name": name, "trainable_blocks": blocks, "reason": reason}

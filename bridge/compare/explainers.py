@@ -222,24 +222,9 @@ def load_explainer(bench: Workbench, path: str | Path) -> tuple[ArmExplainer, li
             return explainer, classes
         return graph_explainer(arm, gnn, conv, extra["x_mean"], extra["x_std"]), classes
     if arm == "e2e":
-        from bridge.cnngraph import CNNGraphClassifier, ImageSegmenter
-
-        cfg = bench.cfg
-        graph = str(extra.get("graph", cfg.graph))
-        backbone = bench.backbone(num_classes=n)
-        e2e_model = CNNGraphClassifier(
-            backbone, n, graph=graph, conv=cfg.gnn, hidden=cfg.hidden, layers=cfg.layers, k=bench.knn
-        )
+        e2e_model: Any = bench.e2e_model(str(extra.get("graph", bench.cfg.graph)))
         e2e_model.load_state_dict(state)
-        pcfg = backbone.cfg
-        if graph == "superpixels":
-            e2e_model.segmenter = ImageSegmenter(
-                pcfg.mean,
-                pcfg.std,
-                n_segments=cfg.n_segments,
-                compactness=cfg.compactness,
-                method=cfg.segmentation,
-            )
+        pcfg = e2e_model.backbone.cfg
         return cnn_explainer(arm, e2e_model, deepest_stage(e2e_model.backbone), pcfg.mean, pcfg.std), classes
     raise ValueError(
         f"cannot explain {str(path)!r}: arm {arm!r} is not one of linear_probe, finetune, gnn_cnn, "

@@ -300,6 +300,28 @@ class Workbench:
             dynamic_k=self.knn if patches and cfg.dynamic_knn else None,
         )
 
+    def e2e_model(self, graph: str | None = None) -> nn.Module:
+        """A fresh arm-E model (:class:`bridge.cnngraph.CNNGraphClassifier`) on a pretrained backbone with a
+        head for the data's classes; on superpixels it segments images given alone as ``cfg`` says."""
+        from bridge.cnngraph import CNNGraphClassifier, ImageSegmenter
+
+        cfg, n = self.cfg, len(self.data.classes)
+        graph = cfg.graph if graph is None else graph
+        backbone = self.backbone(num_classes=n)
+        model = CNNGraphClassifier(
+            backbone, n, graph=graph, conv=cfg.gnn, hidden=cfg.hidden, layers=cfg.layers, k=self.knn
+        )
+        if graph == "superpixels":
+            pcfg = backbone.cfg
+            model.segmenter = ImageSegmenter(
+                pcfg.mean,
+                pcfg.std,
+                n_segments=cfg.n_segments,
+                compactness=cfg.compactness,
+                method=cfg.segmentation,
+            )
+        return model
+
     def fit_kwargs(self, seed: int) -> dict[str, Any]:
         """Keyword arguments every arm passes to ``fit``: seed, progress bars, device.
 
