@@ -406,7 +406,7 @@ def test_every_arm_scores_its_explanations_and_the_report_names_the_most_faithfu
     assert "## Explanation faithfulness" in report and "Most faithful explanations by deletion: **" in report
 
 
-@pytest.mark.parametrize("arm", ["linear_probe", "finetune", "gnn_cnn", "gnn_color"])
+@pytest.mark.parametrize("arm", ["linear_probe", "finetune", "gnn_cnn", "gnn_color", "e2e"])
 def test_explain_an_image_with_a_compared_arm(finished, arm, tmp_path, capsys):
     from bridge.cli import main
 
