@@ -24,7 +24,32 @@ if TYPE_CHECKING:
     from bridge.compare.rundir import RunFolder
     from cnn.backbones import Backbone
 
-__all__ = ["Embeddings", "FrozenView", "GraphSet", "Workbench"]
+__all__ = ["Embeddings", "FrozenView", "GraphSet", "Workbench", "scale_of"]
+
+
+#: A feature's std is floored at this fraction of the median std over features (:func:`scale_of`).
+STD_FLOOR = 0.1
+
+
+def scale_of(train: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and scale ``(F,)`` of ``(N, F)`` training rows, for standardising ``(x - mean) / scale``.
+
+    The scale is each feature's std, floored at ``STD_FLOOR`` times the median std over features
+    (:func:`torch.quantile` at 0.5). Without the floor a feature constant on the training images (a ReLU
+    channel that never fires on black digits, say) is divided by ~0, and a small activation on a test
+    image becomes a value of 1e5 or more. On scikit-learn's digits (efficientnet_lite0, 98 of 1280
+    embedding dims constant on the training split) a linear probe without weight decay reached a
+    validation loss of 276 with a 1e-6 floor, 0.180 with scale 1 for constant features (scikit-learn's
+    rule), 0.153 with this floor and 0.148 with 0.3 (chosen on validation data, not the test split).
+
+    Example:
+        >>> mean, scale = scale_of(torch.tensor([[0.0, 1.0], [0.0, 3.0]]))
+        >>> mean.tolist(), [round(v, 3) for v in scale.tolist()]
+        ([0.0, 2.0], [0.071, 1.414])
+    """
+    sd = train.std(0)
+    floor = STD_FLOOR * float(torch.quantile(sd.float(), 0.5)) if sd.numel() else 0.0
+    return train.mean(0), sd.clamp_min(max(floor, 1e-6))
 
 
 @dataclasses.dataclass
@@ -178,7 +203,7 @@ class Workbench:
             )
         emb = emb.float().cpu()
         train = emb[self.data.train]
-        mu, sd = train.mean(0), train.std(0).clamp_min(1e-6)
+        mu, sd = scale_of(train)
         return Embeddings((emb - mu) / sd, mu, sd, time.perf_counter() - t0)
 
     @functools.cached_property
@@ -273,7 +298,7 @@ class Workbench:
                 self.frozen_view.take()  # the embeddings of the conversion are not needed (see .embeddings)
             graphs = [ds[i] for i in range(len(ds))]
             x_train = torch.cat([graphs[i].x for i in d.train])
-            mu, sd = x_train.mean(0), x_train.std(0).clamp_min(1e-6)
+            mu, sd = scale_of(x_train)
             for g in graphs:
                 g.x = (g.x - mu) / sd
             if with_cnn:  # arm C also reads arm A's input: the standardised global embedding

@@ -18,6 +18,7 @@ MODULES = [
     "bridge.edges",
     "bridge.features",
     "gnn.dense",
+    "bridge.compare.workbench",
 ]
 
 

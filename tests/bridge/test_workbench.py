@@ -1,4 +1,4 @@
-"""Workbench.speed: images per second from the fastest of several passes, measured on a fake clock."""
+"""Workbench: inference speed from the fastest of several passes (fake clock), and scale_of."""
 
 import types
 
@@ -44,3 +44,29 @@ def test_speed_with_fewer_test_images_than_n_max(monkeypatch):
 
     monkeypatch.setattr(wb.time, "perf_counter", lambda: clock[0])
     assert _bench(10, 4).speed(run, n_max=64) == pytest.approx(10.0)  # 10 images, 0.1 s each
+
+
+def test_scale_of_keeps_a_feature_constant_on_train_bounded():
+    """A feature that is 0 on every training row must not blow a small test value up to ~1e5."""
+    from bridge.compare.workbench import STD_FLOOR, scale_of
+
+    gen = torch.Generator().manual_seed(0)
+    train = torch.randn(200, 9, generator=gen) * torch.arange(1.0, 10.0)  # stds about 1 .. 9
+    train[:, 0] = 0.0  # a dead ReLU channel on the training images
+    mean, scale = scale_of(train)
+    sd = train.std(0)
+    median = float(torch.quantile(sd, 0.5))
+    assert scale[0] == pytest.approx(STD_FLOOR * median)
+    assert torch.equal(scale[1:], sd[1:])  # features above the floor keep their own std
+    assert torch.equal(mean, train.mean(0))
+    test = torch.zeros(1, 9)
+    test[0, 0] = 0.5
+    assert float((test - mean)[0, 0] / scale[0]) == pytest.approx(0.5 / (STD_FLOOR * median))
+    assert float((test - mean)[0, 0] / scale[0]) < 10.0
+
+
+def test_scale_of_all_constant_features_fall_back_to_a_tiny_positive_scale():
+    from bridge.compare.workbench import scale_of
+
+    mean, scale = scale_of(torch.ones(5, 3))
+    assert torch.equal(mean, torch.ones(3)) and bool((scale > 0).all())
