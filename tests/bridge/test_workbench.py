@@ -8,7 +8,7 @@ import torch
 
 from bridge.compare import workbench as wb
 from bridge.compare.config import CompareConfig
-from bridge.compare.workbench import Workbench
+from bridge.compare.workbench import STD_FLOOR, Workbench, scale_of
 
 
 def _bench(n_test: int, batch_size: int) -> Workbench:
@@ -48,8 +48,6 @@ def test_speed_with_fewer_test_images_than_n_max(monkeypatch):
 
 def test_scale_of_keeps_a_feature_constant_on_train_bounded():
     """A feature that is 0 on every training row must not blow a small test value up to ~1e5."""
-    from bridge.compare.workbench import STD_FLOOR, scale_of
-
     gen = torch.Generator().manual_seed(0)
     train = torch.randn(200, 9, generator=gen) * torch.arange(1.0, 10.0)  # stds about 1 .. 9
     train[:, 0] = 0.0  # a dead ReLU channel on the training images
@@ -66,7 +64,5 @@ def test_scale_of_keeps_a_feature_constant_on_train_bounded():
 
 
 def test_scale_of_all_constant_features_fall_back_to_a_tiny_positive_scale():
-    from bridge.compare.workbench import scale_of
-
     mean, scale = scale_of(torch.ones(5, 3))
     assert torch.equal(mean, torch.ones(3)) and bool((scale > 0).all())
