@@ -62,7 +62,7 @@ __all__ = ["VERSION", "auto_downsample", "rgb_to_lab", "slic_batch"]
 
 #: Version of the algorithm's results: the ``version`` of the ``slic_torch`` entry of the segmentation
 #: table (:mod:`bridge.segmentation`), so part of the cache key of graphs built with it.
-VERSION = 2
+VERSION = 3
 
 # sRGB (D65) -> XYZ, divided by the D65 white point, so that white maps to (1, 1, 1).
 _WHITE = (0.95047, 1.0, 1.08883)
@@ -120,11 +120,53 @@ def _gaussian(x: torch.Tensor, sigma: float) -> torch.Tensor:
     return F.conv2d(x, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
 
 
-def _grid_shape(height: int, width: int, n_segments: int) -> tuple[int, int]:
-    """Rows and columns of the initial grid: ``rows * cols`` close to ``n_segments``, square-ish cells."""
-    rows = max(1, min(height, round(math.sqrt(n_segments * height / width))))
-    cols = max(1, min(width, round(n_segments / rows)))
-    return rows, cols
+def _seeds_per_side(height: int, width: int, n_segments: int) -> tuple[int, int]:
+    """Rows and columns of scikit-image's initial grid of SLIC centres for an image of this size.
+
+    scikit-image (``skimage.util.regular_grid``) seeds every ``round(s)`` pixels from ``s // 2``, with
+    ``s = sqrt(height * width / n_segments)``; a side shorter than ``s`` gets one seed and the other
+    side ``s = long / n_segments``. So ``ceil((side - s // 2) / round(s))`` seeds per side: 81 for 75
+    asked on a square image of 64, 160 or 224 px.
+
+    Example:
+        >>> _seeds_per_side(224, 224, 75), _seeds_per_side(64, 64, 75), _seeds_per_side(8, 400, 10)
+        ((9, 9), (9, 9), (1, 10))
+    """
+    short, long_ = sorted((height, width))
+    step_short = step_long = math.sqrt(height * width / n_segments)
+    if short < step_short:
+        step_short, step_long = float(short), long_ / n_segments
+    steps = (step_short, step_long) if height <= width else (step_long, step_short)
+
+    def count(side: int, step: float) -> int:
+        start, stride = int(step // 2), max(1, round(step))
+        return max(1, math.ceil((side - start) / stride))
+
+    return count(height, steps[0]), count(width, steps[1])
+
+
+def _cell_pixels(size: int, n: int, cell: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The pixels of ``n`` cells of ``cell`` pixels along a side of ``size``, cell ``k`` starting at
+    ``floor(k * size / n)`` (the last one ending at ``size - 1``), and where each pixel is found.
+
+    Returns:
+        ``(n * cell,)`` pixel index of every cell's pixels, and ``(size,)`` the position in that
+        list of every pixel, in the cell that starts last before it (``None`` when the cells tile
+        the side exactly: the identity).
+
+    Example:
+        >>> rows, own = _cell_pixels(10, 3, 4, torch.device("cpu"))
+        >>> rows.tolist(), own.tolist()
+        ([0, 1, 2, 3, 3, 4, 5, 6, 6, 7, 8, 9], [0, 1, 2, 4, 5, 6, 8, 9, 10, 11])
+    """
+    k = torch.arange(n, device=device)
+    start = ((k * size) // n).clamp_max_(size - cell)
+    pixels = (start.view(n, 1) + torch.arange(cell, device=device)).view(-1)
+    if n * cell == size:
+        return pixels, None
+    p = torch.arange(size, device=device)
+    owner = torch.searchsorted(start, p, right=True) - 1
+    return pixels, owner * cell + p - start.index_select(0, owner)
 
 
 def _cell_features(
@@ -505,9 +547,9 @@ def slic_batch(
         - output: ``(B, H, W)``
 
     Example:
-        >>> img = np.zeros((1, 32, 32, 3), np.float32); img[0, :, 16:] = 1.0
+        >>> img = np.zeros((1, 32, 64, 3), np.float32); img[0, :, 32:] = 1.0
         >>> lab = slic_batch(img, n_segments=2)
-        >>> np.unique(lab[0, :, :16]).tolist(), np.unique(lab[0, :, 16:]).tolist()
+        >>> np.unique(lab[0, :, :32]).tolist(), np.unique(lab[0, :, 32:]).tolist()
         ([0], [1])
     """
     x = torch.as_tensor(images)
@@ -548,18 +590,21 @@ def slic_batch(
         x = x.contiguous()
     if c == 3:
         x = rgb_to_lab(x, dim=1)
-    gh, gw = _grid_shape(hs, ws, min(n_segments, hs * ws))
+    # scikit-image's initial grid: gh x gw cells of ch x cw working pixels, cell k starting at
+    # floor(k * hs / gh) (the last one ending at the edge), so neighbouring cells share under one
+    # pixel when hs / gh is not whole; every pixel is assigned in the cell that starts last before it
+    gh, gw = _seeds_per_side(h, w, n_segments)
+    gh, gw = min(gh, hs), min(gw, ws)
     ch, cw = math.ceil(hs / gh), math.ceil(ws / gw)
-    gh, gw = math.ceil(hs / ch), math.ceil(ws / cw)  # whole cells cover the image, padding < 1 cell
+    rows, own_rows = _cell_pixels(hs, gh, ch, dev)
+    cols, own_cols = _cell_pixels(ws, gw, cw, dev)
     ratio = float(compactness) / math.sqrt(h * w / n_segments)
     sy, sx = h / hs, w / ws  # full-resolution pixels per working pixel
-    # both passes use the same cells: the working copy padded to gh x gw whole cells
-    full = F.pad(x, (0, gw * cw - ws, 0, gh * ch - hs), mode="replicate")
     # iterations on an area-averaged copy with lch x lcw pixels per cell
     lch, lcw = min(ch, cell_px), min(cw, cell_px)
-    low = _area(full, gh * lch, gw * lcw)
-    ys = ((torch.arange(gh * lch, dtype=torch.float32, device=dev) + 0.5) * (ch / lch) * sy - 0.5) * ratio
-    xs = ((torch.arange(gw * lcw, dtype=torch.float32, device=dev) + 0.5) * (cw / lcw) * sx - 0.5) * ratio
+    low = _area(x, gh * lch, gw * lcw)
+    ys = ((torch.arange(gh * lch, dtype=torch.float32, device=dev) + 0.5) * (hs / (gh * lch)) * sy - 0.5) * ratio
+    xs = ((torch.arange(gw * lcw, dtype=torch.float32, device=dev) + 0.5) * (ws / (gw * lcw)) * sx - 0.5) * ratio
     ys, xs = ys.view(gh, lch), xs.view(gw, lcw)
     # (B * gh * gw, C + 4, lch * lcw) with absolute coordinates (origin 0): centres are their means
     feat = _cell_features(low, gh, gw, ys, xs, relative=False)
@@ -567,14 +612,23 @@ def slic_batch(
     zero_y, zero_x = ys.new_zeros(gh), xs.new_zeros(gw)
     for _ in range(max_iter):
         centres = _update(feat, _nearest(feat, _candidates(centres, zero_y, zero_x)), centres)
-    # final assignment of every pixel of the working copy (the pad is cut off afterwards)
-    ys = ((torch.arange(gh * ch, dtype=torch.float32, device=dev) + 0.5) * sy - 0.5) * ratio
-    xs = ((torch.arange(gw * cw, dtype=torch.float32, device=dev) + 0.5) * sx - 0.5) * ratio
-    ys, xs = ys.view(gh, ch), xs.view(gw, cw)
+    # final assignment of every pixel of the working copy, cell by cell
+    cells = x
+    if own_rows is not None:
+        cells = cells.index_select(2, rows)
+    if own_cols is not None:
+        cells = cells.index_select(3, cols)
+    ys = (((rows.to(torch.float32) + 0.5) * sy - 0.5) * ratio).view(gh, ch)
+    xs = (((cols.to(torch.float32) + 0.5) * sx - 0.5) * ratio).view(gw, cw)
     y0, x0 = ys[:, 0].contiguous(), xs[:, 0].contiguous()
-    arg = _nearest(_cell_features(full, gh, gw, ys, xs), _candidates(centres, y0, x0))
+    arg = _nearest(_cell_features(cells, gh, gw, ys, xs), _candidates(centres, y0, x0))
     arg = arg.view(b, gh, gw, ch, cw).permute(0, 1, 3, 2, 4)  # (B, gh, ch, gw, cw)
-    ids = _centre_ids(arg, gh, gw).reshape(b, gh * ch, gw * cw)[:, :hs, :ws].contiguous()
+    ids = _centre_ids(arg, gh, gw).reshape(b, gh * ch, gw * cw)
+    if own_rows is not None:
+        ids = ids.index_select(1, own_rows)
+    if own_cols is not None:
+        ids = ids.index_select(2, own_cols)
+    ids = ids.contiguous()
     min_size = max(1, int(min_size_factor * hs * ws / n_segments))
     labels = _connect(ids, min_size)
     if h % hs == 0 and w % ws == 0:  # every pixel takes its block's label (keeps regions 4-connected)

@@ -177,7 +177,9 @@ def test_identical_images_get_identical_labels(photos):
 # -- images whose segmentation is known ------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("h", "w", "downsample"), [(32, 32, None), (32, 32, 1), (40, 70, 1), (64, 64, 2)])
+# sizes where scikit-image's initial grid for the request is 1 x 2 (halves) or 2 x 2 (quadrants): it
+# seeds one centre for n_segments=2 on a square image, 6 for n_segments=4 on a 40 x 70 one
+@pytest.mark.parametrize(("h", "w", "downsample"), [(32, 64, None), (32, 64, 1), (40, 70, 1), (64, 128, 2)])
 def test_two_colour_halves_give_two_regions(h, w, downsample):
     img = np.zeros((1, h, w, 3), np.float32)
     img[0, :, : w // 2] = COLOURS[0]
@@ -189,7 +191,7 @@ def test_two_colour_halves_give_two_regions(h, w, downsample):
 
 
 @pytest.mark.parametrize("c", [1, 3])
-@pytest.mark.parametrize(("h", "w"), [(32, 32), (40, 70), (48, 36)])
+@pytest.mark.parametrize(("h", "w"), [(32, 32), (40, 60), (48, 36)])
 def test_four_flat_quadrants_give_the_quadrants(h, w, c):
     img = quadrant_image(h, w, c)[None]
     lab = slic_batch(img, n_segments=4, downsample=1)[0]
@@ -203,7 +205,7 @@ def test_four_flat_quadrants_give_the_quadrants(h, w, c):
 
 def test_quadrant_borders_exact_to_the_downsample_factor():
     """With the automatic factor (> 1 here) a border pixel may only be wrong within one block."""
-    h, w = 40, 70
+    h, w = 40, 60
     factor = auto_downsample(h, w, 4)
     assert factor > 1
     lab = slic_batch(quadrant_image(h, w)[None], n_segments=4)[0]
@@ -345,6 +347,35 @@ def test_quality_close_to_scikit_image(photos):
     assert 0.6 <= got.sum() / want.sum() <= 1.4, counts
     assert all(0.5 <= g / w <= 1.6 for g, w in zip(got, want)), counts
     assert all(r <= 1.15 * s for r, s in rms), rms
+
+
+def test_initial_grid_is_scikit_images():
+    from skimage.util import regular_grid
+
+    from bridge.slic import _seeds_per_side
+
+    rng = np.random.default_rng(0)
+    shapes = [(224, 224, 75), (64, 64, 75), (160, 160, 75), (8, 400, 10), (400, 8, 10), (3, 5, 15)]
+    shapes += [(int(h), int(w), int(rng.integers(1, h * w + 1))) for h, w in rng.integers(1, 300, (300, 2))]
+    for h, w, n in shapes:
+        rows, cols = regular_grid((1, h, w), n)[1:]
+        assert _seeds_per_side(h, w, n) == (len(range(h)[rows]), len(range(w)[cols])), (h, w, n)
+
+
+@pytest.mark.parametrize("size", [32, 64, 100, 160, 224])
+@pytest.mark.parametrize("n", [25, 75, 200])
+def test_flat_image_keeps_every_seed_of_scikit_image(size, n):
+    # without merging, a flat image keeps one region per initial centre: the same count as
+    # scikit-image's SLIC (81 for 75 asked at 64, 160 and 224 px; the working copy is padded or
+    # shrunk to whole cells of that grid)
+    from skimage.segmentation import slic
+
+    if size * size < 4 * n:
+        pytest.skip("fewer than 4 pixels per segment")
+    ref = slic(np.zeros((size, size, 3)), n_segments=n, enforce_connectivity=False, start_label=0)
+    ours = slic_batch(np.zeros((1, size, size, 3), np.float32), n_segments=n, min_size_factor=0.0)
+    assert region_count(ours[0]) == int(ref.max()) + 1
+    assert_label_contract(ours, (1, size, size))
 
 
 # -- rgb_to_lab ------------------------------------------------------------------------------------
