@@ -372,17 +372,17 @@ _CNN = {
 # moved into one table: caches that users built then are still found with fingerprint="sample" (then
 # converted again once, since files of cache format 1 carry no checksum). The default fingerprint
 # ("full", every item) gives the second key, recorded when it became the default. The method is
-# named: "slic" was the default then (now "slic_torch"). slic_torch's keys are those of its version 3
-# (2026-12-02: scikit-image's initial grid, e.g. 81 centres instead of 64 or 72 for 75 asked).
+# named: "slic" was the default then (now "slic_torch"). slic_torch's keys are those of its version 4
+# (2026-12-02: scikit-image's initial grid and choice of neighbour for small pieces).
 @pytest.mark.parametrize(
     ("kwargs", "config", "key", "full_key"),
     [
         ({"method": "slic"}, {}, "314de647f92c39b858796994", "3886aa5c5ac5512ba3dee4c5"),
         (
             {"method": "slic_torch"},
-            {"method": "slic_torch", "slic_torch": 3},
-            "d6a68a1f74818be5d8fc6b59",
-            "832430ce8fe8b59621492754",
+            {"method": "slic_torch", "slic_torch": 4},
+            "bbc6c86c602ffa18b8d86ff5",
+            "938bc0c0d07c96e5e2481063",
         ),
         (
             {"method": "grid", "edges": "knn", "k": 2, "features": ("area",), "keep_segments": False},

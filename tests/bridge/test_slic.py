@@ -446,34 +446,37 @@ def test_non_positive_n_segments_raises(n):
 
 
 def _reference_merge_small(comp: np.ndarray, min_size: int) -> np.ndarray:
-    """The former NumPy/SciPy ``_merge_small`` of bridge.slic (the reference of the torch version)."""
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
-    n = int(comp.max()) + 1
-    sizes = np.bincount(comp.ravel(), minlength=n)
-    small = sizes < min_size
-    if not small.any():
-        return np.arange(n)
-    left, right, up, down = comp[:, :, :-1], comp[:, :, 1:], comp[:, :-1, :], comp[:, 1:, :]
-    across, below = left != right, up != down
-    a = np.concatenate([left[across], up[below]])
-    c = np.concatenate([right[across], down[below]])
-    keep = small[a] | small[c]
-    a, c = a[keep], c[keep]
-    a, c = np.concatenate([a, c]), np.concatenate([c, a])
-    keep = small[a]
-    a, c = a[keep], c[keep]
-    if a.size == 0:
-        return np.arange(n)
-    m = int(sizes.max()) + 1
-    key = a * m + sizes[c]
-    assert float(n) * m * n < 2**62  # the tests stay on the exact (packed key) branch
-    key = np.sort(key * n + c)
-    a, c = key // (m * n), key % n
-    last = np.flatnonzero(np.r_[a[1:] != a[:-1], True])
-    graph = coo_matrix((np.ones(last.size, np.int8), (a[last], c[last])), shape=(n, n))
-    return connected_components(graph, directed=False)[1]
+    """The merging rule of ``bridge.slic._connect``, one component at a time (the reference of the
+    torch version): ``comp`` ``(B, H, W)`` component ids numbered in raster order of first pixels
+    (``skimage.measure.label``); returns the group (the earliest component) of every component."""
+    b, h, w = comp.shape
+    flat = comp.ravel()
+    n = int(flat.max()) + 1
+    sizes = np.bincount(flat, minlength=n)
+    first = np.full(n, flat.size, np.int64)
+    np.minimum.at(first, flat, np.arange(flat.size))
+    parent = np.arange(n)
+    first_of_image: dict[int, int] = {}
+    for c in range(n):
+        img, rest = divmod(int(first[c]), h * w)
+        y, x = divmod(rest, w)
+        first_of_image.setdefault(img, c)
+        if sizes[c] >= min_size:
+            continue
+        if y > 0:
+            parent[c] = flat[first[c] - w]  # the pixel above the first pixel
+        elif h > 1 and flat[first[c] + w] < c:
+            parent[c] = flat[first[c] + w]  # first row: the pixel below, when an earlier component
+        elif x > 0:
+            parent[c] = flat[first[c] - 1]  # else the pixel to the left
+    for img, c0 in first_of_image.items():  # a small first component: the first large one joins it
+        large = [c for c in range(n) if first[c] // (h * w) == img and sizes[c] >= min_size]
+        if sizes[c0] < min_size and large:
+            parent[min(large)] = c0
+    for c in range(n):
+        while parent[parent[c]] != parent[c]:
+            parent[c] = parent[parent[c]]
+    return parent
 
 
 def _reference_connect(labels: np.ndarray, min_size: int) -> np.ndarray:
@@ -650,34 +653,48 @@ def halves_map() -> np.ndarray:
 
 
 def test_chain_of_small_components_joins_as_one_group():
-    # S1 (1 px) touches only S2 (2 px), S2 touches S1 and the big region B: with min_size 3 both are
-    # small, S1 joins S2 (its only neighbour), S2 joins B, so all three become one region
+    # S1 (1 px, the first region) and S2 (2 px) are small with min_size 3: S2 joins S1 (to its left),
+    # and B, the first large region, joins S1 (nothing precedes it), so all three become one region
     lab = np.zeros((6, 6), np.int64)
     lab[0, :3] = [1, 2, 2]  # S1 = (0, 0), S2 = (0, 1..2), B = the rest
     out = connect(lab[None], 3)[0]
     assert region_count(out) == 1
     np.testing.assert_array_equal(out, _reference_connect(lab[None], 3)[0])
-    # a group formed only of small components stays (one pass): 2 small pieces, nothing else
+    # only small components: they all join the first one
     lone = np.array([[[4, 9]]], np.int64)
     np.testing.assert_array_equal(connect(lone, 5), [[[0, 0]]])
 
 
-def test_small_region_joins_its_largest_neighbour():
-    lab = np.zeros((10, 10), np.int64)  # region A: rows 0..6 (70 px)
-    lab[7:] = 1  # region B: rows 7..9 (28 px once S is cut out)
-    lab[7, :2] = 2  # S (2 px): 2 pixel edges with A, 3 with B, so B has the longer border
-    out = connect(lab[None], 5)[0]
+def test_small_region_joins_the_region_above_its_first_pixel():
+    # scikit-image's rule (the region visited before it), not the largest neighbour: S (5 px) has a
+    # 1-pixel border with A above and a 6-pixel one with B, and joins A
+    lab = np.zeros((10, 10), np.int64)  # region A: rows 0..6
+    lab[7:] = 1  # region B: rows 7..9
+    lab[7:, 0] = 2
+    lab[8:, 1] = 2  # S: (7, 0), (8, 0..1), (9, 0..1)
+    out = connect(lab[None], 6)[0]
     assert region_count(out) == 2
-    assert out[7, 0] == out[7, 1] == out[0, 0] != out[9, 9]
+    assert (out[lab == 2] == out[0, 0]).all() and out[0, 0] != out[9, 9]
+    np.testing.assert_array_equal(out, _reference_connect(lab[None], 6)[0])
 
 
-def test_small_region_between_equal_neighbours_joins_the_later_one():
-    # S (1 px) between A (left) and C (right) of equal size: it joins the one whose first pixel comes
-    # later in raster order (as the former version did), here C
-    lab = np.array([[[0, 0, 5, 1, 1]], [[3, 3, 3, 8, 8]]], np.int64)
+def test_small_region_on_the_first_row_joins_below_if_earlier_else_left():
+    # S (1 px) on the first row: below it an earlier region (A wraps under it) -> A; a second
+    # image where the pixel below starts later -> the region to the left
+    lab = np.array([[[0, 0, 5, 1, 1], [0, 0, 0, 0, 0]], [[0, 0, 5, 1, 1], [3, 3, 3, 3, 3]]], np.int64)
     out = connect(lab, 2)
     np.testing.assert_array_equal(out, _reference_connect(lab, 2))
-    np.testing.assert_array_equal(out, [[[0, 0, 1, 1, 1]], [[0, 0, 0, 1, 1]]])
+    np.testing.assert_array_equal(out[0], [[0, 0, 0, 1, 1], [0, 0, 0, 0, 0]])
+    np.testing.assert_array_equal(out[1], [[0, 0, 0, 1, 1], [2, 2, 2, 2, 2]])
+
+
+def test_small_first_region_takes_in_the_first_large_one():
+    # nothing precedes the first region: when small, the first large region joins it (as in
+    # scikit-image, where both get label 0)
+    lab = np.array([[[7, 0, 0, 0], [0, 0, 0, 0], [0, 0, 1, 1]]], np.int64)
+    out = connect(lab, 2)
+    np.testing.assert_array_equal(out, [[[0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 1, 1]]])
+    np.testing.assert_array_equal(out, _reference_connect(lab, 2))
 
 
 def test_connect_splits_disconnected_ids():
