@@ -12,6 +12,8 @@ segment the same images (square crops of scikit-image's sample photos, as in
 Usage:
     .venv/bin/python benchmarks/bench_slic_parity.py            # 12 images per cell (about 1 minute)
     .venv/bin/python benchmarks/bench_slic_parity.py --quick    # 3 images, 2 sizes
+    .venv/bin/python benchmarks/bench_slic_parity.py --cell-px 1000 --max-iter 10 --downsample 1
+        # slic_torch iterating on the full image, as scikit-image does
 """
 
 from __future__ import annotations
@@ -31,12 +33,21 @@ SIZES = (112, 224, 448)
 SEGMENTS = (25, 75, 200, 400)
 
 
-def parity(images: Sequence[np.ndarray], n_segments: int) -> dict[str, float]:
-    """Counts and colour RMS of both back-ends on ``images``, and their ratios (torch / scikit-image)."""
+def parity(images: Sequence[np.ndarray], n_segments: int, **slic_torch: int) -> dict[str, float]:
+    """Counts and colour RMS of both back-ends on ``images``, and their ratios (torch / scikit-image).
+
+    ``slic_torch``: options of :func:`bridge.slic.slic_batch` (``cell_px``, ``max_iter``,
+    ``downsample``) instead of the back-end's defaults.
+    """
     from bridge.segmentation import superpixels_batch
+    from bridge.slic import slic_batch
 
     sk = superpixels_batch(images, n_segments=n_segments, method="slic")
-    th = superpixels_batch(images, n_segments=n_segments, method="slic_torch")
+    if slic_torch:
+        batch = np.stack(images).astype(np.float32) / 255.0
+        th = list(slic_batch(batch, n_segments=n_segments, **slic_torch))
+    else:
+        th = superpixels_batch(images, n_segments=n_segments, method="slic_torch")
     count_sk = sum(int(lab.max()) + 1 for lab in sk)
     count_th = sum(int(lab.max()) + 1 for lab in th)
     rms_sk = float(np.mean([colour_rms(im, lab) for im, lab in zip(images, sk)]))
@@ -57,11 +68,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
     parser.add_argument("--segments", type=int, nargs="+", default=list(SEGMENTS))
     parser.add_argument("--quick", action="store_true", help="3 images, sizes 112 and 224")
+    for name, what in (
+        ("cell-px", "pixels per cell side of the iterations (default 4; 1000 = the working copy)"),
+        ("max-iter", "k-means iterations (default 5)"),
+        ("downsample", "working-copy factor (default: automatic; 1 = full resolution)"),
+    ):
+        parser.add_argument(f"--{name}", type=int, default=None, help=f"slic_torch option: {what}")
     args = parser.parse_args(argv)
+    opts = {
+        k: v for k, v in (("cell_px", args.cell_px), ("max_iter", args.max_iter), ("downsample", args.downsample))
+        if v is not None
+    }
     if args.quick:
         args.images, args.sizes = 3, [112, 224]
     print(
-        f"slic_torch / scikit-image SLIC, {args.images} photo crops per cell, compactness 10; "
+        f"slic_torch{opts or ''} / scikit-image SLIC, {args.images} photo crops per cell, compactness 10; "
         "count ratio (target 0.95 .. 1.05) and within-superpixel CIELAB RMS ratio (target <= 1)"
     )
     print("| size | segments asked | count sk | count torch | count ratio | RMS sk | RMS torch | RMS ratio |")
@@ -70,7 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for size in args.sizes:
         images = sample_images(args.images, size, seed=size)
         for n in args.segments:
-            r = parity(images, n)
+            r = parity(images, n, **opts)
             good = 0.95 <= r["count_ratio"] <= 1.05 and r["rms_ratio"] <= 1.0
             ok &= good
             print(
