@@ -633,20 +633,20 @@ def slic_batch(
         centres = _update(feat, _nearest(feat, _candidates(centres, zero_y, zero_x)), centres)
     # final assignment of every pixel of the working copy, cell by cell
     cells = x
-    if own_rows is not None:
-        cells = cells.index_select(2, rows)
-    if own_cols is not None:
-        cells = cells.index_select(3, cols)
+    if own_rows is not None or own_cols is not None:  # one gather of the cells' pixels
+        pix = (rows.view(-1, 1) * ws + cols.view(1, -1)).view(-1)
+        cells = x.reshape(b, -1, hs * ws).index_select(2, pix).view(b, -1, gh * ch, gw * cw)
     ys = (((rows.to(torch.float32) + 0.5) * sy - 0.5) * ratio).view(gh, ch)
     xs = (((cols.to(torch.float32) + 0.5) * sx - 0.5) * ratio).view(gw, cw)
     y0, x0 = ys[:, 0].contiguous(), xs[:, 0].contiguous()
     arg = _nearest(_cell_features(cells, gh, gw, ys, xs), _candidates(centres, y0, x0))
     arg = arg.view(b, gh, gw, ch, cw).permute(0, 1, 3, 2, 4)  # (B, gh, ch, gw, cw)
     ids = _centre_ids(arg, gh, gw).reshape(b, gh * ch, gw * cw)
-    if own_rows is not None:
-        ids = ids.index_select(1, own_rows)
-    if own_cols is not None:
-        ids = ids.index_select(2, own_cols)
+    if own_rows is not None or own_cols is not None:  # every pixel from the cell that owns it
+        own_rows = torch.arange(hs, device=dev) if own_rows is None else own_rows
+        own_cols = torch.arange(ws, device=dev) if own_cols is None else own_cols
+        own = (own_rows.view(-1, 1) * (gw * cw) + own_cols.view(1, -1)).view(-1)
+        ids = ids.reshape(b, -1).index_select(1, own).view(b, hs, ws)
     ids = ids.contiguous()
     min_size = max(1, int(min_size_factor * hs * ws / n_segments))
     labels = _connect(ids, min_size)
