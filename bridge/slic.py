@@ -175,7 +175,14 @@ def _cell_pixels(size: int, n: int, cell: int, device: torch.device) -> tuple[to
 
 
 def _cell_features(
-    x: torch.Tensor, gh: int, gw: int, ys: torch.Tensor, xs: torch.Tensor, *, relative: bool = True
+    x: torch.Tensor,
+    gh: int,
+    gw: int,
+    ys: torch.Tensor,
+    xs: torch.Tensor,
+    *,
+    relative: bool = True,
+    cell_major: bool = False,
 ) -> torch.Tensor:
     """Pixels of ``(B, C, gh * ch, gw * cw)`` grouped by grid cell, as the columns of a matrix per cell.
 
@@ -184,14 +191,23 @@ def _cell_features(
     ``relative=False``, then the pixel's squared norm ``|p|^2`` (absolute coordinates), then a row of
     ones; cells in the order ``(b, row, column)``, pixels in raster order.
 
+    With ``cell_major=True``, ``x`` is ``(B, C, gh * gw * ch * cw)``: the pixels of every cell in a row,
+    cells in raster order (a gathered copy).
+
     Shapes:
         - x: ``(B, C, gh * ch, gw * cw)``; ys: ``(gh, ch)``; xs: ``(gw, cw)``
         - output: ``(B * gh * gw, C + 4, ch * cw)``
     """
-    b, c, h, w = x.shape
-    ch, cw = h // gh, w // gw
+    if cell_major:  # (B, C, gh * gw * ch * cw): the pixels already grouped cell by cell
+        b, c = x.shape[:2]
+        ch, cw = ys.shape[1], xs.shape[1]
+        pixels = x.view(b, c, gh, gw, ch, cw).permute(0, 2, 3, 1, 4, 5)
+    else:
+        b, c, h, w = x.shape
+        ch, cw = h // gh, w // gw
+        pixels = x.view(b, c, gh, ch, gw, cw).permute(0, 2, 4, 1, 3, 5)
     feat = x.new_empty(b, gh, gw, c + 4, ch, cw)
-    feat[:, :, :, :c] = x.view(b, c, gh, ch, gw, cw).permute(0, 2, 4, 1, 3, 5)
+    feat[:, :, :, :c] = pixels
     norm = feat[:, :, :, c + 2]
     torch.mul(feat[:, :, :, 0], feat[:, :, :, 0], out=norm)
     for k in range(1, c):
@@ -257,13 +273,13 @@ def _nearest(feat: torch.Tensor, cand: torch.Tensor) -> torch.Tensor:
     return out.bitwise_and_(15)
 
 
-def _centre_ids(arg: torch.Tensor, gh: int, gw: int) -> torch.Tensor:
-    """``(B, gh, ch, gw, cw)`` choices ``0..8`` -> ids in the padded ``(gh + 2) x (gw + 2)`` grid."""
+def _centre_ids(arg: torch.Tensor, gh: int, gw: int, *, cell_major: bool = False) -> torch.Tensor:
+    """``(B, gh, ch, gw, cw)`` (``cell_major``: ``(B, gh, gw, ch, cw)``) choices ``0..8`` -> ids in the
+    padded ``(gh + 2) x (gw + 2)`` grid."""
     gp = gw + 2
     dev = arg.device
-    cell = torch.arange(gh, device=dev).view(gh, 1, 1, 1) * gp + torch.arange(gw, device=dev).view(
-        1, 1, gw, 1
-    )
+    rows, cols = torch.arange(gh, device=dev) * gp, torch.arange(gw, device=dev)
+    cell = rows.view(gh, 1, 1, 1) + (cols.view(1, gw, 1, 1) if cell_major else cols.view(1, 1, gw, 1))
     offs = torch.tensor([dy * gp + dx for dy in range(3) for dx in range(3)], device=dev)
     return offs[arg.long()] + cell
 
@@ -632,28 +648,34 @@ def slic_batch(
     for _ in range(max_iter):
         centres = _update(feat, _nearest(feat, _candidates(centres, zero_y, zero_x)), centres)
     # final assignment of every pixel of the working copy, cell by cell
-    cells = x
-    if own_rows is not None or own_cols is not None:  # one gather of the cells' pixels
-        pix = (rows.view(-1, 1) * ws + cols.view(1, -1)).view(-1)
-        cells = x.reshape(b, -1, hs * ws).index_select(2, pix).view(b, -1, gh * ch, gw * cw)
     ys = (((rows.to(torch.float32) + 0.5) * sy - 0.5) * ratio).view(gh, ch)
     xs = (((cols.to(torch.float32) + 0.5) * sx - 0.5) * ratio).view(gw, cw)
     y0, x0 = ys[:, 0].contiguous(), xs[:, 0].contiguous()
-    arg = _nearest(_cell_features(cells, gh, gw, ys, xs), _candidates(centres, y0, x0))
-    arg = arg.view(b, gh, gw, ch, cw).permute(0, 1, 3, 2, 4)  # (B, gh, ch, gw, cw)
-    ids = _centre_ids(arg, gh, gw).reshape(b, gh * ch, gw * cw)
-    if own_rows is not None or own_cols is not None:  # every pixel from the cell that owns it
-        own_rows = torch.arange(hs, device=dev) if own_rows is None else own_rows
-        own_cols = torch.arange(ws, device=dev) if own_cols is None else own_cols
-        own = (own_rows.view(-1, 1) * (gw * cw) + own_cols.view(1, -1)).view(-1)
-        ids = ids.reshape(b, -1).index_select(1, own).view(b, hs, ws)
+    cand = _candidates(centres, y0, x0)
+    if own_rows is None and own_cols is None:  # the cells tile the working copy
+        arg = _nearest(_cell_features(x, gh, gw, ys, xs), cand)
+        arg = arg.view(b, gh, gw, ch, cw).permute(0, 1, 3, 2, 4)  # (B, gh, ch, gw, cw)
+        ids = _centre_ids(arg, gh, gw).reshape(b, hs, ws)
+    else:  # one gather of the cells' pixels, cell by cell; every pixel read back from its owner
+        pix = (rows.view(gh, 1, ch, 1) * ws + cols.view(1, gw, 1, cw)).view(-1)
+        cells = x.reshape(b, -1, hs * ws).index_select(2, pix)
+        arg = _nearest(_cell_features(cells, gh, gw, ys, xs, cell_major=True), cand)
+        ids = _centre_ids(arg.view(b, gh, gw, ch, cw), gh, gw, cell_major=True).reshape(b, -1)
+        own_r = torch.arange(hs, device=dev) if own_rows is None else own_rows
+        own_c = torch.arange(ws, device=dev) if own_cols is None else own_cols
+        r_cell, r_off = torch.div(own_r, ch, rounding_mode="floor"), own_r % ch
+        c_cell, c_off = torch.div(own_c, cw, rounding_mode="floor"), own_c % cw
+        own = ((r_cell.view(-1, 1) * gw + c_cell.view(1, -1)) * ch + r_off.view(-1, 1)) * cw + c_off.view(1, -1)
+        ids = ids.index_select(1, own.view(-1)).view(b, hs, ws)
     ids = ids.contiguous()
     min_size = max(1, int(min_size_factor * hs * ws / n_segments))
     labels = _connect(ids, min_size)
     if h % hs == 0 and w % ws == 0:  # every pixel takes its block's label (keeps regions 4-connected)
         fy, fx = h // hs, w // ws
-        if (fy, fx) != (1, 1):
-            labels = labels.view(b, hs, 1, ws, 1).expand(b, hs, fy, ws, fx).reshape(b, h, w)
+        if fx != 1:  # whole rows repeated after columns: 2x faster than one expanded copy
+            labels = labels.repeat_interleave(fx, dim=2)
+        if fy != 1:
+            labels = labels.repeat_interleave(fy, dim=1)
     else:
         rows = ((torch.arange(h, device=dev) * hs) // h).clamp_max_(hs - 1)
         cols = ((torch.arange(w, device=dev) * ws) // w).clamp_max_(ws - 1)
