@@ -76,7 +76,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.add_argument(f"--{name}", type=int, default=None, help=f"slic_torch option: {what}")
     args = parser.parse_args(argv)
     opts = {
-        k: v for k, v in (("cell_px", args.cell_px), ("max_iter", args.max_iter), ("downsample", args.downsample))
+        k: v
+        for k, v in (("cell_px", args.cell_px), ("max_iter", args.max_iter), ("downsample", args.downsample))
         if v is not None
     }
     if args.quick:

@@ -150,7 +150,9 @@ def _seeds_per_side(height: int, width: int, n_segments: int) -> tuple[int, int]
     return count(height, steps[0]), count(width, steps[1])
 
 
-def _cell_pixels(size: int, n: int, cell: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
+def _cell_pixels(
+    size: int, n: int, cell: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The pixels of ``n`` cells of ``cell`` pixels along a side of ``size``, cell ``k`` starting at
     ``floor(k * size / n)`` (the last one ending at ``size - 1``), and where each pixel is found.
 
@@ -638,8 +640,12 @@ def slic_batch(
     # iterations on an area-averaged copy with lch x lcw pixels per cell
     lch, lcw = min(ch, cell_px), min(cw, cell_px)
     low = _area(x, gh * lch, gw * lcw)
-    ys = ((torch.arange(gh * lch, dtype=torch.float32, device=dev) + 0.5) * (hs / (gh * lch)) * sy - 0.5) * ratio
-    xs = ((torch.arange(gw * lcw, dtype=torch.float32, device=dev) + 0.5) * (ws / (gw * lcw)) * sx - 0.5) * ratio
+    ys = (
+        (torch.arange(gh * lch, dtype=torch.float32, device=dev) + 0.5) * (hs / (gh * lch)) * sy - 0.5
+    ) * ratio
+    xs = (
+        (torch.arange(gw * lcw, dtype=torch.float32, device=dev) + 0.5) * (ws / (gw * lcw)) * sx - 0.5
+    ) * ratio
     ys, xs = ys.view(gh, lch), xs.view(gw, lcw)
     # (B * gh * gw, C + 4, lch * lcw) with absolute coordinates (origin 0): centres are their means
     feat = _cell_features(low, gh, gw, ys, xs, relative=False)
@@ -665,7 +671,9 @@ def slic_batch(
         own_c = torch.arange(ws, device=dev) if own_cols is None else own_cols
         r_cell, r_off = torch.div(own_r, ch, rounding_mode="floor"), own_r % ch
         c_cell, c_off = torch.div(own_c, cw, rounding_mode="floor"), own_c % cw
-        own = ((r_cell.view(-1, 1) * gw + c_cell.view(1, -1)) * ch + r_off.view(-1, 1)) * cw + c_off.view(1, -1)
+        own = ((r_cell.view(-1, 1) * gw + c_cell.view(1, -1)) * ch + r_off.view(-1, 1)) * cw + c_off.view(
+            1, -1
+        )
         ids = ids.index_select(1, own.view(-1)).view(b, hs, ws)
     ids = ids.contiguous()
     min_size = max(1, int(min_size_factor * hs * ws / n_segments))
