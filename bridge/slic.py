@@ -152,28 +152,25 @@ def _seeds_per_side(height: int, width: int, n_segments: int) -> tuple[int, int]
 
 def _cell_pixels(
     size: int, n: int, cell: int, device: torch.device
-) -> tuple[torch.Tensor, torch.Tensor | None]:
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The pixels of ``n`` cells of ``cell`` pixels along a side of ``size``, cell ``k`` starting at
     ``floor(k * size / n)`` (the last one ending at ``size - 1``), and where each pixel is found.
 
     Returns:
-        ``(n * cell,)`` pixel index of every cell's pixels, and ``(size,)`` the position in that
-        list of every pixel, in the cell that starts last before it (``None`` when the cells tile
-        the side exactly: the identity).
+        ``(n * cell,)`` pixel index of every cell's pixels; ``(size,)`` the cell of every pixel (the
+        one that starts last before it) and ``(size,)`` its offset in that cell.
 
     Example:
-        >>> rows, own = _cell_pixels(10, 3, 4, torch.device("cpu"))
-        >>> rows.tolist(), own.tolist()
-        ([0, 1, 2, 3, 3, 4, 5, 6, 6, 7, 8, 9], [0, 1, 2, 4, 5, 6, 8, 9, 10, 11])
+        >>> pixels, owner, offset = _cell_pixels(10, 3, 4, torch.device("cpu"))
+        >>> pixels.tolist(), owner.tolist(), offset.tolist()
+        ([0, 1, 2, 3, 3, 4, 5, 6, 6, 7, 8, 9], [0, 0, 0, 1, 1, 1, 2, 2, 2, 2], [0, 1, 2, 0, 1, 2, 0, 1, 2, 3])
     """
     k = torch.arange(n, device=device)
     start = ((k * size) // n).clamp_max_(size - cell)
     pixels = (start.view(n, 1) + torch.arange(cell, device=device)).view(-1)
-    if n * cell == size:
-        return pixels, None
     p = torch.arange(size, device=device)
     owner = torch.searchsorted(start, p, right=True) - 1
-    return pixels, owner * cell + p - start.index_select(0, owner)
+    return pixels, owner, p - start.index_select(0, owner)
 
 
 def _cell_features(
@@ -388,10 +385,10 @@ def _connect(labels: torch.Tensor, min_size: int) -> torch.Tensor:
        component under ``min_size`` pixels joins the group of the pixel above its first pixel (on
        the first row: of the pixel below when that component starts earlier, else of the pixel to
        the left); when the image's first component is small, the first large one joins it. Every
-       link points to an earlier component, so chains end at the group's first component (pointer
-       jumping). scikit-image takes the last visited neighbour met in its breadth-first search of
-       the component, usually the same region (merging into the largest neighbour instead, before
-       2026-12-02, kept MNIST strokes in purer superpixels than scikit-image's);
+       link points to an earlier component, so a group (:func:`_components` of the links) is named
+       by its first component. scikit-image takes the last visited neighbour met in its
+       breadth-first search of the component, usually the same region (merging into the largest
+       neighbour instead, before 2026-12-02, kept MNIST strokes in purer superpixels);
     4. groups are numbered per image from 0 in raster order of their first pixel.
 
     Shapes:
@@ -432,24 +429,19 @@ def _connect(labels: torch.Tensor, min_size: int) -> torch.Tensor:
     target = torch.where(x > 0, left, names)
     target = torch.where((y == 0) & (h > 1) & (below < names), below, target)
     target = torch.where(y > 0, above, target)
-    parent = torch.arange(n, device=dev)
-    parent[names] = torch.where(small, target, names)
-    image = torch.div(p, h * w, rounding_mode="floor")
-    first_name = names.new_full((b,), n).scatter_reduce_(0, image, names, "amin")
+    joins = torch.where(small, target, names)
+    image_first = run_of.index_select(0, torch.arange(b, device=dev) * (h * w)).to(i64)
+    first_name = comp.index_select(0, image_first)  # the first component of every image
     large_key = torch.where(small, torch.full_like(names, n), names)
+    image = torch.div(p, h * w, rounding_mode="floor")
     first_large = names.new_full((b,), n).scatter_reduce_(0, image, large_key, "amin")
     lone = (first_large < n) & (size.index_select(0, first_name) < min_size)
-    parent[first_large[lone]] = first_name[lone]
-    # every chain points to earlier components: follow it to its start (pointer jumping)
-    while True:
-        nxt = parent.index_select(0, parent)
-        if bool(torch.equal(nxt, parent)):
-            break
-        parent = nxt
-    group = parent.index_select(0, comp)  # of each run
+    # groups: components of the links (each to an earlier component, so named by their first one)
+    u = torch.cat([names, first_large[lone]])
+    v = torch.cat([joins, first_name[lone]])
+    group = _components(u, v, n).index_select(0, comp)  # of each run
     # 4. a group is named by its first run; number the groups of every image from 0
     count = torch.cumsum(group == torch.arange(n, device=dev), 0)
-    image_first = run_of.index_select(0, torch.arange(b, device=dev) * (h * w)).to(i64)
     final = count.index_select(0, group) - count.index_select(0, image_first).index_select(
         0, first_px // (h * w)
     )
@@ -633,8 +625,8 @@ def slic_batch(
     gh, gw = _seeds_per_side(h, w, n_segments)
     gh, gw = min(gh, hs), min(gw, ws)
     ch, cw = math.ceil(hs / gh), math.ceil(ws / gw)
-    rows, own_rows = _cell_pixels(hs, gh, ch, dev)
-    cols, own_cols = _cell_pixels(ws, gw, cw, dev)
+    rows, row_cell, row_off = _cell_pixels(hs, gh, ch, dev)
+    cols, col_cell, col_off = _cell_pixels(ws, gw, cw, dev)
     ratio = float(compactness) / math.sqrt(h * w / n_segments)
     sy, sx = h / hs, w / ws  # full-resolution pixels per working pixel
     # iterations on an area-averaged copy with lch x lcw pixels per cell
@@ -658,22 +650,17 @@ def slic_batch(
     xs = (((cols.to(torch.float32) + 0.5) * sx - 0.5) * ratio).view(gw, cw)
     y0, x0 = ys[:, 0].contiguous(), xs[:, 0].contiguous()
     cand = _candidates(centres, y0, x0)
-    if own_rows is None and own_cols is None:  # the cells tile the working copy
+    if gh * ch == hs and gw * cw == ws:  # the cells tile the working copy
         arg = _nearest(_cell_features(x, gh, gw, ys, xs), cand)
         arg = arg.view(b, gh, gw, ch, cw).permute(0, 1, 3, 2, 4)  # (B, gh, ch, gw, cw)
         ids = _centre_ids(arg, gh, gw).reshape(b, hs, ws)
-    else:  # one gather of the cells' pixels, cell by cell; every pixel read back from its owner
+    else:  # one gather of the cells' pixels, cell by cell; every pixel read back from its cell
         pix = (rows.view(gh, 1, ch, 1) * ws + cols.view(1, gw, 1, cw)).view(-1)
         cells = x.reshape(b, -1, hs * ws).index_select(2, pix)
         arg = _nearest(_cell_features(cells, gh, gw, ys, xs, cell_major=True), cand)
         ids = _centre_ids(arg.view(b, gh, gw, ch, cw), gh, gw, cell_major=True).reshape(b, -1)
-        own_r = torch.arange(hs, device=dev) if own_rows is None else own_rows
-        own_c = torch.arange(ws, device=dev) if own_cols is None else own_cols
-        r_cell, r_off = torch.div(own_r, ch, rounding_mode="floor"), own_r % ch
-        c_cell, c_off = torch.div(own_c, cw, rounding_mode="floor"), own_c % cw
-        own = ((r_cell.view(-1, 1) * gw + c_cell.view(1, -1)) * ch + r_off.view(-1, 1)) * cw + c_off.view(
-            1, -1
-        )
+        cell = row_cell.view(-1, 1) * gw + col_cell.view(1, -1)
+        own = (cell * ch + row_off.view(-1, 1)) * cw + col_off.view(1, -1)
         ids = ids.index_select(1, own.view(-1)).view(b, hs, ws)
     ids = ids.contiguous()
     min_size = max(1, int(min_size_factor * hs * ws / n_segments))
