@@ -336,7 +336,7 @@ def get_segmentation(name: Any) -> SegmentationBackend:
 
     Example:
         >>> get_segmentation("slic_torch").version
-        4
+        5
         >>> get_segmentation("watershed")
         Traceback (most recent call last):
         ...

@@ -67,7 +67,7 @@ __all__ = ["VERSION", "auto_downsample", "rgb_to_lab", "slic_batch"]
 
 #: Version of the algorithm's results: the ``version`` of the ``slic_torch`` entry of the segmentation
 #: table (:mod:`bridge.segmentation`), so part of the cache key of graphs built with it.
-VERSION = 4
+VERSION = 5
 
 # sRGB (D65) -> XYZ, divided by the D65 white point, so that white maps to (1, 1, 1).
 _WHITE = (0.95047, 1.0, 1.08883)
@@ -639,9 +639,14 @@ def slic_batch(
         (torch.arange(gw * lcw, dtype=torch.float32, device=dev) + 0.5) * (ws / (gw * lcw)) * sx - 0.5
     ) * ratio
     ys, xs = ys.view(gh, lch), xs.view(gw, lcw)
-    # (B * gh * gw, C + 4, lch * lcw) with absolute coordinates (origin 0): centres are their means
+    # (B * gh * gw, C + 4, lch * lcw) with absolute coordinates (origin 0)
     feat = _cell_features(low, gh, gw, ys, xs, relative=False)
+    # initial centres as the original SLIC seeds them: at the middle of every cell (the mean of its
+    # coordinates), with the colour of the working pixel there (not the cell's mean colour: a seed on
+    # a thin stroke starts as stroke, not as a blend of stroke and background)
     centres = _padded_centres(feat[:, : c + 2].mean(2).view(b, gh, gw, c + 2).permute(3, 0, 1, 2))
+    middle = x.index_select(2, rows.view(gh, ch)[:, ch // 2]).index_select(3, cols.view(gw, cw)[:, cw // 2])
+    centres[:c, :, 1:-1, 1:-1] = middle.permute(1, 0, 2, 3)
     zero_y, zero_x = ys.new_zeros(gh), xs.new_zeros(gw)
     for _ in range(max_iter):
         centres = _update(feat, _nearest(feat, _candidates(centres, zero_y, zero_x)), centres)

@@ -372,17 +372,18 @@ _CNN = {
 # moved into one table: caches that users built then are still found with fingerprint="sample" (then
 # converted again once, since files of cache format 1 carry no checksum). The default fingerprint
 # ("full", every item) gives the second key, recorded when it became the default. The method is
-# named: "slic" was the default then (now "slic_torch"). slic_torch's keys are those of its version 4
-# (2026-12-02: scikit-image's initial grid and choice of neighbour for small pieces).
+# named: "slic" was the default then (now "slic_torch"). slic_torch's keys are those of its version 5
+# (2026-12-02: scikit-image's initial grid and choice of neighbour for small pieces, centres seeded
+# with the colour of the pixel in the middle of their cell).
 @pytest.mark.parametrize(
     ("kwargs", "config", "key", "full_key"),
     [
         ({"method": "slic"}, {}, "314de647f92c39b858796994", "3886aa5c5ac5512ba3dee4c5"),
         (
             {"method": "slic_torch"},
-            {"method": "slic_torch", "slic_torch": 4},
-            "bbc6c86c602ffa18b8d86ff5",
-            "938bc0c0d07c96e5e2481063",
+            {"method": "slic_torch", "slic_torch": 5},
+            "a0dcb695e0a20e49bb955cb0",
+            "11a9730b8ff7d93ea177487e",
         ),
         (
             {"method": "grid", "edges": "knn", "k": 2, "features": ("area",), "keep_segments": False},
