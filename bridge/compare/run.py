@@ -111,6 +111,7 @@ def compare(
     from bridge.compare.figures import write_figures
     from bridge.compare.report import paired_differences, paired_lines, summarise, summary_table, write_report
     from bridge.compare.workbench import Workbench
+    from bridge.segmentation import get_segmentation
 
     cfg = dataclasses.replace(config, **overrides) if config else CompareConfig(**overrides)
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
@@ -136,6 +137,9 @@ def compare(
         pairs = paired_differences(cfg, cells, data.targets[data.test], arms)
         figures = write_figures(bench, cells)
         env = versions()
+        # the back-end's own version: graphs change with it (part of the graph cache key as well)
+        seg_version = get_segmentation(cfg.segmentation).version
+        env["segmentation"] = cfg.segmentation + ("" if seg_version is None else f" version {seg_version}")
         results: dict[str, Any] = {
             "config": cfg.to_dict(),
             "versions": env,

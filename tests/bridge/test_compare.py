@@ -12,6 +12,7 @@ import torch
 
 from bridge.compare import ARMS, CompareConfig, compare, quick_config, summary_table
 from bridge.compare import registry as registry_module
+from bridge.slic import VERSION as slic_version
 
 compare_module = importlib.import_module("bridge.compare")  # the package exports the function `compare`
 
@@ -62,6 +63,9 @@ def test_run_folder_has_report_results_and_pictures(finished):
     saved = json.loads((out / "results.json").read_text())
     assert saved["config"]["seeds"] == [0, 1] and saved["data"]["n_images"] == 80
     assert set(saved["versions"]) >= {"torch", "torch-geometric", "timm", "python"}
+    # which version of the segmentation back-end built the graphs
+    assert saved["config"]["segmentation"] == "slic_torch"
+    assert saved["versions"]["segmentation"] == f"slic_torch version {slic_version}"
     report = (out / "report.md").read_text()
     for arm in ARMS:
         assert compare_module.ARM_TITLES[arm] in report
