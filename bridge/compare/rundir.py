@@ -261,11 +261,34 @@ def default_out_dir(data: str, root: str | os.PathLike = "runs") -> Path:
     return out
 
 
+def _cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux, ``platform.processor()`` elsewhere)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
 def versions() -> dict[str, str]:
-    """Python, platform and the versions of the packages a result depends on."""
+    """Python, platform, CPU and torch threads, and the versions of the packages a result depends on.
+
+    The CPU model, torch's CPU instruction set and its thread count are recorded because float
+    results of training (arm B's fine-tuning most visibly) change with them at the last bits, and a
+    few epochs can carry that into different predictions; the same seed on the same environment
+    gives the same result.
+    """
     import importlib.metadata as md
 
+    import torch
+
     out = {"python": platform.python_version(), "platform": platform.platform()}
+    out["cpu"] = _cpu_model()
+    out["torch cpu capability"] = torch.backends.cpu.get_cpu_capability()
+    out["torch threads"] = str(torch.get_num_threads())
     for pkg in (
         "pixgraph",
         "torch",

@@ -63,6 +63,10 @@ def test_run_folder_has_report_results_and_pictures(finished):
     saved = json.loads((out / "results.json").read_text())
     assert saved["config"]["seeds"] == [0, 1] and saved["data"]["n_images"] == 80
     assert set(saved["versions"]) >= {"torch", "torch-geometric", "timm", "python"}
+    # what decides the last bits of a training run: CPU, torch's instruction set and threads
+    assert saved["versions"]["torch threads"] == str(torch.get_num_threads())
+    assert saved["versions"]["torch cpu capability"] == torch.backends.cpu.get_cpu_capability()
+    assert saved["versions"]["cpu"]
     # which version of the segmentation back-end built the graphs
     assert saved["config"]["segmentation"] == "slic_torch"
     assert saved["versions"]["segmentation"] == f"slic_torch version {slic_version}"
@@ -534,3 +538,23 @@ def test_report_titles_name_the_patch_graph_when_it_is_used():
     assert "patches" in titles["e2e"] and "superpixels" in titles["gnn_color"]  # D keeps superpixels
     plain = summarise(CompareConfig(data="digits"), {})
     assert "superpixels" in plain["gnn_cnn"]["title"]
+
+
+def test_finetune_arm_depends_only_on_its_seed(tmp_path):
+    # B's head init, shuffling and augmentation are seeded in its own cell: random numbers drawn before
+    # it (by other arms, by graph building) must not change its training, on the same machine and threads
+    import random
+
+    from bridge.segmentation import superpixels
+
+    cfg = _tiny(arms=("finetune",), seeds=(0,))
+    first = compare(cfg, out=tmp_path / "a", progress=False, log=lambda _: None)
+    torch.rand(1000)
+    np.random.rand(1000)  # noqa: NPY002 (the global generator is the point)
+    random.random()
+    superpixels(np.random.default_rng(1).random((32, 32, 3)).astype(np.float32), n_segments=12)
+    second = compare(cfg, out=tmp_path / "b", progress=False, log=lambda _: None)
+    one, two = (r["arms"]["finetune"]["seeds"]["0"] for r in (first, second))
+    assert one["history"]["train_loss"] == two["history"]["train_loss"]
+    assert one["history"]["val_loss"] == two["history"]["val_loss"]
+    assert one["test"] == two["test"]
