@@ -644,9 +644,9 @@ def slic_batch(
     # initial centres as the original SLIC seeds them: at the middle of every cell (the mean of its
     # coordinates), with the colour of the working pixel there (not the cell's mean colour: a seed on
     # a thin stroke starts as stroke, not as a blend of stroke and background)
-    centres = _padded_centres(feat[:, : c + 2].mean(2).view(b, gh, gw, c + 2).permute(3, 0, 1, 2))
     middle = x.index_select(2, rows.view(gh, ch)[:, ch // 2]).index_select(3, cols.view(gw, cw)[:, cw // 2])
-    centres[:c, :, 1:-1, 1:-1] = middle.permute(1, 0, 2, 3)
+    place = feat[:, c : c + 2].mean(2).view(b, gh, gw, 2).permute(3, 0, 1, 2)  # (2, B, gh, gw)
+    centres = _padded_centres(torch.cat([middle.permute(1, 0, 2, 3), place]))
     zero_y, zero_x = ys.new_zeros(gh), xs.new_zeros(gw)
     for _ in range(max_iter):
         centres = _update(feat, _nearest(feat, _candidates(centres, zero_y, zero_x)), centres)
