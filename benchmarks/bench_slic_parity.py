@@ -14,6 +14,9 @@ Usage:
     .venv/bin/python benchmarks/bench_slic_parity.py --quick    # 3 images, 2 sizes
     .venv/bin/python benchmarks/bench_slic_parity.py --cell-px 1000 --max-iter 10 --downsample 1
         # slic_torch iterating on the full image, as scikit-image does
+    .venv/bin/python benchmarks/bench_slic_parity.py --why
+        # also where scikit-image's superpixels go: centres seeded, clusters that keep pixels, clusters
+        # with a 4-connected piece of at least min_size pixels (the ones its merging keeps)
 """
 
 from __future__ import annotations
@@ -62,12 +65,50 @@ def parity(images: Sequence[np.ndarray], n_segments: int, **slic_torch: int) -> 
     }
 
 
+def fragmentation(images: Sequence[np.ndarray], n_segments: int) -> dict[str, float]:
+    """Where scikit-image's superpixels go, per image on average: ``centres`` seeded (its grid),
+    ``clusters`` that own pixels after the k-means iterations (no connectivity step), ``kept``
+    clusters with a 4-connected piece of at least ``min_size`` pixels (scikit-image's threshold:
+    half of the pixels per centre), ``final`` superpixels after its connectivity step.
+
+    A cluster whose pieces are all smaller than ``min_size`` is merged away whole: ``clusters - kept``
+    is the count lost to fragmentation (``final`` can exceed ``kept``: scikit-image also splits
+    pieces over ``max_size``, three times the pixels per centre).
+    """
+    from skimage.measure import label as components
+    from skimage.segmentation import slic
+
+    from bridge.slic import _seeds_per_side
+
+    out = {"centres": 0.0, "clusters": 0.0, "kept": 0.0, "final": 0.0}
+    for im in images:
+        common = {"n_segments": n_segments, "compactness": 10, "sigma": 0, "start_label": 0}
+        raw = slic(im, enforce_connectivity=False, **common)
+        final = slic(im, **common)
+        gh, gw = _seeds_per_side(im.shape[0], im.shape[1], n_segments)
+        min_size = int(0.5 * raw.size / (gh * gw))
+        piece = components(raw, background=-1, connectivity=1).ravel()  # pieces of equal ids
+        size = np.bincount(piece)
+        owner = np.zeros(size.shape[0], np.int64)
+        owner[piece] = raw.ravel()  # the cluster of every piece
+        largest = np.zeros(int(raw.max()) + 1, np.int64)
+        np.maximum.at(largest, owner[1:], size[1:])
+        out["centres"] += gh * gw
+        out["clusters"] += np.unique(raw).size
+        out["kept"] += int((largest >= min_size).sum())
+        out["final"] += int(final.max()) + 1
+    return {k: v / len(images) for k, v in out.items()}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=int, default=12, help="images per cell")
     parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
     parser.add_argument("--segments", type=int, nargs="+", default=list(SEGMENTS))
     parser.add_argument("--quick", action="store_true", help="3 images, sizes 112 and 224")
+    parser.add_argument(
+        "--why", action="store_true", help="also print where scikit-image's superpixels go (fragmentation)"
+    )
     for name, what in (
         ("cell-px", "pixels per cell side of the iterations (default 4; 1000 = the working copy)"),
         ("max-iter", "k-means iterations (default 5)"),
@@ -100,6 +141,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"{r['rms_sk']:.2f} | {r['rms_th']:.2f} | {r['rms_ratio']:.3f}{'' if good else ' (!)'} |"
             )
     print(f"parity in every cell: {'yes' if ok else 'no (cells marked (!))'}")
+    if args.why:
+        print(
+            "\nscikit-image, per image: centres seeded, clusters owning pixels, "
+            "clusters with a piece >= min_size, final"
+        )
+        print("| size | segments asked | centres | clusters | kept | final |")
+        print("|---:|---:|---:|---:|---:|---:|")
+        for size in args.sizes:
+            images = sample_images(args.images, size, seed=size)
+            for n in args.segments:
+                f = fragmentation(images, n)
+                cols = " | ".join(f"{f[k]:.1f}" for k in ("centres", "clusters", "kept", "final"))
+                print(f"| {size} | {n} | {cols} |")
     return 0
 
 

@@ -850,3 +850,24 @@ def test_image_to_graph_batch_error_names_the_image(photos, bad):
     conv = ImageToGraph(method="slic_torch", n_segments=20)
     with pytest.raises(ValueError, match=r"images\[1\]"):
         conv.batch([photos[0], bad])
+
+
+def test_parity_benchmark_explains_where_scikit_image_superpixels_go():
+    import importlib
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    try:
+        bench = importlib.import_module("bench_slic_parity")
+    finally:
+        sys.path.pop(0)
+    flat = [np.full((48, 48, 3), 128, np.uint8)]
+    f = bench.fragmentation(flat, 9)
+    # a flat image: every seeded centre keeps one compact cluster, nothing is merged away
+    assert f == {"centres": 9.0, "clusters": 9.0, "kept": 9.0, "final": 9.0}
+    # pixel noise with colour dominating (compactness 10, every pixel a random colour):
+    # clusters break into pieces and some have no piece of half a cell, so fewer superpixels remain
+    noisy = [np.random.default_rng(0).integers(0, 256, (48, 48, 3), dtype=np.uint8)]
+    g = bench.fragmentation(noisy, 9)
+    assert g["centres"] == 9.0 and g["kept"] < g["clusters"]
