@@ -28,14 +28,17 @@ counts (the least disturbed by other load on a shared machine). Ratios come from
 Usage:
     .venv/bin/python benchmarks/bench_graph_building.py            # full (about 3-4 minutes on 2 cores)
     .venv/bin/python benchmarks/bench_graph_building.py --quick    # smoke run
+    .venv/bin/python benchmarks/bench_graph_building.py --profile 10   # where the tensor path's time goes
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -320,6 +323,37 @@ def part_cnn(n_batches: int, batch_size: int, repeats: int) -> None:
     )
 
 
+def part_profile(n_images: int, calls: int) -> None:
+    """Where the tensor path's time goes: ``cProfile`` of ``calls`` ``ImageToGraph.batch_tensor`` calls
+    on ``n_images`` uint8 photo crops (224 px, 75 segments, colour + centroid, region edges), the
+    functions of ``bridge`` by cumulative time in ms per image (the profiler's overhead included)."""
+    import cProfile
+    import pstats
+
+    from bridge.convert import ImageToGraph
+
+    tensor = torch.from_numpy(np.stack(sample_images(n_images, 224)))
+    conv = ImageToGraph(n_segments=75, features=("color_mean", "centroid"), edges="region")
+    conv.batch_tensor(tensor)  # warm-up
+    prof = cProfile.Profile()
+    prof.enable()
+    for _ in range(calls):
+        conv.batch_tensor(tensor)
+    prof.disable()
+    stats = pstats.Stats(prof).stats  # type: ignore[attr-defined]
+    per_image = 1000.0 / (calls * n_images)
+    rows = [
+        (cum * per_image, f"{Path(file).parent.name}/{Path(file).name}:{func}", n)
+        for (file, _, func), (_, n, _, cum, _) in stats.items()
+        if f"{os.sep}bridge{os.sep}" in file and cum * per_image >= 0.01
+    ]
+    print(f"\nProfile: {calls} x ImageToGraph.batch_tensor of {n_images} images, ms per image (cumulative)")
+    print("| function | ms/image | calls |")
+    print("|---|---:|---:|")
+    for ms, name, n in sorted(rows, reverse=True):
+        print(f"| {name} | {ms:.2f} | {n} |")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=int, default=32, help="images for part 1")
@@ -329,6 +363,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's default)")
     parser.add_argument("--skip-cnn", action="store_true")
     parser.add_argument("--quick", action="store_true", help="tiny smoke run")
+    parser.add_argument(
+        "--profile", type=int, default=0, metavar="CALLS", help="only profile CALLS tensor-path calls"
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.images, args.batches, args.batch_size, args.repeats = 4, 1, 4, 1
@@ -343,6 +380,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         f"scikit-image {skimage.__version__}, {platform.processor() or platform.machine()}, "
         f"cpu count {__import__('os').cpu_count()}, torch threads {torch.get_num_threads()}"
     )
+    if args.profile:
+        part_profile(args.images, args.profile)
+        return
     part_graphs(args.images, args.repeats)
     if not args.skip_cnn:
         part_cnn(args.batches, args.batch_size, args.repeats)

@@ -1,0 +1,108 @@
+"""Benchmark: the tensor path of several checkouts of pixgraph, side by side in one run.
+
+A ratio against the scikit-image baseline moves with the state of a shared machine (torch and
+scikit-image do not slow down alike), so a lower ratio than last week's does not tell whether the
+code got slower. This script answers that question: it times ``slic_batch`` and
+:meth:`bridge.convert.ImageToGraph.batch_tensor` (``slic_torch``, colour + centroid, region edges,
+32 uint8 photo crops of 224 px, 75 segments) for the code of every checkout given, in a fresh
+process per checkout (each imports its own ``bridge``), in interleaved rounds, with this
+environment's packages. Printed: images/s (best over the rounds) and the ratio to the first
+checkout, with the nodes per graph each one builds.
+
+Usage:
+    git worktree add /tmp/old <commit>
+    .venv/bin/python benchmarks/bench_checkouts.py /tmp/old .       # 3 rounds, about 1 minute
+    .venv/bin/python benchmarks/bench_checkouts.py /tmp/old . --rounds 1 --images 4   # smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+HERE = Path(__file__).resolve().parent
+
+# run in a child process with the checkout first on sys.path; prints one JSON line
+_CHILD = """
+import json, sys, time
+import numpy as np, torch
+sys.path.insert(0, sys.argv[1]); sys.path.insert(1, sys.argv[2])
+from bench_graph_building import sample_images
+from bridge import ImageToGraph
+from bridge.slic import slic_batch
+n, repeats = int(sys.argv[3]), int(sys.argv[4])
+imgs = torch.from_numpy(np.stack(sample_images(n, 224)))
+x = imgs.float() / 255
+conv = ImageToGraph(n_segments=75, features=("color_mean", "centroid"), edges="region", method="slic_torch")
+graphs = conv.batch_tensor(imgs)
+def best(f):
+    b = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter(); f(); b = min(b, time.perf_counter() - t)
+    return n / b
+out = {"slic": best(lambda: slic_batch(x, n_segments=75)), "tensor": best(lambda: conv.batch_tensor(imgs)),
+       "nodes": float(np.mean([g.num_nodes for g in graphs]))}
+print(json.dumps(out))
+"""
+
+
+def run_child(checkout: Path, images: int, repeats: int) -> dict[str, float]:
+    """Time one checkout in a fresh interpreter; returns images/s of both stages and nodes per graph."""
+    cmd = [sys.executable, "-c", _CHILD, str(checkout), str(HERE), str(images), str(repeats)]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"timing {checkout} failed:\n{done.stderr.strip()[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def describe(root: Path) -> str:
+    """``root`` and the commit checked out there (``git rev-parse --short HEAD``; ``?`` outside git)."""
+    done = subprocess.run(
+        ["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+    )
+    return f"{root} ({done.stdout.strip() or '?'})"
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("checkouts", nargs="+", type=Path, help="repository roots (worktrees); first = reference")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds over the checkouts (default 3)")
+    ap.add_argument("--images", type=int, default=32, help="images per batch (default 32)")
+    ap.add_argument("--repeats", type=int, default=5, help="timed calls per stage and round (default 5)")
+    args = ap.parse_args(argv)
+    roots = [c.resolve() for c in args.checkouts]
+    for root in roots:
+        if not (root / "bridge" / "slic.py").is_file():
+            raise SystemExit(f"{root} has no bridge/slic.py; give the root of a pixgraph checkout")
+    if min(args.rounds, args.images, args.repeats) < 1:
+        raise SystemExit("--rounds, --images and --repeats must be at least 1")
+    print(
+        f"python {platform.python_version()}, torch {torch.__version__}, "
+        f"torch threads {torch.get_num_threads()}; "
+        f"{args.images} images of 224 px, 75 segments, best of {args.rounds} rounds x {args.repeats} calls"
+    )
+    best: dict[Path, dict[str, float]] = {}
+    for _ in range(args.rounds):
+        for root in roots:
+            got = run_child(root, args.images, args.repeats)
+            old = best.setdefault(root, got)
+            best[root] = {k: max(old[k], got[k]) if k != "nodes" else got[k] for k in got}
+    ref = best[roots[0]]
+    print("| checkout | slic_batch images/s | vs first | batch_tensor images/s | vs first | nodes/graph |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for root in roots:
+        r = best[root]
+        print(
+            f"| {describe(root)} | {r['slic']:.0f} | {r['slic'] / ref['slic']:.2f}x | {r['tensor']:.0f} | "
+            f"{r['tensor'] / ref['tensor']:.2f}x | {r['nodes']:.1f} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
