@@ -28,27 +28,23 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 
-# run in a child process with the checkout first on sys.path; prints one JSON line
+# run in a child process with the checkout first on sys.path (bench_scaling.measure: the default
+# back-end, slic_torch in every checkout since ae20d29); prints one JSON line
 _CHILD = """
 import json, sys, time
 import numpy as np, torch
 sys.path.insert(0, sys.argv[1]); sys.path.insert(1, sys.argv[2])
 from bench_graph_building import sample_images
-from bridge import ImageToGraph
+from bench_scaling import measure
 from bridge.slic import slic_batch
 n, repeats = int(sys.argv[3]), int(sys.argv[4])
 imgs = torch.from_numpy(np.stack(sample_images(n, 224)))
 x = imgs.float() / 255
-conv = ImageToGraph(n_segments=75, features=("color_mean", "centroid"), edges="region", method="slic_torch")
-graphs = conv.batch_tensor(imgs)
-def best(f):
-    b = float("inf")
-    for _ in range(repeats):
-        t = time.perf_counter(); f(); b = min(b, time.perf_counter() - t)
-    return n / b
-out = {"slic": best(lambda: slic_batch(x, n_segments=75)), "tensor": best(lambda: conv.batch_tensor(imgs)),
-       "nodes": float(np.mean([g.num_nodes for g in graphs]))}
-print(json.dumps(out))
+slic = float("inf")
+for _ in range(repeats):
+    t = time.perf_counter(); slic_batch(x, n_segments=75); slic = min(slic, time.perf_counter() - t)
+tensor, nodes = measure(imgs, 75, repeats)
+print(json.dumps({"slic": n / slic, "tensor": n / tensor, "nodes": nodes}))
 """
 
 
@@ -87,12 +83,18 @@ def main(argv: list[str] | None = None) -> None:
         f"torch threads {torch.get_num_threads()}; "
         f"{args.images} images of 224 px, 75 segments, best of {args.rounds} rounds x {args.repeats} calls"
     )
-    best: dict[Path, dict[str, float]] = {}
+    runs: dict[Path, list[dict[str, float]]] = {root: [] for root in roots}
     for _ in range(args.rounds):
         for root in roots:
-            got = run_child(root, args.images, args.repeats)
-            old = best.setdefault(root, got)
-            best[root] = {k: max(old[k], got[k]) if k != "nodes" else got[k] for k in got}
+            runs[root].append(run_child(root, args.images, args.repeats))
+    best = {
+        root: {
+            "slic": max(r["slic"] for r in got),
+            "tensor": max(r["tensor"] for r in got),
+            "nodes": got[0]["nodes"],
+        }
+        for root, got in runs.items()
+    }
     ref = best[roots[0]]
     print("| checkout | slic_batch images/s | vs first | batch_tensor images/s | vs first | nodes/graph |")
     print("|---|---:|---:|---:|---:|---:|")

@@ -378,7 +378,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         f"python {platform.python_version()}, torch {torch.__version__}, "
         f"torch_geometric {torch_geometric.__version__}, "
         f"scikit-image {skimage.__version__}, {platform.processor() or platform.machine()}, "
-        f"cpu count {__import__('os').cpu_count()}, torch threads {torch.get_num_threads()}"
+        f"cpu count {os.cpu_count()}, torch threads {torch.get_num_threads()}"
     )
     if args.profile:
         part_profile(args.images, args.profile)
