@@ -142,7 +142,12 @@ def test_pool_small_node_gets_its_cell_and_batch_tensor_input():
     assert out[0][0].item() == pytest.approx((0 * 16 + 1 * 16 + 2 * 16 + 3 * 15) / 63)
 
 
-def test_pool_nested_grids_match_reference():
+@pytest.mark.parametrize("dense", [True, False])
+def test_pool_nested_grids_match_reference(dense, monkeypatch):
+    import bridge.features as bf
+
+    if not dense:  # the general path (gathers of (node, cell) pairs) instead of the batched products
+        monkeypatch.setattr(bf, "_DENSE_MAX", 0)
     gen = torch.Generator().manual_seed(2)
     labels = [
         torch.from_numpy(relabel(torch.randint(0, 5, (13, 11), generator=gen).numpy())) for _ in range(2)
@@ -162,6 +167,7 @@ def test_pool_without_merging_gives_the_same_result(monkeypatch):
     labels = torch.randint(0, 3, (5, 12, 12), generator=gen)
     labels[:, 0, :3] = torch.tensor([0, 1, 2])
     maps = [torch.randn(5, 3, 6, 6, generator=gen)]
+    monkeypatch.setattr(bf, "_DENSE_MAX", 0)  # the general path, which merges duplicate pairs
     full = pool_feature_maps(maps, labels)
     monkeypatch.setattr(bf, "_MERGE_MAX", 1)
     chunked = pool_feature_maps(maps, labels)

@@ -207,8 +207,13 @@ def brute_force_pool(fmap: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return torch.stack([up[:, labels == i].mean(1) for i in range(int(labels.max()) + 1)])
 
 
+@pytest.mark.parametrize("dense", [True, False])
 @pytest.mark.parametrize("device", DEVICES)
-def test_pool_feature_maps_on_tensors_equals_a_brute_force_mean(device):
+def test_pool_feature_maps_on_tensors_equals_a_brute_force_mean(device, dense, monkeypatch):
+    import bridge.features as bf
+
+    if not dense:  # the general path (gathers of (node, cell) pairs) instead of the batched products
+        monkeypatch.setattr(bf, "_DENSE_MAX", 0)
     maps_np = label_batch(7, b=3, h=24, w=20)
     labels = torch.from_numpy(np.stack(maps_np))
     gen = torch.Generator().manual_seed(7)
