@@ -13,6 +13,7 @@ Usage:
     git worktree add /tmp/old <commit>
     .venv/bin/python benchmarks/bench_checkouts.py /tmp/old .       # 3 rounds, about 1 minute
     .venv/bin/python benchmarks/bench_checkouts.py /tmp/old . --rounds 1 --images 4   # smoke run
+    .venv/bin/python benchmarks/bench_checkouts.py /tmp/old . --cnn   # also CNN node features (~3 minutes)
 """
 
 from __future__ import annotations
@@ -44,13 +45,36 @@ slic = float("inf")
 for _ in range(repeats):
     t = time.perf_counter(); slic_batch(x, n_segments=75); slic = min(slic, time.perf_counter() - t)
 tensor, nodes = measure(imgs, 75, repeats)
-print(json.dumps({"slic": n / slic, "tensor": n / tensor, "nodes": nodes}))
+out = {"slic": n / slic, "tensor": n / tensor, "nodes": nodes}
+if sys.argv[5] == "cnn":  # CNN node features: the backbone alone, the pooling alone, the whole path
+    from bridge.convert import ImageToGraph
+    from bridge.features import pool_feature_maps
+    from cnn.backbones import create_backbone
+    torch.manual_seed(0)
+    backbone = create_backbone("efficientnet_lite0", weights=None).eval()
+    conv = ImageToGraph(features=("color_mean", "centroid"), edges="region", backbone=backbone)
+    labels = slic_batch(x, n_segments=75)
+    prep = conv.cnn.preprocess(x)
+    with torch.inference_mode():
+        maps = conv.cnn._select(backbone.features(prep))
+    def best(fn):
+        fn()
+        seconds = float("inf")
+        for _ in range(repeats):
+            t = time.perf_counter(); fn(); seconds = min(seconds, time.perf_counter() - t)
+        return n / seconds
+    with torch.inference_mode():
+        out["bare"] = best(lambda: backbone.features(prep))
+        out["pool"] = best(lambda: pool_feature_maps(maps, labels))
+    out["cnn"] = best(lambda: conv.batch_tensor(imgs))
+print(json.dumps(out))
 """
 
 
-def run_child(checkout: Path, images: int, repeats: int) -> dict[str, float]:
-    """Time one checkout in a fresh interpreter; returns images/s of both stages and nodes per graph."""
+def run_child(checkout: Path, images: int, repeats: int, cnn: bool = False) -> dict[str, float]:
+    """Time one checkout in a fresh interpreter; returns images/s of every stage and nodes per graph."""
     cmd = [sys.executable, "-c", _CHILD, str(checkout), str(HERE), str(images), str(repeats)]
+    cmd.append("cnn" if cnn else "-")
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise SystemExit(f"timing {checkout} failed:\n{done.stderr.strip()[-2000:]}")
@@ -71,6 +95,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds over the checkouts (default 3)")
     ap.add_argument("--images", type=int, default=32, help="images per batch (default 32)")
     ap.add_argument("--repeats", type=int, default=5, help="timed calls per stage and round (default 5)")
+    ap.add_argument(
+        "--cnn",
+        action="store_true",
+        help="also time CNN node features (efficientnet_lite0, weights=None, last 3 stages): the bare "
+        "backbone, pool_feature_maps alone and batch_tensor with the backbone",
+    )
     args = ap.parse_args(argv)
     roots = [c.resolve() for c in args.checkouts]
     for root in roots:
@@ -86,13 +116,9 @@ def main(argv: list[str] | None = None) -> None:
     runs: dict[Path, list[dict[str, float]]] = {root: [] for root in roots}
     for _ in range(args.rounds):
         for root in roots:
-            runs[root].append(run_child(root, args.images, args.repeats))
+            runs[root].append(run_child(root, args.images, args.repeats, args.cnn))
     best = {
-        root: {
-            "slic": max(r["slic"] for r in got),
-            "tensor": max(r["tensor"] for r in got),
-            "nodes": got[0]["nodes"],
-        }
+        root: {key: (value if key == "nodes" else max(r[key] for r in got)) for key, value in got[0].items()}
         for root, got in runs.items()
     }
     ref = best[roots[0]]
@@ -104,6 +130,16 @@ def main(argv: list[str] | None = None) -> None:
             f"| {describe(root)} | {r['slic']:.0f} | {r['slic'] / ref['slic']:.2f}x | {r['tensor']:.0f} | "
             f"{r['tensor'] / ref['tensor']:.2f}x | {r['nodes']:.1f} |"
         )
+    if args.cnn:
+        print("\nCNN node features (images/s; the last column: the whole path over the bare backbone)")
+        print("| checkout | bare backbone | pool_feature_maps | vs first | batch_tensor + CNN | vs first | / bare |")
+        print("|---|---:|---:|---:|---:|---:|---:|")
+        for root in roots:
+            r = best[root]
+            print(
+                f"| {describe(root)} | {r['bare']:.1f} | {r['pool']:.0f} | {r['pool'] / ref['pool']:.2f}x | "
+                f"{r['cnn']:.1f} | {r['cnn'] / ref['cnn']:.2f}x | {r['cnn'] / r['bare']:.2f} |"
+            )
 
 
 if __name__ == "__main__":
