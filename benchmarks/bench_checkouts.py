@@ -132,7 +132,10 @@ def main(argv: list[str] | None = None) -> None:
         )
     if args.cnn:
         print("\nCNN node features (images/s; the last column: the whole path over the bare backbone)")
-        print("| checkout | bare backbone | pool_feature_maps | vs first | batch_tensor + CNN | vs first | / bare |")
+        print(
+            "| checkout | bare backbone | pool_feature_maps | vs first | batch_tensor + CNN | vs first "
+            "| / bare |"
+        )
         print("|---|---:|---:|---:|---:|---:|---:|")
         for root in roots:
             r = best[root]
