@@ -543,6 +543,38 @@ def _rgb(values: Any) -> tuple[float, float, float]:
     return cast(tuple[float, float, float], tuple(float(v) for v in values))
 
 
+class _TimmEmbed:
+    """A timm model's pooled pre-logit features (:meth:`Backbone.embed`). A callable object, not a
+    closure: ``copy.deepcopy`` of a :class:`Backbone` copies it with the model, so the copy embeds with
+    its own weights (a closure would keep running the original model)."""
+
+    def __init__(self, model: _TimmModel) -> None:
+        self.model = model
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.forward_head(self.model.forward_features(x), pre_logits=True).flatten(1)
+
+
+class _HeadInput:
+    """The input of a model's classifier at ``head_path`` (:meth:`Backbone.embed` of torchvision models),
+    caught by a forward pre-hook; the head is looked up per call (``reset_classifier`` replaces it).
+    Deep-copied with the model, as :class:`_TimmEmbed`."""
+
+    def __init__(self, model: nn.Module, head_path: str) -> None:
+        self.model = model
+        self.head_path = head_path
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        caught: dict[str, torch.Tensor] = {}
+        head = self.model.get_submodule(self.head_path)
+        h = head.register_forward_pre_hook(lambda _m, inp: caught.__setitem__("x", inp[0]))
+        try:
+            self.model(x)
+        finally:
+            h.remove()
+        return caught["x"].flatten(1)
+
+
 def _timm_backbone(name: str, entry: _Entry, weights: str | os.PathLike | None) -> Backbone:
     import timm
     from timm.models import group_modules
@@ -580,9 +612,7 @@ def _timm_backbone(name: str, entry: _Entry, weights: str | os.PathLike | None) 
     head = tm.get_classifier()
     num_features = head.in_features if isinstance(head, nn.Linear) else tm.num_features
 
-    def embed(x: torch.Tensor) -> torch.Tensor:
-        return tm.forward_head(tm.forward_features(x), pre_logits=True).flatten(1)
-
+    embed = _TimmEmbed(tm)
     backbone = Backbone(
         model,
         name=name,
@@ -666,17 +696,8 @@ def _torchvision_backbone(name: str, entry: _Entry, weights: str | os.PathLike |
     for path, shape in calls:
         last_at[shape[2:]] = (path, shape[1])  # type: ignore[index]
     stages = [v for k, v in last_at.items() if k[0] > 1 or k[1] > 1]
-    pre: dict[str, torch.Tensor] = {}
 
-    def embed(x: torch.Tensor) -> torch.Tensor:
-        current = model.get_submodule(head_path)  # looked up per call: reset_classifier replaces it
-        h = current.register_forward_pre_hook(lambda _m, inp: pre.__setitem__("x", inp[0]))
-        try:
-            model(x)
-        finally:
-            h.remove()
-        return pre.pop("x").flatten(1)
-
+    embed = _HeadInput(model, head_path)
     block_groups = []
     for child_path, child in model.named_children():
         subs = list(child.named_children()) if isinstance(child, (nn.Sequential, nn.ModuleList)) else []

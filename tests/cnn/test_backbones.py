@@ -283,6 +283,24 @@ def test_one_pass_gives_the_same_logits_embedding_and_maps_as_separate_calls(nam
     assert all(not mod._forward_hooks for mod in m.modules())
 
 
+@pytest.mark.parametrize("name", ["resnet18", "torchvision/resnet18"])
+def test_a_deep_copy_embeds_with_its_own_weights(name):
+    import copy
+
+    m = create_backbone(name, weights=None, num_classes=3).eval()
+    c = copy.deepcopy(m)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        before = m.embed(x)
+        for p in c.parameters():
+            p.zero_()
+        # the copy's embedding, logits and maps come from its zeroed weights; the original is untouched
+        assert float(c.embed(x).abs().sum()) == 0.0 and float(c(x).abs().sum()) == 0.0
+        assert float(c.embed_with_features(x)[0].abs().sum()) == 0.0
+        torch.testing.assert_close(m.embed(x), before)
+        assert float(before.abs().sum()) > 0
+
+
 def test_forward_with_features_lets_gradients_reach_the_maps():
     m = create_backbone("resnet18", weights=None, num_classes=2)
     logits, maps = m.forward_with_features(torch.randn(1, 3, 32, 32))
