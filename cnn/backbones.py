@@ -243,6 +243,7 @@ class Backbone(nn.Module):
         self._embed_fn = embed_fn
         self.num_features = int(num_features)
         self.feature_channels = list(feature_channels)
+        self._body_is_model = False  # True: features() runs the whole model, not its forward_features
 
     # -- contract ------------------------------------------------------------------------------
     @property
@@ -325,7 +326,7 @@ class Backbone(nn.Module):
         return result, [out[i] for i in range(len(self._stage_modules))]
 
     def _run_body(self, x: torch.Tensor) -> Any:
-        fwd = getattr(self.model, "forward_features", None)
+        fwd = None if self._body_is_model else getattr(self.model, "forward_features", None)
         return (fwd or self.model)(x)
 
     def reset_classifier(self, num_classes: int) -> None:
@@ -717,7 +718,7 @@ def _torchvision_backbone(name: str, entry: _Entry, weights: str | os.PathLike |
         num_features=int(head.in_features),
         feature_channels=[int(s[1]) for s in stages],
     )
-    backbone._run_body = lambda x: model(x)  # type: ignore[method-assign]
+    backbone._body_is_model = True  # the stages are found inside the whole model's forward
     if weights not in (None, "imagenet"):
         _load_state_dict(backbone, _read_state_dict(weights), repr(str(weights)))
     return backbone

@@ -284,7 +284,7 @@ def test_one_pass_gives_the_same_logits_embedding_and_maps_as_separate_calls(nam
 
 
 @pytest.mark.parametrize("name", ["resnet18", "torchvision/resnet18"])
-def test_a_deep_copy_embeds_with_its_own_weights(name):
+def test_a_deep_copy_runs_its_own_weights(name):
     import copy
 
     m = create_backbone(name, weights=None, num_classes=3).eval()
@@ -297,6 +297,7 @@ def test_a_deep_copy_embeds_with_its_own_weights(name):
         # the copy's embedding, logits and maps come from its zeroed weights; the original is untouched
         assert float(c.embed(x).abs().sum()) == 0.0 and float(c(x).abs().sum()) == 0.0
         assert float(c.embed_with_features(x)[0].abs().sum()) == 0.0
+        assert all(float(f.abs().sum()) == 0.0 for f in c.features(x))
         torch.testing.assert_close(m.embed(x), before)
         assert float(before.abs().sum()) > 0
 
