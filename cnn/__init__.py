@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     )
     from cnn.explain import CAM_METHODS, FeatureMaps, grad_cam
     from cnn.freezing import Strategy, choose_strategy, count_parameters, freeze, set_parameter_requires_grad
+    from cnn.fusion import fold_batchnorm
     from cnn.io import IMAGE_EXTENSIONS, INTERPOLATIONS, UnreadableImageError, read_image, resize, write_image
     from cnn.perturbation import Faithfulness, faithfulness, perturbation_curves
     from cnn.plots import (
@@ -77,6 +78,7 @@ _EXPORTS = {
     "split": "cnn.datasets",
     "FeatureMaps": "cnn.explain",
     "grad_cam": "cnn.explain",
+    "fold_batchnorm": "cnn.fusion",
     "Strategy": "cnn.freezing",
     "choose_strategy": "cnn.freezing",
     "count_parameters": "cnn.freezing",
@@ -138,6 +140,7 @@ __all__ = [
     "describe_dataset",
     "evaluate",
     "faithfulness",
+    "fold_batchnorm",
     "find_checkpoints",
     "fit",
     "format_description",

@@ -1,0 +1,103 @@
+import pytest
+import torch
+from torch import nn
+
+from cnn.backbones import create_backbone
+from cnn.fusion import fold_batchnorm
+
+
+def n_batchnorm(model: nn.Module) -> int:
+    return sum(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+
+
+@pytest.mark.parametrize("name", ["resnet18", "efficientnet_lite0", "torchvision/mobilenet_v3_small"])
+def test_folded_copy_gives_the_same_logits_maps_and_embedding(name):
+    m = create_backbone(name, weights=None, num_classes=3)
+    # BatchNorm statistics away from (0, 1), so that folding them is not a no-op
+    gen = torch.Generator().manual_seed(0)
+    for bn in (x for x in m.modules() if isinstance(x, nn.BatchNorm2d)):
+        bn.running_mean.copy_(torch.randn(bn.num_features, generator=gen) * 0.1)
+        bn.running_var.copy_(torch.rand(bn.num_features, generator=gen) + 0.5)
+    m.train()
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    fast = fold_batchnorm(m)
+    assert n_batchnorm(m) > 0 and n_batchnorm(fast) == 0
+    assert not fast.training and not any(p.requires_grad for p in fast.parameters())
+    # the original is untouched, training flag included
+    assert m.training and all(torch.equal(v, m.state_dict()[k]) for k, v in before.items())
+    m.eval()
+    x = torch.randn(2, 3, 64, 64, generator=gen)  # not the probe input
+    with torch.no_grad():
+        torch.testing.assert_close(fast(x), m(x), rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(fast.embed(x), m.embed(x), rtol=1e-4, atol=1e-4)
+        for a, b in zip(fast.features(x), m.features(x), strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
+class BatchNormAfterActivation(nn.Module):
+    """conv -> ReLU -> BN: the BN does not read the conv's output and cannot be folded into it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.act = nn.ReLU()
+        self.bn = nn.BatchNorm2d(4)
+        self.conv2 = nn.Conv2d(4, 4, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bn2(self.conv2(self.bn(self.act(self.conv(x)))))
+
+
+def test_only_batchnorms_reading_a_conv_output_are_folded():
+    m = BatchNormAfterActivation()
+    with torch.no_grad():
+        for bn in (m.bn, m.bn2):
+            bn.running_mean.uniform_(-1, 1)
+            bn.running_var.uniform_(0.5, 2)
+    x = torch.randn(2, 3, 8, 8)
+    fast = fold_batchnorm(m, x)
+    assert isinstance(fast.bn, nn.BatchNorm2d) and isinstance(fast.bn2, nn.Identity)
+    assert fast.conv2.bias is not None  # the folded shift became the conv's bias
+    with torch.no_grad():
+        torch.testing.assert_close(fast(x), m.eval()(x))
+
+
+class ChangedInPlace(nn.Module):
+    """The conv's output is scaled in place before its BN reads it: folding would change the result."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.bn = nn.BatchNorm2d(4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)
+        y.mul_(2.0)
+        return self.bn(y)
+
+
+def test_a_fold_that_changes_the_output_raises():
+    m = ChangedInPlace()
+    with torch.no_grad():
+        m.bn.running_mean.fill_(0.5)
+    with pytest.raises(RuntimeError, match="changed its output"):
+        fold_batchnorm(m, torch.randn(2, 3, 8, 8))
+
+
+def test_bad_arguments_name_what_to_pass():
+    with pytest.raises(ValueError, match="example="):
+        fold_batchnorm(nn.Sequential(nn.Conv2d(3, 3, 1), nn.BatchNorm2d(3)))
+    with pytest.raises(ValueError, match="rtol"):
+        fold_batchnorm(nn.Conv2d(3, 3, 1), torch.randn(1, 3, 4, 4), rtol=-1)
+    with pytest.raises(TypeError, match="nn.Module"):
+        fold_batchnorm("resnet18")  # type: ignore[arg-type]
+
+
+def test_docstring_example_runs():
+    import doctest
+
+    import cnn.fusion
+
+    result = doctest.testmod(cnn.fusion, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0 and result.failed == 0
