@@ -25,7 +25,9 @@ from __future__ import annotations
 
 import argparse
 import platform
+import sys
 import time
+from pathlib import Path
 
 import lightning as L
 import torch
@@ -33,6 +35,9 @@ import torch.nn.functional as F
 import torch_geometric
 from torch_geometric.data import Batch, Data
 from torch_geometric.utils import coalesce
+
+if __name__ == "__main__":  # run as a script: this checkout's packages first, not an installed copy
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gnn import GraphClassifier, fit
 

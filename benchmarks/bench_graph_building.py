@@ -19,7 +19,10 @@ Part 2 (CNN node features, efficientnet_lite0, batches of 32 at 224x224, same to
   the default last 3 stages and with all 5;
 - the whole image -> graph: ``ImageToGraph.batch`` (NumPy images) with grid patches, scikit-image's
   SLIC and ``slic_torch``, and ``ImageToGraph.batch_tensor`` of a uint8 tensor batch (the tensor path);
-  the segmentation part alone for reference.
+  the segmentation part alone for reference;
+- the bare backbone and the tensor path again with ``cnn.fold_batchnorm(backbone)`` (BatchNorm folded
+  into the convolutions), each against the unfolded bare backbone and the tensor path also against the
+  folded one.
 
 Every pipeline runs on the same images in one process. Each work unit (an image in part 1, a batch
 in part 2) runs ``--repeats`` times, interleaved across the pipelines; the best time of each unit
@@ -36,12 +39,16 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
+
+if __name__ == "__main__":  # run as a script: this checkout's packages first, not an installed copy
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def sample_images(n: int, size: int, *, seed: int = 0) -> list[np.ndarray]:
@@ -233,28 +240,33 @@ def part_cnn(n_batches: int, batch_size: int, repeats: int) -> None:
 
     try:
         from cnn.backbones import create_backbone
+        from cnn.fusion import fold_batchnorm
     except ImportError as err:  # pragma: no cover - cnn is part of this repository
         print(f"\nPart 2 skipped: cnn.backbones not importable ({err})")
         return
     backbone = create_backbone("efficientnet_lite0", weights=None).eval()
+    folded = fold_batchnorm(backbone)  # the same network with its BatchNorm layers folded into the convs
     common = {"features": ("color_mean", "centroid"), "edges": "region", "backbone": backbone}
     slic_t = ImageToGraph(n_segments=75, batch_size=batch_size, **common)  # default: slic_torch, last 3
     slic_all = ImageToGraph(n_segments=75, batch_size=batch_size, stages=None, **common)
     grid = ImageToGraph(n_segments=196, method="grid", batch_size=batch_size, **common)
     slic = ImageToGraph(n_segments=75, method="slic", batch_size=batch_size, **common)
+    slic_f = ImageToGraph(n_segments=75, batch_size=batch_size, **{**common, "backbone": folded})
     images = sample_images(n_batches * batch_size, 224, seed=2)
     batches = [images[i : i + batch_size] for i in range(0, len(images), batch_size)]
     tensors = [torch.from_numpy(np.stack(b)) for b in batches]  # (B, 224, 224, 3) uint8
     inputs = [slic_t.cnn.preprocess(b) for b in batches]
     parts = [prepare_many(slic_t.params(), b) for b in batches]
 
-    def bare(x: torch.Tensor) -> None:
+    def bare(x: torch.Tensor, net: torch.nn.Module = backbone) -> None:
         with torch.inference_mode():
-            backbone.features(x)
+            net.features(x)
 
     pairs = list(zip(batches, parts))
     fns: dict[str, list[Callable[[], object]]] = {
         "bare": [lambda x=x: bare(x) for x in inputs],
+        "bare_f": [lambda x=x: bare(x, folded) for x in inputs],
+        "tensor_f": [lambda t=t: slic_f.batch_tensor(t) for t in tensors],
         "cnn3": [lambda b=b, p=p: slic_t.assemble(b, p) for b, p in pairs],
         "cnn5": [lambda b=b, p=p: slic_all.assemble(b, p) for b, p in pairs],
         "grid": [lambda b=b: grid.batch(b) for b in batches],
@@ -313,6 +325,16 @@ def part_cnn(n_batches: int, batch_size: int, repeats: int) -> None:
             ref,
             "batched prepare",
         )
+    )
+    note = "cnn.fold_batchnorm"
+    print(
+        row("bare backbone.features(x), BatchNorm folded into the convolutions", n, best["bare_f"], ref, note)
+    )
+    print(row("image -> graph as batch_tensor above, BatchNorm folded", n, best["tensor_f"], ref, note))
+    print(
+        f"folded backbone: {best['bare'] / best['bare_f']:.2f}x the backbone's images/s; image -> graph "
+        f"(batch_tensor) with it {best['bare_f'] / best['tensor_f']:.2f} of the folded backbone's images/s, "
+        f"{best['bare'] / best['tensor_f']:.2f} of the unfolded one's"
     )
     print(
         f"ours / bare images/s: CNN node features {best['bare'] / best['cnn3']:.2f} "

@@ -39,6 +39,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+if __name__ == "__main__":  # run as a script: this checkout's packages first, not an installed copy
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 #: Published test accuracy (%) of GCN, 100k parameters, 4 layers: mean and std over 4 seeds.
 PUBLISHED = {"gnnbench-mnist": (90.705, 0.218), "gnnbench-cifar10": (55.710, 0.381)}
 SEEDS = (41, 95, 12, 35)

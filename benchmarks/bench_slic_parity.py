@@ -28,6 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
+if __name__ == "__main__":  # run as a script: this checkout's packages first, not an installed copy
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_graph_building import colour_rms, sample_images  # noqa: E402

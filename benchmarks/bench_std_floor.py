@@ -15,11 +15,16 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+if __name__ == "__main__":  # run as a script: this checkout's packages first, not an installed copy
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def embeddings() -> tuple[torch.Tensor, torch.Tensor]:
