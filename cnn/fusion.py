@@ -16,13 +16,15 @@ returning a wrong model. The original model is never changed.
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_weights
 
 __all__ = ["fold_batchnorm"]
+
+M = TypeVar("M", bound=nn.Module)
 
 
 def _tensors(out: Any) -> list[torch.Tensor]:
@@ -61,7 +63,7 @@ def _probe_input(model: nn.Module) -> torch.Tensor:
     return torch.randn(2, 3, int(size), int(size), generator=gen).to(device)
 
 
-def fold_batchnorm(model: nn.Module, example: torch.Tensor | None = None, *, rtol: float = 1e-3) -> nn.Module:
+def fold_batchnorm(model: M, example: torch.Tensor | None = None, *, rtol: float = 1e-3) -> M:
     """A frozen eval-mode copy of ``model`` in which every ``BatchNorm2d`` applied directly to a
     ``Conv2d``'s output is folded into that convolution (for inference only: the copy cannot be trained).
 

@@ -449,6 +449,16 @@ def test_graphs_builds_then_reuses(tmp_path, capsys):
     assert "30 graphs (reused" in capsys.readouterr().out
 
 
+def test_graphs_with_a_backbone_fold_its_batchnorm(tmp_path, capsys):
+    argv = ["graphs", "--data", "digits", "--max-per-class", "1", "--n-segments", "4"]
+    argv += ["--cache", str(tmp_path), "--workers", "0", "--no-progress", "--backbone", "efficientnet_lite0"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "10 graphs (built" in printed
+    assert "node features: 480" in printed  # colour mean 3, std 3, centroid 2 + stages 40 + 112 + 320
+    assert "backbone: efficientnet_lite0, 49 BatchNorm layers folded" in printed
+
+
 def test_folder_of_photos_end_to_end(tmp_path, capsys):
     """A new user's layout: natural photos of two classes in sub-folders, compared with --quick."""
     from skimage import data
