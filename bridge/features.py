@@ -479,9 +479,10 @@ def pool_feature_maps(
     divides a finer one is counted from the finer stage's counts). For equally sized label maps whose
     ``(B, max N_b, h * w)`` count table is small (up to ``_DENSE_MAX`` entries; 32 images at 224 px
     with 75 superpixels use a quarter of it) the table is dense and every stage is one batched matrix
-    product (``torch.bmm``); otherwise the non-zero ``(node, cell)`` pairs are kept (one ``bincount`` or
-    ``unique``) and the weighted sum is one gather + ``index_add_`` per stage. The per-stage results are
-    concatenated along channels.
+    product (``torch.bmm``; only at ``torch.get_float32_matmul_precision() == "highest"``, the default:
+    TF32 or bfloat16 products would round the counts and features); otherwise the non-zero
+    ``(node, cell)`` pairs are kept (one ``bincount`` or ``unique``) and the weighted sum is one gather
+    + ``index_add_`` per stage. The per-stage results are concatenated along channels.
 
     Args:
         maps: stage maps, each ``(B, C_i, h_i, w_i)`` (any resolutions, same ``B``).
@@ -579,7 +580,8 @@ def _pool(
     pooled_stages: list[torch.Tensor | None] = [None] * len(maps)
     n_max = int(n_t.max())
     finest = max(int(m.shape[2] * m.shape[3]) for m in maps)
-    if len(group_runs) == 1 and batch * n_max * finest <= _DENSE_MAX:
+    exact = torch.get_float32_matmul_precision() == "highest"  # not TF32 / bfloat16 products
+    if exact and len(group_runs) == 1 and batch * n_max * finest <= _DENSE_MAX:
         # one label size and a small enough (image, node, cell) table: dense overlap matrices and one
         # batched matrix product per stage, several times faster than the gathers of the general path
         _, r, image, _ = group_runs[0]

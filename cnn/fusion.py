@@ -7,10 +7,12 @@ cost about a third of ``efficientnet_lite0``'s forward pass (``benchmarks/bench_
 times the folded backbone beside the original).
 
 :func:`fold_batchnorm` finds the pairs from the data flow, not from module names: one probe pass with
-forward hooks records which convolution produced the very tensor each BatchNorm receives. A BatchNorm
-that reads anything else (a sum, an activation, a tensor used twice) is left as it is. The copy is then
-checked against the original on the probe input; a difference beyond float rounding raises instead of
-returning a wrong model. The original model is never changed.
+forward hooks records which convolution produced the very tensor each BatchNorm receives, unchanged
+(its version counter tells an in-place change apart). A BatchNorm that reads anything else (a sum, an
+activation, a tensor changed in place) is left as it is. The copy is then compared with the original on
+the probe input, output tensor by output tensor; a difference beyond float rounding there raises (a
+convolution's output that other operations also read, for example) instead of returning the copy.
+The original model, its parameters and every module's train/eval flag, is not changed.
 """
 
 from __future__ import annotations
@@ -59,8 +61,9 @@ def _probe_input(model: nn.Module) -> torch.Tensor:
         )
     param = next(model.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
+    dtype = param.dtype if param is not None else torch.float32
     gen = torch.Generator().manual_seed(0)
-    return torch.randn(2, 3, int(size), int(size), generator=gen).to(device)
+    return torch.randn(2, 3, int(size), int(size), generator=gen).to(device, dtype)
 
 
 def fold_batchnorm(model: M, example: torch.Tensor | None = None, *, rtol: float = 1e-3) -> M:
@@ -72,17 +75,18 @@ def fold_batchnorm(model: M, example: torch.Tensor | None = None, *, rtol: float
             ``embed``, ``cfg``, ...). It is not changed.
         example: a batch the model accepts, used for the probe pass that finds the pairs and for the
             check of the copy; ``None`` = ``torch.randn(2, 3, S, S)`` with ``S = model.cfg.input_size``.
-        rtol: the largest difference allowed between the outputs of the copy and of the original on
-            ``example``, relative to the largest output value.
+        rtol: the largest difference allowed between each output tensor of the copy and of the
+            original on ``example``, relative to that tensor's largest value.
 
     Returns:
         The copy: eval mode, ``requires_grad=False`` everywhere, its folded BatchNorms replaced by
         ``nn.Identity`` (or, for timm's ``BatchNormAct2d``, by its activation).
 
     Raises:
-        ValueError: no ``example`` and no ``model.cfg.input_size``, or a negative ``rtol``.
-        RuntimeError: the folded copy's output differs from the original's by more than ``rtol`` (a
-            convolution's output changed in place before its BatchNorm, for example).
+        ValueError: no ``example`` and no ``model.cfg.input_size``, a negative ``rtol``, or parameters
+            that are not float32 / float64 (fold first, then convert: ``fold_batchnorm(m).half()``).
+        RuntimeError: an output of the folded copy differs from the original's by more than ``rtol``
+            (or is not finite), or the model's output holds no tensor to compare.
 
     Shapes:
         - example: what ``model`` takes, e.g. ``(B, 3, S, S)``
@@ -99,22 +103,31 @@ def fold_batchnorm(model: M, example: torch.Tensor | None = None, *, rtol: float
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if isinstance(rtol, bool) or not isinstance(rtol, (int, float)) or rtol < 0:
         raise ValueError(f"rtol must be a number >= 0, got {rtol!r}")
+    odd = sorted({str(p.dtype) for p in model.parameters() if p.dtype not in (torch.float32, torch.float64)})
+    if odd:
+        raise ValueError(
+            f"fold_batchnorm needs float32 or float64 parameters, got {', '.join(odd)}; fold first, then "
+            "convert the copy (fold_batchnorm(model).half())"
+        )
     x = _probe_input(model) if example is None else example
     folded = copy.deepcopy(model).eval()
     paths = {m: p for p, m in folded.named_modules()}
-    produced: dict[int, tuple[nn.Module, torch.Tensor]] = {}  # id of a conv's output -> (conv, output)
+    # id of a conv's output -> (conv, the output, its version counter when the conv returned it)
+    produced: dict[int, tuple[nn.Module, torch.Tensor, int]] = {}
     reads: list[tuple[nn.Module, nn.Module | None]] = []
     calls: dict[nn.Module, int] = {}
 
     def after_conv(mod: nn.Module, _inp: Any, out: Any) -> None:
         calls[mod] = calls.get(mod, 0) + 1
         if isinstance(out, torch.Tensor):
-            produced[id(out)] = (mod, out)  # the output is kept, so its id is not reused
+            produced[id(out)] = (mod, out, out._version)  # the output is kept: its id is not reused
 
     def before_bn(mod: nn.Module, inp: Any) -> None:
         calls[mod] = calls.get(mod, 0) + 1
-        source = produced.get(id(inp[0])) if inp and isinstance(inp[0], torch.Tensor) else None
-        reads.append((mod, source[0] if source is not None and source[1] is inp[0] else None))  # type: ignore[arg-type]
+        t = inp[0] if inp and isinstance(inp[0], torch.Tensor) else None
+        source = produced.get(id(t)) if t is not None else None
+        unchanged = source is not None and source[1] is t and source[2] == t._version  # type: ignore[union-attr]
+        reads.append((mod, source[0] if unchanged else None))  # type: ignore[index]
 
     handles = []
     for m in folded.modules():
@@ -122,9 +135,9 @@ def fold_batchnorm(model: M, example: torch.Tensor | None = None, *, rtol: float
             handles.append(m.register_forward_hook(after_conv))
         elif isinstance(m, nn.BatchNorm2d):
             handles.append(m.register_forward_pre_hook(before_bn))
-    try:
-        with torch.no_grad():
-            folded(x)
+    try:  # outside inference mode: its tensors have no version counter
+        with torch.inference_mode(False), torch.no_grad():
+            folded(x.clone())
     finally:
         for h in handles:
             h.remove()
@@ -153,19 +166,28 @@ def fold_batchnorm(model: M, example: torch.Tensor | None = None, *, rtol: float
         parent_path, _, name = paths[bn].rpartition(".")
         folded.get_submodule(parent_path).register_module(name, replacement)
     folded.requires_grad_(False)
-    was_training = model.training
+    flags = {m: m.training for m in model.modules()}  # restored module by module afterwards
     model.eval()
     try:
         with torch.no_grad():
             want, got = _tensors(model(x)), _tensors(folded(x))
     finally:
-        model.train(was_training)
-    scale = max((float(t.abs().max()) for t in want if t.numel()), default=0.0)
-    worst = max((float((a - b).abs().max()) for a, b in zip(want, got) if a.numel()), default=0.0)
-    if len(want) != len(got) or worst > rtol * max(scale, 1e-12):
+        for m, flag in flags.items():
+            m.training = flag
+    if not want or len(want) != len(got):
         raise RuntimeError(
-            f"folding the BatchNorm layers of {type(model).__name__} changed its output by {worst:.3g} "
-            f"(largest output {scale:.3g}, rtol {rtol}); a convolution's output is changed before its "
-            "BatchNorm reads it. Use the model as it is"
+            f"cannot check the folded copy of {type(model).__name__}: its output holds "
+            f"{len(want)} tensors (the copy's {len(got)}); fold a module that returns tensors"
         )
+    for i, (a, b) in enumerate(zip(want, got)):
+        if not a.numel():
+            continue
+        scale = float(a.abs().max())
+        worst = float((a - b).abs().max())
+        if not worst <= rtol * max(scale, 1e-12):  # also when NaN
+            raise RuntimeError(
+                f"folding the BatchNorm layers of {type(model).__name__} changed output tensor {i} by "
+                f"{worst:.3g} (its largest value {scale:.3g}, rtol {rtol}): a convolution's output is "
+                "also read by something else than its BatchNorm. Use the model as it is"
+            )
     return folded

@@ -459,6 +459,21 @@ def test_graphs_with_a_backbone_fold_its_batchnorm(tmp_path, capsys):
     assert "backbone: efficientnet_lite0, 49 BatchNorm layers folded" in printed
 
 
+def test_graphs_keep_a_backbone_whose_fold_fails(tmp_path, capsys, monkeypatch):
+    import cnn.fusion
+
+    def refuse(model, example=None, **kw):
+        raise RuntimeError("folding the BatchNorm layers of Backbone changed output tensor 0 by 1")
+
+    monkeypatch.setattr(cnn.fusion, "fold_batchnorm", refuse)
+    argv = ["graphs", "--data", "digits", "--max-per-class", "1", "--n-segments", "4"]
+    argv += ["--cache", str(tmp_path), "--workers", "0", "--no-progress", "--backbone", "efficientnet_lite0"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "10 graphs (built" in printed
+    assert "backbone: efficientnet_lite0, BatchNorm not folded (folding" in printed
+
+
 def test_folder_of_photos_end_to_end(tmp_path, capsys):
     """A new user's layout: natural photos of two classes in sub-folders, compared with --quick."""
     from skimage import data

@@ -160,6 +160,22 @@ def test_pool_nested_grids_match_reference(dense, monkeypatch):
         torch.testing.assert_close(out[b], ref, atol=1e-5, rtol=1e-5)
 
 
+def test_pool_keeps_exact_products_under_a_lower_matmul_precision():
+    gen = torch.Generator().manual_seed(3)
+    labels = torch.randint(0, 6, (3, 16, 16), generator=gen)
+    labels[:, 0, :6] = torch.arange(6)
+    maps = [torch.randn(3, 5, 8, 8, generator=gen) * 100, torch.randn(3, 4, 4, 4, generator=gen) * 100]
+    ref = pool_feature_maps(maps, labels)
+    old = torch.get_float32_matmul_precision()
+    try:
+        torch.set_float32_matmul_precision("medium")  # bfloat16 products where the CPU has them
+        low = pool_feature_maps(maps, labels)
+    finally:
+        torch.set_float32_matmul_precision(old)
+    for a, b in zip(ref, low):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-4)
+
+
 def test_pool_without_merging_gives_the_same_result(monkeypatch):
     import bridge.features as bf
 

@@ -64,7 +64,7 @@ def test_only_batchnorms_reading_a_conv_output_are_folded():
 
 
 class ChangedInPlace(nn.Module):
-    """The conv's output is scaled in place before its BN reads it: folding would change the result."""
+    """The conv's output is scaled in place before its BN reads it: that BN cannot be folded."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -73,16 +73,50 @@ class ChangedInPlace(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.conv(x)
-        y.mul_(2.0)
+        y.clamp_(max=0.1)
         return self.bn(y)
 
 
-def test_a_fold_that_changes_the_output_raises():
+class AlsoReadElsewhere(nn.Module):
+    """The conv's output feeds its BN and a sum: folding would change the sum."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.bn = nn.BatchNorm2d(4)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        y = self.conv(x)
+        return torch.full((1,), 1e5), self.bn(y) + y  # a large first output must not hide the second
+
+
+def test_a_conv_output_changed_in_place_keeps_its_batchnorm():
     m = ChangedInPlace()
     with torch.no_grad():
         m.bn.running_mean.fill_(0.5)
-    with pytest.raises(RuntimeError, match="changed its output"):
+    x = torch.randn(2, 3, 8, 8)
+    fast = fold_batchnorm(m, x)
+    assert isinstance(fast.bn, nn.BatchNorm2d)
+    with torch.no_grad():
+        torch.testing.assert_close(fast(x * 100), m.eval()(x * 100))
+
+
+def test_a_fold_that_changes_an_output_raises():
+    m = AlsoReadElsewhere()
+    with torch.no_grad():
+        m.bn.running_mean.fill_(0.5)
+        m.bn.running_var.fill_(2.0)
+    with pytest.raises(RuntimeError, match="changed output tensor 1"):
         fold_batchnorm(m, torch.randn(2, 3, 8, 8))
+
+
+def test_every_module_keeps_its_train_or_eval_flag():
+    m = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU())
+    m.train()
+    m[1].eval()  # a frozen BatchNorm inside a model being fine-tuned
+    fast = fold_batchnorm(m, torch.randn(2, 3, 8, 8))
+    assert m.training and m[0].training and not m[1].training and m[2].training
+    assert isinstance(fast[1], nn.Identity) and not fast.training
 
 
 def test_bad_arguments_name_what_to_pass():
@@ -92,6 +126,16 @@ def test_bad_arguments_name_what_to_pass():
         fold_batchnorm(nn.Conv2d(3, 3, 1), torch.randn(1, 3, 4, 4), rtol=-1)
     with pytest.raises(TypeError, match="nn.Module"):
         fold_batchnorm("resnet18")  # type: ignore[arg-type]
+    half = nn.Sequential(nn.Conv2d(3, 3, 1), nn.BatchNorm2d(3)).half()
+    with pytest.raises(ValueError, match=r"float16.*fold_batchnorm\(model\)\.half\(\)"):
+        fold_batchnorm(half, torch.randn(1, 3, 4, 4).half())
+
+    class NoTensor(nn.Module):
+        def forward(self, x: torch.Tensor) -> str:
+            return "no tensor"
+
+    with pytest.raises(RuntimeError, match="holds 0 tensors"):
+        fold_batchnorm(NoTensor(), torch.randn(1, 3, 4, 4))
 
 
 def test_docstring_example_runs():
