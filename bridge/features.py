@@ -360,7 +360,8 @@ def centroids(labels: Any) -> torch.Tensor:
 # (or not many more than run pieces); otherwise with torch.unique (a sort). Overlaps derived for a coarser
 # stage are merged with a bincount up to this many counters, else kept with their duplicates (still exact).
 _MERGE_MAX = 1 << 22
-#: Largest (images x most nodes x finest cells) table for the dense path of :func:`_pool` (32 MB of float32).
+#: Largest (images x most nodes x cells of all stages) tables for the dense path of :func:`_pool`
+#: (32 MB of float32 in all).
 _DENSE_MAX = 1 << 23
 
 
@@ -477,10 +478,11 @@ def pool_feature_maps(
     maps (:func:`bridge.edges.label_runs`), not from the pixels: every run is cut at the cell borders it
     crosses and the pieces' lengths are summed per ``(image, node, cell)`` (a coarser stage whose grid
     divides a finer one is counted from the finer stage's counts). For equally sized label maps whose
-    ``(B, max N_b, h * w)`` count table is small (up to ``_DENSE_MAX`` entries; 32 images at 224 px
-    with 75 superpixels use a quarter of it) the table is dense and every stage is one batched matrix
-    product (``torch.bmm``; only at ``torch.get_float32_matmul_precision() == "highest"``, the default:
-    TF32 or bfloat16 products would round the counts and features); otherwise the non-zero
+    ``(B, max N_b, h * w)`` count tables are small (up to ``_DENSE_MAX`` entries over all stages; 32
+    images at 224 px with 75 superpixels and the default 3 stages use under a third of it) the tables
+    are dense and every stage is one batched matrix product (``torch.bmm``; only at
+    ``torch.get_float32_matmul_precision() == "highest"``, the default: TF32 or bfloat16 products
+    would round the counts and features); otherwise the non-zero
     ``(node, cell)`` pairs are kept (one ``bincount`` or ``unique``) and the weighted sum is one gather
     + ``index_add_`` per stage. The per-stage results are concatenated along channels.
 
@@ -579,9 +581,9 @@ def _pool(
     order = sorted(range(len(maps)), key=lambda i: -int(maps[i].shape[2] * maps[i].shape[3]))
     pooled_stages: list[torch.Tensor | None] = [None] * len(maps)
     n_max = int(n_t.max())
-    finest = max(int(m.shape[2] * m.shape[3]) for m in maps)
+    cells = sum(int(m.shape[2] * m.shape[3]) for m in maps)  # every stage's table may be kept
     exact = torch.get_float32_matmul_precision() == "highest"  # not TF32 / bfloat16 products
-    if exact and len(group_runs) == 1 and batch * n_max * finest <= _DENSE_MAX:
+    if exact and len(group_runs) == 1 and batch * n_max * cells <= _DENSE_MAX:
         # one label size and a small enough (image, node, cell) table: dense overlap matrices and one
         # batched matrix product per stage, several times faster than the gathers of the general path
         _, r, image, _ = group_runs[0]
