@@ -49,3 +49,11 @@ def test_convert_dataset_example(tmp_path, capsys):
     assert result["graphs"] == 100 and result["reused"] == 1.0
     out = capsys.readouterr().out
     assert "run 1: 100 graphs built" in out and "run 2: 100 graphs loaded from cache" in out
+
+
+def test_convert_dataset_example_with_cnn_features(tmp_path, capsys):
+    argv = ["--quick", "--cnn", "--cache", str(tmp_path), "--workers", "0"]
+    result = _load("bridge_convert_dataset").main(argv)
+    assert result["graphs"] == 100 and result["reused"] == 1.0
+    # colour 3 + centroid 2 + the last 3 stages of the (folded) efficientnet_lite0: 40 + 112 + 320
+    assert "node features: 477" in capsys.readouterr().out
