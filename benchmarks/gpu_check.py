@@ -53,6 +53,8 @@ STAGES = (
     "graph building",
     "backbone forward",
     "CNN node features",
+    "backbone forward, BatchNorm folded",
+    "CNN node features, BatchNorm folded",
     "GNN forward",
 )
 
@@ -133,6 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from bridge.convert import ImageToGraph
     from bridge.segmentation import superpixels_batch
     from cnn.backbones import create_backbone
+    from cnn.fusion import fold_batchnorm
     from gnn.models import GraphClassifier
 
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
@@ -151,14 +154,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     common = {"n_segments": args.segments, "features": ("color_mean", "centroid"), "edges": "region"}
     conv = ImageToGraph(**common)
     conv_cnn = ImageToGraph(**common, backbone=backbone, batch_size=args.batch_size)
+    folded = fold_batchnorm(backbone)  # on the device: the probe batch follows the parameters
+    conv_folded = ImageToGraph(**common, backbone=folded, batch_size=args.batch_size)
     inputs = [conv_cnn.cnn.preprocess(b.float().div(255.0)) for b in batches]
     graphs = [Batch.from_data_list(conv_cnn.batch_tensor(b)) for b in batches]
     gnn = GraphClassifier(graphs[0].num_features, 10, conv="gcn").to(device).eval()
 
-    def bare() -> None:
+    def bare(net: torch.nn.Module = backbone) -> None:
         with torch.inference_mode():
             for x in inputs:
-                backbone.features(x)
+                net.features(x)
 
     def classify() -> None:
         with torch.inference_mode():
@@ -170,6 +175,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "graph building": lambda: [conv.batch_tensor(b) for b in batches],
         "backbone forward": bare,
         "CNN node features": lambda: [conv_cnn.batch_tensor(b) for b in batches],
+        "backbone forward, BatchNorm folded": lambda: bare(folded),
+        "CNN node features, BatchNorm folded": lambda: [conv_folded.batch_tensor(b) for b in batches],
         "GNN forward": classify,
     }
     notes = {
@@ -177,6 +184,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "graph building": "ImageToGraph.batch_tensor, colour + centroid, region edges",
         "backbone forward": "efficientnet_lite0 features(x), preprocessed",
         "CNN node features": "image -> graph, last 3 stages pooled",
+        "backbone forward, BatchNorm folded": "cnn.fold_batchnorm(backbone).features(x)",
+        "CNN node features, BatchNorm folded": "image -> graph on the folded backbone",
         "GNN forward": f"GCN on {graphs[0].num_features} node features",
     }
     print("| stage | images/s | ms/image | peak memory (MiB) | what |")

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Device check of issue 12: images/s per stage of the bridge (segmentation, graph building, CNN node
-# features, GNN forward), `pixgraph compare --quick` end to end, and peak GPU memory, on one GPU.
+# features, also with the backbone's BatchNorm folded, GNN forward), `pixgraph compare --quick` end to
+# end, and peak GPU memory, on one GPU.
 # Finishes in under 5 minutes on one GPU (each part has its own limit below).
 #
 # Usage (from anywhere):   benchmarks/gpu_check.sh [--device cuda:1] [other gpu_check.py options]
