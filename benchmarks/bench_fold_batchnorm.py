@@ -21,7 +21,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from torch import nn
 
 if __name__ == "__main__":  # run as a script: this checkout's packages first, not an installed copy
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -38,14 +37,10 @@ BACKBONES = (
 )
 
 
-def n_batchnorm(model: nn.Module) -> int:
-    return sum(isinstance(m, nn.BatchNorm2d) for m in model.modules())
-
-
 def measure(name: str, batch: int, batches: int, repeats: int) -> dict[str, float]:
     """Images/s of the backbone and of its folded copy, the BatchNorm counts and the largest difference."""
     from cnn.backbones import create_backbone
-    from cnn.fusion import fold_batchnorm
+    from cnn.fusion import count_batchnorm, fold_batchnorm
 
     torch.manual_seed(0)
     model = create_backbone(name, weights=None).eval()
@@ -66,8 +61,8 @@ def measure(name: str, batch: int, batches: int, repeats: int) -> dict[str, floa
                     best[key][i] = min(best[key][i], time.perf_counter() - start)
     n = batch * batches
     return {
-        "bn": n_batchnorm(model),
-        "bn_left": n_batchnorm(fast),
+        "bn": count_batchnorm(model),
+        "bn_left": count_batchnorm(fast),
         "diff": worst,
         "plain": n / sum(best["plain"]),
         "folded": n / sum(best["folded"]),

@@ -43,7 +43,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 if __name__ == "__main__":  # run as a script: this checkout's packages first, not an installed copy
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    sys.path.insert(0, str(ROOT))
 
 from bench_graph_building import sample_images  # noqa: E402
 

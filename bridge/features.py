@@ -586,8 +586,7 @@ def _pool(
     if exact and len(group_runs) == 1 and batch * n_max * cells <= _DENSE_MAX:
         # one label size and a small enough (image, node, cell) table: dense overlap matrices and one
         # batched matrix product per stage, several times faster than the gathers of the general path
-        _, r, image, _ = group_runs[0]
-        lab = group_runs[0][0]
+        lab, r, image, _ = group_runs[0]
         slot = image * n_max + r.label  # of every run in the (B * n_max) padded node table
         local = torch.arange(total, device=device) - offsets.index_select(0, image_of_node)
         rows_of_nodes = image_of_node * n_max + local

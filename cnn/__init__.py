@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     )
     from cnn.explain import CAM_METHODS, FeatureMaps, grad_cam
     from cnn.freezing import Strategy, choose_strategy, count_parameters, freeze, set_parameter_requires_grad
-    from cnn.fusion import fold_batchnorm
+    from cnn.fusion import count_batchnorm, fold_batchnorm
     from cnn.io import IMAGE_EXTENSIONS, INTERPOLATIONS, UnreadableImageError, read_image, resize, write_image
     from cnn.perturbation import Faithfulness, faithfulness, perturbation_curves
     from cnn.plots import (
@@ -78,6 +78,7 @@ _EXPORTS = {
     "split": "cnn.datasets",
     "FeatureMaps": "cnn.explain",
     "grad_cam": "cnn.explain",
+    "count_batchnorm": "cnn.fusion",
     "fold_batchnorm": "cnn.fusion",
     "Strategy": "cnn.freezing",
     "choose_strategy": "cnn.freezing",
@@ -133,6 +134,7 @@ __all__ = [
     "center_view",
     "check_backbone_name",
     "choose_strategy",
+    "count_batchnorm",
     "count_parameters",
     "create_backbone",
     "default_data_root",

@@ -18,15 +18,26 @@ The original model, its parameters and every module's train/eval flag, is not ch
 from __future__ import annotations
 
 import copy
+from collections import Counter
 from typing import Any, TypeVar
 
 import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_weights
 
-__all__ = ["fold_batchnorm"]
+__all__ = ["count_batchnorm", "fold_batchnorm"]
 
 M = TypeVar("M", bound=nn.Module)
+
+
+def count_batchnorm(model: nn.Module) -> int:
+    """The ``BatchNorm2d`` layers (timm's ``BatchNormAct2d`` included) of a model.
+
+    Example:
+        >>> count_batchnorm(nn.Sequential(nn.Conv2d(3, 4, 1), nn.BatchNorm2d(4), nn.ReLU()))
+        1
+    """
+    return sum(isinstance(m, nn.BatchNorm2d) for m in model.modules())
 
 
 def _tensors(out: Any) -> list[torch.Tensor]:
@@ -95,8 +106,7 @@ def fold_batchnorm(model: M, example: torch.Tensor | None = None, *, rtol: float
         >>> from cnn.backbones import create_backbone
         >>> m = create_backbone("resnet18", weights=None)
         >>> fast = fold_batchnorm(m)
-        >>> sum(isinstance(x, nn.BatchNorm2d) for x in m.modules()), sum(
-        ...     isinstance(x, nn.BatchNorm2d) for x in fast.modules())
+        >>> count_batchnorm(m), count_batchnorm(fast)
         (20, 0)
     """
     if not isinstance(model, nn.Module):
@@ -115,18 +125,18 @@ def fold_batchnorm(model: M, example: torch.Tensor | None = None, *, rtol: float
     # id of a conv's output -> (conv, the output, its version counter when the conv returned it)
     produced: dict[int, tuple[nn.Module, torch.Tensor, int]] = {}
     reads: list[tuple[nn.Module, nn.Module | None]] = []
-    calls: dict[nn.Module, int] = {}
+    calls: Counter[nn.Module] = Counter()
 
     def after_conv(mod: nn.Module, _inp: Any, out: Any) -> None:
-        calls[mod] = calls.get(mod, 0) + 1
+        calls[mod] += 1
         if isinstance(out, torch.Tensor):
             produced[id(out)] = (mod, out, out._version)  # the output is kept: its id is not reused
 
     def before_bn(mod: nn.Module, inp: Any) -> None:
-        calls[mod] = calls.get(mod, 0) + 1
+        calls[mod] += 1
         t = inp[0] if inp and isinstance(inp[0], torch.Tensor) else None
         source = produced.get(id(t)) if t is not None else None
-        unchanged = source is not None and source[1] is t and source[2] == t._version  # type: ignore[union-attr]
+        unchanged = source is not None and t is not None and source[2] == t._version
         reads.append((mod, source[0] if unchanged else None))  # type: ignore[index]
 
     handles = []
@@ -142,18 +152,15 @@ def fold_batchnorm(model: M, example: torch.Tensor | None = None, *, rtol: float
         for h in handles:
             h.remove()
     produced.clear()
-    readers: dict[nn.Module, int] = {}
-    for _, conv in reads:
-        if conv is not None:
-            readers[conv] = readers.get(conv, 0) + 1
+    readers = Counter(conv for _, conv in reads if conv is not None)
     for bn, conv in reads:
         if not isinstance(bn, nn.BatchNorm2d) or not isinstance(conv, nn.Conv2d):
             continue
         replacement = _replacement(bn)
         if (
             replacement is None
-            or calls.get(bn) != 1
-            or calls.get(conv) != 1
+            or calls[bn] != 1
+            or calls[conv] != 1
             or readers[conv] != 1
             or bn.running_mean is None
             or bn.running_var is None
