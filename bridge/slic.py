@@ -661,7 +661,8 @@ def slic_batch(
         ids = _centre_ids(arg, gh, gw).reshape(b, hs, ws)
     else:  # one gather of the cells' pixels, cell by cell; every pixel read back from its cell
         pix = (rows.view(gh, 1, ch, 1) * ws + cols.view(1, gw, 1, cw)).view(-1)
-        cells = x.reshape(b, -1, hs * ws).index_select(2, pix)
+        # gathered as (B * C, H * W) rows: index_select along the last of three dims is ~5x slower
+        cells = x.reshape(-1, hs * ws).index_select(1, pix).view(b, -1, pix.numel())
         arg = _nearest(_cell_features(cells, gh, gw, ys, xs, cell_major=True), cand)
         ids = _centre_ids(arg.view(b, gh, gw, ch, cw), gh, gw, cell_major=True).reshape(b, -1)
         cell = row_cell.view(-1, 1) * gw + col_cell.view(1, -1)
