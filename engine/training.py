@@ -42,6 +42,7 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from torch import Tensor, nn
 
 from engine.checkpoints import META_KEY, save_checkpoint
+from engine.files import load_torch_file
 from engine.history import METRICS, History
 from engine.metrics import correct_count, macro_f1
 
@@ -260,6 +261,20 @@ class _Task(L.LightningModule):
         loss_sum, correct, n = sums.tolist()
         return loss_sum / max(n, 1.0), correct / max(n, 1.0)
 
+    def on_train_start(self) -> None:
+        # A run resumed with more (or fewer) epochs: the restored cosine schedule still ends at the first
+        # run's total. Continue on the cosine of the new total from the epoch reached (closed form).
+        if self.scheduler != "cosine":
+            return
+        sched = self.lr_schedulers()
+        if not isinstance(sched, torch.optim.lr_scheduler.CosineAnnealingLR) or sched.T_max == self.epochs:
+            return
+        sched.T_max = self.epochs
+        scale = (1.0 + math.cos(math.pi * min(sched.last_epoch, self.epochs) / self.epochs)) / 2.0
+        for group, base in zip(sched.optimizer.param_groups, sched.base_lrs):
+            group["lr"] = sched.eta_min + (base - sched.eta_min) * scale
+        sched._last_lr = [group["lr"] for group in sched.optimizer.param_groups]
+
     def on_train_epoch_start(self) -> None:
         self._epoch_start = time.perf_counter()
         self._sums.clear()
@@ -307,12 +322,21 @@ class _Task(L.LightningModule):
             "model_class": type(self.model).__name__,
             "model_config": dict(config) if isinstance(config, dict) else None,
             "optimizer": self.optimizer_name,
+            "hparams": self._resume_settings(),
             "trainable": self._trainable_names(),
             "history": self.history.to_dict(),
         }
 
+    def _resume_settings(self) -> dict[str, float]:
+        """The optimizer's settings a resumed run must share with the first (the checkpoint's would win)."""
+        out = {"lr": self.lr, "weight_decay": self.weight_decay}
+        if self.optimizer_name == "sgd":
+            out["momentum"] = self.momentum
+        return out
+
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Refuse a checkpoint of another model, optimizer or freezing before Lightning's own errors."""
+        """Refuse a checkpoint of another model, configuration, optimizer, optimizer settings or freezing
+        before Lightning's own errors (or before Lightning silently keeps the checkpoint's settings)."""
         meta = checkpoint.get(META_KEY)
         if not isinstance(meta, dict):
             return
@@ -322,6 +346,20 @@ class _Task(L.LightningModule):
                 f"the checkpoint to resume was trained from {meta['arch']!r}, the model is {arch!r}; "
                 "use another checkpoint_dir or resume=False to start over"
             )
+        cls = type(self.model).__name__
+        if meta.get("model_class") and meta["model_class"] != cls:
+            raise ValueError(
+                f"the checkpoint to resume was trained with a {meta['model_class']}, the model is a {cls}; "
+                "use another checkpoint_dir or resume=False to start over"
+            )
+        config = getattr(self.model, "config", None)
+        if isinstance(meta.get("model_config"), dict) and isinstance(config, dict):
+            differ = _differences(meta["model_config"], dict(config))
+            if differ:
+                raise ValueError(
+                    f"the checkpoint to resume was trained with another {cls} configuration ({differ}); "
+                    "build the model as in the first run, or use another checkpoint_dir or resume=False"
+                )
         if meta.get("optimizer", self.optimizer_name) != self.optimizer_name:
             raise ValueError(
                 f"the checkpoint to resume was trained with optimizer={meta.get('optimizer')!r}, this call "
@@ -334,6 +372,19 @@ class _Task(L.LightningModule):
                 f"{len(now)} trainable; freeze the model as in the first run (same strategy and "
                 "trainable_blocks) or resume=False to start over"
             )
+        if isinstance(meta.get("hparams"), dict):
+            differ = _differences(meta["hparams"], self._resume_settings())
+            if differ:
+                raise ValueError(
+                    f"the checkpoint to resume was trained with other optimizer settings ({differ}); the "
+                    "checkpoint's would be kept: pass the same values, or resume=False to start over"
+                )
+
+
+def _differences(saved: dict[str, Any], now: dict[str, Any]) -> str:
+    """``"key: <saved> in the checkpoint, <now> now"`` for every differing key, joined by ``", "``."""
+    keys = [k for k in {**saved, **now} if saved.get(k) != now.get(k)]
+    return ", ".join(f"{k}: {saved.get(k)!r} in the checkpoint, {now.get(k)!r} now" for k in keys)
 
 
 class _Checkpoint(ModelCheckpoint):
@@ -357,6 +408,10 @@ class _Checkpoint(ModelCheckpoint):
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         before = self.best_model_score
         super().on_train_epoch_end(trainer, pl_module)
+        # Lightning >= 2.5 writes last.ckpt only in an epoch that also wrote best.ckpt; a resume after an
+        # epoch without improvement would then go back to the best epoch and train the later ones again
+        if not self._should_skip_saving_checkpoint(trainer) and self._should_save_on_train_epoch_end(trainer):
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
         after = self.best_model_score
         improved = after is not None and (before is None or float(after) < float(before))
         if after is not None and improved and trainer.is_global_zero and isinstance(pl_module, _Task):
@@ -377,12 +432,15 @@ class _KeepBest(Callback):
     """Keep (in memory) the weights of the epoch with the lowest ``val_loss``; put them back at the end.
 
     Early stopping with the best-validation weights, without a checkpoint folder: the model that
-    :func:`fit` returns is the one of its best validation epoch, not of its last.
+    :func:`fit` returns is the one of its best validation epoch, not of its last. With a checkpoint
+    folder (``checkpoint``, monitoring ``val_loss``) a resumed run also knows the epochs before the
+    resume: when the best of them is better than every epoch since, its weights come from ``best.ckpt``.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, checkpoint: ModelCheckpoint | None = None) -> None:
         self.best: float | None = None
         self.state: dict[str, Tensor] | None = None
+        self.checkpoint = checkpoint
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         value = trainer.callback_metrics.get("val_loss")
@@ -393,7 +451,17 @@ class _KeepBest(Callback):
             self.state = {k: v.detach().clone() for k, v in pl_module.model.state_dict().items()}
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self.state is not None and isinstance(pl_module, _Task):
+        if not isinstance(pl_module, _Task):
+            return
+        ck = self.checkpoint
+        score = ck.best_model_score if ck is not None else None
+        if ck is not None and score is not None and ck.best_model_path and Path(ck.best_model_path).is_file():
+            if self.best is None or float(score) < self.best:  # an epoch before the resume was the best
+                saved = load_torch_file(ck.best_model_path, expected="the best checkpoint of this run")
+                prefix = "model."
+                weights = saved["state_dict"].items()
+                self.state = {k[len(prefix) :]: v for k, v in weights if k.startswith(prefix)}
+        if self.state is not None:
             pl_module.model.load_state_dict(self.state)
 
 
@@ -549,7 +617,8 @@ def fit(
     (``save_checkpoint`` format, ``torch.load(weights_only=True)``), and a CSV metrics log (TensorBoard
     too when installed) in ``logs/version_N/``. Calling ``fit`` again with the same folder continues
     from ``last.ckpt`` (``Trainer.fit(ckpt_path=...)``) up to ``epochs`` in total; the returned History
-    holds all of them.
+    holds all of them. A resume must use the same model (class and ``config``), optimizer, ``lr``,
+    ``weight_decay`` (and ``momentum`` for SGD) and freezing as the first run; otherwise it is refused.
 
     Data-parallel training: ``strategy="ddp"`` with ``devices=N`` (and ``num_nodes=M`` on a cluster)
     runs one process per device, each on its shard of the data, with gradients averaged.
@@ -565,7 +634,8 @@ def fit(
         weight_decay: L2 penalty of the optimizer.
         optimizer: ``"adam"`` or ``"sgd"`` (with ``momentum``).
         momentum: momentum of SGD.
-        scheduler: ``"cosine"`` (to 0 over ``epochs``), ``"plateau"`` (halve after 5 epochs without a
+        scheduler: ``"cosine"`` (to 0 over ``epochs``; a run resumed with another ``epochs`` goes on
+            along the cosine of the new total), ``"plateau"`` (halve after 5 epochs without a
             lower ``val_loss``; needs ``val_loader``) or ``None``.
         patience: stop after this many epochs without a lower ``val_loss`` (needs ``val_loader``).
         restore_best: end with the weights of the epoch with the lowest ``val_loss`` (needs
@@ -592,7 +662,8 @@ def fit(
 
     Raises:
         ValueError: bad options, empty loaders, labels out of range, NaN inputs, nothing to train, or a
-            checkpoint to resume from another model, optimizer or freezing.
+            checkpoint to resume from another model, configuration, optimizer, optimizer settings or
+            freezing.
         TypeError: loaders of the wrong form.
         FloatingPointError: the loss became NaN or inf during training.
 
@@ -672,12 +743,15 @@ def fit(
     all_callbacks: list[Callback] = list(callbacks or [])
     if patience is not None:
         all_callbacks.append(EarlyStopping(monitor="val_loss", mode="min", patience=patience))
-    if restore_best:
-        all_callbacks.append(_KeepBest())
+    checkpoint = None
     if ckpt_dir is not None:
         ckpt_dir.mkdir(parents=True, exist_ok=True)
         monitor = "val_loss" if val_loader is not None else "train_loss"
-        all_callbacks.append(_Checkpoint(ckpt_dir, monitor=monitor, classes=task.classes))
+        checkpoint = _Checkpoint(ckpt_dir, monitor=monitor, classes=task.classes)
+    if restore_best:  # knows the checkpoint's best (val_loss, as restore_best needs validation data)
+        all_callbacks.append(_KeepBest(checkpoint))
+    if checkpoint is not None:
+        all_callbacks.append(checkpoint)
 
     was_training = model.training
     # Lightning keeps the modes it finds; backbones come in eval mode. Train mode for dropout and

@@ -471,3 +471,106 @@ def test_restore_best_needs_validation_data_and_a_bool():
         fit(_linear(), train, batch_format=PAIRS, epochs=1, restore_best=True, **QUIET)
     with pytest.raises(TypeError, match="restore_best must be True or False"):
         fit(_linear(), train, train, batch_format=PAIRS, epochs=1, restore_best="yes", **QUIET)
+
+
+class _LearningRates(Callback):
+    """The learning rate of the first parameter group at the start of every epoch."""
+
+    def __init__(self) -> None:
+        self.lrs: list[float] = []
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self.lrs.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+
+def test_last_checkpoint_is_written_in_epochs_without_improvement(tmp_path):
+    """val_loss rises after epoch 0: last.ckpt must still follow every epoch, so a resume neither trains
+    an epoch again nor re-trains a finished run (Lightning >= 2.5 writes it only beside best.ckpt)."""
+    train, val = _diverging()
+    run = tmp_path / "run"
+    with pytest.raises(RuntimeError, match="crash at epoch index 2"):
+        fit(_linear(1), train, val, batch_format=PAIRS, epochs=4, lr=0.1, checkpoint_dir=run,
+            callbacks=[_StopAt(2)], **QUIET)  # fmt: skip
+    last = load_torch_file(run / "last.ckpt")
+    best = load_torch_file(run / "best.ckpt")
+    assert (last["epoch"], best["epoch"]) == (1, 0)
+    rates = _LearningRates()
+    hist = fit(_linear(1), train, val, batch_format=PAIRS, epochs=4, lr=0.1, checkpoint_dir=run,
+               callbacks=[rates], **QUIET)  # fmt: skip
+    assert len(rates.lrs) == 2 and len(hist) == 4  # epochs 3 and 4 only
+    again = _LearningRates()
+    fit(_linear(1), train, val, batch_format=PAIRS, epochs=4, lr=0.1, checkpoint_dir=run, callbacks=[again],
+        **QUIET)  # fmt: skip
+    assert again.lrs == []  # a finished run is not trained again
+
+
+def test_restore_best_after_a_resume_knows_the_epochs_before_it(tmp_path):
+    """The best epoch (0) lies before the resume: the returned weights are its weights (from best.ckpt)."""
+    train, val = _diverging()
+    run = tmp_path / "run"
+    with pytest.raises(RuntimeError, match="crash at epoch index 2"):
+        fit(_linear(1), train, val, batch_format=PAIRS, epochs=5, lr=0.1, checkpoint_dir=run,
+            restore_best=True, callbacks=[_StopAt(2)], **QUIET)  # fmt: skip
+    model = _linear(1)
+    hist = fit(model, train, val, batch_format=PAIRS, epochs=5, lr=0.1, checkpoint_dir=run, restore_best=True,
+               **QUIET)  # fmt: skip
+    losses = list(hist.val_loss)
+    assert losses.index(min(losses)) == 0 and min(losses) < losses[-1] - 0.05
+    final = evaluate(model, val, batch_format=PAIRS)["loss"]
+    assert final == pytest.approx(min(losses), rel=1e-4, abs=1e-5)
+
+
+def test_cosine_schedule_of_a_run_extended_by_resume(tmp_path):
+    """2 epochs, then resumed to 6: epochs 3..6 follow the cosine of a 6-epoch run (not a restart at 0)."""
+    train, _ = _loaders()
+    run = tmp_path / "run"
+    kw = dict(batch_format=PAIRS, lr=0.1, scheduler="cosine", **QUIET)
+    first, resumed, fresh = _LearningRates(), _LearningRates(), _LearningRates()
+    fit(_linear(1), train, epochs=2, checkpoint_dir=run, callbacks=[first], **kw)
+    fit(_linear(1), train, epochs=6, checkpoint_dir=run, callbacks=[resumed], **kw)
+    fit(_linear(1), train, epochs=6, callbacks=[fresh], **kw)
+    assert first.lrs == pytest.approx([0.1, 0.05])
+    assert resumed.lrs == pytest.approx(fresh.lrs[2:]) and fresh.lrs[2] == pytest.approx(0.075)
+
+
+def test_resume_refuses_other_settings_or_model_configuration(tmp_path):
+    from gnn.models import GraphClassifier
+
+    train, _ = _loaders()
+    run = tmp_path / "run"
+    fit(_linear(), train, batch_format=PAIRS, epochs=1, lr=0.1, checkpoint_dir=run, **QUIET)
+    with pytest.raises(ValueError, match=r"other optimizer settings \(lr: 0.1 in the checkpoint, 0.01 now\)"):
+        fit(_linear(), train, batch_format=PAIRS, epochs=2, lr=0.01, checkpoint_dir=run, **QUIET)
+    with pytest.raises(ValueError, match="weight_decay: 0.0 in the checkpoint, 0.5 now"):
+        fit(
+            _linear(),
+            train,
+            batch_format=PAIRS,
+            epochs=2,
+            lr=0.1,
+            weight_decay=0.5,
+            checkpoint_dir=run,
+            **QUIET,
+        )
+
+    class Wrapped(nn.Module):  # another class of model
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = _linear()
+
+        def forward(self, x):
+            return self.inner(x)
+
+    with pytest.raises(ValueError, match="trained with a Linear, the model is a Wrapped"):
+        fit(Wrapped(), train, batch_format=PAIRS, epochs=2, lr=0.1, checkpoint_dir=run, **QUIET)
+    # a model with a config: every differing constructor argument is named
+    saved = {"pixgraph": {"model_class": "GraphClassifier", "model_config": GraphClassifier(2, 2).config}}
+    task_model = GraphClassifier(2, 2, pool="max", hidden=32)
+    from engine.training import _Task
+
+    task = _Task(task_model, PAIRS, optimizer="adam", lr=0.1, weight_decay=0.0, momentum=0.9, scheduler=None,
+                 epochs=1, classes=None)  # fmt: skip
+    with pytest.raises(
+        ValueError, match=r"hidden: 64 in the checkpoint, 32 now.*pool: 'mean' in the checkpoint, 'max'"
+    ):
+        task.on_load_checkpoint(saved)
