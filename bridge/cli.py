@@ -21,6 +21,7 @@ inside the command that needs them (``pixgraph compare --help`` reads the arm re
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -558,14 +559,24 @@ def _train_graph_dataset(args: argparse.Namespace, explicit: set[str]) -> int:
     import numpy as np
     import torch
 
-    from bridge.compare.config import CompareConfig, check_device, quick_config
+    from bridge.compare.config import CompareConfig, check_config, check_device, quick_config
     from bridge.compare.rundir import atomic_write, check_output_dir, json_default
     from gnn import datasets as gds
     from gnn.models import GraphClassifier, list_convs
     from gnn.training import evaluate, fit
 
     name = args.data.lower()
-    unused = {"cnn_features", "image_size", "n_segments", "backbone", "weights", "split"} & explicit
+    given = {
+        "cnn_features",
+        "image_size",
+        "n_segments",
+        "backbone",
+        "weights",
+        "split",
+        "segmentation",
+        "graph",
+    }
+    unused = given & explicit
     if unused:
         flags = ", ".join("--" + u.replace("_", "-") for u in sorted(unused))
         raise CLIError(
@@ -581,6 +592,21 @@ def _train_graph_dataset(args: argparse.Namespace, explicit: set[str]) -> int:
     out = check_output_dir(args.out, name="out") if args.out else None
     base = quick_config if args.quick else CompareConfig
     cfg = base(data="digits", **({"seeds": args.seeds} if args.seeds else {}))
+    devices, num_nodes = args.devices or 1, args.num_nodes or 1
+    strategy = args.lightning_strategy or "auto"
+    if device.startswith("cuda:") and devices > 1:
+        raise CLIError(
+            f"--device {device} trains on that one GPU but --devices {devices} asks for more; use "
+            f"--device cuda --devices {devices} (the first {devices} GPUs) or leave --devices out"
+        )
+    try:  # the data-parallel options, checked as compare checks them
+        check_config(
+            dataclasses.replace(cfg, devices=devices, num_nodes=num_nodes, lightning_strategy=strategy)
+        )
+    except ValueError as err:
+        raise CLIError(str(err)) from None
+    if strategy == "auto" and (devices > 1 or num_nodes > 1):
+        strategy = "ddp_spawn"  # as compare: this process loads the data and evaluates; only training spreads
     epochs = args.epochs or (2 if args.quick else cfg.epochs_gnn)
     batch_size = args.batch_size or 128
     mpc = args.max_per_class or (64 if args.quick else None)
@@ -619,9 +645,9 @@ def _train_graph_dataset(args: argparse.Namespace, explicit: set[str]) -> int:
 
     fit_kw: dict[str, Any] = {
         "accelerator": device,
-        "devices": args.devices or 1,
-        "num_nodes": args.num_nodes or 1,
-        "strategy": args.lightning_strategy or "auto",
+        "devices": devices,
+        "num_nodes": num_nodes,
+        "strategy": strategy,
     }
     if device.startswith("cuda:"):
         fit_kw.update(accelerator="cuda", devices=[int(device[5:])])

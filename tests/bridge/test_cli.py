@@ -126,6 +126,9 @@ BAD = [
     (["train-gnn", "--data", "gnnbench-mnist", "--device", "cuda"], 2, "torch.cuda.is_available() is False"),
     (["train-gnn", "--data", "gnnbench-mnist", "--out", "{tmp}/file.txt"], 2, "is a file, not a folder"),
     (["train-gnn", "--data", "no-such-set"], 2, "mnist-superpixels"),
+    (["train-gnn", "--data", "gnnbench-mnist", "--segmentation", "slic"], 2, "--segmentation: not used with"),
+    (["train-gnn", "--data", "gnnbench-mnist", "--graph", "patches"], 2, "--graph: not used with the graph"),
+    (["train-gnn", "--data", "gnnbench-mnist", "--strategy", "bogus"], 2, "'bogus' (--strategy) is not a"),
     (["graphs", "--data", "digits", "--cache", "{tmp}/file.txt"], 2, "--cache '{tmp}/file.txt' is a file"),
     (["graphs", "--data", "digits", "--workers", "-1"], 2, "--workers -1: use 0"),
     (["graphs", "--data", "digits", "--backbone", "resnet19"], 2, "unknown backbone 'resnet19'"),
@@ -535,3 +538,48 @@ def test_finetune_old_strategy_values_still_mean_the_freezing_with_a_warning(tmp
     cfg = fake_compare[-1][0]
     assert cfg.strategy == "full" and cfg.lightning_strategy == "auto"
     assert "--strategy full is deprecated" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "extra, strategy",
+    [([], "auto"), (["--devices", "2"], "ddp_spawn"), (["--num-nodes", "2"], "ddp_spawn"),
+     (["--devices", "2", "--strategy", "ddp"], "ddp")],
+)  # fmt: skip
+def test_train_gnn_on_a_graph_dataset_spawns_data_parallel_training(monkeypatch, extra, strategy):
+    """With several devices or machines and --strategy auto, only training is spread (ddp_spawn, as in
+    compare): plain DDP would start the whole command again in every process."""
+    import gnn.datasets
+    import gnn.training
+
+    seen = {}
+
+    def fit(model, *args, **kw):
+        seen.update(kw)
+        raise KeyboardInterrupt  # stop after the first call: the options are what this test reads
+
+    monkeypatch.setattr(gnn.datasets, "load_graph_dataset", lambda name, **kw: _fake_graphs(6, seed=1))
+    monkeypatch.setattr(gnn.training, "fit", fit)
+    argv = [
+        "train-gnn",
+        "--data",
+        "gnnbench-mnist",
+        "--device",
+        "cpu",
+        "--seeds",
+        "0",
+        "--no-progress",
+        *extra,
+    ]
+    assert main(argv) == 130
+    assert seen["strategy"] == strategy and seen["accelerator"] == "cpu"
+
+
+def test_train_gnn_refuses_one_named_gpu_with_several_devices(monkeypatch, capsys):
+    import bridge.compare.config
+
+    monkeypatch.setattr(bridge.compare.config, "check_device", lambda device, available=False: device)
+    assert main(["train-gnn", "--data", "gnnbench-mnist", "--device", "cuda:1", "--devices", "2"]) == 2
+    err = capsys.readouterr().err
+    assert (
+        "--device cuda:1 trains on that one GPU but --devices 2" in err and "--device cuda --devices 2" in err
+    )
