@@ -101,7 +101,8 @@ def save_checkpoint(
 
     Args:
         model: the model; its ``name`` (backbone architecture) and ``num_classes`` are recorded when
-            it has them. Tensors are stored on the CPU.
+            it has them, its ``config`` (constructor arguments, e.g. of ``gnn.GraphClassifier``) as
+            ``extra["model_config"]``. Tensors are stored on the CPU.
         path: destination file (conventionally ``.pth``).
         classes: class names, one per model output.
         extra: anything else to keep (epoch, metrics, configuration): tensors, numbers, strings, None,
@@ -131,6 +132,9 @@ def save_checkpoint(
             raise TypeError(f"extra must be a dict, got {type(extra).__name__}")
         extra = dict(extra)
         _check_plain(extra, "extra")
+    config = _config(model)
+    if config is not None and "model_config" not in (extra or {}):
+        extra = {**(extra or {}), "model_config": config}
     payload = {
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "arch": _arch(model),
@@ -143,6 +147,37 @@ def save_checkpoint(
     with atomic_open(path) as f:
         torch.save(payload, f)
     return path
+
+
+#: Constructor arguments that only act in training: a model built with other values takes the weights.
+_TRAINING_ONLY = ("dropout", "global_dropout")
+
+
+def _config(model: nn.Module) -> dict[str, Any] | None:
+    """The model's constructor arguments (its ``config`` dict) when it has them and they are plain."""
+    config = getattr(model, "config", None)
+    if not isinstance(config, Mapping):
+        return None
+    config = dict(config)
+    try:
+        _check_plain(config, "config")
+    except TypeError:
+        return None
+    return config
+
+
+def config_differences(
+    saved: Mapping[str, Any], now: Mapping[str, Any], *, ignore: Sequence[str] = ()
+) -> str:
+    """Every key (not in ``ignore``) whose value differs, as ``"key: <saved> in the checkpoint, <now>
+    now"``, joined by ``", "`` (an empty string when none does).
+
+    Example:
+        >>> config_differences({"hidden": 64, "pool": "mean"}, {"hidden": 32, "pool": "mean"})
+        'hidden: 64 in the checkpoint, 32 now'
+    """
+    keys = [k for k in {**saved, **now} if k not in ignore and saved.get(k) != now.get(k)]
+    return ", ".join(f"{k}: {saved.get(k)!r} in the checkpoint, {now.get(k)!r} now" for k in keys)
 
 
 def _describe(arch: str | None, num_classes: int | None, classes: list[str] | None) -> str:
@@ -167,8 +202,9 @@ def load_checkpoint(
 
     Args:
         path: the ``.pth`` file.
-        model: when given, the weights are loaded into it in place, after checking that its architecture
-            and number of classes match the checkpoint's.
+        model: when given, the weights are loaded into it in place, after checking that its architecture,
+            number of classes and ``config`` (when both have one; dropout rates aside) match the
+            checkpoint's.
         classes: the class names you expect; checked against the names stored in the checkpoint.
 
     Returns:
@@ -251,6 +287,16 @@ def load_checkpoint(
             f"the model is {_describe(model_arch, model_n, None)}; build the model as "
             f"{(arch or model_arch)!r} with num_classes={n if n is not None else model_n}"
         )
+    saved_config = ckpt["extra"].get("model_config") if isinstance(ckpt["extra"], Mapping) else None
+    model_config = _config(model)
+    if isinstance(saved_config, Mapping) and model_config is not None:
+        differ = config_differences(saved_config, model_config, ignore=_TRAINING_ONLY)
+        if differ:
+            raise ValueError(
+                f"checkpoint {p.name!r} was saved from a {type(model).__name__} of another configuration "
+                f"({differ}); build the model with the checkpoint's: "
+                f"{type(model).__name__}(**ckpt['extra']['model_config'])"
+            )
     own = model.state_dict()
     state = ckpt["state_dict"]
     # A file saved from the wrapped network (no "model." prefix) loads into a Backbone, and vice versa.
@@ -298,6 +344,8 @@ def _from_lightning(obj: Mapping[str, Any], path: Path) -> dict[str, Any]:
         classes=meta.get("classes"),
         extra={"epoch": obj.get("epoch"), "global_step": obj.get("global_step")},
     )
+    if isinstance(meta.get("model_config"), Mapping):
+        ckpt["extra"]["model_config"] = dict(meta["model_config"])
     ckpt["history"] = meta.get("history")
     return ckpt
 

@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from torch import Tensor, nn
 
-from engine.checkpoints import META_KEY, save_checkpoint
+from engine.checkpoints import META_KEY, config_differences, save_checkpoint
 from engine.files import load_torch_file
 from engine.history import METRICS, History
 from engine.metrics import correct_count, macro_f1
@@ -354,7 +354,7 @@ class _Task(L.LightningModule):
             )
         config = getattr(self.model, "config", None)
         if isinstance(meta.get("model_config"), dict) and isinstance(config, dict):
-            differ = _differences(meta["model_config"], dict(config))
+            differ = config_differences(meta["model_config"], dict(config))
             if differ:
                 raise ValueError(
                     f"the checkpoint to resume was trained with another {cls} configuration ({differ}); "
@@ -373,18 +373,12 @@ class _Task(L.LightningModule):
                 "trainable_blocks) or resume=False to start over"
             )
         if isinstance(meta.get("hparams"), dict):
-            differ = _differences(meta["hparams"], self._resume_settings())
+            differ = config_differences(meta["hparams"], self._resume_settings())
             if differ:
                 raise ValueError(
                     f"the checkpoint to resume was trained with other optimizer settings ({differ}); the "
                     "checkpoint's would be kept: pass the same values, or resume=False to start over"
                 )
-
-
-def _differences(saved: dict[str, Any], now: dict[str, Any]) -> str:
-    """``"key: <saved> in the checkpoint, <now> now"`` for every differing key, joined by ``", "``."""
-    keys = [k for k in {**saved, **now} if saved.get(k) != now.get(k)]
-    return ", ".join(f"{k}: {saved.get(k)!r} in the checkpoint, {now.get(k)!r} now" for k in keys)
 
 
 class _Checkpoint(ModelCheckpoint):

@@ -175,3 +175,42 @@ def test_find_checkpoints_errors(tmp_path):
         find_checkpoints(tmp_path / "f.pth")
     with pytest.raises(ValueError, match="pattern must be a non-empty glob"):
         find_checkpoints(tmp_path, pattern="")
+
+
+def test_a_model_config_is_kept_and_checked_on_load(tmp_path):
+    """A GraphClassifier's constructor arguments go into extra['model_config']; loading into a model of
+    another configuration is refused with the differences named (dropout rates aside: they only train)."""
+    from gnn.models import GraphClassifier
+
+    torch.manual_seed(0)
+    model = GraphClassifier(3, 2, hidden=16, layers=2, pool="add", dropout=0.3)
+    path = save_checkpoint(model, tmp_path / "best.pth", extra={"epoch": 1})
+    ckpt = load_checkpoint(path)
+    assert ckpt["extra"]["epoch"] == 1 and ckpt["extra"]["model_config"] == model.config
+    same = GraphClassifier(**{**ckpt["extra"]["model_config"], "dropout": 0.0})  # dropout aside
+    load_checkpoint(path, same)
+    assert _same_weights(same, model)
+    with pytest.raises(
+        ValueError, match=r"another configuration \(pool: 'add' in the checkpoint, 'mean' now\)"
+    ):
+        load_checkpoint(path, GraphClassifier(3, 2, hidden=16, layers=2, pool="mean"))
+
+
+def test_a_lightning_checkpoint_carries_the_model_config(tmp_path):
+    from torch_geometric.data import Data
+    from torch_geometric.loader import DataLoader
+
+    from gnn.models import GraphClassifier
+    from gnn.training import fit
+
+    g = torch.Generator().manual_seed(0)
+    ring = torch.tensor([[0, 1, 2, 3], [1, 2, 3, 0]])
+    graphs = [
+        Data(x=torch.randn(4, 2, generator=g), edge_index=ring, y=torch.tensor([i % 2])) for i in range(8)
+    ]
+    fit(GraphClassifier(2, 2, hidden=8, layers=1, pool="max"), DataLoader(graphs, batch_size=4), epochs=1,
+        checkpoint_dir=tmp_path, progress=False, accelerator="cpu")  # fmt: skip
+    for name in ("last.ckpt", "best.pth"):
+        assert load_checkpoint(tmp_path / name)["extra"]["model_config"]["pool"] == "max"
+    with pytest.raises(ValueError, match="pool: 'max' in the checkpoint, 'mean' now"):
+        load_checkpoint(tmp_path / "last.ckpt", GraphClassifier(2, 2, hidden=8, layers=1))
