@@ -19,6 +19,7 @@ Example:
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any
 
 import numpy as np
@@ -30,6 +31,7 @@ __all__ = [
     "check_label",
     "check_labels",
     "check_n_segments",
+    "check_positive_int",
     "check_sigma",
     "check_size",
 ]
@@ -177,31 +179,51 @@ def check_n_segments(n_segments: Any) -> int:
         >>> check_n_segments(np.int32(75))
         75
     """
-    if isinstance(n_segments, bool) or not isinstance(n_segments, (int, np.integer)) or n_segments < 1:
-        raise ValueError(f"n_segments must be a positive int, got {n_segments!r}")
-    return int(n_segments)
+    return check_positive_int(n_segments, "n_segments")
+
+
+def _is_real(value: Any) -> bool:
+    """A real number: Python or NumPy int / float (``np.int64``, ``np.float32``, ...), not a bool."""
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+
+
+def check_positive_int(value: Any, name: str) -> int:
+    """Validate a count such as ``batch_size``: a positive int (NumPy ints accepted, bools refused).
+
+    Example:
+        >>> check_positive_int(np.int64(16), "batch_size")
+        16
+        >>> check_positive_int(0, "batch_size")
+        Traceback (most recent call last):
+        ...
+        ValueError: batch_size must be a positive int, got 0
+    """
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return int(value)
 
 
 def check_compactness(compactness: Any) -> float:
-    """Validate SLIC's compactness: a positive finite number.
+    """Validate SLIC's compactness: a positive finite number (Python or NumPy int / float).
 
     Example:
-        >>> check_compactness(10)
-        10.0
+        >>> check_compactness(10), check_compactness(np.float32(2.5))
+        (10.0, 2.5)
     """
-    if not (isinstance(compactness, (int, float)) and math.isfinite(compactness) and compactness > 0):
+    if not (_is_real(compactness) and math.isfinite(compactness) and compactness > 0):
         raise ValueError(f"compactness must be a positive finite number, got {compactness!r}")
     return float(compactness)
 
 
 def check_sigma(sigma: Any) -> float:
-    """Validate a Gaussian pre-smoothing width: a finite number ``>= 0`` (0 = none).
+    """Validate a Gaussian pre-smoothing width: a finite number ``>= 0`` (0 = none; Python or NumPy
+    int / float).
 
     Example:
-        >>> check_sigma(0)
-        0.0
+        >>> check_sigma(0), check_sigma(np.float32(0.5))
+        (0.0, 0.5)
     """
-    if not (isinstance(sigma, (int, float)) and math.isfinite(sigma) and sigma >= 0):
+    if not (_is_real(sigma) and math.isfinite(sigma) and sigma >= 0):
         raise ValueError(f"sigma must be a finite number >= 0, got {sigma!r}")
     return float(sigma)
 

@@ -30,7 +30,14 @@ from torch_geometric.data import Data
 
 from gnn.models import check_edge_index
 
-from .checks import as_float_image, check_backbone, check_label, check_labels, check_size
+from .checks import (
+    as_float_image,
+    check_backbone,
+    check_label,
+    check_labels,
+    check_positive_int,
+    check_size,
+)
 from .edges import (
     batch_both_directions,
     batch_knn_edges,
@@ -182,13 +189,18 @@ def _finish(params: dict[str, Any], img: np.ndarray, labels: np.ndarray) -> dict
     return out
 
 
+def _too_few_nodes(k: int, n: int) -> str:
+    """The message for an image whose ``n`` nodes cannot have ``k`` nearest neighbours each."""
+    return (
+        f"k={k} but the image gave only {n} nodes; k must be at most N - 1 = {n - 1} "
+        f"(lower k, ask for more segments, or use edges='region')"
+    )
+
+
 def _knn(points: np.ndarray, k: int) -> np.ndarray:
     n = points.shape[0]
     if k >= n:
-        raise ValueError(
-            f"k={k} but the image gave only {n} nodes; k must be at most N - 1 = {n - 1} "
-            f"(lower k, ask for more segments, or use edges='region')"
-        )
+        raise ValueError(_too_few_nodes(k, n))
     ei, _ = knn_edges(torch.from_numpy(np.ascontiguousarray(points, dtype=np.float32)), k)
     return ei.numpy()
 
@@ -289,9 +301,7 @@ class ImageToGraph:
         self.k = int(k)
         self.features = features
         self.keep_segments = bool(keep_segments)
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-        self.batch_size = batch_size
+        self.batch_size = batch_size = check_positive_int(batch_size, "batch_size")
         self.cnn = (
             CNNNodeFeatures(backbone, stages=stages, batch_size=batch_size) if backbone is not None else None
         )
@@ -384,7 +394,8 @@ class ImageToGraph:
 
         Raises:
             ValueError: node features that are NaN or infinite (e.g. from a backbone with NaN weights),
-                naming the image and the feature columns.
+                naming the image and the feature columns; for ``edges="knn_feature"``, an image with
+                ``k`` or fewer nodes, named by its index.
         """
         if labels is not None:
             labels = [check_label(v) for v in labels]
@@ -411,7 +422,11 @@ class ImageToGraph:
                 z = x.numpy().astype(np.float64)
                 sd = z.std(axis=0)
                 z = (z - z.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
-                ei = _knn(z, self.k)
+                try:
+                    ei = _knn(z, self.k)
+                except ValueError as err:  # named like the errors of prepare_many
+                    where = "" if first is None and len(parts) == 1 else name.format((first or 0) + i) + ": "
+                    raise ValueError(f"{where}{err}") from None
             pairs = part["pairs"]
             attr = _edge_attr(ei, part["pos"], (pairs[0], pairs[1], pairs[2]), n, *lab.shape)
             data = Data(
@@ -448,7 +463,8 @@ class ImageToGraph:
         """Convert one image (and optional integer class label) into a graph; a tensor image is
         converted on its device (:meth:`batch_tensor`)."""
         if isinstance(image, torch.Tensor) and image.ndim in (2, 3):
-            return self.batch_tensor(image.unsqueeze(0), None if label is None else [label])[0]
+            x_img = as_float_batch(image.unsqueeze(0), name="image", single=True)  # errors name one image
+            return self._convert_tensor(x_img, None if label is None else [label])[0]
         return self.batch([image], None if label is None else [label])[0]
 
     def batch_tensor(
@@ -495,7 +511,16 @@ class ImageToGraph:
             >>> [(g.num_nodes, g.edge_index.shape[1], g.y.item()) for g in graphs]
             [(4, 8, 0), (4, 8, 1)]
         """
-        x_img = as_float_batch(images)
+        return self._convert_tensor(as_float_batch(images), labels, segments=segments)
+
+    def _convert_tensor(
+        self,
+        x_img: torch.Tensor,
+        labels: Sequence[Any] | torch.Tensor | None = None,
+        *,
+        segments: torch.Tensor | Sequence[Any] | None = None,
+    ) -> list[Data]:
+        """:meth:`batch_tensor` of a batch already checked by :func:`bridge.segmentation.as_float_batch`."""
         b, h, w, c = x_img.shape
         dev = x_img.device
         check_size(h, w, self.n_segments)
@@ -518,6 +543,9 @@ class ImageToGraph:
         n_nodes = n_nodes.scatter_reduce_(0, image_of_run, runs.label, "amax", include_self=False) + 1
         counts = n_nodes.tolist()  # the one read-back: graph sizes, to cut the batch into graphs
         n_max, total = max(counts), sum(counts)
+        if self.edges != "region" and self.k >= min(counts):  # named like the errors of batch()
+            i = counts.index(min(counts))
+            raise ValueError(f"{f'images[{i}]: ' if b > 1 else ''}{_too_few_nodes(self.k, counts[i])}")
         x, pos = batch_hand_features(x_img, seg, n_nodes, self.features, runs=runs)
         if self.cnn is not None:
             x = torch.cat([x, self.cnn.pool_batch(x_img, seg, n_nodes, runs=runs).to(dev)], dim=1)
@@ -622,9 +650,9 @@ def _checked_segments(segments: Any, shape: tuple[int, int, int], device: torch.
         if isinstance(segments, torch.Tensor):
             seg = segments.detach()
         elif isinstance(segments, (list, tuple)) and any(isinstance(s, torch.Tensor) for s in segments):
-            seg = torch.stack([torch.as_tensor(s).detach().to(device) for s in segments])
+            seg = torch.stack([torch.as_tensor(_contiguous(s)).detach().to(device) for s in segments])
         else:
-            seg = torch.from_numpy(np.asarray(segments))
+            seg = torch.from_numpy(np.ascontiguousarray(segments))  # also a flipped view segs[:, :, ::-1]
     except (TypeError, ValueError, RuntimeError) as err:
         raise ValueError(f"segments could not be read as a tensor ({err}); expected {want}") from None
     if tuple(seg.shape) != shape or seg.is_floating_point() or seg.is_complex():
@@ -649,6 +677,11 @@ def _checked_segments(segments: Any, shape: tuple[int, int, int], device: torch.
             f"expected contiguous ids 0..N-1 in every map (use bridge.segmentation.relabel on each label map)"
         )
     return seg
+
+
+def _contiguous(value: Any) -> Any:
+    """A NumPy array as a C-contiguous one (torch cannot wrap negative strides); anything else as is."""
+    return np.ascontiguousarray(value) if isinstance(value, np.ndarray) else value
 
 
 def _standardise(z: torch.Tensor, n_nodes: torch.Tensor, total: int) -> torch.Tensor:

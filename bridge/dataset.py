@@ -273,6 +273,28 @@ def _split_item(item: Any, i: int) -> tuple[Any, Any]:
     return item[0], item[1]
 
 
+def _channels(image: Any) -> int | None:
+    """Colour channels of an item's image from its shape (1 or 3), ``None`` when the shape is not one
+    of an image (the conversion then names the problem)."""
+    shape = getattr(image, "shape", None)
+    if shape is None or len(shape) not in (2, 3):
+        return None
+    if len(shape) == 2:
+        return 1
+    return int(shape[2]) if int(shape[2]) in (1, 3) else None
+
+
+def _mixed_channels(i: int, image: Any, channels: int, first: int, widths: dict[int, int]) -> str:
+    """The message for item ``i`` whose channel count differs from item 0's."""
+    kind = {1: "grayscale", 3: "RGB"}
+    return (
+        f"item {i} is {kind[channels]} (shape {tuple(image.shape)}) but item 0 is {kind[first]}: their "
+        f"node features have {widths[channels]} and {widths[first]} columns and cannot share one dataset; "
+        f"convert the grayscale images to RGB (np.repeat(image[..., None], 3, axis=-1) for an (H, W) "
+        f"array, np.repeat(image, 3, axis=-1) for (H, W, 1), or PIL's image.convert('RGB'))"
+    )
+
+
 def _worker_init() -> None:
     torch.set_num_threads(1)
 
@@ -463,8 +485,10 @@ class GraphDataset(InMemoryDataset):
     replaced, with one warning that names it.
 
     Raises:
-        ValueError: bad arguments, a bad item (named by its index), or a ``root`` that cannot hold the
-            cache (a file, or not writable; found before any conversion); bad ``RANK``/``WORLD_SIZE``.
+        ValueError: bad arguments, a bad item (named by its index; also a grayscale item among RGB
+            ones or the reverse, when the node features' width depends on the channels), or a ``root``
+            that cannot hold the cache (a file, or not writable; found before any conversion); bad
+            ``RANK``/``WORLD_SIZE``.
         TypeError: ``images`` is not a sequence of items (an int, a path), or ``converter`` is not an
             :class:`~bridge.convert.ImageToGraph`; ``distributed`` is not ``None``/``True``/``False``.
         TimeoutError: a distributed run in which a rank's shard (named, with its rank) or the merged
@@ -590,6 +614,10 @@ class GraphDataset(InMemoryDataset):
         desc = "image -> graph"
         if self.world_size > 1:
             desc += f" (rank {self.rank} of {self.world_size}: items {start}-{stop - 1})"
+        # grayscale and RGB items give node features of different widths, which cannot be packed into
+        # one dataset: every item is compared with item 0 (on every rank) before it is converted
+        widths = {c: len(conv.feature_names(c)) for c in (1, 3)}
+        first_channels = _channels(_split_item(images[0], 0)[0]) if widths[1] != widths[3] else None
         bar = tqdm(total=stop - start, desc=desc, unit="img", disable=not progress or self.rank != 0)
 
         def load(first: int) -> tuple[list[Any], list[int], Any]:
@@ -600,6 +628,10 @@ class GraphDataset(InMemoryDataset):
                     ys.append(check_label(label))
                 except ValueError as err:
                     raise ValueError(f"item {i}: {err}") from None
+                if first_channels is not None:
+                    channels = _channels(image)
+                    if channels is not None and channels != first_channels:
+                        raise ValueError(_mixed_channels(i, image, channels, first_channels, widths))
                 imgs.append(image)
             # a few tasks per worker, each a run of images (a batched segmentation back-end such as
             # slic_torch segments a run in one pass)
@@ -853,9 +885,32 @@ class GraphDataset(InMemoryDataset):
         return data
 
     def copy(self, idx: Any = None) -> GraphDataset:
-        """A copy (of a subset) with every graph in memory; label maps are then stored with the graphs."""
-        out = super().copy(idx)
-        out._segments = None
+        """A copy (of a subset) with every graph in memory; every graph keeps its own label map.
+
+        The label maps stay apart from the collated graph tensors, as in the cache file, so that maps of
+        different sizes (images of different sizes) can be copied too.
+        """
+        segments = self._segments
+        self._segments = None  # the graphs without their label maps, which need not share one size
+        try:
+            out = super().copy(idx)
+        finally:
+            self._segments = segments
+        if segments is not None:  # the selected graphs' label maps, in the copy's order
+            flat, shapes, offsets = segments
+            chosen = self.indices() if idx is None else self.index_select(idx).indices()
+            keep = torch.as_tensor(list(chosen), dtype=torch.long)
+            starts, sizes = (
+                offsets[:-1].index_select(0, keep),
+                (offsets[1:] - offsets[:-1]).index_select(0, keep),
+            )
+            new_offsets = torch.zeros(keep.numel() + 1, dtype=torch.long)
+            new_offsets[1:] = torch.cumsum(sizes, 0)
+            total = int(new_offsets[-1])
+            pixel = torch.arange(total) + torch.repeat_interleave(
+                starts - new_offsets[:-1], sizes, output_size=total
+            )
+            out._segments = (flat.index_select(0, pixel), shapes.index_select(0, keep), new_offsets)
         return out
 
     def __repr__(self) -> str:

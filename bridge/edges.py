@@ -291,7 +291,7 @@ def batch_knn_edges(
         ``(2, E)`` int64 edge index in global ids, sorted, both directions.
 
     Raises:
-        ValueError: a graph with ``k`` or fewer nodes.
+        ValueError: a graph with ``k`` or fewer nodes (the message names the first such graph).
 
     Shapes:
         - points: ``(N, D)``; n_nodes: ``(B,)``
@@ -307,8 +307,9 @@ def batch_knn_edges(
     m = int(n_nodes.max()) if n_max is None else int(n_max)
     fewest = int(n_nodes.min())
     if k >= fewest:
+        i = int(torch.argmin(n_nodes))  # the first graph with the fewest nodes
         raise ValueError(
-            f"k={k} but a graph has only {fewest} nodes; k must be at most N - 1 = {fewest - 1} "
+            f"k={k} but graph {i} has only {fewest} nodes; k must be at most N - 1 = {fewest - 1} "
             f"(lower k, ask for more segments, or use edges='region')"
         )
     total = int(points.shape[0])
@@ -387,11 +388,15 @@ def undirected(edge_index: torch.Tensor, num_nodes: int) -> torch.Tensor:
     """Make an edge set undirected: add reverse edges, drop self loops and duplicates, sort.
 
     Args:
-        edge_index: ``(2, E)`` long tensor.
+        edge_index: ``(2, E)`` integer tensor with node indices ``0 .. N-1``.
         num_nodes: number of nodes ``N``.
 
     Returns:
-        ``(2, E')`` long tensor sorted by ``(source, target)``.
+        ``(2, E')`` long tensor sorted by ``(source, target)``, on ``edge_index``'s device.
+
+    Raises:
+        ValueError: ``edge_index`` not ``(2, E)`` integer, a negative ``num_nodes``, or a node index
+            outside ``0 .. N-1`` (named with its edge; see :func:`gnn.models.check_edge_index`).
 
     Shapes:
         - edge_index: ``(2, E)``
@@ -400,12 +405,29 @@ def undirected(edge_index: torch.Tensor, num_nodes: int) -> torch.Tensor:
         >>> undirected(torch.tensor([[0, 1, 1], [1, 0, 1]]), 2).tolist()
         [[0, 1], [1, 0]]
     """
+    from gnn.models import check_edge_index  # imported here: torch_geometric.nn is slow to import
+
+    if not isinstance(edge_index, torch.Tensor) or edge_index.ndim != 2 or edge_index.shape[0] != 2:
+        shape = tuple(edge_index.shape) if isinstance(edge_index, torch.Tensor) else type(edge_index).__name__
+        raise ValueError(f"edge_index has shape {shape}; expected a (2, E) tensor of node indices")
+    if edge_index.is_floating_point() or edge_index.is_complex() or edge_index.dtype == torch.bool:
+        raise ValueError(
+            f"edge_index has dtype {edge_index.dtype}; expected integer node indices (torch.long)"
+        )
+    if (
+        isinstance(num_nodes, (bool, np.bool_))
+        or not isinstance(num_nodes, (int, np.integer))
+        or num_nodes < 0
+    ):
+        raise ValueError(f"num_nodes must be an int >= 0, got {num_nodes!r}")
+    n = int(num_nodes)
+    check_edge_index(edge_index.detach(), n, name="edge_index")
     ei = edge_index.detach().cpu().numpy().astype(np.int64, copy=False)
     keep = ei[0] != ei[1]
     s, t = ei[0][keep], ei[1][keep]
-    lo, hi, _ = _pairs_to_edges(np.minimum(s, t), np.maximum(s, t), int(num_nodes))
-    (out,) = both_directions(lo, hi, int(num_nodes))
-    return torch.from_numpy(out)
+    lo, hi, _ = _pairs_to_edges(np.minimum(s, t), np.maximum(s, t), n)
+    (out,) = both_directions(lo, hi, n)
+    return torch.from_numpy(out).to(edge_index.device)
 
 
 def knn_edges(
@@ -425,7 +447,8 @@ def knn_edges(
         chunk_size: rows of the distance matrix computed at once.
 
     Returns:
-        ``(edge_index, distances)``: ``(2, E)`` long and ``(E,)`` float32 Euclidean distances.
+        ``(edge_index, distances)``: ``(2, E)`` long and ``(E,)`` float32 Euclidean distances, on the
+        device of a tensor ``points`` (the CPU for an array).
 
     Raises:
         ValueError: ``points`` not 2-D / empty / not finite, or ``k`` not in ``1 .. N-1``.
@@ -440,6 +463,8 @@ def knn_edges(
         >>> ei.tolist(), dist.tolist()
         ([[0, 1, 1, 2], [1, 0, 2, 1]], [1.0, 1.0, 2.0, 2.0])
     """
+    if isinstance(points, np.ndarray):
+        points = np.ascontiguousarray(points)  # e.g. pts[::-1]: torch cannot wrap negative strides
     p = torch.as_tensor(points)
     if p.ndim != 2 or p.shape[0] == 0:
         raise ValueError(f"points has shape {tuple(p.shape)}; expected a non-empty (N, D) array")
@@ -460,10 +485,10 @@ def knn_edges(
     nbrs = []
     for start in range(0, n, chunk_size):
         block = torch.cdist(p[start : start + chunk_size], p)
-        rows = torch.arange(start, min(start + chunk_size, n))
+        rows = torch.arange(start, min(start + chunk_size, n), device=p.device)
         block[rows - start, rows] = float("inf")
         nbrs.append(block.topk(k, dim=1, largest=False).indices)
-    nbr = torch.cat(nbrs).numpy().astype(np.int64)  # (N, k)
+    nbr = torch.cat(nbrs).cpu().numpy().astype(np.int64)  # (N, k); .cpu(): points may be on CUDA
     target = np.repeat(np.arange(n, dtype=np.int64), k)
     source = nbr.reshape(-1)
     if symmetric:
@@ -472,6 +497,6 @@ def knn_edges(
     else:
         order = np.argsort(target * n + source, kind="stable")
         ei = np.stack([source[order], target[order]])
-    edge_index = torch.from_numpy(ei)
-    dist = (p[edge_index[0]] - p[edge_index[1]]).norm(dim=1)
+    edge_index = torch.from_numpy(ei).to(p.device)
+    dist = (p.index_select(0, edge_index[0]) - p.index_select(0, edge_index[1])).norm(dim=1)
     return edge_index, dist

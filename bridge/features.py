@@ -36,7 +36,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .checks import as_float_image, check_backbone, check_labels
+from .checks import as_float_image, check_backbone, check_labels, check_positive_int
 from .edges import LabelRuns, label_runs
 
 __all__ = [
@@ -451,7 +451,8 @@ def _label_groups(
         raise ValueError(f"got {len(label_list)} label maps for a batch of {batch} feature maps")
     tensors = []
     for lab in label_list:
-        t = lab.detach() if isinstance(lab, torch.Tensor) else torch.from_numpy(np.asarray(lab))
+        # a copy of a view with negative strides (np.fliplr(labels)), which torch cannot wrap
+        t = lab.detach() if isinstance(lab, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(lab))
         if t.ndim != 2:
             raise ValueError(f"label map has shape {tuple(t.shape)}; expected (H, W)")
         if t.is_floating_point() or t.is_complex():
@@ -480,9 +481,10 @@ def pool_feature_maps(
     divides a finer one is counted from the finer stage's counts). For equally sized label maps whose
     ``(B, max N_b, h * w)`` count tables are small (up to ``_DENSE_MAX`` entries over all stages; 32
     images at 224 px with 75 superpixels and the default 3 stages use under a third of it) the tables
-    are dense and every stage is one batched matrix product (``torch.bmm``; only at
-    ``torch.get_float32_matmul_precision() == "highest"``, the default: TF32 or bfloat16 products
-    would round the counts and features); otherwise the non-zero
+    are dense and every stage is one batched matrix product (``torch.bmm``; only when float32 products
+    are full float32 on the maps' device: ``torch.get_float32_matmul_precision() == "highest"``, the
+    default, or ``fp32_precision == "ieee"`` for that backend where the per-backend API of torch >= 2.9
+    is used; TF32 or bfloat16 products would round the counts and features); otherwise the non-zero
     ``(node, cell)`` pairs are kept (one ``bincount`` or ``unique``) and the weighted sum is one gather
     + ``index_add_`` per stage. The per-stage results are concatenated along channels.
 
@@ -582,7 +584,7 @@ def _pool(
     pooled_stages: list[torch.Tensor | None] = [None] * len(maps)
     n_max = int(n_t.max())
     cells = sum(int(m.shape[2] * m.shape[3]) for m in maps)  # every stage's table may be kept
-    exact = torch.get_float32_matmul_precision() == "highest"  # not TF32 / bfloat16 products
+    exact = _exact_matmul(device)  # not TF32 / bfloat16 products
     if exact and len(group_runs) == 1 and batch * n_max * cells <= _DENSE_MAX:
         # one label size and a small enough (image, node, cell) table: dense overlap matrices and one
         # batched matrix product per stage, several times faster than the gathers of the general path
@@ -648,6 +650,31 @@ def _pool(
     return torch.cat(pooled_stages, dim=1), counts_n  # type: ignore[arg-type]
 
 
+def _exact_matmul(device: torch.device) -> bool:
+    """Whether float32 matrix products on ``device`` are computed in full float32 (IEEE), not TF32 / bf16.
+
+    The legacy setting (``torch.get_float32_matmul_precision() == "highest"``, the default) when it can
+    be read; once the per-backend API of torch >= 2.9 is used (``torch.backends.fp32_precision``,
+    ``torch.backends.cuda.matmul.fp32_precision``, ``torch.backends.mkldnn.matmul.fp32_precision``)
+    the legacy getter raises, and then the matmul setting of the device's backend (CUDA for a CUDA
+    device, oneDNN otherwise) decides, falling back to the generic one where it is ``"none"``; only
+    ``"ieee"`` counts as exact (anything else takes the sparse path, exact at every setting).
+    """
+    try:
+        return torch.get_float32_matmul_precision() == "highest"
+    except RuntimeError:  # the legacy and the per-backend APIs were mixed
+        pass
+    backends = torch.backends
+    try:
+        backend = backends.cuda if device.type == "cuda" else backends.mkldnn
+        setting = str(getattr(getattr(backend, "matmul", None), "fp32_precision", "none"))
+        if setting == "none":
+            setting = str(getattr(backends, "fp32_precision", "none"))
+    except (AttributeError, RuntimeError):
+        return False
+    return setting == "ieee"
+
+
 def weights_fingerprint(module: torch.nn.Module) -> str:
     """SHA-256 over a module's state (names, shapes, dtypes and values of parameters and buffers).
 
@@ -707,13 +734,15 @@ class CNNNodeFeatures:
         device: str | torch.device | None = None,
     ) -> None:
         check_backbone(backbone)
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        batch_size = check_positive_int(batch_size, "batch_size")
         channels = getattr(backbone, "feature_channels", None)
         self.n_stages = len(channels) if channels is not None else None
-        if self.n_stages is not None and stages is not None and not isinstance(stages, int):
-            if tuple(stages) == DEFAULT_STAGES and self.n_stages < len(DEFAULT_STAGES):
-                stages = list(range(self.n_stages))
+        # the default "last three" means all stages of a shallower backbone; without feature_channels
+        # the stage count is only known from the maps (see _select)
+        default = stages is not None and not isinstance(stages, int) and tuple(stages) == DEFAULT_STAGES
+        self._all_if_fewer = default and self.n_stages is None
+        if self.n_stages is not None and default and self.n_stages < len(DEFAULT_STAGES):
+            stages = list(range(self.n_stages))
         if stages is not None:
             if isinstance(stages, int):
                 stages = [stages]
@@ -828,8 +857,8 @@ class CNNNodeFeatures:
 
     def _select(self, maps: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         maps = list(maps)
-        if self.stages is None:
-            return maps
+        if self.stages is None or (self._all_if_fewer and len(maps) < len(self.stages)):
+            return maps  # None, or the default "last three" of a backbone with fewer stages: all of them
         bad = [s for s in self.stages if not -len(maps) <= s < len(maps)]
         if bad:
             raise ValueError(f"stages {bad} out of range: backbone.features returned {len(maps)} maps")

@@ -61,7 +61,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .checks import check_compactness, check_n_segments, check_sigma, check_size
+from .checks import check_compactness, check_n_segments, check_positive_int, check_sigma, check_size
 
 __all__ = ["VERSION", "auto_downsample", "rgb_to_lab", "slic_batch"]
 
@@ -581,6 +581,8 @@ def slic_batch(
         >>> np.unique(lab[0, :, :32]).tolist(), np.unique(lab[0, :, 32:]).tolist()
         ([0], [1])
     """
+    if isinstance(images, np.ndarray) and any(step < 0 for step in images.strides):
+        images = np.ascontiguousarray(images)  # e.g. a flipped view imgs[:, :, ::-1]: torch refuses those
     x = torch.as_tensor(images)
     if x.ndim != 4 or x.shape[-1] not in (1, 3) or not x.is_floating_point():
         raise ValueError(
@@ -592,10 +594,10 @@ def slic_batch(
     n_segments = check_n_segments(n_segments)
     check_compactness(compactness)
     check_sigma(sigma)
-    if isinstance(cell_px, bool) or not isinstance(cell_px, int) or cell_px < 1:
-        raise ValueError(f"cell_px must be a positive int, got {cell_px!r}")
-    if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 0:
+    cell_px = check_positive_int(cell_px, "cell_px")
+    if isinstance(max_iter, (bool, np.bool_)) or not isinstance(max_iter, (int, np.integer)) or max_iter < 0:
         raise ValueError(f"max_iter must be an int >= 0, got {max_iter!r}")
+    max_iter = int(max_iter)
     # one read-only pass: a finite sum means finite values (an infinite one is checked value by value)
     if not (bool(torch.isfinite(x.sum())) or bool(torch.isfinite(x).all())):
         raise ValueError("images contain NaN or infinite values; expected finite values in [0, 1]")

@@ -374,7 +374,8 @@ _CNN = {
 # ("full", every item) gives the second key, recorded when it became the default. The method is
 # named: "slic" was the default then (now "slic_torch"). slic_torch's keys are those of its version 5
 # (2026-12-02: scikit-image's initial grid and choice of neighbour for small pieces, centres seeded
-# with the colour of the pixel in the middle of their cell).
+# with the colour of the pixel in the middle of their cell); grid's are those of its version 2 (2026-12-06:
+# strips thinner than a patch cut into one row of patches).
 @pytest.mark.parametrize(
     ("kwargs", "config", "key", "full_key"),
     [
@@ -387,9 +388,16 @@ _CNN = {
         ),
         (
             {"method": "grid", "edges": "knn", "k": 2, "features": ("area",), "keep_segments": False},
-            {"method": "grid", "edges": "knn", "k": 2, "features": ["area"], "keep_segments": False},
-            "8341eabc7d9f2d34c9cb9537",
-            "f53cebcbc1d96fbdaa7a946e",
+            {
+                "method": "grid",
+                "grid": 2,
+                "edges": "knn",
+                "k": 2,
+                "features": ["area"],
+                "keep_segments": False,
+            },
+            "94d95aa07ad205d158b69f58",
+            "ecde23de9b4603d4c75da613",
         ),
         (
             {"method": "slic", "backbone": "fixed", "stages": (-1,)},

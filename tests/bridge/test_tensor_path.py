@@ -135,7 +135,7 @@ def test_batch_knn_edges_equals_knn_edges_per_graph(device, dims, k):
 
 
 def test_batch_knn_edges_needs_more_nodes_than_k():
-    with pytest.raises(ValueError, match=r"k=3 but a graph has only 3 nodes; k must be at most N - 1 = 2"):
+    with pytest.raises(ValueError, match=r"k=3 but graph 1 has only 3 nodes; k must be at most N - 1 = 2"):
         batch_knn_edges(torch.rand(8, 2), torch.tensor([5, 3]), 3)
 
 
@@ -404,7 +404,7 @@ def test_batch_tensor_graph_without_edges_and_grayscale():
     assert_same_graphs(got, expected, device="cpu")
     assert got[0].num_nodes > 1 and got[1].num_nodes == 1 and got[1].edge_index.shape == (2, 0)
     assert got[1].edge_attr.shape == (0, 2) and got[0].x.shape[1] == 1 + 1 + 2  # gray mean, std, centroid
-    with pytest.raises(ValueError, match=r"k=1 but a graph has only 1 nodes"):
+    with pytest.raises(ValueError, match=r"images\[1\]: k=1 but the image gave only 1 nodes"):
         ImageToGraph(n_segments=4, edges="knn", k=1).batch_tensor(imgs)
 
 
