@@ -624,8 +624,9 @@ def superpixels(
     ``method="slic_torch"`` (the default) runs SLIC in torch (:mod:`bridge.slic`; batched in
     :func:`superpixels_batch`), on a 2x smaller working copy for 224 px images with 75 segments
     (borders exact to 2 px). Its superpixels are at least as homogeneous in colour as scikit-image's
-    in 11 of the 12 settings of ``benchmarks/bench_slic_parity.py``, with counts within 5 % of
-    scikit-image's in 6 (224 px / 75 segments among them); with 25 segments it returns 11-17 % more.
+    in 9 of the 12 settings of ``benchmarks/bench_slic_parity.py`` (version 5; up to 4.1 % higher
+    CIELAB RMS in the other 3), and it returns 4-8 % more superpixels than scikit-image for 75 to 400
+    asked, 14-19 % more for 25 (counts within 5 % in 2 of the 12 settings).
     ``method="slic"`` runs :func:`skimage.segmentation.slic` (Lab colour space for RGB, grayscale
     as is, ``enforce_connectivity=True``) and relabels the result into connected, contiguous ids.
     SLIC returns about ``n_segments`` regions, often fewer; ``return_info=True`` reports both.
