@@ -110,16 +110,24 @@ def linear_probe(bench: Workbench, seed: int) -> dict[str, Any]:
     return cell
 
 
-def fine_tuning_plan(bench: Workbench) -> tuple[str, int, str]:
-    """``(strategy, trainable_blocks, reason)`` of arms B and E (the same for both)."""
+def fine_tuning_plan(bench: Workbench) -> tuple[str, int | None, str]:
+    """``(strategy, trainable_blocks, reason)`` of arms B and E (the same for both).
+
+    ``trainable_blocks`` is ``None`` for ``"full"``: every layer trains, whatever ``cfg.trainable_blocks``
+    or ``choose_strategy`` say about blocks.
+    """
     from cnn.freezing import choose_strategy
 
     cfg = bench.cfg
     if cfg.strategy is not None:
-        return cfg.strategy, cfg.trainable_blocks or 2, "chosen by the user"
+        blocks = None if cfg.strategy == "full" else cfg.trainable_blocks or 2
+        return cfg.strategy, blocks, "chosen by the user"
     similarity = cfg.similarity or _SIMILAR_TO_IMAGENET.get(cfg.data, "high")
     strat = choose_strategy(len(bench.data.train), similarity)
-    blocks, reason = strat.trainable_blocks or 1, f"cnn.choose_strategy: {strat.reason}"
+    reason = f"cnn.choose_strategy: {strat.reason}"
+    if strat.name == "full":
+        return "full", None, reason
+    blocks = strat.trainable_blocks or 1
     if strat.name == "feature_extraction":  # that is arm A; arm B still fine-tunes, as little as it can
         reason = (
             f"cnn.choose_strategy advised feature extraction ({strat.reason}); that is arm A, so arm B "

@@ -2,6 +2,7 @@
 
 A cell is a JSON-serialisable dict; the keys every arm returns (:func:`result_cell`) are ``test``
 (``accuracy``, ``macro_f1``, ``n``), ``test_preds``, ``history``, ``train_time_s``, ``images_per_s``,
+``device`` (where ``images_per_s`` was measured, and ``device_name``, the GPU's, on CUDA),
 ``trainable_params``, ``total_params``; :func:`bridge.compare.run.run_cell` adds ``status``, ``arm``,
 ``seed`` and ``wall_time_s`` (and ``error`` / ``traceback`` when the arm failed). Arms may add keys of
 their own.
@@ -18,7 +19,21 @@ from torch import nn
 if TYPE_CHECKING:
     from bridge.compare.workbench import Workbench
 
-__all__ = ["result_cell", "save_model"]
+__all__ = ["device_record", "result_cell", "save_model"]
+
+
+def device_record(device: torch.device) -> dict[str, str]:
+    """``{"device"}`` (``"cpu"``, ``"cuda:0"``, ...), with ``"device_name"`` (the GPU's name) on CUDA: where
+    a cell's speed was measured, for the report.
+
+    Example:
+        >>> device_record(torch.device("cpu"))
+        {'device': 'cpu'}
+    """
+    if device.type != "cuda":
+        return {"device": str(device)}
+    index = torch.cuda.current_device() if device.index is None else device.index
+    return {"device": f"cuda:{index}", "device_name": torch.cuda.get_device_name(index)}
 
 
 def result_cell(
@@ -32,7 +47,8 @@ def result_cell(
         history: the ``History`` of ``fit`` (or a dict).
         preds: test predictions.
         train_time: seconds of training.
-        speed: images per second at inference (:meth:`Workbench.speed`).
+        speed: images per second at inference (:meth:`Workbench.speed`), measured on ``bench.device``
+            (recorded as ``device``, :func:`device_record`).
 
     Shapes:
         - preds: ``(len(bench.data.test),)`` class indices in the order of ``bench.data.test``.
@@ -55,6 +71,7 @@ def result_cell(
         "history": history.to_dict() if hasattr(history, "to_dict") else dict(history),
         "train_time_s": train_time,
         "images_per_s": speed,
+        **device_record(bench.device),
         "trainable_params": int(trainable),
         "total_params": int(total),
     }

@@ -83,7 +83,8 @@ class CompareConfig:
     """Everything that defines a comparison; stored in ``config.json`` and in every report.
 
     Attributes:
-        data: ``"elpv"``, ``"mnist5k"``, ``"digits"`` or a folder with one sub-folder per class.
+        data: a dataset name of ``cnn.datasets.DATASETS`` (``"elpv"``, ``"mnist5k"``, ``"digits"``, ...;
+            any case, stored in lower case) or a folder with one sub-folder per class.
         backbone: a ``cnn.list_backbones()`` name; its weights feed arms A, B and C.
         weights: ``"imagenet"``, ``None`` (random init: the control) or a ``.pth`` path.
         seeds: one training run per seed and arm.
@@ -113,6 +114,7 @@ class CompareConfig:
         probe_weight_decays: weight-decay candidates of arm A, chosen the same way.
         devices, num_nodes, lightning_strategy: data-parallel training (Lightning's ``devices``,
             ``num_nodes``, ``strategy``); ``devices > 1`` with ``"auto"`` uses ``"ddp_spawn"``.
+            ``device="cuda:N"`` is one GPU, so it takes ``devices=1`` (several GPUs: ``device="cuda"``).
         faithfulness_images: test images whose explanations every arm scores (deletion / insertion
             curves, :mod:`bridge.compare.faithful`); 0 turns the scoring off.
         faithfulness_steps: points of each curve after the first (10: 10 % of the pixels per step).
@@ -167,6 +169,12 @@ class CompareConfig:
     faithfulness_seeds: int = 1
 
     def __post_init__(self) -> None:
+        from cnn.datasets import DATASETS
+
+        # dataset names are accepted in any case (as load_dataset does); stored in lower case, so that
+        # everything that looks the name up (arm B's similarity to ImageNet, elpv's licence) finds it
+        if isinstance(self.data, str) and self.data.lower() in DATASETS and self.data != self.data.lower():
+            object.__setattr__(self, "data", self.data.lower())
         check_config(self)
 
     def to_dict(self) -> dict[str, Any]:
@@ -277,6 +285,12 @@ def check_config(cfg: CompareConfig) -> None:
     if cfg.similarity not in (None, "high", "low"):
         raise ValueError(f"similarity={cfg.similarity!r}; use 'high', 'low' or None")
     check_device(cfg.device)
+    if cfg.device.startswith("cuda:") and cfg.devices > 1:
+        raise ValueError(
+            f"device={cfg.device!r} (--device) names one GPU but devices={cfg.devices} (--devices) asks for "
+            f"{cfg.devices}; use --device cuda --devices {cfg.devices} to train on {cfg.devices} GPUs, or "
+            f"--device {cfg.device} --devices 1 for GPU {cfg.device[5:]} alone"
+        )
     _check_graph_options(cfg)
     if cfg.image_size is not None:
         size = cfg.image_size

@@ -151,7 +151,8 @@ def load_explainer(bench: Workbench, path: str | Path) -> tuple[ArmExplainer, li
     """The explainer of a model saved by a comparison (``RUN/models/<arm>.pth``) and its class names.
 
     The run's configuration (``bench.cfg``) rebuilds the backbone, converter and graph model; the file
-    holds the trained weights, the class names and the standardisation of the arm's inputs.
+    holds the trained weights, the class names and the standardisation of the arm's inputs. The model
+    runs on ``bench.device``, as the frozen backbone and the graph builder do.
 
     Raises:
         ValueError: an unknown arm, or a file written by pixgraph 0.1 without the standardisation (rerun
@@ -182,12 +183,13 @@ def load_explainer(bench: Workbench, path: str | Path) -> tuple[ArmExplainer, li
             )
         head = nn.Linear(state["weight"].shape[1], n)
         head.load_state_dict(state)
-        frozen = bench.frozen
-        probe = ProbeNet(frozen, head, extra["shift"], extra["scale"])
+        frozen = bench.frozen  # already on bench.device
+        probe = ProbeNet(frozen, head, extra["shift"], extra["scale"]).to(bench.device)
         return cnn_explainer(arm, probe, deepest_stage(frozen), frozen.cfg.mean, frozen.cfg.std), classes
     if arm == "finetune":
         model = bench.backbone(num_classes=n)
         load_checkpoint(path, model)
+        model.to(bench.device)
         return cnn_explainer(arm, model, deepest_stage(model), model.cfg.mean, model.cfg.std), classes
     if arm in _GRAPH_ARMS:
         if "x_mean" not in extra:
@@ -208,11 +210,15 @@ def load_explainer(bench: Workbench, path: str | Path) -> tuple[ArmExplainer, li
             dynamic_k=bench.knn if with_cnn and cfg.graph == "patches" and cfg.dynamic_knn else None,
         )
         gnn.load_state_dict(state)
+        gnn.to(bench.device)
         conv = bench.converter(with_cnn, keep_segments=True)
         if reads_u:
-            u_mean, u_std, frozen = extra["u_mean"], extra["u_std"], bench.frozen
+            dev, frozen = bench.device, bench.frozen
+            u_mean, u_std = extra["u_mean"].to(dev), extra["u_std"].to(dev)
 
             def global_features(images: np.ndarray) -> torch.Tensor:
+                """The standardised frozen embedding, on ``bench.device`` like the backbone (the graph
+                batches move to the GNN's device with their ``u``)."""
                 with torch.inference_mode():
                     return (frozen.embed(bench.normalize(images)).float() - u_mean) / u_std
 
@@ -224,6 +230,7 @@ def load_explainer(bench: Workbench, path: str | Path) -> tuple[ArmExplainer, li
     if arm == "e2e":
         e2e_model: Any = bench.e2e_model(str(extra.get("graph", bench.cfg.graph)))
         e2e_model.load_state_dict(state)
+        e2e_model.to(bench.device)
         pcfg = e2e_model.backbone.cfg
         return cnn_explainer(arm, e2e_model, deepest_stage(e2e_model.backbone), pcfg.mean, pcfg.std), classes
     raise ValueError(

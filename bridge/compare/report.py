@@ -19,6 +19,7 @@ __all__ = [
     "paired_lines",
     "summarise",
     "summary_table",
+    "validation_accuracy",
     "write_report",
 ]
 
@@ -169,15 +170,46 @@ def _letter(arms: dict[str, Any], arm: str) -> str:
     return head if len(head) == 1 else arm
 
 
+def validation_accuracy(cells: dict[tuple[str, int], dict[str, Any]], arm: str, seeds: Any) -> float | None:
+    """Mean over ``seeds`` of the validation accuracy of the model each cell kept, or ``None``.
+
+    Every arm ends with the weights of its epoch of lowest validation loss (``fit(restore_best=True)``),
+    so a cell's figure is ``history["val_acc"]`` at the first minimum of ``history["val_loss"]``. ``None``
+    when a cell has no such history (an arm that does not validate, or a cell without it).
+
+    Example:
+        >>> h = {"val_loss": [0.9, 0.5, 0.7], "val_acc": [0.5, 0.75, 0.8]}
+        >>> validation_accuracy({("a", 0): {"history": h}}, "a", [0])
+        0.75
+    """
+    values = []
+    for seed in seeds:
+        history = cells.get((arm, seed), {}).get("history") or {}
+        loss, acc = history.get("val_loss"), history.get("val_acc")
+        if not loss or not acc or len(loss) != len(acc):
+            return None
+        losses = np.array([np.nan if v is None else v for v in loss], dtype=float)  # NaN is stored as null
+        if np.isnan(losses).all():
+            return None
+        best = acc[int(np.nanargmin(losses))]
+        if best is None:
+            return None
+        values.append(float(best))
+    return float(np.mean(values)) if values else None
+
+
 def paired_differences(
     cfg: CompareConfig, cells: dict[tuple[str, int], dict[str, Any]], labels: Any, arms: dict[str, Any]
 ) -> list[dict[str, Any]]:
     """Paired statistics (:func:`engine.stats.compare_pair`) for the pairs a reader compares.
 
     C - A (the graph head on the probe's features against the probe itself), E - B (the end-to-end
-    graph head against the fine-tuned CNN it contains), and the best graph arm against the best CNN arm
-    (by mean test accuracy); only arms that finished every seed. Each entry:
-    ``{"name", "a", "b", "diff", "low", "high", "mcnemar", "seeds", "n"}``.
+    graph head against the fine-tuned CNN it contains), and the best graph arm against the best CNN arm,
+    picked by mean validation accuracy (:func:`validation_accuracy`; the test split, which the pair is
+    then tested on, plays no part; ties go to the arm listed first). Only arms that finished every seed;
+    the best-vs-best pair only among arms with validation figures. Each entry:
+    ``{"name", "a", "b", "diff", "low", "high", "mcnemar", "seeds", "n"}``; the best-vs-best pair (also
+    when it is C - A or E - B) has ``"val_accuracy": {a: ..., b: ...}`` as well.
 
     Example:
         >>> paired_differences(cfg, cells, labels, arms)[0]["name"]
@@ -191,11 +223,16 @@ def paired_differences(
         pairs.append(("gnn_cnn", "linear_probe"))
     if "e2e" in done and "finetune" in done:
         pairs.append(("e2e", "finetune"))
-    graph = [a for a in done if a in GRAPH_ARMS]
-    cnn = [a for a in done if a in CNN_ARMS]
+    val: dict[str, float] = {}
+    for a in done:
+        v = validation_accuracy(cells, a, cfg.seeds) if a in GRAPH_ARMS + CNN_ARMS else None
+        if v is not None:
+            val[a] = v
+    graph = [a for a in done if a in GRAPH_ARMS and a in val]
+    cnn = [a for a in done if a in CNN_ARMS and a in val]
+    best: tuple[str, str] | None = None
     if graph and cnn:
-        acc = {a: arms[a]["summary"]["accuracy_mean"] for a in done}
-        best = (max(graph, key=lambda a: acc[a]), max(cnn, key=lambda a: acc[a]))
+        best = (max(graph, key=val.__getitem__), max(cnn, key=val.__getitem__))
         if best not in pairs:
             pairs.append(best)
     out = []
@@ -203,7 +240,10 @@ def paired_differences(
         pa = [cells[(a, s)]["test_preds"] for s in cfg.seeds]
         pb = [cells[(b, s)]["test_preds"] for s in cfg.seeds]
         stats = compare_pair(pa, pb, labels)
-        out.append({"name": f"{_letter(arms, a)} - {_letter(arms, b)}", "a": a, "b": b, **stats})
+        entry = {"name": f"{_letter(arms, a)} - {_letter(arms, b)}", "a": a, "b": b, **stats}
+        if (a, b) == best:
+            entry["val_accuracy"] = {a: val[a], b: val[b]}
+        out.append(entry)
     return out
 
 
@@ -230,10 +270,54 @@ def _selection_lines(arms: dict[str, Any]) -> list[str]:
 
 
 def paired_lines(pairs: list[dict[str, Any]]) -> list[str]:
-    """One line per pair, e.g. ``C - A: +1.1 pts [-1.3, +3.6], McNemar p = 0.69, 1, 0.54 (per seed)``."""
+    """One line per pair, e.g. ``C - A: +1.1 pts [-1.3, +3.6], McNemar p = 0.69, 1, 0.54 (per seed)``; the
+    best-vs-best pair says so, with the validation accuracies it was picked by."""
     from engine.stats import format_pair
 
-    return [format_pair(p["name"], p) for p in pairs]
+    lines = []
+    for p in pairs:
+        line = format_pair(p["name"], p)
+        if p.get("val_accuracy"):
+            accs = ", ".join(f"{arm} {v:.3f}" for arm, v in p["val_accuracy"].items())
+            line += f" (best graph arm vs best CNN arm by mean validation accuracy: {accs})"
+        lines.append(line)
+    return lines
+
+
+def _speed_device(cfg: CompareConfig, arms: dict[str, Any]) -> str:
+    """Where the inference speeds were measured, as the finished cells recorded it (``device`` and, on
+    CUDA, ``device_name``); cells written before that was recorded fall back to ``cfg.device``, said so."""
+    where: dict[str, list[str]] = {}
+    for arm, entry in arms.items():
+        for cell in entry.get("seeds", {}).values():
+            if cell.get("status", "ok") != "ok":
+                continue
+            label = cell.get("device")
+            if label is None:
+                label = f"{cfg.device} as configured (the device used was not recorded)"
+            elif cell.get("device_name"):
+                label = f"{label} ({cell['device_name']})"
+            if arm not in where.setdefault(label, []):
+                where[label].append(arm)
+    if not where:
+        return f"device {cfg.device} as configured"
+    if len(where) == 1:
+        return f"device {next(iter(where))}"
+    return "devices " + "; ".join(f"{label} for {', '.join(names)}" for label, names in where.items())
+
+
+def _faithfulness_images(cfg: CompareConfig, data: DataView | None, arms: dict[str, Any]) -> int:
+    """Test images each scored model explained: as the cells recorded it, else the configured number, at
+    most the test split's size."""
+    counts = [
+        int(cell["faithfulness"]["images"])
+        for entry in arms.values()
+        for cell in entry.get("seeds", {}).values()
+        if isinstance(cell.get("faithfulness"), dict) and "images" in cell["faithfulness"]
+    ]
+    if counts:
+        return max(counts)
+    return min(cfg.faithfulness_images, len(data.test)) if data is not None else cfg.faithfulness_images
 
 
 def write_report(
@@ -267,7 +351,7 @@ def write_report(
         summary_table(arms),
         "",
         "Inference img/s: from the cropped image to logits, graph building included for the GNN arms, "
-        "batch size " + str(cfg.batch_size) + f", {torch.get_num_threads()} threads, device {cfg.device}; "
+        f"batch size {cfg.batch_size}, {torch.get_num_threads()} threads, {_speed_device(cfg, arms)}; "
         "the fastest of 3 passes over up to 64 test images.",
     ]
     strategies = [
@@ -275,10 +359,11 @@ def write_report(
     ]
     if strategies:
         st = strategies[0]
-        lines.append(
-            f"\nArm B trained the last {st['trainable_blocks']} block(s) and the head ({st['name']}): "
-            f"{st['reason']}."
-        )
+        if st["name"] == "full" or st.get("trainable_blocks") is None:  # older cells stored 2 for "full"
+            part = "every layer of the backbone and the head"
+        else:
+            part = f"the last {st['trainable_blocks']} block(s) and the head"
+        lines.append(f"\nArm B trained {part} ({st['name']}): {st['reason']}.")
     selections = _selection_lines(arms)
     if selections:
         lines += [
@@ -299,7 +384,9 @@ def write_report(
             "Every arm is tested on the same test images for every seed, so differences are paired: mean "
             "accuracy difference over seeds in points, a 95% interval from a paired bootstrap over the test "
             "images (2,000 resamples, the same draw for every seed), and the exact McNemar test of each "
-            "seed's predictions.",
+            "seed's predictions. C - A and E - B are fixed pairs; the best graph arm against the best CNN "
+            "arm is picked by mean validation accuracy over seeds (of the model each arm kept, its epoch of "
+            "lowest validation loss), never by test accuracy, so that picking it does not bias its test.",
             "",
             *[f"- {line}" for line in paired_lines(pairs)],
         ]
@@ -307,11 +394,12 @@ def write_report(
     if faithful:
         scored = [e["faithfulness"] for e in arms.values() if e.get("faithfulness")]
         seconds = sum(f["seconds"] for f in scored)
+        n_images = _faithfulness_images(cfg, data, arms)
         lines += [
             "",
             "## Explanation faithfulness",
             "",
-            f"Every arm explains its own prediction on the first {cfg.faithfulness_images} test images "
+            f"Every arm explains its own prediction on the first {n_images} test images "
             f"(models of the first {min(cfg.faithfulness_seeds, len(cfg.seeds))} seed(s)): "
             "Grad-CAM for the CNN arms, node saliency painted on the superpixels for the GNN arms. "
             f"Pixels are removed (deletion) or restored (insertion) in {cfg.faithfulness_steps} steps "

@@ -21,7 +21,8 @@ __all__ = ["check_runnable", "compare", "run_cell"]
 
 def check_runnable(cfg: CompareConfig, *, out: str | os.PathLike | None = None) -> None:
     """Everything about ``cfg`` that can fail later, checked now: data, backbone, weights file, graph
-    convolution, device availability, and (when given) that ``out`` is a writable folder.
+    convolution, device availability, a patch graph of at least two patches at the working size (with
+    ``graph="patches"``), and (when given) that ``out`` is a writable folder.
 
     Arms, seeds, epochs, image size vs superpixels and the device's spelling are checked by
     :class:`CompareConfig` itself.
@@ -67,8 +68,56 @@ def check_runnable(cfg: CompareConfig, *, out: str | os.PathLike | None = None) 
             f"gnn={cfg.gnn!r} (--gnn) is not a known graph convolution; use one of {', '.join(convs)}"
         )
     check_device(cfg.device, available=True)
+    _check_patch_grid(cfg)
     if out is not None:
         check_output_dir(out, name="out")
+
+
+def _check_patch_grid(cfg: CompareConfig) -> None:
+    """With ``cfg.graph == "patches"`` and arm C or E: the patch grid at the working size has at least two
+    cells (a 1 x 1 grid leaves a k-NN graph with k = 0, and those arms would fail after the others trained).
+
+    The grid depends on the backbone's stride, so an untrained copy of the backbone (no weights loaded)
+    runs once on a blank image of the working size.
+    """
+    if cfg.graph != "patches" or not {"gnn_cnn", "e2e"} & set(cfg.arms):
+        return
+    import torch
+
+    from bridge.cnngraph import PATCH_STAGE
+    from cnn.backbones import create_backbone
+
+    backbone = create_backbone(cfg.backbone, weights=None).eval()
+
+    def cells(size: int) -> int:
+        with torch.inference_mode():
+            grid = backbone.features(torch.zeros(1, 3, size, size))[PATCH_STAGE]
+        return int(grid.shape[2]) * int(grid.shape[3])
+
+    size = cfg.image_size or backbone.cfg.input_size
+    try:
+        n = cells(size)
+    except RuntimeError as err:
+        raise ValueError(
+            f"graph='patches' (--graph): backbone {cfg.backbone!r} cannot run on a {size}x{size} view "
+            f"(image_size, --image-size): {err}; give a larger --image-size, or --graph superpixels"
+        ) from err
+    if n >= 2:
+        return
+    smallest = None
+    for bigger in range(size + 1, 4 * size + 1):
+        try:
+            if cells(bigger) >= 2:
+                smallest = bigger
+                break
+        except RuntimeError:
+            continue
+    hint = f"--image-size {smallest} or more" if smallest else "a larger --image-size"
+    raise ValueError(
+        f"graph='patches' (--graph) with image_size={size} (--image-size): backbone {cfg.backbone!r} "
+        f"gives {n} patch at that size, too few for a k-nearest-neighbour graph (arms "
+        f"{', '.join(a for a in cfg.arms if a in ('gnn_cnn', 'e2e'))}); use {hint}, or --graph superpixels"
+    )
 
 
 def compare(

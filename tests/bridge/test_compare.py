@@ -558,3 +558,43 @@ def test_finetune_arm_depends_only_on_its_seed(tmp_path):
     assert one["history"]["train_loss"] == two["history"]["train_loss"]
     assert one["history"]["val_loss"] == two["history"]["val_loss"]
     assert one["test"] == two["test"]
+
+
+def test_the_report_names_the_device_each_speed_was_measured_on(finished):
+    out, res, _ = finished
+    assert res["config"]["device"] == "auto"
+    for arm, entry in res["arms"].items():
+        assert entry["seeds"]["0"]["device"] == "cpu", arm  # "auto" resolved: no GPU here
+    report = (out / "report.md").read_text()
+    assert "threads, device cpu; the fastest" in report and "device auto" not in report
+
+
+def test_a_loaded_explainer_runs_on_the_benchs_device(finished, monkeypatch):
+    """Every model :func:`load_explainer` rebuilds is on ``bench.device``, as the frozen backbone is (the
+    'meta' device stands for a GPU: anything but the CPU); arm C's ``u`` is computed there too."""
+    from bridge.compare import explainers
+    from bridge.compare.rundir import RunFolder
+    from bridge.compare.workbench import Workbench
+
+    out, _, _ = finished
+    folder = RunFolder(out)
+    cfg, _ = folder.read_config()
+    bench = Workbench(cfg, folder, log=lambda m: None, progress=False)
+    bench.__dict__["device"] = torch.device("meta")
+    built = {}
+
+    def cnn(arm, model, *args):
+        built[arm] = (model, None)
+
+    def graph(arm, model, *args, global_features=None):
+        built[arm] = (model, global_features)
+
+    monkeypatch.setattr(explainers, "cnn_explainer", cnn)
+    monkeypatch.setattr(explainers, "graph_explainer", graph)
+    for arm in ARMS:
+        explainers.load_explainer(bench, folder.models_dir / f"{arm}.pth")
+        model, global_features = built[arm]
+        tensors = [*model.parameters(), *model.buffers()]
+        assert {t.device.type for t in tensors} == {"meta"}, arm
+    u = built["gnn_cnn"][1](bench.data.images[bench.data.test[:2]])
+    assert u.device.type == "meta" and u.shape == (2, bench.frozen.num_features)
