@@ -274,6 +274,12 @@ def check_config(cfg: CompareConfig) -> None:
             f"trainable_blocks={blocks!r} (--blocks) must be a positive int (the last N blocks of the "
             "backbone that train), or None to let the strategy choose"
         )
+    if blocks is not None and cfg.strategy != "fine_tuning":
+        raise ValueError(
+            f"trainable_blocks={blocks!r} (--blocks) applies only with strategy='fine_tuning' (--freeze "
+            f"fine_tuning), got strategy={cfg.strategy!r}; set both, or leave both out to let "
+            "cnn.choose_strategy decide"
+        )
     for name in ("faithfulness_images", "faithfulness_steps", "faithfulness_seeds"):
         value = getattr(cfg, name)
         if isinstance(value, bool) or not isinstance(value, int) or value < (name != "faithfulness_images"):

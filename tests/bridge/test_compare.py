@@ -392,6 +392,11 @@ def test_config_is_validated_before_any_work():
         ({"batch_size": True}, r"batch_size must be a positive int \(--batch-size\), got True"),
         ({"compactness": -1.0}, r"compactness must be a positive finite number"),
         ({"trainable_blocks": -2}, r"trainable_blocks=-2 \(--blocks\) must be a positive int"),
+        (
+            {"trainable_blocks": 2},
+            r"trainable_blocks=2 \(--blocks\) applies only with strategy='fine_tuning'",
+        ),
+        ({"trainable_blocks": 2, "strategy": "full"}, r"applies only with .*got strategy='full'"),
     ],
 )
 def test_config_fields_are_checked_with_their_flag(kw, match):
