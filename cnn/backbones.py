@@ -642,10 +642,22 @@ def _find_module_path(root: nn.Module, target: nn.Module) -> str:
     raise ValueError(f"{type(target).__name__} is not a submodule of {type(root).__name__}")
 
 
+# torchvision classifiers built with auxiliary heads, and those heads' attributes. The heads are dropped
+# after building (loading) the model, as torchvision itself does for ``aux_logits=False`` (which it
+# refuses together with weights): in train mode the model then returns plain logits, not
+# ``InceptionOutputs`` / ``GoogLeNetOutputs``, so the loss and :func:`cnn.training.fit` work.
+_TV_AUX_HEADS = {"inception_v3": ("AuxLogits",), "googlenet": ("aux1", "aux2")}
+
+
 def _torchvision_backbone(name: str, entry: _Entry, weights: str | os.PathLike | None) -> Backbone:
-    """Wrap any torchvision classifier: stages and head are found by a probe forward, by module type."""
+    """Wrap any torchvision classifier: stages and head are found by a probe forward, by module type.
+
+    Inception V3 and GoogLeNet lose their auxiliary heads once built (after the ImageNet weights load;
+    a local state_dict that still has them loads with them ignored).
+    """
     import torchvision
 
+    aux_heads = _TV_AUX_HEADS.get(entry.arch, ())
     if weights == "imagenet":
         tv_weights = torchvision.models.get_model_weights(entry.arch).DEFAULT
         cache = os.path.join(torch.hub.get_dir(), "checkpoints")
@@ -670,6 +682,10 @@ def _torchvision_backbone(name: str, entry: _Entry, weights: str | os.PathLike |
         model = torchvision.models.get_model(entry.arch, weights=None)
         size = 299 if "inception" in entry.arch else 224
         cfg = PreprocessConfig(input_size=size, crop_pct=0.875 if size == 224 else 299 / 342)
+    if aux_heads:
+        model.aux_logits = False
+        for attr in aux_heads:
+            setattr(model, attr, None)
     linears = [p for p, m in model.named_modules() if isinstance(m, nn.Linear)]
     if not linears:
         raise ValueError(f"torchvision model {entry.arch!r} has no nn.Linear classifier to wrap")
@@ -720,7 +736,11 @@ def _torchvision_backbone(name: str, entry: _Entry, weights: str | os.PathLike |
     )
     backbone._body_is_model = True  # the stages are found inside the whole model's forward
     if weights not in (None, "imagenet"):
-        _load_state_dict(backbone, _read_state_dict(weights), repr(str(weights)))
+        sd = _read_state_dict(weights)
+        if aux_heads:  # e.g. torchvision's own file: its auxiliary heads are not part of this model
+            prefixes = tuple(f"{attr}." for attr in aux_heads)
+            sd = {k: v for k, v in sd.items() if not k.removeprefix("model.").startswith(prefixes)}
+        _load_state_dict(backbone, sd, repr(str(weights)))
     return backbone
 
 

@@ -32,6 +32,7 @@ import io
 import numbers
 import operator
 import os
+import re
 import secrets
 import shutil
 import tarfile
@@ -663,11 +664,19 @@ def _read_manifest(path: Path) -> tuple[list[str], list[str]]:
     return paths, labels
 
 
+_WHOLE_NUMBER = re.compile(r"-?\d+")
+
+
 def _sorted_classes(labels: Sequence[str]) -> list[str]:
-    """Distinct labels, sorted as numbers when they all are whole numbers (so '10' follows '9')."""
+    """Distinct labels, sorted as numbers when they all are whole numbers (so '10' follows '9').
+
+    Labels of equal value but different spelling ('1' and '01') are distinct classes, ordered as text
+    among themselves, so the order never depends on the set's iteration order (``PYTHONHASHSEED``).
+    A label that only looks numeric (``'--1'``, ``'+1'``, ``'1.5'``) makes all of them sort as text.
+    """
     distinct = set(labels)
-    if all(s.lstrip("-").isdigit() for s in distinct):
-        return sorted(distinct, key=int)
+    if all(_WHOLE_NUMBER.fullmatch(s) for s in distinct):
+        return sorted(distinct, key=lambda s: (int(s), s))
     return sorted(distinct)
 
 
@@ -1138,7 +1147,8 @@ def load_dataset(
 
     A manifest (a file ending in ``.csv``): one ``path,label`` line per image, paths relative to the
     manifest's folder (absolute ones and ``~`` work too), labels are class names (classes sorted;
-    numerically when all are whole numbers); an optional header ``path,label``, blank lines and lines
+    numerically when all are whole numbers such as ``-1``, ``7``, ``10``, with ``01`` and ``1`` distinct
+    classes, ``01`` first; otherwise as text); an optional header ``path,label``, blank lines and lines
     starting with ``#`` are skipped; quote paths that hold commas.
 
     Every file of a file-backed source (folder, manifest, downloaded photos) is decoded once at load

@@ -26,6 +26,7 @@ __all__ = [
     "path_error",
     "read_image",
     "resize",
+    "to_rgb_uint8",
     "write_image",
 ]
 
@@ -45,6 +46,9 @@ INTERPOLATIONS: dict[str, int] = {
 _INTERP_ALIASES = {"bilinear": "linear", "bicubic": "cubic", "lanczos4": "lanczos"}
 
 _RESIZE_DTYPES = (np.uint8, np.uint16, np.int16, np.float32, np.float64)
+
+# Suffixes whose OpenCV writer stores 16-bit pixels; the others store 8 bits (:func:`write_image`).
+_SIXTEEN_BIT_SUFFIXES = (".png", ".tif", ".tiff", ".pgm", ".ppm", ".pnm", ".pxm")
 
 
 def path_error(path: str | os.PathLike, *, what: str = "file") -> OSError | None:
@@ -149,14 +153,39 @@ def _jpeg_problem(data: np.ndarray) -> str | None:
     return None
 
 
-def _to_rgb_uint8(img: np.ndarray, path: str) -> np.ndarray:
-    """OpenCV's decoded array (grey, grey+alpha, BGR, BGRA; 8/16-bit or float) -> uint8 RGB."""
+def to_rgb_uint8(img: np.ndarray, path: str = "<array>", *, bgr: bool = True) -> np.ndarray:
+    """A decoded image array (grey, grey+alpha, BGR, BGRA; 8/16-bit or float) -> uint8 RGB, as
+    :func:`read_image` converts what OpenCV decodes.
+
+    Grey is repeated into 3 channels, alpha is composited over white, 16-bit values are scaled by
+    ``1 / 257``, float values are taken as 0..1 (clipped).
+
+    Args:
+        img: ``(H, W)`` or ``(H, W, C)`` with ``C`` in 1..4; uint8, uint16, float32 or float64.
+        path: where the array came from, for the error message.
+        bgr: ``True`` (OpenCV's order) when colour channels are BGR(A); ``False`` when they are already
+            RGB(A) (a PIL image's array, :class:`cnn.transforms.ToRGBImage`).
+
+    Returns:
+        ``(H, W, 3)`` uint8 RGB, a new array.
+
+    Raises:
+        UnreadableImageError: another channel count or pixel type.
+
+    Example:
+        >>> to_rgb_uint8(np.full((1, 1), 65535, np.uint16)).tolist()
+        [[[255, 255, 255]]]
+        >>> to_rgb_uint8(np.array([[[0, 0, 255]]], np.uint8)).tolist()  # BGR red
+        [[[255, 0, 0]]]
+    """
     if img.ndim == 3 and img.shape[2] == 1:
         img = img[:, :, 0]
     channels = 1 if img.ndim == 2 else img.shape[2]
     if channels not in (1, 2, 3, 4):
         raise UnreadableImageError(path, f"unsupported number of channels ({channels})")
     if img.dtype == np.uint8 and channels in (1, 3):
+        if channels == 3 and not bgr:
+            return np.array(img)  # a writable copy, already RGB
         code = cv2.COLOR_GRAY2RGB if channels == 1 else cv2.COLOR_BGR2RGB
         return cv2.cvtColor(img, code)
     if img.dtype == np.uint8:
@@ -175,7 +204,7 @@ def _to_rgb_uint8(img: np.ndarray, path: str) -> np.ndarray:
         x = x[:, :, :-1] * alpha + (1.0 - alpha)
     if x.shape[2] == 1:
         x = np.repeat(x, 3, axis=2)
-    else:
+    elif bgr:
         x = x[:, :, ::-1]  # BGR -> RGB
     return np.ascontiguousarray(np.rint(np.clip(x, 0.0, 1.0) * 255.0).astype(np.uint8))
 
@@ -241,7 +270,7 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         raise UnreadableImageError(p, f"OpenCV failed to decode it ({str(err).strip()[-120:]})") from err
     if img is None or img.size == 0:
         raise UnreadableImageError(p, "OpenCV could not decode it (corrupt file or unsupported format)")
-    return _to_rgb_uint8(img, p)
+    return to_rgb_uint8(img, p)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -273,7 +302,8 @@ def resize(img: np.ndarray, size: int | tuple[int, int], *, interpolation: str |
     """Resize an image with OpenCV.
 
     Args:
-        img: the image (any number of channels; uint8, uint16, int16, float32 or float64).
+        img: the image (any number of channels; uint8, uint16, int16, float32 or float64). OpenCV's
+            area interpolation handles at most 4 channels: more are resized 4 at a time.
         size: an ``int`` sets the **shorter side** to ``size`` and keeps the aspect ratio (like
             ``torchvision.transforms.Resize(int)``); a pair is the exact ``(height, width)`` output,
             in numpy order (``cv2.resize`` itself takes ``(width, height)``; this function swaps them).
@@ -330,6 +360,12 @@ def resize(img: np.ndarray, size: int | tuple[int, int], *, interpolation: str |
     else:
         flag = _interp_flag(interpolation)
     src = np.ascontiguousarray(img)
+    if flag == cv2.INTER_AREA and src.ndim == 3 and src.shape[2] > 4:  # cv2's area resize: <= 4 channels
+        chunks = [
+            resize(src[:, :, i : i + 4], (out_h, out_w), interpolation=flag)
+            for i in range(0, src.shape[2], 4)
+        ]
+        return np.concatenate(chunks, axis=2)
     out = cv2.resize(src, (out_w, out_h), interpolation=flag)
     if img.ndim == 3 and out.ndim == 2:  # cv2 drops a single channel axis
         out = out[:, :, None]
@@ -351,7 +387,9 @@ def write_image(path: str | os.PathLike, img: np.ndarray, *, quality: int | None
         path: destination; its suffix picks the format (``.png``, ``.jpg``, ``.webp``, ``.bmp``, ``.tif``).
         img: uint8 or uint16 pixels, or float pixels in ``[0, 1]`` (clipped, scaled to uint8; e.g. the
             output of :func:`cnn.transforms.to_display`). Channel order is RGB(A), as :func:`read_image`
-            returns it.
+            returns it. uint16 is kept in PNG, TIFF and PNM files; the 8-bit-only formats (JPEG, WebP,
+            BMP, ...) get it scaled to uint8 as :func:`read_image` scales it (``round(v / 257)``), so
+            65535 is written as 255 and 40000 as 156 (not clipped to 255).
         quality: JPEG / WebP quality 1..100 (OpenCV's default, 95, when ``None``).
 
     Returns:
@@ -397,6 +435,8 @@ def write_image(path: str | os.PathLike, img: np.ndarray, *, quality: int | None
             f"cannot write {str(p)!r}: no image writer for suffix {p.suffix!r}; use one of "
             ".png, .jpg, .jpeg, .webp, .bmp, .tif, .tiff"
         )
+    if img.dtype == np.uint16 and suffix not in _SIXTEEN_BIT_SUFFIXES:  # OpenCV would clip it to 255
+        img = np.rint(img / 257.0).astype(np.uint8)
     params: list[int] = []
     if quality is not None:
         if not _positive_int(quality) or int(quality) > 100:

@@ -109,6 +109,17 @@ def _probs(score: Score, images: np.ndarray) -> torch.Tensor:
     return p
 
 
+def _check_targets(targets: torch.Tensor, lo: int, hi: int, n_classes: int) -> None:
+    """``targets[lo:hi]`` must be classes of a score that gives ``n_classes`` probabilities."""
+    bad = torch.nonzero((targets[lo:hi] < 0) | (targets[lo:hi] >= n_classes)).flatten()
+    if len(bad):
+        j = lo + int(bad[0])
+        raise ValueError(
+            f"targets[{j}] = {int(targets[j])} is not a class of the score's output, which gives "
+            f"{n_classes} class probabilities; targets must lie in 0..{n_classes - 1}"
+        )
+
+
 def perturbation_curves(
     score: Score | Sequence[Score],
     images: Any,
@@ -140,6 +151,11 @@ def perturbation_curves(
     Shapes:
         - images: ``(B, H, W, 3)`` uint8; maps: ``(B, H, W)``.
 
+    Raises:
+        ValueError: bad images, maps, ``steps`` or ``fill``; a score that does not return ``(N, C)``
+            probabilities; ``targets`` that are not one class index per image, or a target outside
+            ``0..C-1`` (checked once the score's first output gives ``C``).
+
     Example:
         >>> imgs = np.zeros((1, 8, 8, 3), np.uint8); imgs[:, :4, :4, 0] = 255
         >>> red = lambda x: torch.tensor(x[:, :4, :4, 0].mean(axis=(1, 2)) / 255.0)
@@ -158,7 +174,13 @@ def perturbation_curves(
     elif targets is None:
         targets_t = torch.cat([_probs(scorers[i], imgs[i : i + 1]).argmax(dim=1) for i in range(b)])
     else:
-        targets_t = torch.as_tensor(np.asarray(targets)).long().reshape(-1)
+        given = np.asarray(targets)
+        whole = given.dtype.kind == "f" and bool(np.all(given == np.round(given)))  # 1.0: class 1
+        if given.dtype.kind not in "iu" and not whole:
+            raise ValueError(
+                f"targets must be class indices (ints), got {given.dtype} {given.tolist()!r:.80}"
+            )
+        targets_t = torch.as_tensor(given).long().reshape(-1)
         if targets_t.numel() != b:
             raise ValueError(f"targets must give one class per image ({b}), got {targets_t.numel()}")
     ranks = _ranks(m, np.random.default_rng(seed))
@@ -169,7 +191,9 @@ def perturbation_curves(
     for i in range(b):  # one batch of 2 (S + 1) perturbed images per image
         first = ranks[i][None, :, :, None] < counts[:, None, None, None]  # (S+1, H, W, 1)
         batch = np.concatenate([np.where(first, filled[i], imgs[i]), np.where(first, imgs[i], filled[i])])
-        p = _probs(scorers[i], batch)[:, int(targets_t[i])].double().numpy()
+        probs = _probs(scorers[i], batch)
+        _check_targets(targets_t, i, b if callable(score) else i + 1, probs.shape[1])  # one model: all
+        p = probs[:, int(targets_t[i])].double().numpy()
         deletion[i], insertion[i] = p[: steps + 1], p[steps + 1 :]
     return {
         "fractions": fractions,

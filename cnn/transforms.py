@@ -17,6 +17,7 @@ from torchvision import tv_tensors
 from torchvision.transforms import InterpolationMode, v2
 
 from cnn.backbones import PreprocessConfig
+from cnn.io import to_rgb_uint8
 
 __all__ = ["ToRGBImage", "build_transforms", "center_view", "denormalize", "normalize_images", "to_display"]
 
@@ -45,16 +46,74 @@ def _interpolation(cfg: PreprocessConfig) -> InterpolationMode:
     return InterpolationMode(name)
 
 
+# PIL modes converted by PIL first (to a mode below), and the modes whose arrays go to cnn.io's
+# conversion as they are: 1-bit, palette, premultiplied-alpha and non-RGB colour spaces are the former.
+_PIL_CONVERT = {
+    "1": "L",
+    "PA": "RGBA",
+    "La": "LA",
+    "RGBa": "RGBA",
+    "RGBX": "RGB",
+    "CMYK": "RGB",
+    "YCbCr": "RGB",
+    "LAB": "RGB",
+    "HSV": "RGB",
+}
+_PIL_ARRAY_MODES = ("L", "LA", "RGB", "RGBA", "I;16", "I;16L", "I;16B", "I;16N", "I", "F")
+
+
+def _pil_to_rgb(img: Any) -> np.ndarray:
+    """A PIL image as uint8 RGB ``(H, W, 3)``, converted exactly as :func:`cnn.io.read_image` converts
+    the same pixels from a file (16-bit scaled by 1/257, float taken as 0..1, alpha over white)."""
+    mode = img.mode
+    target = _PIL_CONVERT.get(mode)
+    if mode == "P":
+        target = "RGBA" if "transparency" in img.info else "RGB"
+    if target is not None:
+        try:
+            img = img.convert(target)
+        except ValueError as err:
+            raise ValueError(
+                f"PIL image of mode {mode!r} cannot be converted to RGB ({err}); convert it to 'RGB' "
+                "yourself, or read the file with cnn.read_image"
+            ) from None
+    if img.mode not in _PIL_ARRAY_MODES:
+        raise ValueError(
+            f"PIL image mode {img.mode!r} is not supported; supported modes: "
+            f"{', '.join(sorted({*_PIL_ARRAY_MODES, *_PIL_CONVERT, 'P'}))}; convert it to 'RGB' first "
+            "(img.convert('RGB')) or read the file with cnn.read_image"
+        )
+    arr = np.asarray(img)
+    if not arr.dtype.isnative:  # 'I;16B': big-endian 16 bits
+        arr = arr.astype(arr.dtype.newbyteorder("="))
+    if img.mode == "I":  # 32-bit integers: how older Pillow opens 16-bit grey files
+        lo, hi = (int(arr.min()), int(arr.max())) if arr.size else (0, 0)
+        if lo < 0 or hi > 65535:
+            raise ValueError(
+                f"PIL image of mode 'I' holds values {lo}..{hi}, outside the 16-bit range 0..65535 that "
+                "it is read as; scale it to 0..255 and pass np.uint8 pixels"
+            )
+        arr = arr.astype(np.uint16)
+    return to_rgb_uint8(arr, f"<PIL image, mode {img.mode}>", bgr=False)
+
+
 class ToRGBImage:
     """Turn a numpy array, PIL image or tensor into a 3-channel ``tv_tensors.Image`` (uint8 stays uint8).
 
     The first step of every pipeline from :func:`build_transforms`. Grey inputs get their channel
-    repeated; the input is never modified.
+    repeated; the input is never modified. A PIL image is converted as :func:`cnn.io.read_image`
+    converts the same file: 16-bit modes (``I;16``, and ``I`` with values in 0..65535) are scaled to
+    0..255 (``round(v / 257)``), ``F`` is taken as 0..1, an alpha channel is composited over white;
+    ``1``, ``P``, ``CMYK``, ``YCbCr``, ``LAB``, ``HSV`` and ``RGBX`` go through PIL's own conversion.
 
     Shapes:
-        - input: numpy ``(H, W, 3)`` / ``(H, W)`` / ``(H, W, 1)`` uint8, a PIL image of any mode, or a
-          tensor ``(3, H, W)`` / ``(1, H, W)`` (uint8, or float in ``[0, 1]``).
+        - input: numpy ``(H, W, 3)`` / ``(H, W)`` / ``(H, W, 1)`` uint8, a PIL image (modes above, and
+          ``L``, ``LA``, ``RGB``, ``RGBA``), or a tensor ``(3, H, W)`` / ``(1, H, W)`` (uint8, or float in
+          ``[0, 1]``).
         - output: ``(3, H, W)``.
+
+    Raises:
+        ValueError: a PIL mode not listed above, or a mode ``I`` image with values outside 0..65535.
 
     Example:
         >>> ToRGBImage()(np.zeros((4, 5), np.uint8)).shape
@@ -65,7 +124,7 @@ class ToRGBImage:
         from PIL import Image as PILImage
 
         if isinstance(img, PILImage.Image):
-            img = np.asarray(img.convert("RGB") if img.mode != "RGB" else img)
+            img = _pil_to_rgb(img)
         if isinstance(img, np.ndarray):
             if img.dtype != np.uint8:
                 raise TypeError(

@@ -261,6 +261,45 @@ def test_prefixed_names_follow_the_same_contract(name):
     assert isinstance(m.head, nn.Linear) and m.head.out_features == 2
 
 
+@pytest.mark.parametrize(
+    ("name", "size", "weights"),
+    [
+        ("torchvision/googlenet", 64, "file"),  # torchvision's googlenet(weights=...) drops them itself
+        pytest.param("torchvision/googlenet", 64, "imagenet", marks=pytest.mark.slow),
+        ("torchvision/inception_v3", 80, "imagenet"),
+        pytest.param("torchvision/inception_v3", 80, "file", marks=pytest.mark.slow),
+    ],
+)
+def test_torchvision_models_with_auxiliary_heads_train_on_plain_logits(
+    tmp_path, monkeypatch, name, size, weights
+):
+    # With their auxiliary heads, train mode returned InceptionOutputs / GoogLeNetOutputs, which the loss
+    # (and cnn.training.fit) cannot take. torchvision refuses aux_logits=False with weights, so the heads
+    # go after loading; a state_dict file that has them (torchvision's own) still loads.
+    import torchvision
+    from torchvision.models._api import WeightsEnum
+
+    import cnn.backbones as bb
+
+    full = torchvision.models.get_model(name.split("/")[1], weights=None, aux_logits=True, init_weights=False)
+    sd = full.state_dict()
+    assert any("aux" in k.lower() for k in sd)
+    if weights == "imagenet":  # torchvision's own loading path, with these weights as the download
+        monkeypatch.setattr(bb, "_reachable", lambda *a, **k: True)
+        monkeypatch.setattr(WeightsEnum, "get_state_dict", lambda self, *a, **k: sd)
+    else:
+        torch.save(sd, tmp_path / "full.pth")
+    m = create_backbone(
+        name, weights=weights if weights == "imagenet" else tmp_path / "full.pth", num_classes=2
+    )
+    body = [k for k in sd if k.endswith("conv.weight") and "aux" not in k.lower()][-1]
+    torch.testing.assert_close(m.model.state_dict()[body], sd[body])
+    logits = m.train()(torch.randn(2, 3, size, size))
+    assert type(logits) is torch.Tensor and logits.shape == (2, 2)
+    nn.functional.cross_entropy(logits, torch.tensor([0, 1])).backward()
+    assert not any("aux" in p.lower() for p, _ in m.named_parameters())
+
+
 def test_features_leave_no_hooks_behind():
     m = create_backbone("resnet18", weights=None)
     m.features(torch.randn(1, 3, 32, 32))

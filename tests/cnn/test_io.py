@@ -154,6 +154,16 @@ def test_resize_auto_uses_area_when_shrinking_and_linear_when_enlarging():
     assert not np.array_equal(resize(img, 16), resize(img, 16, interpolation="nearest"))
 
 
+@pytest.mark.parametrize("interpolation", ["auto", "area"])
+def test_resize_area_handles_more_than_four_channels(interpolation):
+    # cv2's area resize takes at most 4 channels; each channel must come out as if resized alone
+    img = np.random.default_rng(0).integers(0, 256, (21, 30, 6), dtype=np.uint8)
+    out = resize(img, (5, 7), interpolation=interpolation)
+    assert out.shape == (5, 7, 6) and out.dtype == np.uint8
+    for c in range(6):
+        np.testing.assert_array_equal(out[:, :, c], resize(img[:, :, c], (5, 7), interpolation="area"))
+
+
 def test_resize_accepts_every_name_and_aliases():
     img = _rgb(16, 16)
     for name in [*INTERPOLATIONS, "bilinear", "bicubic"]:
@@ -189,6 +199,19 @@ def test_write_then_read_round_trip(tmp_path):
     np.testing.assert_array_equal(read_image(out), rgb)
     np.testing.assert_array_equal(cv2.imread(str(out))[:, :, ::-1], rgb)  # stored as a normal RGB file
     assert os.listdir(tmp_path / "sub") == ["x.png"]  # no temporary file left
+
+
+@pytest.mark.parametrize("suffix", [".jpg", ".jpeg", ".webp", ".bmp"])
+def test_write_uint16_to_an_8_bit_format_scales_like_read_image(tmp_path, suffix):
+    img = np.full((8, 8, 3), 40000, np.uint16)
+    img[:, :, 1] = 65535
+    img[:, :, 2] = 600
+    back = read_image(write_image(tmp_path / f"u16{suffix}", img))
+    expected = np.rint(img / 257.0)  # 156, 255, 2: scaled as read_image scales 16 bits, not clipped
+    assert np.abs(back.astype(int) - expected).max() <= 1
+    png = write_image(tmp_path / "u16.png", img)  # a 16-bit format keeps the 16 bits
+    assert cv2.imread(str(png), cv2.IMREAD_UNCHANGED).dtype == np.uint16
+    np.testing.assert_array_equal(read_image(png), expected.astype(np.uint8))
 
 
 def test_write_float_and_grey(tmp_path):

@@ -148,6 +148,32 @@ def test_bad_input(kwargs, match):
         faithfulness(args.pop("score"), args.pop("images"), args.pop("maps"), **args)
 
 
+@pytest.mark.parametrize(
+    ("targets", "match"),
+    [
+        ([0, -1], r"targets\[1\] = -1 is not a class of the score's output, .* must lie in 0\.\.1"),
+        ([5, 0], r"targets\[0\] = 5 is not a class of the score's output, which gives 2 .* 0\.\.1"),
+        ([0, 1.5], r"targets must be class indices \(ints\), got float64"),
+        ([0], r"targets must give one class per image \(2\), got 1"),
+    ],
+    ids=["minus_one", "too_big", "fractional", "too_few"],
+)
+@pytest.mark.parametrize("per_image", [False, True], ids=["one_score", "score_per_image"])
+def test_targets_outside_the_classes_are_refused(targets, match, per_image):
+    calls = []
+
+    def score(x):
+        calls.append(len(x))
+        return torch.ones(len(x), 2) / 2
+
+    imgs, maps = np.zeros((2, 8, 8, 3), np.uint8), np.zeros((2, 8, 8))
+    with pytest.raises(ValueError, match=match):
+        perturbation_curves([score, score] if per_image else score, imgs, maps, steps=2, targets=targets)
+    assert len(calls) <= (2 if per_image else 1)  # refused at the first output that shows the bad target
+    ok = perturbation_curves(score, imgs, maps, steps=2, targets=[1, 0.0])
+    assert ok["targets"].tolist() == [1, 0] and ok["targets"].dtype == np.int64
+
+
 @pytest.mark.parametrize("score", ["model", 5, [lambda x: x, "model"]])
 def test_score_that_is_not_a_function_is_a_type_error(score):
     with pytest.raises(TypeError, match=r"score must be a function .*(, got (str|int)|score\[1\] is a str)"):

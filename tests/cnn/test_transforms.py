@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 
 from cnn.backbones import PreprocessConfig
+from cnn.io import read_image, write_image
 from cnn.transforms import (
     ToRGBImage,
     build_transforms,
@@ -138,6 +139,49 @@ def test_to_rgb_image_tensor_inputs():
     out = ToRGBImage()(t)
     assert out.shape == (3, 5, 6) and torch.equal(out[2], t[0])
     assert repr(ToRGBImage()) == "ToRGBImage()"
+
+
+def _grey16() -> np.ndarray:
+    img = np.full((4, 5), 20000, np.uint16)
+    img[0, 0], img[0, 1] = 60000, 300
+    return img
+
+
+@pytest.mark.parametrize(
+    ("name", "pixels"),
+    [
+        ("grey16.png", _grey16()),  # PIL mode I;16
+        ("rgb.png", _img(4, 5, seed=1)),
+        ("rgba.png", np.dstack([_img(4, 5, seed=2), np.arange(20, dtype=np.uint8).reshape(4, 5) * 13])),
+        ("grey_alpha.png", np.dstack([_img(4, 5, seed=3)[:, :, :1], np.full((4, 5, 1), 100, np.uint8)])),
+    ],
+)
+def test_to_rgb_image_converts_pil_images_as_read_image_does(tmp_path, name, pixels):
+    path = tmp_path / name
+    if pixels.ndim == 3 and pixels.shape[2] == 2:  # grey + alpha: PIL writes it, cnn.io does not
+        Image.fromarray(pixels, mode="LA").save(path)
+    else:
+        write_image(path, pixels)
+    with Image.open(path) as pil:
+        out = ToRGBImage()(pil)
+    assert out.dtype == torch.uint8
+    np.testing.assert_array_equal(out.permute(1, 2, 0).numpy(), read_image(path))
+
+
+def test_to_rgb_image_scales_16_bit_and_float_pil_modes():
+    grey16 = _grey16()
+    expected = np.rint(grey16 / 257.0).astype(np.uint8)  # 233, 1, 78: not clipped to 255
+    for pil, mode in ((Image.fromarray(grey16), "I;16"), (Image.fromarray(grey16.astype(np.int32)), "I")):
+        assert pil.mode == mode
+        np.testing.assert_array_equal(ToRGBImage()(pil).numpy(), np.broadcast_to(expected, (3, 4, 5)))
+    f = Image.fromarray(np.array([[0.0, 0.5, 1.0, 2.0]], np.float32))  # mode F: 0..1, clipped
+    assert f.mode == "F" and ToRGBImage()(f)[0, 0].tolist() == [0, 128, 255, 255]
+    with pytest.raises(ValueError, match=r"mode 'I' holds values -5\.\.70000, outside .*0\.\.65535"):
+        ToRGBImage()(Image.fromarray(np.array([[-5, 70000]], np.int32)))
+    palette = Image.fromarray(_img(4, 5)).convert("P")
+    np.testing.assert_array_equal(
+        ToRGBImage()(palette).permute(1, 2, 0).numpy(), np.asarray(palette.convert("RGB"))
+    )
 
 
 def test_denormalize_inverts_normalize():
