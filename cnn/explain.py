@@ -267,6 +267,7 @@ def grad_cam(
 
     Raises:
         ValueError: bad ``x`` shape, target out of range, unknown layer, or a layer that did not run.
+        RuntimeError: called inside ``torch.inference_mode()``.
 
     Shapes:
         - x: ``(B, C, H, W)``
@@ -284,6 +285,11 @@ def grad_cam(
         raise ValueError(f"x must be a (B, C, H, W) tensor, got {got}; add a batch axis with x[None]")
     if method not in CAM_METHODS:
         raise ValueError(f"method must be one of {', '.join(map(repr, CAM_METHODS))}, got {method!r}")
+    if torch.is_inference_mode_enabled():  # enable_grad cannot lift it: the backward pass would fail
+        raise RuntimeError(
+            "grad_cam needs gradients, which torch.inference_mode() switches off; call it outside "
+            "inference_mode (torch.no_grad() around it is fine)"
+        )
     path, module = _resolve_layer(
         model, _default_layer(model) if layer is None else layer, _module_paths(model)
     )

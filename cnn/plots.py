@@ -68,8 +68,9 @@ def _finish(fig: Figure, path: str | os.PathLike | None, *, created: bool) -> Fi
     return fig
 
 
-def _mean_std(cfg: Any) -> tuple[np.ndarray, np.ndarray] | None:
-    """``(mean, std)`` as ``(3,)`` arrays from a PreprocessConfig, a Backbone (``.cfg``), or None."""
+def _mean_std(cfg: Any, *, channels: int, name: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(mean, std)`` as ``(C,)`` arrays from a PreprocessConfig, a Backbone (``.cfg``), or None; their
+    length must be the images' ``channels`` (a 1-channel batch is not coloured by a 3-channel mean)."""
     if cfg is None:
         return None
     cfg = getattr(cfg, "cfg", cfg)
@@ -77,7 +78,22 @@ def _mean_std(cfg: Any) -> tuple[np.ndarray, np.ndarray] | None:
         raise TypeError(
             f"cfg must have .mean and .std (a cnn.PreprocessConfig or a Backbone), got {type(cfg).__name__}"
         )
-    return np.asarray(cfg.mean, dtype=np.float32), np.asarray(cfg.std, dtype=np.float32)
+    mean, std = np.asarray(cfg.mean, dtype=np.float32), np.asarray(cfg.std, dtype=np.float32)
+    if mean.size != channels:
+        raise ValueError(
+            f"{name} have {channels} channel(s) but cfg has {mean.size} means: denormalising would mix "
+            f"channels; pass the images as they were normalised (e.g. x.repeat(1, 3, 1, 1) for grey "
+            "images normalised as RGB), or cfg=None for images that are not normalised"
+        )
+    return mean, std
+
+
+def _imshow_options(pic: np.ndarray) -> dict[str, Any]:
+    """A grey ``(H, W)`` picture is drawn on the full range of its type (0..255 for uint8, 0..1 for
+    float), as colour pictures are, not stretched to its own minimum and maximum."""
+    if pic.ndim != 2:
+        return {}
+    return {"cmap": "gray", "vmin": 0, "vmax": 255 if pic.dtype == np.uint8 else 1.0}
 
 
 def _to_display(images: Any, cfg: Any, *, name: str = "images") -> list[np.ndarray]:
@@ -96,7 +112,7 @@ def _to_display(images: Any, cfg: Any, *, name: str = "images") -> list[np.ndarr
                 f"{name} as a tensor must be (B, 3, H, W) or (3, H, W), got {tuple(images.shape)}"
             )
         arr = np.transpose(batch.numpy(), (0, 2, 3, 1))
-        ms = _mean_std(cfg)
+        ms = _mean_std(cfg, channels=arr.shape[-1], name=name)
         if ms is not None:
             arr = arr * ms[1] + ms[0]
         arr = np.clip(arr, 0.0, 1.0)
@@ -248,7 +264,7 @@ def plot_predictions(
         ax.axis("off")
         if i >= len(pics):
             continue
-        ax.imshow(pics[i], cmap="gray" if pics[i].ndim == 2 else None)
+        ax.imshow(pics[i], **_imshow_options(pics[i]))
         right = y[i] == p[i]
         ax.set_title(
             f"{classes[p[i]]} ({classes[y[i]]})", color=RIGHT_COLOR if right else WRONG_COLOR, fontsize=8
@@ -305,7 +321,7 @@ def show_images(
             title = ", ".join(str(classes[i]) for i in ids)
         else:
             title = ", ".join(str(i) for i in ids)
-    ms = _mean_std(cfg)
+    ms = _mean_std(cfg, channels=int(batch.shape[1]), name="batch")
     if ms is not None:  # std * x + mean, per channel, for the whole batch at once
         batch = batch * torch.from_numpy(ms[1])[:, None, None] + torch.from_numpy(ms[0])[:, None, None]
     grid = torchvision.utils.make_grid(batch, nrow=min(len(batch), 8), padding=2, pad_value=1.0)
@@ -411,7 +427,7 @@ def plot_grad_cam(
         raise ValueError(f"cam must be one (H, W) map, got shape {heat.shape}; for a batch pass cam[i]")
     h, w = pic.shape[:2]
     fig, ax, created = _axes(ax, (4, 4))
-    ax.imshow(pic, cmap="gray" if pic.ndim == 2 else None)
+    ax.imshow(pic, **_imshow_options(pic))
     overlay = ax.imshow(
         heat,
         cmap="jet",

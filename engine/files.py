@@ -15,6 +15,7 @@ import os
 import re
 import secrets
 import shutil
+import socket
 import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -69,7 +70,7 @@ def atomic_open(path: str | os.PathLike) -> Iterator[BinaryIO]:
     _check_target(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_temps(target)
-    tmp = target.parent / f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    tmp = target.parent / f".{target.name}.{_HOST}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
     try:
         with open(tmp, "xb") as fh:
             yield fh
@@ -110,18 +111,24 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+#: This machine's name as it appears in temporary file names (a folder may be shared between machines).
+_HOST = re.sub(r"[^A-Za-z0-9_-]", "-", socket.gethostname())[:40] or "host"
+
+
 def _remove_stale_temps(target: Path) -> None:
-    """Remove ``.<name>.<pid>.<hex>.tmp`` files of ``target`` whose writer process is no longer alive."""
+    """Remove ``.<name>.<host>.<pid>.<hex>.tmp`` files of ``target`` written on this machine by a process
+    that is no longer alive (a process id says nothing about another machine's writers on a shared
+    folder; files of the older ``.<name>.<pid>.<hex>.tmp`` form count as this machine's)."""
     if os.name != "posix":  # os.kill(pid, 0) is a liveness probe only on POSIX
         return
-    pattern = re.compile(rf"\.{re.escape(target.name)}\.(\d+)\.[0-9a-f]+\.tmp")
+    pattern = re.compile(rf"\.{re.escape(target.name)}\.(?:({re.escape(_HOST)})\.)?(\d+)\.[0-9a-f]+\.tmp")
     try:
         names = os.listdir(target.parent)
     except OSError:
         return
     for name in names:
         match = pattern.fullmatch(name)
-        if match is None or _pid_alive(int(match.group(1))):
+        if match is None or _pid_alive(int(match.group(2))):
             continue
         with contextlib.suppress(OSError):  # another writer may have removed it first
             (target.parent / name).unlink()

@@ -44,11 +44,17 @@ class History:
 
     @property
     def best_epoch(self) -> int | None:
-        """0-based index of the epoch with the lowest ``val_loss`` (``train_loss`` without validation)."""
+        """0-based index of the epoch with the lowest ``val_loss`` (``train_loss`` without validation);
+        a NaN or infinite loss never counts as the lowest (as Lightning's ``ModelCheckpoint`` ranks it).
+
+        Example:
+            >>> History(train_loss=[0.9, 0.5, 0.4], val_loss=[float("nan"), 0.5, 0.3]).best_epoch
+            2
+        """
         losses = self.val_loss or self.train_loss
         if not losses:
             return None
-        return min(range(len(losses)), key=lambda i: (losses[i], i))
+        return min(range(len(losses)), key=lambda i: (losses[i] if math.isfinite(losses[i]) else math.inf, i))
 
     def append(self, metrics: Mapping[str, Any]) -> None:
         """Add one epoch from logged metrics (``train_loss`` required; the others when present).
@@ -78,7 +84,10 @@ class History:
     def from_csv(cls, path: str | os.PathLike) -> History:
         """Read a ``metrics.csv`` written by Lightning's ``CSVLogger`` during :func:`engine.training.fit`.
 
-        Rows are grouped by ``epoch``; empty cells (a metric logged at another moment) are skipped.
+        Rows are grouped by ``epoch``; empty cells (a metric logged at another moment) are skipped. A
+        metric missing from some epochs (validation run every few epochs) is NaN there, so that index
+        ``i`` of every list is the same epoch. The epochs are counted from 0 in the file (the log of a
+        resumed run holds only its new epochs).
 
         Raises:
             FileNotFoundError: ``path`` does not exist.
@@ -122,9 +131,11 @@ class History:
                     if row.get(name) not in (None, ""):
                         values[name] = _cell(row, name, where, line)
         history = cls()
-        for epoch in sorted(rows):
-            if not math.isnan(rows[epoch].get("train_loss", math.nan)):
-                history.append(rows[epoch])
+        kept = [rows[e] for e in sorted(rows) if not math.isnan(rows[e].get("train_loss", math.nan))]
+        # a metric logged in some epochs only is NaN in the others, so every list stays aligned by epoch
+        present = [name for name in METRICS if any(name in values for values in kept)]
+        for values in kept:
+            history.append({**dict.fromkeys(present, math.nan), **values})
         return history
 
 

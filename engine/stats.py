@@ -27,7 +27,28 @@ def _correct(preds: Any, labels: Any, name: str) -> np.ndarray:
     p, y = np.asarray(preds), np.asarray(labels)
     if p.shape != y.shape:
         raise ValueError(f"{name} and labels must have the same shape, got {p.shape} and {y.shape}")
+    if (p.dtype.kind in "OSU") != (y.dtype.kind in "OSU"):  # '3' never equals 3: all would be wrong
+        raise ValueError(
+            f"{name} ({p.dtype}) and labels ({y.dtype}) are not of one kind: compare class indices with "
+            "class indices (or names with names)"
+        )
     return p == y
+
+
+def _flags(values: Any, name: str, *, max_ndim: int) -> np.ndarray:
+    """Right / wrong flags as a bool array: bools or 0/1 only (predictions are not flags)."""
+    a = np.asarray(values)
+    if a.dtype != bool:
+        if a.dtype.kind not in "iuf" or (a.size and not np.isin(a, (0, 1)).all()):
+            raise ValueError(
+                f"{name} must hold right/wrong flags (bool or 0/1), got {a.dtype} values such as "
+                f"{a.reshape(-1)[:3].tolist()}; pass preds == labels, or use compare_pair(preds_a, "
+                "preds_b, labels)"
+            )
+        a = a.astype(bool)
+    if a.ndim > max_ndim:
+        raise ValueError(f"{name} must have at most {max_ndim} dimension(s), got shape {a.shape}")
+    return a
 
 
 def mcnemar_exact(correct_a: Any, correct_b: Any) -> dict[str, Any]:
@@ -51,7 +72,7 @@ def mcnemar_exact(correct_a: Any, correct_b: Any) -> dict[str, Any]:
         >>> r["b"], r["c"], round(r["p"], 6)
         (10, 0, 0.001953)
     """
-    a, b = np.asarray(correct_a, dtype=bool), np.asarray(correct_b, dtype=bool)
+    a, b = _flags(correct_a, "correct_a", max_ndim=1), _flags(correct_b, "correct_b", max_ndim=1)
     if a.shape != b.shape or a.ndim != 1:
         raise ValueError(
             f"correct_a and correct_b must be 1-D of the same length, got {a.shape} and {b.shape}"
@@ -92,8 +113,8 @@ def paired_bootstrap(
         >>> round(r["diff"], 2), r["low"] > 0
         (0.1, True)
     """
-    a = np.atleast_2d(np.asarray(correct_a, dtype=bool))
-    b = np.atleast_2d(np.asarray(correct_b, dtype=bool))
+    a = np.atleast_2d(_flags(correct_a, "correct_a", max_ndim=2))
+    b = np.atleast_2d(_flags(correct_b, "correct_b", max_ndim=2))
     if a.shape != b.shape:
         raise ValueError(f"correct_a and correct_b must have the same shape, got {a.shape} and {b.shape}")
     if a.shape[1] == 0:

@@ -140,6 +140,10 @@ def test_grad_cam_bad_input(resnet):
         grad_cam(resnet, x[0])
     with pytest.raises(ValueError, match="valid names include"):
         grad_cam(resnet, x, layer="nope")
+    with torch.inference_mode(), pytest.raises(RuntimeError, match="outside inference_mode"):
+        grad_cam(resnet, x)
+    with torch.no_grad():  # no_grad is lifted inside
+        assert grad_cam(resnet, x).shape == (1, 32, 32)
 
 
 @pytest.mark.parametrize("method", CAM_METHODS)

@@ -89,6 +89,28 @@ def test_plot_predictions_denormalises_tensors():
     assert len(blank.axes) == 4 and not blank.axes[3].images
 
 
+def test_grey_pictures_are_drawn_on_the_full_range_of_their_type(tmp_path):
+    """A dark grey image stays dark and a flat one keeps its level (matplotlib would stretch each grey
+    image to its own min..max); the same for plot_grad_cam's background."""
+    dark = np.tile(np.arange(0, 41, 8, dtype=np.uint8), (6, 1))  # 0..40 of 255
+    flat = np.full((6, 6), 0.8, np.float32)
+    fig = plot_predictions([dark, flat], [0, 0], [0, 0], ["a"], rows=1, cols=2)
+    assert [ax.images[0].get_clim() for ax in fig.axes] == [(0, 255), (0, 1.0)]
+    cam_fig = plot_grad_cam(dark, np.zeros((6, 6)))
+    assert cam_fig.axes[0].images[0].get_clim() == (0, 255)
+
+
+def test_one_channel_tensors_with_a_three_channel_cfg_are_refused():
+    grey = torch.zeros(2, 1, 8, 8)
+    with pytest.raises(ValueError, match=r"have 1 channel\(s\) but cfg has 3 means"):
+        plot_predictions(grey, [0, 0], [0, 0], ["a"], cfg=CFG, rows=1, cols=2)
+    with pytest.raises(ValueError, match=r"batch have 1 channel\(s\) but cfg has 3 means"):
+        show_images(grey, CFG)
+    one = PreprocessConfig(mean=(0.5,), std=(0.25,))
+    fig = plot_predictions(grey, [0, 0], [0, 0], ["a"], cfg=one, rows=1, cols=2)
+    assert np.allclose(np.asarray(fig.axes[0].images[0].get_array()), 0.5)  # 0 * 0.25 + 0.5, grey
+
+
 def test_plot_predictions_bad_input():
     imgs = np.zeros((3, 4, 4, 3), dtype=np.uint8)
     with pytest.raises(ValueError, match="same length, got 3, 2 and 3"):

@@ -114,11 +114,15 @@ def test_atomic_open_removes_stale_temps_of_dead_writers_only(tmp_path):
     stale = tmp_path / f".x.bin.{dead}.0a1b2c3d.tmp"
     live = tmp_path / f".x.bin.{os.getppid()}.deadbeef.tmp"  # a live process (pytest's parent)
     other = tmp_path / f".y.bin.{dead}.0a1b2c3d.tmp"  # another target's: not this write's business
-    for p in (stale, live, other):
+    from engine.files import _HOST
+
+    here = tmp_path / f".x.bin.{_HOST}.{dead}.0a1b2c3d.tmp"  # this machine's, dead: stale
+    elsewhere = tmp_path / f".x.bin.other-machine.{dead}.0a1b2c3d.tmp"  # its pid means nothing here
+    for p in (stale, live, other, here, elsewhere):
         p.write_bytes(b"half")
     with atomic_open(tmp_path / "x.bin") as fh:
         fh.write(b"whole")
-    assert _listing(tmp_path) == sorted([live.name, other.name, "x.bin"])
+    assert _listing(tmp_path) == sorted([live.name, other.name, elsewhere.name, "x.bin"])
 
 
 def _raises_naming(path, reason):

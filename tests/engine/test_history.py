@@ -144,3 +144,29 @@ def test_from_csv_equals_history_of_fit(tmp_path):
     from_log = History.from_csv(tmp_path / "run" / "logs" / "version_0" / "metrics.csv")
     for name in METRICS:
         assert getattr(from_log, name) == pytest.approx(getattr(hist, name), rel=1e-6), name
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_best_epoch_never_picks_a_non_finite_loss(bad):
+    assert History(train_loss=[0.9, 0.5, 0.4], val_loss=[bad, 0.5, 0.3]).best_epoch == 2
+    assert History(train_loss=[bad, 0.5, 0.7]).best_epoch == 1
+
+
+def test_from_csv_keeps_a_sparsely_logged_metric_aligned_by_epoch(tmp_path):
+    """Validation in epochs 1 and 3 only: val_loss is NaN in epochs 0 and 2, and the best is epoch 3."""
+    path = tmp_path / "metrics.csv"
+    rows = [
+        "epoch,step,train_loss,val_loss",
+        "0,1,0.9,",
+        "1,2,0.8,",
+        "1,2,,0.7",
+        "2,3,0.6,",
+        "3,4,0.5,",
+        "3,4,,0.1",
+    ]
+    path.write_text("\n".join(rows) + "\n")
+    h = History.from_csv(path)
+    assert h.train_loss == [0.9, 0.8, 0.6, 0.5]
+    assert len(h.val_loss) == 4 and h.val_loss[1::2] == [0.7, 0.1]
+    assert all(v != v for v in h.val_loss[0::2])  # NaN
+    assert h.best_epoch == 3 and h.train_acc == []  # never logged: stays empty

@@ -99,6 +99,11 @@ def test_compare_pair_and_summary_line():
             r"resamples must be a positive int \(e.g. the default 2000\), got 0",
         ),
         (lambda: compare_pair(np.zeros((2, 5)), np.zeros((2, 5)), np.zeros(4)), r"must both be \(seeds, 4\)"),
+        # class indices where right/wrong flags belong: no silent answer
+        (lambda: mcnemar_exact([0, 2, 3, 1], [1, 2, 0, 0]), r"correct_a must hold right/wrong flags"),
+        (lambda: paired_bootstrap([[1, 0]], [[2, 0]]), r"correct_b must hold right/wrong flags"),
+        (lambda: paired_bootstrap(np.zeros((2, 3, 4), bool), np.zeros((2, 3, 4), bool)), "at most 2 dim"),
+        (lambda: compare_pair([["3", "1"]], [["3", "3"]], [3, 1]), r"are not of one kind"),
     ],
 )
 def test_bad_input(call, match):
