@@ -255,6 +255,12 @@ class CNNGraphClassifier(nn.Module):
         """Logits of ``(images, segments)`` (or of images alone for patch graphs)."""
         if isinstance(inputs, (tuple, list)):
             x, segments = inputs
+            if self.graph == "patches":  # its nodes are the stage map's cells: segments would replace them
+                raise ValueError(
+                    "graph='patches' takes images alone (its nodes are the cells of the deepest stage map), "
+                    "got (images, segments); give image batches (cnn.fit / cnn.predict with an image "
+                    "loader), or build the model with graph='superpixels' to use the segment maps"
+                )
         else:
             x, segments = inputs, None
         if self.global_head:
@@ -351,14 +357,14 @@ class SegmentedImages(torch.utils.data.Dataset):
     """Images with their segment maps, normalised; the same random crop + flip on both when ``train``.
 
     Args:
-        images: ``(N, S, S, 3)`` uint8.
-        segments: ``(N, S, S)`` integer label maps (e.g. :func:`bridge.segmentation.superpixels_batch`).
+        images: ``(N, H, W, 3)`` uint8.
+        segments: ``(N, H, W)`` integer label maps (e.g. :func:`bridge.segmentation.superpixels_batch`).
         targets: ``(N,)`` class ids.
         cfg: the backbone's preprocessing config (``mean``, ``std``, ``interpolation``).
-        train: augment (``RandomResizedCrop(S, scale=(0.6, 1))`` + ``RandomHorizontalFlip``, as arm B).
+        train: augment (``RandomResizedCrop((H, W), scale=(0.6, 1))`` + ``RandomHorizontalFlip``, as arm B).
 
     Shapes:
-        - item: ``((3, S, S) float32, (S, S) int64, label)``.
+        - item: ``((3, H, W) float32, (H, W) int64, label)``.
 
     Example:
         >>> ds = SegmentedImages(np.zeros((2, 8, 8, 3), np.uint8), np.zeros((2, 8, 8), int), [0, 1], cfg,
@@ -385,7 +391,7 @@ class SegmentedImages(torch.utils.data.Dataset):
         if train:
             from torchvision.transforms import v2
 
-            size = int(np.shape(images)[1])
+            size = (int(np.shape(images)[1]), int(np.shape(images)[2]))  # (H, W): a crop keeps the shape
             interp = v2.InterpolationMode(getattr(cfg, "interpolation", "bilinear"))
             self.augment = v2.Compose(
                 [

@@ -7,8 +7,10 @@ image, and :func:`cnn.perturbation.faithfulness` scores them alike (deletion and
 
 For a GNN the perturbed images are turned into graphs over the superpixels of the intact image
 (``ImageToGraph.batch(..., segments=...)``): the node features are recomputed from the perturbed pixels
-(colour, CNN stage maps pooled per node), the nodes and edges stay. Removing a superpixel's pixels thus
-changes exactly that node's features, as removing pixels changes what a CNN sees.
+(colour, CNN stage maps pooled per node), the nodes stay, and so do the edges of region adjacency and
+of k-NN by position. Removing a superpixel's pixels thus changes exactly that node's features, as
+removing pixels changes what a CNN sees. With ``edges="knn_feature"`` the edges follow the features, so
+a perturbed copy is also rewired and its curves measure that too.
 """
 
 from __future__ import annotations

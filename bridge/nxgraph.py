@@ -197,13 +197,26 @@ def _image01(image: Any) -> np.ndarray:
         )
     if a.ndim == 3 and a.shape[-1] == 4:
         a = a[..., :3]
+    if a.ndim == 3 and a.shape[-1] == 1:
+        a = a[..., 0]
     if a.ndim == 2:
         a = np.repeat(a[..., None], 3, axis=2)
     if a.ndim != 3 or a.shape[-1] != 3:
-        raise ValueError(f"image must be (H, W, 3) or (H, W), got shape {a.shape}")
+        raise ValueError(f"image must be (H, W, 3), (H, W, 1) or (H, W), got shape {a.shape}")
     if a.dtype == np.uint8:
         return a.astype(np.float32) / 255.0
-    return np.clip(a.astype(np.float32), 0.0, 1.0)
+    if a.dtype == np.bool_ or not np.issubdtype(a.dtype, np.floating):
+        raise ValueError(
+            f"image has dtype {a.dtype}; draw uint8 (0..255) or float (0..1) images, e.g. "
+            "image.astype(np.uint8) for 0..255 integers or image / 65535 for 16-bit ones"
+        )
+    a = a.astype(np.float32)
+    if a.size and (float(a.min()) < -1e-3 or float(a.max()) > 1.0 + 1e-3):  # not clipped silently
+        raise ValueError(
+            f"float image values span {float(a.min()):.3g}..{float(a.max()):.3g}; floats are drawn as 0..1 "
+            "(divide 0..255 values by 255, or pass uint8)"
+        )
+    return np.clip(a, 0.0, 1.0)
 
 
 def _segments(segments: Any, shape: tuple[int, int] | None, arg: str) -> np.ndarray:

@@ -164,7 +164,8 @@ class DenseGCN(nn.Module):
             - output: (N, F') or (B, N, F').
         """
         self._check(adj, x, mask)
-        out = _normalize(adj, add_self_loops=self.add_self_loops) @ self.lin(x)
+        h = self.lin(x)  # adj in the features' dtype: float64 from nx.to_numpy_array meets float32 x
+        out = _normalize(adj.to(h.dtype), add_self_loops=self.add_self_loops) @ h
         if self.bias is not None:
             out = out + self.bias
         if self.activation == "relu":

@@ -154,6 +154,8 @@ def test_patch_nodes_are_the_cells_of_the_second_deepest_stage(backbone_factory)
 def test_patch_graph_needs_no_segments_and_superpixels_do(backbone_factory):
     patches = CNNGraphClassifier(backbone_factory(3), 3, graph="patches", hidden=8, layers=2, k=3)
     assert patches(torch.randn(2, 3, 64, 64)).shape == (2, 3)
+    with pytest.raises(ValueError, match=r"graph='patches' takes images alone"):  # would replace its nodes
+        patches((torch.randn(2, 3, 64, 64), torch.zeros(2, 64, 64, dtype=torch.long)))
     sp = CNNGraphClassifier(backbone_factory(), 2, hidden=8, layers=1)
     with pytest.raises(ValueError, match="segmenter"):
         sp(torch.randn(1, 3, 32, 32))
@@ -189,6 +191,12 @@ def test_augmentation_keeps_image_and_segment_map_aligned():
         assert bool((s[red] == 0).all()) and bool((s[blue] == 1).all())
         flipped += int(s[0, 0] == 1)
     assert 0 < flipped < 20  # both orientations happened
+
+
+def test_augmentation_keeps_the_shape_of_non_square_images():
+    img, seg = np.zeros((1, 24, 40, 3), np.uint8), np.zeros((1, 24, 40), np.int64)
+    x, s, _ = SegmentedImages(img, seg, [0], _Cfg(), train=True)[0]
+    assert tuple(x.shape) == (3, 24, 40) and tuple(s.shape) == (24, 40)  # as in eval
 
 
 def test_segmented_images_rejects_mismatches():

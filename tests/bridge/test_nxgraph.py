@@ -123,9 +123,20 @@ def test_draw_graph_bad_input():
         draw_graph(_image()[:6, :6], data)
     with pytest.raises(ValueError, match="channel-last"):
         draw_graph(np.transpose(_image(), (2, 0, 1)), data)
+    with pytest.raises(ValueError, match="float image values span 0..255"):  # would be drawn white
+        draw_graph(_image().astype(np.float32), data)
+    with pytest.raises(ValueError, match="image has dtype int64"):
+        draw_graph(_image().astype(np.int64), data)
     del data.pos
     with pytest.raises(ValueError, match="data.pos is missing"):
         draw_graph(_image(), data)
+
+
+def test_draw_graph_takes_a_one_channel_image_as_grey():
+    grey = _image()[..., :1]  # (H, W, 1)
+    fig = draw_graph(grey, _graph(), show_segments=False)
+    shown = np.asarray(fig.axes[0].images[0].get_array())
+    assert shown.shape == (8, 8, 3) and np.allclose(shown, np.repeat(grey, 3, axis=2) / 255.0)
 
 
 def test_paint_nodes_exact():

@@ -177,3 +177,13 @@ def test_bad_mask_and_constructor_arguments():
         DenseGCN(2, 4, activation="tanh")
     with pytest.raises(ValueError, match=r"out_channels must be a positive integer; got 0"):
         DenseGCN(2, 0)
+
+
+def test_float64_adjacency_meets_float32_features():
+    """A weighted adjacency from networkx (float64) works with float32 features, as float32 would."""
+    torch.manual_seed(0)
+    layer = DenseGCN(3, 2)
+    adj = _random_adjacency(5, seed=1, p=0.5, weighted=True)
+    x = torch.randn(5, 3)
+    out = layer(adj.double(), x)
+    assert out.dtype == torch.float32 and torch.allclose(out, layer(adj.float(), x), atol=1e-6)
