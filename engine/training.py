@@ -556,6 +556,12 @@ def _run(trainer: L.Trainer, task: _Task, train_loader: Any, val_loader: Any, ck
     """``trainer.fit`` that turns Lightning's Ctrl-C exit (``sys.exit(1)``) into ``KeyboardInterrupt``."""
     main_thread = threading.current_thread() is threading.main_thread()
     old_handler = signal.getsignal(signal.SIGINT) if main_thread else None
+    sharing = torch.multiprocessing.get_sharing_strategy()
+    if _spawns(trainer) and sharing == "file_descriptor":
+        # a spawned process receives the loaders' tensors: one file descriptor per shared storage
+        # overflows the list a child may inherit (ValueError: bad value(s) in fds_to_keep on a few
+        # hundred graphs); shared-memory files by name have no such limit
+        torch.multiprocessing.set_sharing_strategy("file_system")
     try:
         trainer.fit(task, train_loader, val_loader, ckpt_path=ckpt, weights_only=True)
     except SystemExit as exc:
@@ -565,8 +571,15 @@ def _run(trainer: L.Trainer, task: _Task, train_loader: Any, val_loader: Any, ck
             ) from exc
         raise
     finally:
+        torch.multiprocessing.set_sharing_strategy(sharing)
         if main_thread and old_handler is not None and signal.getsignal(signal.SIGINT) != old_handler:
             signal.signal(signal.SIGINT, old_handler)
+
+
+def _spawns(trainer: L.Trainer) -> bool:
+    """Whether the trainer's strategy starts its processes by spawning them (``ddp_spawn`` and kin)."""
+    launcher = getattr(trainer.strategy, "launcher", None)
+    return launcher is not None and getattr(launcher, "_start_method", None) in ("spawn", "forkserver")
 
 
 def fit(

@@ -583,3 +583,18 @@ def test_train_gnn_refuses_one_named_gpu_with_several_devices(monkeypatch, capsy
     assert (
         "--device cuda:1 trains on that one GPU but --devices 2" in err and "--device cuda --devices 2" in err
     )
+
+
+def test_compare_trains_on_two_cpu_processes(tmp_path):
+    """`--devices 2` on the CPU: ddp_spawn hands the graphs to 2 spawned processes (with the default
+    file-descriptor sharing, a few hundred graphs overflowed the descriptors a child may inherit:
+    ValueError: bad value(s) in fds_to_keep) and the arm trains, tests and reports."""
+    out = tmp_path / "run"
+    argv = ["compare", "--data", "digits", "--quick", "--seeds", "0", "--arms", "gnn_color",
+            "--device", "cpu", "--devices", "2", "--no-progress", "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    arm = json.loads((out / "results.json").read_text())["arms"]["gnn_color"]
+    assert arm["status"] == "ok" and arm["errors"] == []
+    run = arm["seeds"]["0"]
+    assert run["test"]["n"] > 0 and len(run["history"]["train_loss"]) > 0
+    assert json.loads((out / "config.json").read_text())["devices"] == 2
