@@ -506,6 +506,16 @@ def _cmd_compare(args: argparse.Namespace, explicit: set[str]) -> int:
     )
 
 
+def _refuse_unused(explicit: set[str], names: Sequence[str], by: str, needs: str) -> None:
+    """A ``CLIError`` when the user gave options (``dest`` names) that the command's arm does not use."""
+    given = [n for n in names if n in explicit]
+    if given:
+        flags = ", ".join("--" + n.replace("_", "-") for n in given)
+        raise CLIError(
+            f"{flags}: not used {by}; leave {'them' if len(given) > 1 else 'it'} out, or add {needs}"
+        )
+
+
 def _cmd_finetune(args: argparse.Namespace, explicit: set[str]) -> int:
     freeze = args.freeze
     if args.lightning_strategy in _FREEZING:  # the meaning of --strategy before it went to Lightning
@@ -522,6 +532,13 @@ def _cmd_finetune(args: argparse.Namespace, explicit: set[str]) -> int:
         freeze, args.lightning_strategy = args.lightning_strategy, None
         explicit = (explicit - {"lightning_strategy"}) | {"freeze"}
     strategy = None if freeze in (None, "auto") else freeze
+    if args.head != "graph":
+        _refuse_unused(
+            explicit,
+            ("n_segments", "segmentation", "graph"),
+            "by a fine-tuned CNN head (arm B)",
+            "--head graph",
+        )
     if args.blocks is not None and strategy != "fine_tuning":
         raise CLIError(f"--blocks {args.blocks} needs --freeze fine_tuning (got --freeze {freeze or 'auto'})")
     return _run_compare(
@@ -538,6 +555,10 @@ def _cmd_finetune(args: argparse.Namespace, explicit: set[str]) -> int:
 def _cmd_train_gnn(args: argparse.Namespace, explicit: set[str]) -> int:
     if not args.resume and _check_data(args.data, graphs=True) == "graph":
         return _train_graph_dataset(args, explicit)
+    if not args.cnn_features:
+        _refuse_unused(
+            explicit, ("graph",), "by the colour GNN (arm D: always superpixels)", "--cnn-features"
+        )
     arm = "gnn_cnn" if args.cnn_features else "gnn_color"
     return _run_compare(args, explicit, arms=(arm,), gnn=args.gnn, epochs_gnn=args.epochs)
 
@@ -828,7 +849,7 @@ def _cmd_explain(args: argparse.Namespace, explicit: set[str]) -> int:
         probs = model(x).softmax(1)[0]
     maps = next(iter(fm.maps.values()))
     out.mkdir(parents=True, exist_ok=True)
-    names = _class_names(model.num_classes)
+    names = _class_names(model.num_classes, args.weights)
     for p, i in zip(*probs.topk(min(5, len(probs)))):
         print(f"{p.item():.3f}  {names[int(i)]}")
     plot_feature_maps(maps[0], path=out / "feature_maps.png")
@@ -904,7 +925,18 @@ def _explain_arm(args: argparse.Namespace, out: Path) -> int:
     return 0
 
 
-def _class_names(n: int) -> list[str]:
+def _class_names(n: int, weights: str | None = None) -> list[str]:
+    """The class names stored with a checkpoint ``weights`` when it has ``n`` of them, ImageNet's for
+    1000 classes, else the class indices."""
+    if weights not in (None, "imagenet", "none"):
+        from engine.checkpoints import load_checkpoint
+
+        try:
+            stored = load_checkpoint(str(weights))["classes"]
+        except (ValueError, OSError):  # a bare state dict or another format: no names to read
+            stored = None
+        if stored is not None and len(stored) == n:
+            return [str(c) for c in stored]
     if n == 1000:
         from timm.data import ImageNetInfo
 
@@ -968,6 +1000,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     Example:
         >>> main(["show", "coffee", "--out", "coffee_graph.png"])
+        65 nodes, 163 edges -> coffee_graph.png
         0
     """
     # PyTorch Geometric scripts a few helpers at import; torch 2.14 warns about torch.jit.script on each

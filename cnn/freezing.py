@@ -181,7 +181,7 @@ def freeze(
 
     Example:
         >>> m = create_backbone("resnet18", weights=None, num_classes=2)
-        >>> freeze(m, "feature_extraction")
+        >>> _ = freeze(m, "feature_extraction")  # returns m
         >>> count_parameters(m)
         (1026, 11177538)
     """

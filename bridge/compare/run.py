@@ -155,7 +155,7 @@ def compare(
     Example:
         >>> res = compare(quick_config(data="digits"), out="runs/digits-quick")
         >>> sorted(res["arms"])
-        ['finetune', 'gnn_cnn', 'gnn_color', 'linear_probe']
+        ['e2e', 'finetune', 'gnn_cnn', 'gnn_color', 'linear_probe']
     """
     from bridge.compare.figures import write_figures
     from bridge.compare.report import paired_differences, paired_lines, summarise, summary_table, write_report

@@ -126,6 +126,13 @@ BAD = [
     (["train-gnn", "--data", "gnnbench-mnist", "--device", "cuda"], 2, "torch.cuda.is_available() is False"),
     (["train-gnn", "--data", "gnnbench-mnist", "--out", "{tmp}/file.txt"], 2, "is a file, not a folder"),
     (["train-gnn", "--data", "no-such-set"], 2, "mnist-superpixels"),
+    (["train-gnn", "--data", "digits", "--graph", "patches"], 2, "--graph: not used by the colour GNN"),
+    (
+        ["finetune", "--data", "digits", "--n-segments", "10", "--graph", "patches"],
+        2,
+        "--n-segments, --graph: not used by a fine-tuned CNN head (arm B); leave them out, "
+        "or add --head graph",
+    ),
     (["train-gnn", "--data", "gnnbench-mnist", "--segmentation", "slic"], 2, "--segmentation: not used with"),
     (["train-gnn", "--data", "gnnbench-mnist", "--graph", "patches"], 2, "--graph: not used with the graph"),
     (["train-gnn", "--data", "gnnbench-mnist", "--strategy", "bogus"], 2, "'bogus' (--strategy) is not a"),
@@ -441,6 +448,17 @@ def test_explain_prints_top5_and_writes_pictures(tmp_path, capsys):
     lines = capsys.readouterr().out.splitlines()
     assert any("cat" in line for line in lines[:3])
     assert (tmp_path / "grad_cam.png").exists() and (tmp_path / "feature_maps.png").exists()
+
+
+def test_explain_names_the_classes_stored_with_the_weights(tmp_path, capsys):
+    from cnn.backbones import create_backbone
+    from engine.checkpoints import save_checkpoint
+
+    model = create_backbone("efficientnet_lite0", weights=None, num_classes=2)
+    path = save_checkpoint(model, tmp_path / "lite0.pth", classes=["functional", "defective"])
+    assert main(["explain", "chelsea", "--weights", str(path), "--out", str(tmp_path / "x")]) == 0
+    top = capsys.readouterr().out.splitlines()[:3]
+    assert any("functional" in line for line in top) and any("defective" in line for line in top)
 
 
 def test_graphs_builds_then_reuses(tmp_path, capsys):
