@@ -105,10 +105,24 @@ def fragmentation(images: Sequence[np.ndarray], n_segments: int) -> dict[str, fl
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--images", type=int, default=12, help="images per cell")
-    parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
-    parser.add_argument("--segments", type=int, nargs="+", default=list(SEGMENTS))
-    parser.add_argument("--quick", action="store_true", help="3 images, sizes 112 and 224")
+    parser.add_argument("--images", type=int, default=None, help="images per cell (default 12; quick: 3)")
+    parser.add_argument(
+        "--sizes",
+        type=int,
+        nargs="+",
+        default=None,
+        help=f"image sizes (default {' '.join(map(str, SIZES))}; quick: 112 224)",
+    )
+    parser.add_argument(
+        "--segments",
+        type=int,
+        nargs="+",
+        default=list(SEGMENTS),
+        help=f"superpixels asked (default {' '.join(map(str, SEGMENTS))})",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="3 images, sizes 112 and 224, unless those options are given"
+    )
     parser.add_argument(
         "--why", action="store_true", help="also print where scikit-image's superpixels go (fragmentation)"
     )
@@ -124,8 +138,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         for k, v in (("cell_px", args.cell_px), ("max_iter", args.max_iter), ("downsample", args.downsample))
         if v is not None
     }
-    if args.quick:
-        args.images, args.sizes = 3, [112, 224]
+    # --quick only fills in the options that were not given on the command line
+    args.images = args.images if args.images is not None else (3 if args.quick else 12)
+    args.sizes = args.sizes if args.sizes is not None else ([112, 224] if args.quick else list(SIZES))
     print(
         f"slic_torch{opts or ''} / scikit-image SLIC, {args.images} photo crops per cell, compactness 10; "
         "count ratio (target 0.95 .. 1.05) and within-superpixel CIELAB RMS ratio (target <= 1)"

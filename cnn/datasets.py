@@ -974,9 +974,10 @@ def _not_available(spec: _Download, folder: Path, reason: str) -> DatasetNotAvai
         lines.append(f"and put {'it' if len(group) == 1 else 'them'}, as downloaded, in the folder")
         lines.append(f"  {place}")
     lines.append(
-        "then run again: pixgraph checks the files and extracts them. Or pass root= (or $PIXGRAPH_DATA) "
-        "for a folder that holds it, or pass a folder with one sub-folder of images per class, or a .csv "
-        "manifest of 'path,label' lines, instead of the name."
+        "then run again: pixgraph checks the files and extracts them. Or, for a folder that holds it, pass "
+        "--data-root DIR on the command line (root= in Python) or set $PIXGRAPH_DATA; or pass a folder "
+        "with one sub-folder of images per class, or a .csv manifest of 'path,label' lines, instead of "
+        "the name."
     )
     return DatasetNotAvailableError(
         "\n".join(lines), name=spec.name, folder=folder, urls=[r.url for r in resources]

@@ -22,16 +22,27 @@ from cnn import load_dataset
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", default="mnist5k")
-    p.add_argument("--n-segments", type=int, default=75)
-    p.add_argument("--max-per-class", type=int, default=None)
+    p.add_argument("--data", default=None, help="dataset name or folder (default mnist5k; quick: digits)")
+    p.add_argument(
+        "--n-segments", type=int, default=None, help="superpixels per image (default 75; quick: 20)"
+    )
+    p.add_argument(
+        "--max-per-class", type=int, default=None, help="images kept per class (default: all; quick: 10)"
+    )
     p.add_argument("--cnn", action="store_true", help="add efficientnet_lite0 stage features")
     p.add_argument("--cache", default="runs/graph_cache")
     p.add_argument("--workers", type=int, default=None)
-    p.add_argument("--quick", action="store_true", help="digits, 10 images per class, 20 segments")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="digits, 10 images per class, 20 segments, unless those options are given",
+    )
     args = p.parse_args(argv)
-    if args.quick:
-        args.data, args.max_per_class, args.n_segments = "digits", 10, 20
+    # --quick only fills in the options that were not given on the command line
+    args.data = args.data if args.data is not None else ("digits" if args.quick else "mnist5k")
+    args.n_segments = args.n_segments if args.n_segments is not None else (20 if args.quick else 75)
+    if args.max_per_class is None and args.quick:
+        args.max_per_class = 10
     images = load_dataset(args.data, max_per_class=args.max_per_class)
     backbone = None
     if args.cnn:

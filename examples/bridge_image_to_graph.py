@@ -35,7 +35,9 @@ def main(argv: list[str] | None = None) -> dict[str, int]:
     p.add_argument("--method", default="slic", choices=("slic", "grid"))
     p.add_argument("--cnn", action="store_true", help="add efficientnet_lite0 stage features to every node")
     p.add_argument("--out", default="runs/image_to_graph")
-    p.add_argument("--quick", action="store_true", help="a 96x128 crop of the photo")
+    p.add_argument(
+        "--quick", action="store_true", help="the image at 1/4 scale, cropped to at most 96x128 pixels"
+    )
     args = p.parse_args(argv)
     out = Path(args.out)
     if args.image:

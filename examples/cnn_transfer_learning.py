@@ -34,18 +34,28 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         "--strategy", default="feature_extraction", choices=("feature_extraction", "fine_tuning", "full")
     )
     p.add_argument("--blocks", type=int, default=2, help="last blocks to train with fine_tuning")
-    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--epochs", type=int, default=None, help="default 5 (quick: 1)")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--max-per-class", type=int, default=None)
+    p.add_argument(
+        "--max-per-class", type=int, default=None, help="images kept per class (default: all; quick: 20)"
+    )
     p.add_argument("--out", default="runs/transfer")
     p.add_argument(
-        "--image-size", type=int, default=None, help="network input size (default: the backbone's)"
+        "--image-size", type=int, default=None, help="network input size (default: the backbone's; quick: 96)"
     )
-    p.add_argument("--quick", action="store_true", help="20 images per class, 96 px, 1 epoch")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="20 images per class, 96 px, 1 epoch, unless those options are given",
+    )
     args = p.parse_args(argv)
-    if args.quick:
-        args.max_per_class, args.epochs, args.image_size = 20, 1, args.image_size or 96
+    # --quick only fills in the options that were not given on the command line
+    args.epochs = args.epochs if args.epochs is not None else (1 if args.quick else 5)
+    if args.max_per_class is None and args.quick:
+        args.max_per_class = 20
+    if args.image_size is None and args.quick:
+        args.image_size = 96
     weights = None if args.weights.lower() == "none" else args.weights
     out = Path(args.out)
     torch.manual_seed(0)

@@ -99,11 +99,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--quick", action="store_true", help="fewer graphs and epochs (smoke run)")
-    parser.add_argument("--epochs", type=int, default=None, help="training epochs (default 30, quick 15)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="256/128 train/test graphs instead of 1024/512, 15 epochs unless --epochs is given (smoke run)",
+    )
+    parser.add_argument("--epochs", type=int, default=None, help="training epochs (default 30; quick: 15)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    epochs = args.epochs or (15 if args.quick else 30)
+    epochs = args.epochs if args.epochs is not None else (15 if args.quick else 30)
     n_train, n_test = (256, 128) if args.quick else (1024, 512)
     torch.manual_seed(args.seed)
     torch.set_printoptions(precision=3, sci_mode=False)

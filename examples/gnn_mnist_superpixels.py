@@ -45,10 +45,12 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "--quick", action="store_true", help="400 digits, 2 epochs: checks that everything runs"
+        "--quick",
+        action="store_true",
+        help="400 digits, 2 epochs unless --epochs is given: checks that everything runs",
     )
     parser.add_argument("--conv", default="gcn", choices=list_convs())
-    parser.add_argument("--epochs", type=int, default=None, help="default 60 (quick: 2)")
+    parser.add_argument("--epochs", type=int, default=None, help="training epochs (default 60; quick: 2)")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--n-segments", type=int, default=75)
@@ -58,7 +60,7 @@ def main() -> None:
     )
     parser.add_argument("--out", default=None, help="write the results as JSON here")
     args = parser.parse_args()
-    epochs = args.epochs or (2 if args.quick else 60)
+    epochs = args.epochs if args.epochs is not None else (2 if args.quick else 60)
 
     t0 = time.perf_counter()
     dataset = load_dataset("mnist5k")

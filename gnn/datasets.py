@@ -157,8 +157,8 @@ def _not_available(name: str, spec: _GraphSpec, folder: Path, reason: str) -> Da
         f"To use it offline, download\n  {url}\n"
         f"and put it, as downloaded ({zip_name}, or the {_raw_name(spec)} inside it), in the folder\n"
         f"  {folder / spec.raw}\n"
-        "then run again: PyG extracts and processes it once. Or pass root= (or $PIXGRAPH_DATA) for a folder "
-        "that holds it."
+        "then run again: PyG extracts and processes it once. Or, for a folder that holds it, pass "
+        "--data-root DIR on the command line (root= in Python) or set $PIXGRAPH_DATA."
     )
     return DatasetNotAvailableError(message, name=name, folder=folder, urls=[url])
 

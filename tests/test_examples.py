@@ -57,3 +57,33 @@ def test_convert_dataset_example_with_cnn_features(tmp_path, capsys):
     assert result["graphs"] == 100 and result["reused"] == 1.0
     # colour 3 + centroid 2 + the last 3 stages of the (folded) efficientnet_lite0: 40 + 112 + 320
     assert "node features: 477" in capsys.readouterr().out
+
+
+# -- options given explicitly win over --quick's smaller values ---------------------------------------
+
+
+def test_transfer_learning_explicit_options_win_over_quick(tmp_path, capsys):
+    argv = ["--quick", "--data", "digits", "--epochs", "2", "--max-per-class", "5", "--image-size", "64"]
+    _load("cnn_transfer_learning").main([*argv, "--out", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert "digits: 50 images" in out  # 5 per class, not --quick's 20
+    assert "trained 2 epochs" in out  # not --quick's 1
+    assert "first batch: images (30, 3, 64, 64)" in out  # not --quick's 96 px
+
+
+def test_convert_dataset_explicit_options_win_over_quick(tmp_path, capsys):
+    argv = [
+        "--quick",
+        "--max-per-class",
+        "3",
+        "--n-segments",
+        "10",
+        "--cache",
+        str(tmp_path),
+        "--workers",
+        "0",
+    ]
+    result = _load("bridge_convert_dataset").main(argv)
+    assert result["graphs"] == 30  # 3 per class, not --quick's 10
+    assert result["mean_nodes"] < 12  # about 10 superpixels asked, not --quick's 20
+    assert "run 1: 30 graphs built" in capsys.readouterr().out

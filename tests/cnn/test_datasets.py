@@ -500,6 +500,8 @@ def test_offline_error_says_what_to_download_and_where(name, tmp_path, monkeypat
     assert err.name == name and err.folder == root / name and err.urls
     assert all(url.startswith(("http://", "https://")) and url in msg for url in err.urls)
     assert str(root / name) in msg and "pass a folder" in msg and ".csv manifest" in msg
+    # command-line users are told the flag, Python users the argument, both the environment variable
+    assert "pass --data-root DIR on the command line (root= in Python) or set $PIXGRAPH_DATA" in msg
     assert list(root.iterdir()) == []  # the temporary download folder is gone, no half-made dataset
 
 

@@ -105,6 +105,7 @@ def test_offline_error_says_what_to_download_and_where(name, url_end, raw, tmp_p
     assert calls and err.name == name and err.folder == tmp_path / name
     assert len(err.urls) == 1 and err.urls[0].endswith(url_end) and err.urls[0] in str(err)
     assert f"\n  {tmp_path / name / raw}\n" in str(err)
+    assert "pass --data-root DIR on the command line (root= in Python) or set $PIXGRAPH_DATA" in str(err)
     assert list(tmp_path.iterdir()) == []  # the temporary folder is gone, nothing half-made is left
 
 
