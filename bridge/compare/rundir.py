@@ -12,6 +12,7 @@ Layout (older folders, without ``data.json`` or with a plain pid in ``.lock``, s
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as _dt
 import json
@@ -20,6 +21,7 @@ import os
 import platform
 import secrets
 import socket
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -213,33 +215,71 @@ class RunLock:
         return owner
 
     def __enter__(self) -> RunLock:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        for _ in range(3):
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            except FileExistsError:
+        """Publish the owner's record as ``.lock`` in one step (``os.link`` of a finished temporary file),
+        so that the lock never exists half-written; take over a stale lock only if it is still the file
+        that was judged stale."""
+        folder = self.path.parent
+        folder.mkdir(parents=True, exist_ok=True)
+        self.owner = {
+            "pid": os.getpid(),
+            "hostname": socket.gethostname(),
+            "start": process_start_time(os.getpid()),
+        }
+        tmp = folder / f".lock.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+        tmp.write_text(json.dumps(self.owner))
+        try:
+            for _ in range(_LOCK_TRIES):
+                try:
+                    os.link(tmp, self.path)
+                    return self
+                except FileExistsError:
+                    pass
+                try:
+                    seen = os.stat(self.path)
+                except FileNotFoundError:
+                    continue  # released meanwhile: try again
+                raw = _read_lock(self.path)
+                if not raw and seen.st_size == 0 and time.time() - seen.st_mtime < _EMPTY_LOCK_GRACE_S:
+                    time.sleep(0.05)  # an older pixgraph creates the file first, then writes its owner
+                    continue
                 owner = self._holder()
                 if owner is not None:
                     host = owner.get("hostname") or "this host"
                     raise RuntimeError(
                         f"another comparison (pid {owner['pid']} on {host}) is writing to "
-                        f"{self.path.parent}; wait for it or choose another --out. If no run is using "
+                        f"{folder}; wait for it or choose another --out. If no run is using "
                         f"the folder, delete {self.path} and run again"
-                    ) from None
-                self.path.unlink(missing_ok=True)  # stale lock of a dead run
-                continue
-            owner = {
-                "pid": os.getpid(),
-                "hostname": socket.gethostname(),
-                "start": process_start_time(os.getpid()),
-            }
-            with os.fdopen(fd, "w") as f:
-                f.write(json.dumps(owner))
-            return self
-        raise RuntimeError(f"could not lock {self.path.parent}; delete {self.path} if no run is using it")
+                    )
+                self._remove_if_same(seen)  # a stale lock of a dead run
+        finally:
+            tmp.unlink(missing_ok=True)
+        raise RuntimeError(f"could not lock {folder}; delete {self.path} if no run is using it")
+
+    def _remove_if_same(self, seen: os.stat_result) -> None:
+        """Remove ``.lock`` if it is still the file ``seen``; another run's fresh lock is put back."""
+        aside = self.path.with_name(f".lock.stale.{os.getpid()}.{secrets.token_hex(4)}")
+        try:
+            os.rename(self.path, aside)  # whatever is there now, out of the way in one step
+        except FileNotFoundError:
+            return
+        now = os.stat(aside)
+        if (now.st_ino, now.st_dev) != (seen.st_ino, seen.st_dev):
+            with contextlib.suppress(FileExistsError):  # a new lock was taken meanwhile: give it back
+                os.link(aside, self.path)
+        aside.unlink(missing_ok=True)
 
     def __exit__(self, *exc: Any) -> None:
-        self.path.unlink(missing_ok=True)
+        """Release the lock if it is still this run's (never another run's)."""
+        owner = _read_lock(self.path)
+        mine = getattr(self, "owner", None)
+        if mine is not None and owner.get("pid") == mine["pid"] and owner.get("start") == mine["start"]:
+            self.path.unlink(missing_ok=True)
+
+
+#: Attempts to take the lock (each after a release, a stale lock removed or a short wait).
+_LOCK_TRIES = 100
+#: An empty lock file younger than this is being written by its owner (older pixgraph); older: stale.
+_EMPTY_LOCK_GRACE_S = 2.0
 
 
 def default_out_dir(data: str, root: str | os.PathLike = "runs") -> Path:

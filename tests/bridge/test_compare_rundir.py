@@ -2,10 +2,12 @@
 
 import datetime as dt
 import json
+import multiprocessing
 import os
 import socket
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -261,3 +263,56 @@ def test_json_default_turns_numpy_scalars_into_json():
     assert json.loads(text) == {"a": 3, "b": 0.5, "c": None}
     with pytest.raises(TypeError, match="not JSON serialisable: object"):
         json.dumps(object(), default=rundir.json_default)
+
+
+def test_an_empty_lock_is_waited_for_while_young_and_stale_when_old(tmp_path, monkeypatch):
+    """An empty .lock is an owner between creating and writing it (older pixgraph): not taken over at
+    once; once older than the grace period it is a crashed run's and taken over."""
+    lock = tmp_path / ".lock"
+    lock.write_text("")
+    monkeypatch.setattr(rundir, "_LOCK_TRIES", 3)
+    monkeypatch.setattr(rundir, "_EMPTY_LOCK_GRACE_S", 60.0)
+    with pytest.raises(RuntimeError, match="could not lock"):
+        with RunLock(tmp_path):
+            pass
+    assert lock.read_text() == ""  # left to its owner
+    old = lock.stat().st_mtime - 120
+    os.utime(lock, (old, old))
+    with RunLock(tmp_path):
+        assert _owner(lock)["pid"] == os.getpid()
+
+
+def test_leaving_never_removes_another_runs_lock(tmp_path, live_process):
+    lock = tmp_path / ".lock"
+    other = {"pid": live_process.pid, "hostname": socket.gethostname(), "start": "proc:1"}
+    with RunLock(tmp_path):
+        lock.write_text(json.dumps(other))  # as if another run had taken the folder over
+    assert _owner(lock) == other
+
+
+def _hold_repeatedly(folder, until, queue):
+    spans = []
+    while time.time() < until:
+        try:
+            with RunLock(folder):
+                t0 = time.time()
+                time.sleep(0.01)
+                spans.append((t0, time.time(), os.getpid()))
+        except RuntimeError:  # held by another process: try again
+            pass
+    queue.put(spans)
+
+
+def test_processes_racing_for_the_lock_never_hold_it_together(tmp_path):
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    until = time.time() + 2.0
+    procs = [ctx.Process(target=_hold_repeatedly, args=(tmp_path, until, queue)) for _ in range(3)]
+    for p in procs:
+        p.start()
+    spans = sorted(s for _ in procs for s in queue.get(timeout=60))
+    for p in procs:
+        p.join(timeout=60)
+    assert len({pid for _, _, pid in spans}) >= 2  # the processes did compete
+    overlaps = [(a, b) for a, b in zip(spans, spans[1:]) if b[0] < a[1] and a[2] != b[2]]
+    assert overlaps == [] and not (tmp_path / ".lock").exists()
