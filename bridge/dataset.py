@@ -39,7 +39,7 @@ import os
 import tempfile
 import time
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, cast
@@ -138,20 +138,30 @@ def _content_digest(image: Any, i: int) -> str:
     return f"{arr.shape}:{arr.dtype}:{digest}"
 
 
-def _file_digest(path: str, now_ns: int) -> str | None:
-    """``size:mtime_ns:ctime_ns`` of a file (and a hash of its bytes when it changed just now)."""
+def _file_digest(path: str) -> tuple[str, int] | None:
+    """``size:mtime_ns:ctime_ns`` of a file and its latest change time in ns, or ``None`` (no stat)."""
     try:
         st = os.stat(path)
     except OSError:
         return None
-    text = f"{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
-    if now_ns - max(st.st_mtime_ns, st.st_ctime_ns) < _RACY_NS:
-        try:
-            with open(path, "rb") as fh:
-                text += ":" + hashlib.file_digest(fh, lambda: hashlib.blake2b(digest_size=16)).hexdigest()
-        except OSError:
-            return None
-    return text
+    return f"{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}", max(st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _file_digests(files: Sequence[str]) -> list[str | None]:
+    """:func:`_file_digest` of every file, taken when none changed within the last ``_RACY_NS``.
+
+    A change within the timestamps' resolution of the stat could go unseen later, so files changed just
+    now are waited for (at most 2 s, once) and stat'ed again: the digests then depend on the files
+    alone, not on when they were taken (the same key in every process and every later run).
+    """
+    for _ in range(2):
+        stats = [_file_digest(f) for f in files]
+        latest = max((st[1] for st in stats if st is not None), default=0)
+        wait = latest + _RACY_NS - time.time_ns()
+        if wait <= 0:
+            break
+        time.sleep(wait / 1e9)
+    return [None if st is None else st[0] for st in stats]
 
 
 def data_fingerprint(items: Items, *, mode: str = "full") -> str:
@@ -159,9 +169,10 @@ def data_fingerprint(items: Items, *, mode: str = "full") -> str:
 
     - ``mode="full"`` (default) covers every item: for a file-backed dataset (``items.paths`` and
       ``items.targets``, no transform, as :func:`cnn.load_dataset` gives for a folder) each file's
-      path, size, mtime and ctime (plus a hash of its bytes when it changed in the last two seconds,
-      or when it cannot be stat'ed: then the item is read); otherwise a BLAKE2b hash of every image's
-      bytes, its shape, dtype and label.
+      path, size, mtime and ctime (files changed in the last two seconds are waited for, so that the
+      key depends on the files, not on when it is computed; an item that cannot be stat'ed is read);
+      otherwise a BLAKE2b hash of every image's bytes, its shape, dtype and label (as an int: NumPy
+      and Python ints give the same key).
     - ``mode="content"``: every image's bytes, even for file-backed datasets (reads every file).
     - ``mode="sample"``: the length, ``items.targets`` and the bytes of 32 evenly spaced items; fast,
       but a change to any other item goes unnoticed (the default before cache format 2).
@@ -202,19 +213,27 @@ def data_fingerprint(items: Items, *, mode: str = "full") -> str:
         for i in idx:
             image, label = _split_item(items[i], i)
             arr = np.ascontiguousarray(np.asarray(image))
-            h.update(f"{i}:{arr.shape}:{arr.dtype}:{label!r}".encode())
+            h.update(f"{i}:{arr.shape}:{arr.dtype}:{_label_key(label)}".encode())
             h.update(arr.tobytes())
         return h.hexdigest()
     files = _item_files(items) if mode == "full" else None
-    now = time.time_ns()
+    parts = _file_digests(files) if files is not None else [None] * n
     for i in range(n):  # one C-speed hash (or one stat) per item
-        part = _file_digest(files[i], now) if files is not None else None
+        part = parts[i]
         if part is not None:
             h.update(f"{i}:file:{files[i]}:{part};".encode())  # type: ignore[index]
             continue
         image, label = _split_item(items[i], i)
-        h.update(f"{i}:{_content_digest(image, i)}:{label!r};".encode())
+        h.update(f"{i}:{_content_digest(image, i)}:{_label_key(label)};".encode())
     return h.hexdigest()
+
+
+def _label_key(label: Any) -> str:
+    """A label as the key sees it: a class index as a plain int (``np.int64(1)`` and ``1`` alike)."""
+    try:
+        return repr(check_label(label))
+    except ValueError:
+        return repr(label)  # the conversion names a bad label; the key need not
 
 
 def _payload_checksum(payload: dict[str, Any]) -> str:
@@ -678,6 +697,15 @@ class GraphDataset(InMemoryDataset):
         start, stop = world.bounds(n)
         graphs: list[Data] = []
         error: BaseException | None = None
+        if world.group:  # every rank must look for the same cache file, or they wait for each other in vain
+            keys = _all_gather(self.key, world.size)
+            if len(set(keys)) > 1:
+                listed = ", ".join(f"rank {r}: {k}" for r, k in enumerate(keys))
+                raise ValueError(
+                    f"the ranks computed different graph cache keys ({listed}): they see different data "
+                    "(another copy, or files that changed while the ranks started) or converter settings; "
+                    "give every rank the same data and settings, or distributed=False"
+                )
         try:
             check_cache_root(self.cache_dir)  # every rank writes there: checked before the conversion
             graphs = self._build(images, start, stop, progress=progress, chunk_size=chunk_size)
@@ -720,7 +748,8 @@ class GraphDataset(InMemoryDataset):
             lambda _: (
                 f"rank {world.rank} of {world.size} waited {timeout:g} s for rank 0 to merge the graph "
                 f"shards into {self.cache_path!r}, which did not appear: rank 0 failed, is still converting "
-                f"or waiting for another rank, or does not see the same root folder (see its log); pass "
+                f"or waiting for another rank, does not see the same root folder, or computed another cache "
+                f"key (other data or settings: compare the graphs-<key> names in the logs); pass "
                 f"timeout= a longer wait, or distributed=False to convert everything in each process"
             ),
         )
@@ -779,8 +808,9 @@ class GraphDataset(InMemoryDataset):
             return (
                 f"rank 0 of {world.size} waited {timeout:g} s for the graph shards of rank(s) "
                 f"{', '.join(map(str, ranks))}, which were not written: {', '.join(map(repr, left))}. A rank "
-                f"failed, is still converting or does not see the same root folder (see its log); pass "
-                f"timeout= a longer wait, or distributed=False to convert everything in each process"
+                f"failed, is still converting, does not see the same root folder, or computed another "
+                f"cache key (other data or settings: its shard has another graphs-<key> name; see its log); "
+                f"pass timeout= a longer wait, or distributed=False to convert everything in each process"
             )
 
         _poll(missing, timeout, fail)

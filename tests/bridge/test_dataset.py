@@ -181,18 +181,27 @@ def test_file_backed_fingerprint_uses_file_stats_and_sees_a_rewritten_file(tmp_p
     assert items.reads == 0
 
 
-def test_file_backed_fingerprint_hashes_just_written_files_and_reads_missing_ones(tmp_path, monkeypatch):
+def test_file_backed_fingerprint_waits_for_just_written_files_and_reads_missing_ones(tmp_path, monkeypatch):
+    """Files changed just now (dates alone may not change within one clock tick) are waited for, so the
+    key is the same whenever it is computed: in a later run, or on another rank a moment later."""
     import bridge.dataset
 
-    items = file_items(tmp_path, age_s=0)  # written just now: dates alone may not change in one clock tick
+    monkeypatch.setattr(bridge.dataset, "_RACY_NS", 300_000_000)  # 0.3 s instead of 2 s
+    items = file_items(tmp_path, age_s=0)
     key = data_fingerprint(items)
-    with monkeypatch.context() as m:
-        m.setattr(bridge.dataset, "_RACY_NS", 0)
-        assert data_fingerprint(items) != key  # so their bytes are hashed as well ...
-    assert items.reads == 0  # ... as raw file bytes, without decoding an image
+    time.sleep(0.35)
+    assert data_fingerprint(items) == key
+    assert items.reads == 0  # dates and sizes only
     monkeypatch.setattr(os, "stat", lambda *a, **k: (_ for _ in ()).throw(OSError("no stat")))
     assert data_fingerprint(items) not in (key, data_fingerprint(items, mode="sample"))
     assert items.reads == 2 * len(items)  # no stat: every item read (and all 5 by the sample mode)
+
+
+@pytest.mark.parametrize("mode", ["full", "sample"])
+def test_numpy_and_python_int_labels_give_one_key(mode):
+    items = tiny_items(3)
+    as_numpy = [(image, np.int64(label)) for image, label in items]
+    assert data_fingerprint(as_numpy, mode=mode) == data_fingerprint(items, mode=mode)
 
 
 def test_cache_file_is_plain_tensors(tmp_path):

@@ -354,3 +354,29 @@ def test_bad_distributed_settings(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="RANK=2 and WORLD_SIZE=2"):
         GraphDataset(items, conv, root=tmp_path, **QUIET)
     assert os.listdir(tmp_path) == []  # all refused before any conversion
+
+
+def _rank_with_its_own_data(rank: int, world: int, port: int, root: str, out: str) -> None:
+    """A rank of a gloo group whose items differ from the other rank's (another copy of the data)."""
+    report: dict = {"rank": rank}
+    try:
+        torch.set_num_threads(1)
+        os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+        torch.distributed.init_process_group("gloo", rank=rank, world_size=world)
+        items = make_items(4, size=16)
+        if rank == 1:
+            items[0] = (items[0][0] // 2, items[0][1])
+        GraphDataset(items, ImageToGraph(n_segments=4, method="grid"), root=root, timeout=60, **QUIET)
+    except Exception as err:
+        report.update(error=type(err).__name__, message=str(err))
+    Path(out, f"rank{rank}.json").write_text(json.dumps(report))
+
+
+def test_ranks_that_see_different_data_say_so_instead_of_waiting(tmp_path):
+    """Each rank would wait for the other's file of another key until the timeout; with a process group
+    the keys are compared first and every rank names the difference."""
+    root, out = tmp_path / "cache", tmp_path / "out"
+    reports = fork_ranks(_rank_with_its_own_data, out, (str(root), str(out)), wait=60)
+    assert [r.get("error") for r in reports] == ["ValueError", "ValueError"]
+    assert all("the ranks computed different graph cache keys (rank 0: " in r["message"] for r in reports)
+    assert not root.exists() or os.listdir(root) == []
