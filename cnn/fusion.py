@@ -17,15 +17,17 @@ The original model, its parameters and every module's train/eval flag, is not ch
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from collections import Counter
+from collections.abc import Iterator
 from typing import Any, TypeVar
 
 import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_weights
 
-__all__ = ["count_batchnorm", "fold_batchnorm"]
+__all__ = ["count_batchnorm", "fold_batchnorm", "full_float32"]
 
 M = TypeVar("M", bound=nn.Module)
 
@@ -77,6 +79,40 @@ def _probe_input(model: nn.Module) -> torch.Tensor:
     return torch.randn(2, 3, int(size), int(size), generator=gen).to(device, dtype)
 
 
+#: The convolution and matrix-product back-ends whose float32 precision :func:`full_float32` pins.
+_FP32_BACKENDS = (("cudnn", "conv"), ("cuda", "matmul"), ("mkldnn", "conv"), ("mkldnn", "matmul"))
+
+
+@contextlib.contextmanager
+def full_float32() -> Iterator[None]:
+    """Float32 convolutions and matrix products in full precision (IEEE) inside the block, not TF32 or
+    bfloat16 (cuDNN convolutions default to TF32 on GPUs); the settings are restored afterwards.
+
+    Example:
+        >>> with full_float32():
+        ...     torch.backends.cudnn.conv.fp32_precision
+        'ieee'
+    """
+    saved: list[tuple[Any, str]] = []
+    legacy: tuple[bool, bool] | None = None
+    try:
+        for backend, op in _FP32_BACKENDS:
+            target = getattr(getattr(torch.backends, backend, None), op, None)
+            if target is None or not hasattr(target, "fp32_precision"):  # torch before the per-backend API
+                continue
+            saved.append((target, target.fp32_precision))
+            target.fp32_precision = "ieee"
+        if not saved:
+            legacy = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
+            torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+        yield
+    finally:
+        for target, value in reversed(saved):
+            target.fp32_precision = value
+        if legacy is not None:
+            torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = legacy
+
+
 def fold_batchnorm(model: M, example: torch.Tensor | None = None, *, rtol: float = 1e-3) -> M:
     """A frozen eval-mode copy of ``model`` in which every ``BatchNorm2d`` applied directly to a
     ``Conv2d``'s output is folded into that convolution (for inference only: the copy cannot be trained).
@@ -87,7 +123,9 @@ def fold_batchnorm(model: M, example: torch.Tensor | None = None, *, rtol: float
         example: a batch the model accepts, used for the probe pass that finds the pairs and for the
             check of the copy; ``None`` = ``torch.randn(2, 3, S, S)`` with ``S = model.cfg.input_size``.
         rtol: the largest difference allowed between each output tensor of the copy and of the
-            original on ``example``, relative to that tensor's largest value.
+            original on ``example``, relative to that tensor's largest value. Both run in full float32
+            for this check (:func:`full_float32`: TF32 convolutions, cuDNN's default on GPUs, alone
+            move efficientnet_lite0's outputs by about 1e-3).
 
     Returns:
         The copy: eval mode, ``requires_grad=False`` everywhere, its folded BatchNorms replaced by
@@ -176,7 +214,7 @@ def fold_batchnorm(model: M, example: torch.Tensor | None = None, *, rtol: float
     flags = {m: m.training for m in model.modules()}  # restored module by module afterwards
     model.eval()
     try:
-        with torch.no_grad():
+        with torch.no_grad(), full_float32():  # TF32 (cuDNN's default) alone moves outputs by ~1e-3
             want, got = _tensors(model(x)), _tensors(folded(x))
     finally:
         for m, flag in flags.items():

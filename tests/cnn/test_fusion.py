@@ -145,3 +145,32 @@ def test_docstring_example_runs():
 
     result = doctest.testmod(cnn.fusion, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_the_check_runs_in_full_float32_and_restores_the_settings():
+    """TF32 convolutions (cuDNN's default on GPUs) alone move outputs by ~1e-3: the check pins IEEE
+    float32 for its two passes and gives the user's settings back."""
+    from cnn.fusion import full_float32
+
+    seen = []
+
+    class Probe(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv, self.bn = nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)
+
+        def forward(self, x):
+            seen.append(torch.backends.cudnn.conv.fp32_precision)
+            return self.bn(self.conv(x))
+
+    before = torch.backends.cudnn.conv.fp32_precision
+    torch.backends.mkldnn.conv.fp32_precision = "bf16"
+    try:
+        fold_batchnorm(Probe().eval(), torch.randn(1, 3, 8, 8))
+        assert seen[-2:] == ["ieee", "ieee"]  # the original's and the copy's checking passes
+        assert torch.backends.mkldnn.conv.fp32_precision == "bf16"
+        with full_float32():
+            assert torch.backends.mkldnn.conv.fp32_precision == "ieee"
+        assert torch.backends.cudnn.conv.fp32_precision == before
+    finally:
+        torch.backends.mkldnn.conv.fp32_precision = "none"
