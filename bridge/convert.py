@@ -493,7 +493,9 @@ class ImageToGraph:
 
         Returns:
             ``B`` graphs whose tensors lie on the images' device (CNN features computed on the
-            backbone's device are moved there).
+            backbone's device are moved there). Their tensors are views into the batch's tensors
+            (no copy per graph): ``torch.save`` of one graph writes the storage of the whole batch, so
+            clone a graph (``graph.clone()``) before saving it alone.
 
         Raises:
             ValueError: a bad batch (see :func:`bridge.segmentation.as_float_batch`), more segments

@@ -27,9 +27,10 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
 
 import numpy as np
@@ -693,14 +694,39 @@ def weights_fingerprint(module: torch.nn.Module) -> str:
     return h.hexdigest()
 
 
+@contextlib.contextmanager
+def _eval_mode(module: Any) -> Iterator[None]:
+    """Run the block with ``module`` in eval mode; afterwards every submodule gets back its own
+    ``training`` flag (a BatchNorm kept in eval inside a training model stays in eval, a head in
+    train mode under an eval model stays in train)."""
+    if isinstance(module, torch.nn.Module):
+        modes = [(m, m.training) for m in module.modules()]
+        module.eval()
+        try:
+            yield
+        finally:
+            for m, training in modes:
+                m.training = training
+        return
+    was_training = bool(getattr(module, "training", False))  # a duck-typed backbone: its own flag only
+    if hasattr(module, "eval"):
+        module.eval()
+    try:
+        yield
+    finally:
+        if was_training and hasattr(module, "train"):
+            module.train(True)
+
+
 class CNNNodeFeatures:
     """Backbone stage maps pooled into the nodes of label maps, computed in batches.
 
     Images are resized to the backbone's square ``cfg.input_size`` (the whole image, no crop, so
     the label map of the original image covers the network input exactly), scaled to ``[0, 1]``
-    and normalised with ``cfg.mean`` / ``cfg.std``; then ``backbone.features(x)`` runs under
-    ``torch.inference_mode`` in eval mode (the module's train/eval flag is restored afterwards)
-    and the chosen stages are pooled into nodes with :func:`pool_feature_maps`.
+    and normalised with ``cfg.mean`` / ``cfg.std`` (in float32, then cast to the backbone's dtype, so a
+    half / bfloat16 backbone works); then ``backbone.features(x)`` runs under ``torch.inference_mode``
+    in eval mode (the train/eval flag of every submodule is restored afterwards, each to its own value)
+    and the chosen stages are pooled into nodes with :func:`pool_feature_maps` (in float32).
 
     Args:
         backbone: a cnn backbone (``cnn.create_backbone(...)``): ``.features(x)`` returning a list
@@ -709,7 +735,8 @@ class CNNNodeFeatures:
             (all of them for a backbone with fewer); ``None`` = all stages. The shallow, high-resolution
             stages cost the most to pool and add little beyond the colour statistics of a superpixel.
         batch_size: images per forward pass.
-        device: where the backbone runs; ``None`` = the device of its parameters.
+        device: where the backbone runs; ``None`` = the device of its parameters at each call (a
+            backbone moved with ``.to(...)`` after this was built is followed).
 
     Shapes:
         - images: list of ``(H_b, W_b, 3)`` (or grayscale ``(H_b, W_b)``) uint8 / float arrays
@@ -762,10 +789,26 @@ class CNNNodeFeatures:
         self.backbone = backbone
         self.stages = None if stages is None else [int(s) for s in stages]
         self.batch_size = batch_size
-        if device is None:
-            param = next(iter(backbone.parameters()), None) if hasattr(backbone, "parameters") else None
-            device = param.device if param is not None else torch.device("cpu")
-        self.device = torch.device(device)
+        self._device = None if device is None else torch.device(device)
+
+    def _parameter(self) -> torch.Tensor | None:
+        """The backbone's first floating-point parameter (None without any)."""
+        params = self.backbone.parameters() if hasattr(self.backbone, "parameters") else ()
+        return next((p for p in params if p.is_floating_point()), None)
+
+    @property
+    def device(self) -> torch.device:
+        """Where the backbone runs: the ``device`` given, else its parameters' device now (else CPU)."""
+        if self._device is not None:
+            return self._device
+        param = self._parameter()
+        return param.device if param is not None else torch.device("cpu")
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The dtype of the network input: that of the backbone's parameters now (float32 without any)."""
+        param = self._parameter()
+        return param.dtype if param is not None else torch.float32
 
     @property
     def stage_channels(self) -> list[int] | None:
@@ -812,11 +855,11 @@ class CNNNodeFeatures:
         )
 
     def preprocess(self, images: Sequence[Any] | torch.Tensor) -> torch.Tensor:
-        """Images to the normalised network input ``(B, 3, S, S)`` on :attr:`device`.
+        """Images to the normalised network input ``(B, 3, S, S)`` on :attr:`device` in :attr:`dtype`.
 
         ``images``: a list of images (as :func:`bridge.checks.as_float_image` accepts them), or a
         checked ``(B, H, W, C)`` float32 tensor in ``[0, 1]`` (:func:`bridge.segmentation.as_float_batch`)
-        on any device, which is resized and normalised there after one move to :attr:`device`.
+        on any device, which is resized and normalised there (in float32) after one move to :attr:`device`.
 
         Example:
             >>> cnn.preprocess([np.zeros((32, 48, 3), np.uint8)]).shape  # doctest: +SKIP
@@ -827,20 +870,21 @@ class CNNNodeFeatures:
         mode = str(getattr(cfg, "interpolation", "bilinear"))
         if mode not in ("bilinear", "bicubic", "nearest", "area"):
             mode = "bilinear"
+        device, dtype = self.device, self.dtype
         if isinstance(images, torch.Tensor):  # a checked (B, H, W, C) float batch: no host copy
-            groups_t = [(list(range(int(images.shape[0]))), images.to(self.device))]
+            groups_t = [(list(range(int(images.shape[0]))), images.to(device))]
         else:
             arrays = [as_float_image(im, name=f"images[{i}]") for i, im in enumerate(images)]
             groups: dict[tuple[int, ...], list[int]] = {}
             for i, a in enumerate(arrays):
                 groups.setdefault(a.shape, []).append(i)
             groups_t = [
-                (idx, torch.from_numpy(np.stack([arrays[i] for i in idx])).to(self.device))
+                (idx, torch.from_numpy(np.stack([arrays[i] for i in idx])).to(device))
                 for idx in groups.values()
             ]
-        out = torch.empty(sum(len(idx) for idx, _ in groups_t), 3, size, size, device=self.device)
-        mean = torch.tensor(cfg.mean, dtype=out.dtype, device=self.device).view(1, 3, 1, 1)
-        std = torch.tensor(cfg.std, dtype=out.dtype, device=self.device).view(1, 3, 1, 1)
+        out = torch.empty(sum(len(idx) for idx, _ in groups_t), 3, size, size, device=device)
+        mean = torch.tensor(cfg.mean, dtype=out.dtype, device=device).view(1, 3, 1, 1)
+        std = torch.tensor(cfg.std, dtype=out.dtype, device=device).view(1, 3, 1, 1)
         for idx, t in groups_t:  # t: (b, H, W, C)
             shape = tuple(t.shape[1:])
             t = t.permute(0, 3, 1, 2)
@@ -853,7 +897,7 @@ class CNNNodeFeatures:
                 torch.sub(t, mean, out=out)  # the channels-last batch read once
             else:
                 out[idx] = t - mean
-        return out.div_(std)
+        return out.div_(std).to(dtype)
 
     def _select(self, maps: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         maps = list(maps)
@@ -895,14 +939,12 @@ class CNNNodeFeatures:
             torch.Size([2, 472])
         """
         module = self.backbone
-        was_training = bool(getattr(module, "training", False))
-        if hasattr(module, "eval"):
-            module.eval()
-        whole = self.batch_size >= int(images.shape[0]) and labels.device == self.device
-        labels = labels.to(self.device)
-        n_nodes = n_nodes.to(self.device)
+        device = self.device
+        whole = self.batch_size >= int(images.shape[0]) and labels.device == device
+        labels = labels.to(device)
+        n_nodes = n_nodes.to(device)
         out = []
-        try:
+        with _eval_mode(module):
             for start in range(0, int(images.shape[0]), self.batch_size):
                 chunk = slice(start, start + self.batch_size)
                 x = self.preprocess(images[chunk])
@@ -910,9 +952,6 @@ class CNNNodeFeatures:
                     maps = self._select(module.features(x))
                     given = runs if whole else None
                     out.append(_pool(maps, labels[chunk], n_nodes[chunk], runs=given)[0])
-        finally:
-            if was_training and hasattr(module, "train"):
-                module.train(True)
         return torch.cat(out)  # outside inference mode: a normal tensor
 
     def __call__(self, images: Sequence[Any], labels: Sequence[Any]) -> list[torch.Tensor]:
@@ -939,10 +978,7 @@ class CNNNodeFeatures:
             checked.append((torch.from_numpy(lab_np), n))
         results: list[torch.Tensor] = []
         module = self.backbone
-        was_training = bool(getattr(module, "training", False))
-        if hasattr(module, "eval"):
-            module.eval()
-        try:
+        with _eval_mode(module):
             for start in range(0, len(images), self.batch_size):
                 chunk = slice(start, start + self.batch_size)
                 x = self.preprocess(images[chunk])
@@ -952,7 +988,4 @@ class CNNNodeFeatures:
                         maps, [lab for lab, _ in checked[chunk]], n_nodes=[n for _, n in checked[chunk]]
                     )
                 results += [p.to("cpu", torch.float32) for p in pooled]
-        finally:
-            if was_training and hasattr(module, "train"):
-                module.train(True)
         return results

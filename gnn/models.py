@@ -239,6 +239,27 @@ def list_presets() -> list[str]:
     return sorted(_PRESETS)
 
 
+_CASTS = {
+    torch.float32: "float()",
+    torch.float64: "double()",
+    torch.float16: "half()",
+    torch.bfloat16: "bfloat16()",
+}
+
+
+def _check_dtype(name: str, t: Tensor, dtype: torch.dtype) -> None:
+    """Refuse a tensor whose dtype is not the model's float ``dtype``; the message names ``data.<name>``."""
+    if t.dtype == dtype:
+        return
+    fix = f"data.{name} = data.{name}.{_CASTS.get(dtype, f'to({dtype})')}"
+    if not t.is_floating_point():
+        raise TypeError(f"{name} must be a float tensor; got dtype {t.dtype} (convert with {fix})")
+    raise TypeError(
+        f"{name} has dtype {t.dtype} but the model's weights are {dtype}; convert it with {fix}"
+        f" (or the model with model.to({t.dtype}))"
+    )
+
+
 def _check_int(name: str, value: Any, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}")
@@ -256,7 +277,10 @@ class GraphClassifier(nn.Module):
 
     * ``conv="gcn"`` takes a scalar weight per edge: ``data.edge_weight`` (E,), or else a 1-D
       ``data.edge_attr`` (E,), or an ``edge_attr`` (E, 1) when built with ``edge_dim=1``.
-      Weights must be non-negative. GCN adds self loops, so isolated nodes keep their features.
+      Weights must be non-negative (:func:`gnn.training.fit` checks them, and that they are finite,
+      before training). Built with ``edge_dim=1`` the weights are required (a graph without them is
+      a ValueError); without ``edge_dim`` a graph without them runs unweighted. GCN adds self loops,
+      so isolated nodes keep their features.
     * ``conv="gat"`` and ``conv="gin"`` (as GINE) take edge feature vectors ``data.edge_attr``
       (E, edge_dim) when built with ``edge_dim``; without it they ignore edge values.
     * ``conv="sage"`` takes no edge values; ``edge_dim`` raises a ValueError.
@@ -281,6 +305,9 @@ class GraphClassifier(nn.Module):
         dynamic_k: Recompute the edges before every block as the ``dynamic_k`` nearest nodes of the
             same graph in the current feature space (Vision GNN style, :func:`feature_knn`); the given
             edges are then used by no layer (edge values are ignored).
+
+    Float inputs (``x``, the edge values the layers read, ``u``) must have the dtype of the model's
+    weights (float32 unless the model was converted); another dtype is a TypeError naming the field.
 
     Shapes:
         - x: (N, in_channels) float node features, N = nodes of all graphs in the batch.
@@ -503,7 +530,8 @@ class GraphClassifier(nn.Module):
         Raises:
             ValueError: missing or misshaped inputs, or an edge index outside ``0 .. N-1`` (the message
                 names the index and ``N``).
-            TypeError: a non-float ``x`` or a non-long ``edge_index``.
+            TypeError: a non-long ``edge_index``, or an ``x``, edge values or ``u`` that are not float
+                tensors of the model's dtype (the message names the field and the conversion).
 
         Shapes:
             - x: (N, in_channels); edge_index: (2, E); batch: (N,).
@@ -533,7 +561,7 @@ class GraphClassifier(nn.Module):
             x = data
         x = self._check_x(x)
         edge_index = self._check_edge_index(edge_index, x.size(0))
-        ew, ea = self._edge_values(edge_index, edge_weight, edge_attr)
+        ew, ea, _ = self._edge_values(edge_index, edge_weight, edge_attr)
         if batch is None:
             batch = torch.zeros(x.size(0), dtype=torch.long, device=x.device)
             num_graphs = 1
@@ -583,8 +611,7 @@ class GraphClassifier(nn.Module):
         if not isinstance(u, Tensor) or tuple(u.shape) != want:
             shape = tuple(u.shape) if isinstance(u, Tensor) else type(u).__name__
             raise ValueError(f"u must have shape {want} (one row of graph features per graph); got {shape}")
-        if not u.is_floating_point():
-            raise TypeError(f"u must be a float tensor; got dtype {u.dtype}")
+        _check_dtype("u", u, self.embed.weight.dtype)
         return u
 
     def _check_x(self, x: Tensor | None) -> Tensor:
@@ -602,9 +629,20 @@ class GraphClassifier(nn.Module):
             )
         if x.size(0) == 0:
             raise ValueError("x has 0 nodes; every graph needs at least one node")
-        if not x.is_floating_point():
-            raise TypeError(f"x must be a float tensor; got dtype {x.dtype} (convert with x.float())")
+        _check_dtype("x", x, self.embed.weight.dtype)
         return x
+
+    def _check_graph(self, data: BaseData) -> str | None:
+        """Run the forward's input checks on one graph or batch without its layers (``fit`` does, before
+        training); return the field the layers read as edge weights (``"edge_weight"`` /
+        ``"edge_attr"``), or None."""
+        x = self._check_x(data.x)
+        edge_index = self._check_edge_index(data.edge_index, x.size(0))
+        edge_weight = data["edge_weight"] if "edge_weight" in data else None
+        _, _, source = self._edge_values(edge_index, edge_weight, data.edge_attr)
+        num_graphs = int(data.num_graphs) if data.batch is not None else 1
+        self._check_u(data["u"] if "u" in data else None, num_graphs)
+        return source if self._edge_input == "weight" else None
 
     @staticmethod
     def _check_edge_index(edge_index: Tensor | None, num_nodes: int) -> Tensor:
@@ -619,26 +657,41 @@ class GraphClassifier(nn.Module):
 
     def _edge_values(
         self, edge_index: Tensor, edge_weight: Tensor | None, edge_attr: Tensor | None
-    ) -> tuple[Tensor | None, Tensor | None]:
+    ) -> tuple[Tensor | None, Tensor | None, str | None]:
+        """The edge weights and edge features the layers read, and the name of the field they come from."""
         num_edges = edge_index.size(1)
+        dtype = self.embed.weight.dtype
         if self._edge_input == "weight":
-            w = edge_weight
+            w, name = edge_weight, "edge_weight"
             if w is None and edge_attr is not None:
                 if edge_attr.dim() == 1 or (self.edge_dim == 1 and edge_attr.dim() == 2):
-                    w = edge_attr
+                    w, name = edge_attr, "edge_attr"
+                elif self.edge_dim is not None:
+                    raise ValueError(
+                        f"the model was built with edge_dim={self.edge_dim} and reads one weight per edge;"
+                        f" edge_attr must have shape ({num_edges},) or ({num_edges}, 1), got"
+                        f" {tuple(edge_attr.shape)}"
+                    )
             if w is None:
-                return None, None
+                if self.edge_dim is not None:
+                    raise ValueError(
+                        f"the model was built with edge_dim={self.edge_dim} and needs one weight per edge,"
+                        f" data.edge_weight ({num_edges},) or data.edge_attr ({num_edges},) /"
+                        f" ({num_edges}, 1); got none. Add them or build with edge_dim=None"
+                    )
+                return None, None, None
             if w.dim() == 2 and w.size(1) == 1:
                 w = w.view(-1)
             if w.dim() != 1 or w.size(0) != num_edges:
                 raise ValueError(
                     f"edge weights must have shape ({num_edges},) to match edge_index; got {tuple(w.shape)}"
                 )
-            return w, None
+            _check_dtype(name, w, dtype)
+            return w, None, name
         if self._edge_input == "attr":
-            a = edge_attr
+            a, name = edge_attr, "edge_attr"
             if a is None and edge_weight is not None and self.edge_dim == 1:
-                a = edge_weight
+                a, name = edge_weight, "edge_weight"
             if a is None:
                 raise ValueError(
                     f"the model was built with edge_dim={self.edge_dim} and needs data.edge_attr of shape"
@@ -650,5 +703,6 @@ class GraphClassifier(nn.Module):
                 raise ValueError(
                     f"edge_attr must have shape ({num_edges}, {self.edge_dim}); got {tuple(a.shape)}"
                 )
-            return None, a
-        return None, None
+            _check_dtype(name, a, dtype)
+            return None, a, name
+        return None, None, None

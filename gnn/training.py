@@ -2,9 +2,11 @@
 
 The engine (:mod:`engine.training`, Lightning) is shared with the image models; this module only says
 what a graph batch is (a PyG ``Batch`` carrying its labels in ``y``) and checks every graph once before
-training (feature width, label range, edge indices, finite features), so a run never dies late on bad
-input. ``gnn.fit`` therefore has the signature, History, checkpoints (``last.ckpt``, ``best.ckpt``,
-``best.pth``), logs and resume of ``cnn.fit``; ``load_checkpoint(path, model)`` reads any of them.
+training (feature width, label range, edge indices, finite features, edge weights and ``u``, non-negative
+edge weights, and for a :class:`~gnn.models.GraphClassifier` the inputs' dtypes and shapes its layers
+need), so a run never dies late on bad input. ``gnn.fit`` therefore has the signature, History,
+checkpoints (``last.ckpt``, ``best.ckpt``, ``best.pth``), logs and resume of ``cnn.fit``;
+``load_checkpoint(path, model)`` reads any of them.
 
 ``evaluate`` counts accuracy as in the lecture notes (``_, preds = torch.max(logits, 1)``,
 ``preds.eq(labels).sum()``).
@@ -24,6 +26,7 @@ from engine.checkpoints import load_checkpoint
 from engine.history import History
 from engine.metrics import macro_f1
 from engine.training import BatchFormat, bind_format, num_classes_of
+from gnn.models import GraphClassifier, _check_dtype
 
 __all__ = ["GRAPHS", "History", "evaluate", "fit", "load_checkpoint", "macro_f1", "predict"]
 
@@ -66,9 +69,19 @@ def _graph_items(loader: Any) -> Iterable[Any]:
 
 
 def _check_graphs(
-    loader: Any, *, name: str, in_channels: int | None, num_classes: Callable[[], int] | int
+    loader: Any,
+    *,
+    name: str,
+    in_channels: int | None,
+    num_classes: Callable[[], int] | int,
+    dtype: torch.dtype | None = None,
+    check_model: Callable[[BaseData], str | None] | None = None,
 ) -> int:
-    """Scan every graph once before training; return the number of classes (``num_classes()`` when lazy)."""
+    """Scan every graph once before training; return the number of classes (``num_classes()`` when lazy).
+
+    ``dtype`` is the model's float dtype (``x`` must have it); ``check_model`` runs the model's own input
+    checks on a graph and returns the field its layers read as edge weights (None: none).
+    """
     n_graphs, ys = 0, []
     for i, item in enumerate(_graph_items(loader)):
         where = f"{name} item {i}"
@@ -89,6 +102,11 @@ def _check_graphs(
             raise ValueError(f"{where}: a graph with 0 nodes; every graph needs at least one node")
         if not x.is_floating_point():
             raise TypeError(f"{where}: x must be float; got {x.dtype} (convert with data.x = data.x.float())")
+        if dtype is not None and x.dtype != dtype:
+            try:
+                _check_dtype("x", x, dtype)
+            except TypeError as e:
+                raise TypeError(f"{where}: {e}") from None
         if not bool(torch.isfinite(x).all()):
             raise ValueError(
                 f"{where}: node features x hold NaN or inf; fix the features of this graph"
@@ -103,11 +121,33 @@ def _check_graphs(
                 f"{where}: edge_index refers to node {int(ei.max())} (or {int(ei.min())}) but the graph has"
                 f" {x.size(0)} nodes; indices must be in [0, {x.size(0) - 1}]"
             )
+        for field in ("edge_weight", "edge_attr", "u"):
+            value = item[field] if field in item else None
+            if (
+                isinstance(value, Tensor)
+                and value.is_floating_point()
+                and not bool(torch.isfinite(value).all())
+            ):
+                raise ValueError(
+                    f"{where}: {field} holds NaN or inf; fix this graph's {field}"
+                    " (e.g. torch.nan_to_num or drop the graph)"
+                )
         weight = item["edge_weight"] if "edge_weight" in item else None
         if weight is not None and weight.numel() and float(weight.min()) < 0:
             raise ValueError(
                 f"{where}: edge_weight has negative values; GCN normalisation needs weights >= 0"
             )
+        if check_model is not None:
+            try:
+                source = check_model(item)
+            except (TypeError, ValueError) as e:
+                raise type(e)(f"{where}: {e}") from None
+            if source == "edge_attr" and item.edge_attr.numel() and float(item.edge_attr.min()) < 0:
+                raise ValueError(
+                    f"{where}: edge_attr has negative values and the model's layers read it as edge weights"
+                    " (a 1-D or (E, 1) edge_attr without edge_weight); GCN normalisation needs weights >= 0:"
+                    " fix the values, or give them as edge features to conv='gat'/'gin' with edge_dim"
+                )
         graphs = int(item.num_graphs) if item.batch is not None else 1
         if y is None:
             raise ValueError(f"{where}: labels y are missing; set data.y to a (1,) long tensor per graph")
@@ -138,10 +178,13 @@ def _check_graph_loader(model: nn.Module, loader: Any, name: str, num_classes: i
     """Scan every graph of a loader once; return the model's number of classes."""
     in_channels = getattr(model, "in_channels", None)
     in_channels = in_channels if isinstance(in_channels, int) and not isinstance(in_channels, bool) else None
+    dtypes = {p.dtype for p in model.parameters() if p.is_floating_point()}
     return _check_graphs(
         loader,
         name=name,
         in_channels=in_channels,
+        dtype=dtypes.pop() if len(dtypes) == 1 else None,
+        check_model=model._check_graph if isinstance(model, GraphClassifier) else None,
         num_classes=num_classes
         if num_classes is not None
         else lambda: num_classes_of(model, lambda: next(iter(loader))),

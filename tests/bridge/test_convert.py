@@ -1,3 +1,4 @@
+import io
 import json
 import pickle
 
@@ -111,6 +112,21 @@ def test_cnn_node_features_are_appended_and_batched(fake_backbone):
     assert cfg["backbone"] == "fake" and cfg["stages"] == [0, 1]  # default: last three, here both
     only_cnn = ImageToGraph(n_segments=20, features=(), backbone=backbone, stages=[1])(images[0])
     assert only_cnn.x.shape[1] == 4
+
+
+def test_batch_tensor_graphs_are_views_and_a_clone_saves_alone():
+    def saved_bytes(data):
+        buf = io.BytesIO()
+        torch.save(data, buf)
+        return len(buf.getvalue())
+
+    images = torch.from_numpy(np.stack([smooth_image(64, 64, seed=i) for i in range(8)]))
+    graphs = ImageToGraph(n_segments=20).batch_tensor(images)
+    view, alone = saved_bytes(graphs[0]), saved_bytes(graphs[0].clone())
+    assert alone < view / 4  # the views carry all 8 graphs' storage (as documented in batch_tensor)
+    assert "clone a graph (``graph.clone()``) before saving it alone" in " ".join(
+        ImageToGraph.batch_tensor.__doc__.split()
+    )
 
 
 def test_config_changes_with_backbone_weights(fake_backbone):

@@ -235,6 +235,60 @@ def test_cnn_features_batches_and_mode(make_backbone):
         torch.testing.assert_close(a, b)
 
 
+@pytest.mark.parametrize("path", ["call", "pool_batch"])
+def test_cnn_features_restore_every_submodule_mode(make_backbone, path):
+    img, labels = quadrants()
+    backbone = make_backbone()
+    cnn = CNNNodeFeatures(backbone, stages=[2])
+    seen = []
+    features = backbone.features
+
+    def recording(x):
+        seen.append({m.training for m in backbone.modules()})
+        return features(x)
+
+    backbone.features = recording
+
+    def run():
+        if path == "call":
+            cnn([img], [labels])
+        else:
+            x = torch.from_numpy(img).float().div(255)[None]
+            cnn.pool_batch(x, torch.from_numpy(labels)[None], torch.tensor([4]))
+
+    backbone.train()
+    backbone.conv.eval()  # e.g. a frozen BatchNorm inside a model in training
+    run()
+    assert backbone.training and not backbone.conv.training
+    backbone.eval()
+    backbone.conv.train()  # a submodule in train mode under a model in eval
+    run()
+    assert not backbone.training and backbone.conv.training
+    assert seen == [{False}, {False}]  # the features ran in eval mode both times
+
+
+def test_cnn_features_follow_the_backbones_dtype_and_device(make_backbone):
+    img, labels = quadrants()
+    backbone = make_backbone()
+    cnn = CNNNodeFeatures(backbone)
+    (expected,) = cnn([img], [labels])
+    backbone.to(torch.bfloat16)  # after building: the input is cast to the backbone's dtype at call time
+    inputs = []
+    features = backbone.features
+    backbone.features = lambda x: inputs.append(x.dtype) or features(x)
+    assert cnn.dtype == torch.bfloat16 and cnn.device == torch.device("cpu")
+    (x,) = cnn([img], [labels])
+    assert inputs == [torch.bfloat16] and x.dtype == torch.float32  # pooled features stay float32
+    torch.testing.assert_close(x, expected, atol=0.05, rtol=0.02)
+    imgs = torch.from_numpy(img).float().div(255)[None]
+    pooled = cnn.pool_batch(imgs, torch.from_numpy(labels)[None], torch.tensor([4]))
+    assert pooled.dtype == torch.float32
+    torch.testing.assert_close(pooled, expected, atol=0.05, rtol=0.02)
+    backbone.to("meta")  # the device is read from the parameters at call time too
+    assert cnn.device == torch.device("meta")
+    assert CNNNodeFeatures(backbone, device="cpu").device == torch.device("cpu")  # a given device is kept
+
+
 def test_cnn_features_negative_stages_and_repr(make_backbone):
     cnn = CNNNodeFeatures(make_backbone(), stages=[-1], batch_size=4)
     assert cnn.stages == [2] and cnn.stage_channels == [2]

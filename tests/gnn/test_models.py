@@ -240,3 +240,47 @@ def test_edge_index_range_is_checked_for_every_conv_and_batch(conv, make_random_
         ValueError, match=r"batch must have shape \(19,\), one graph index per node of x; got \(18"
     ):
         model(batch.x, batch.edge_index, batch.batch[:-1])
+
+
+def test_gcn_built_with_edge_dim_needs_edge_weights(make_random_graph):
+    g = make_random_graph(6, seed=0)
+    model = GraphClassifier(5, 3, conv="gcn", hidden=8, layers=1, edge_dim=1)
+    with pytest.raises(ValueError, match=r"edge_dim=1 and needs one weight per edge, data.edge_weight"):
+        model(g.x, g.edge_index)
+    assert model(g).shape == (1, 3)  # with data.edge_weight it runs
+    GraphClassifier(5, 3, conv="gcn", hidden=8, layers=1)(g.x, g.edge_index)  # no edge_dim: unweighted
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field", "dtype"),
+    [
+        ({}, "x", torch.float64),
+        ({}, "x", torch.float16),
+        ({}, "x", torch.bfloat16),
+        ({}, "edge_weight", torch.float64),
+        ({}, "edge_attr", torch.float64),  # a 1-D edge_attr is GCN's edge weight
+        ({"conv": "gat", "edge_dim": 2}, "edge_attr", torch.float64),
+        ({"conv": "gin", "edge_dim": 2}, "edge_attr", torch.half),
+        ({"global_channels": 4}, "u", torch.float64),
+    ],
+)
+def test_float_input_of_another_dtype_is_a_type_error_naming_the_field(
+    kwargs, field, dtype, make_random_graph
+):
+    g = make_random_graph(6, seed=0)
+    data = Data(x=g.x, edge_index=g.edge_index, u=torch.rand(1, 4))
+    if kwargs.get("edge_dim") == 2:
+        data.edge_attr = torch.rand(g.num_edges, 2)
+    elif field == "edge_attr":
+        data.edge_attr = g.edge_weight
+    else:
+        data.edge_weight = g.edge_weight
+    model = GraphClassifier(5, 3, hidden=8, layers=1, **kwargs)
+    assert model(data).shape == (1, 3)
+    data[field] = data[field].to(dtype)
+    match = (
+        rf"{field} has dtype {dtype} but the model's weights are torch.float32; convert it with"
+        rf" data.{field} = data.{field}.float\(\)"
+    )
+    with pytest.raises(TypeError, match=match):
+        model(data)

@@ -99,6 +99,17 @@ def _labelled(y: int, features: int = 2) -> Data:
          r"0 nodes"),
         ([Data(x=torch.rand(2, 2), edge_index=torch.tensor([[0], [1]]), edge_weight=torch.tensor([-1.0]),
                y=torch.tensor([0]))], r"edge_weight has negative values"),
+        ([_labelled(0), Data(x=torch.rand(3, 2), edge_index=torch.tensor([[0, 1], [1, 2]]),
+                             edge_attr=torch.tensor([1.0, -1.0]), y=torch.tensor([1]))],
+         r"item 1: edge_attr has negative values and the model's layers read it as edge weights"),
+        ([Data(x=torch.rand(2, 2), edge_index=torch.tensor([[0], [1]]),
+               edge_weight=torch.tensor([float("nan")]), y=torch.tensor([0]))],
+         r"item 0: edge_weight holds NaN or inf"),
+        ([Data(x=torch.rand(2, 2), edge_index=torch.tensor([[0], [1]]),
+               edge_attr=torch.tensor([[float("inf")]]), y=torch.tensor([0]))],
+         r"item 0: edge_attr holds NaN or inf"),
+        ([Data(x=torch.rand(2, 2), edge_index=torch.tensor([[0], [1]]), u=torch.tensor([[float("nan")]]),
+               y=torch.tensor([0]))], r"item 0: u holds NaN or inf"),
     ],
 )  # fmt: skip
 def test_bad_data_is_rejected_before_training_starts(graphs, match):
@@ -106,6 +117,51 @@ def test_bad_data_is_rejected_before_training_starts(graphs, match):
     before = _weights(model)
     with pytest.raises(ValueError, match=match):
         fit(model, DataLoader(graphs, batch_size=2), epochs=1, **QUIET)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_negative_column_edge_attr_read_as_gcn_weights_is_rejected_but_edge_features_are_not():
+    def graphs(values: torch.Tensor) -> list[Data]:
+        ei = torch.tensor([[0, 1], [1, 2]])
+        return [
+            Data(x=torch.rand(3, 2), edge_index=ei, edge_attr=values, y=torch.tensor([i % 2]))
+            for i in range(4)
+        ]
+
+    column = torch.tensor([[1.0], [-1.0]])
+    with pytest.raises(ValueError, match=r"item 0: edge_attr has negative values"):
+        fit(_small_model(edge_dim=1), graphs(column), epochs=1, **QUIET)  # GCN reads (E, 1) as weights
+    # GAT reads edge_attr as edge features: negative values are fine
+    assert len(fit(_small_model(conv="gat", edge_dim=1, hidden=8), graphs(column), epochs=1, **QUIET)) == 1
+
+
+@pytest.mark.parametrize(
+    ("field", "kwargs"),
+    [
+        ("x", {}),
+        ("edge_weight", {}),
+        ("edge_attr", {"conv": "gat", "edge_dim": 2}),
+        ("u", {"global_channels": 3}),
+    ],
+)
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
+def test_float_data_of_another_dtype_than_the_model_is_rejected_before_training(field, kwargs, dtype):
+    ei = torch.tensor([[0, 1], [1, 2]])
+    good = [
+        Data(x=torch.rand(3, 2), edge_index=ei, edge_weight=torch.rand(2), edge_attr=torch.rand(2, 2),
+             u=torch.rand(1, 3), y=torch.tensor([i % 2]))
+        for i in range(3)
+    ]  # fmt: skip
+    bad = good[2].clone()
+    bad[field] = bad[field].to(dtype)
+    model = _small_model(**kwargs)
+    before = _weights(model)
+    match = (
+        rf"train_loader item 2: {field} has dtype {dtype} but the model's weights are torch.float32;"
+        rf" convert it with data.{field} = data.{field}.float\(\)"
+    )
+    with pytest.raises(TypeError, match=match):
+        fit(model, [*good[:2], bad], epochs=1, **QUIET)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
