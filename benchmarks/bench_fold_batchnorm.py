@@ -72,13 +72,19 @@ def measure(name: str, batch: int, batches: int, repeats: int) -> dict[str, floa
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--backbones", nargs="+", default=list(BACKBONES))
-    parser.add_argument("--batch", type=int, default=16, help="images per batch (default 16)")
-    parser.add_argument("--batches", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--quick", action="store_true", help="batches of 2, one batch, one repeat")
+    parser.add_argument("--batch", type=int, default=None, help="images per batch (default 16; quick: 2)")
+    parser.add_argument("--batches", type=int, default=None, help="batches (default 2; quick: 1)")
+    parser.add_argument("--repeats", type=int, default=None, help="runs per batch (default 3; quick: 1)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="batches of 2, one batch, one repeat, unless those options are given",
+    )
     args = parser.parse_args(argv)
-    if args.quick:
-        args.batch, args.batches, args.repeats = 2, 1, 1
+    # --quick only fills in the options that were not given on the command line
+    for name, full, quick in (("batch", 16, 2), ("batches", 2, 1), ("repeats", 3, 1)):
+        if getattr(args, name) is None:
+            setattr(args, name, quick if args.quick else full)
     if min(args.batch, args.batches, args.repeats) < 1:
         parser.error("--batch, --batches and --repeats must be at least 1")
     print(

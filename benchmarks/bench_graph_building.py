@@ -378,19 +378,31 @@ def part_profile(n_images: int, calls: int) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--images", type=int, default=32, help="images for part 1")
-    parser.add_argument("--batches", type=int, default=2, help="batches of --batch-size for part 2")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--images", type=int, default=None, help="images for part 1 (default 32; quick: 4)")
+    parser.add_argument(
+        "--batches", type=int, default=None, help="batches of --batch-size for part 2 (default 2; quick: 1)"
+    )
+    parser.add_argument(
+        "--batch-size", type=int, default=None, help="images per batch (default 32; quick: 4)"
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=None, help="runs of each work unit (default 5; quick: 1)"
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's default)")
     parser.add_argument("--skip-cnn", action="store_true")
-    parser.add_argument("--quick", action="store_true", help="tiny smoke run")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="tiny smoke run: 4 images, 1 batch of 4, 1 repeat, unless those options are given",
+    )
     parser.add_argument(
         "--profile", type=int, default=0, metavar="CALLS", help="only profile CALLS tensor-path calls"
     )
     args = parser.parse_args(argv)
-    if args.quick:
-        args.images, args.batches, args.batch_size, args.repeats = 4, 1, 4, 1
+    # --quick only fills in the options that were not given on the command line
+    for name, full, quick in (("images", 32, 4), ("batches", 2, 1), ("batch_size", 32, 4), ("repeats", 5, 1)):
+        if getattr(args, name) is None:
+            setattr(args, name, quick if args.quick else full)
     if args.threads:
         torch.set_num_threads(args.threads)
     import skimage

@@ -109,17 +109,27 @@ def _time_limit_callback(hours: float):
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", choices=sorted(PUBLISHED), default="gnnbench-mnist")
-    parser.add_argument("--root", type=Path, default=None, help="cache folder of the datasets")
+    parser.add_argument(
+        "--root", "--data-root", dest="root", type=Path, default=None, help="cache folder of the datasets"
+    )
     parser.add_argument("--download", action="store_true", help="download the data when it is missing")
-    parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
-    parser.add_argument("--max-epochs", type=int, default=1000)
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        default=None,
+        help=f"default {' '.join(map(str, SEEDS))} (quick: {SEEDS[0]})",
+    )
+    parser.add_argument("--max-epochs", type=int, default=None, help="default 1000 (quick: 2)")
     parser.add_argument("--max-hours", type=float, default=12.0, help="per seed, as in the protocol")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--accelerator", default="auto", help="Lightning accelerator: auto, cpu, gpu")
     parser.add_argument("--workers", type=int, default=0, help="DataLoader workers")
     parser.add_argument("--edge-weights", action="store_true", help="keep edge_attr as GCN edge weights")
     parser.add_argument("--progress", action="store_true", help="show Lightning's progress bar")
-    parser.add_argument("--quick", action="store_true", help="smoke run: 1 seed, 2 epochs, 2,000 graphs")
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke run: 1 seed, 2 epochs, 2,000 graphs (unless given)"
+    )
     args = parser.parse_args(argv)
 
     from gnn.datasets import DatasetNotAvailableError, load_graph_dataset
@@ -147,8 +157,9 @@ def main(argv: list[str] | None = None) -> int:
     for ds in splits.values():
         ds.transform = _Compose(ds.transform, None if args.edge_weights else _drop_edge_attr)
     train, val, test = splits["train"], splits["val"], splits["test"]
-    seeds = args.seeds[:1] if args.quick else args.seeds
-    max_epochs = 2 if args.quick else args.max_epochs
+    # --quick fills in only the options that were not given
+    seeds = args.seeds if args.seeds is not None else (list(SEEDS)[:1] if args.quick else list(SEEDS))
+    max_epochs = args.max_epochs if args.max_epochs is not None else (2 if args.quick else 1000)
     if args.quick:
         train, val, test = train[:2000], val[:500], test[:1000]
     in_channels, num_classes = train.num_node_features, train.num_classes

@@ -51,15 +51,31 @@ def measure(images: torch.Tensor, n_segments: int, repeats: int) -> tuple[float,
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--images", type=int, default=32, help="images per batch (one batch per cell)")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
+    parser.add_argument(
+        "--images", type=int, default=None, help="images per batch, one batch per cell (default 32; quick: 4)"
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=None, help="timed calls per cell (default 3; quick: 1)"
+    )
+    parser.add_argument(
+        "--sizes",
+        type=int,
+        nargs="+",
+        default=None,
+        help=f"image sides (default {' '.join(map(str, SIZES))}; quick: 112 224)",
+    )
     parser.add_argument("--segments", type=int, nargs="+", default=list(SEGMENTS))
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's default)")
-    parser.add_argument("--quick", action="store_true", help="4 images, sizes 112 and 224, one repeat")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="4 images, sizes 112 and 224, one repeat, unless those options are given",
+    )
     args = parser.parse_args(argv)
-    if args.quick:
-        args.images, args.sizes, args.repeats = 4, [112, 224], 1
+    # --quick only fills in the options that were not given on the command line
+    args.images = args.images if args.images is not None else (4 if args.quick else 32)
+    args.repeats = args.repeats if args.repeats is not None else (1 if args.quick else 3)
+    args.sizes = args.sizes if args.sizes is not None else ([112, 224] if args.quick else list(SIZES))
     if args.threads:
         torch.set_num_threads(args.threads)
     print(

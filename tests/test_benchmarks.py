@@ -1,0 +1,97 @@
+"""The benchmark scripts' options: ``--quick`` fills in only the options not given on the command line."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.fixture
+def load(monkeypatch):
+    """Import a benchmark script as a module; sys.path and sys.modules come back afterwards."""
+    monkeypatch.setattr(sys, "path", [str(BENCHMARKS), *sys.path])
+    before = set(sys.modules)
+
+    def _load(name):
+        spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+        return module
+
+    yield _load
+    for name in set(sys.modules) - before:  # the scripts (and what they import from benchmarks/)
+        if name.startswith("bench_"):
+            del sys.modules[name]
+
+
+def test_bench_scaling_explicit_options_win_over_quick(load, capsys):
+    bench = load("bench_scaling")
+    assert bench.main(["--quick", "--images", "2", "--sizes", "48", "--segments", "9"]) == 0
+    out = capsys.readouterr().out
+    assert "of 2 uint8 photo crops per cell, best of 1" in out  # --images given, --repeats from --quick
+    assert "| 48 px |" in out and "| 112 px |" not in out and "| 224 px |" not in out
+
+
+def test_bench_gnn_training_explicit_options_win_over_quick(load, monkeypatch, capsys):
+    bench = load("bench_gnn_training")
+    calls = []
+
+    def fake(conv, batches, **kwargs):
+        calls.append((conv, len(batches), kwargs))
+        return 1.0
+
+    monkeypatch.setattr(bench, "hand_loop", fake)
+    monkeypatch.setattr(bench, "engine", fake)
+    threads = torch.get_num_threads()
+    try:
+        args = ["--quick", "--epochs", "3", "--convs", "gcn", "--batch-size", "2", "--threads", str(threads)]
+        assert bench.main(args) == 0
+    finally:
+        torch.set_num_threads(threads)
+    # --epochs given; --batches 2, --warmup 1 and --repeats 1 (one call each) from --quick
+    assert len(calls) == 2
+    for conv, n_batches, kwargs in calls:
+        assert (conv, n_batches, kwargs["epochs"], kwargs["warmup"]) == ("gcn", 2, 3, 1)
+    assert "3 epochs per run (1 warm-up), best of 1" in capsys.readouterr().out
+
+
+def test_bench_gnn_training_rejects_warmup_not_below_epochs(load):
+    bench = load("bench_gnn_training")
+    with pytest.raises(SystemExit):
+        bench.main(["--quick", "--warmup", "2"])  # --quick's 2 epochs: nothing left to count
+
+
+def test_bench_fold_batchnorm_explicit_options_win_over_quick(load, monkeypatch):
+    bench = load("bench_fold_batchnorm")
+    seen = []
+
+    def fake(name, batch, batches, repeats):
+        seen.append((name, batch, batches, repeats))
+        return {"bn": 1, "bn_left": 0, "diff": 0.0, "plain": 1.0, "folded": 1.0}
+
+    monkeypatch.setattr(bench, "measure", fake)
+    assert bench.main(["--backbones", "x", "--quick", "--repeats", "2"]) == 0
+    assert bench.main(["--backbones", "x", "--batch", "3"]) == 0
+    assert seen == [("x", 2, 1, 2), ("x", 3, 2, 3)]
+
+
+def test_bench_graph_building_explicit_options_win_over_quick(load, monkeypatch):
+    bench = load("bench_graph_building")
+    seen = {}
+    monkeypatch.setattr(bench, "part_graphs", lambda images, repeats: seen.update(graphs=(images, repeats)))
+    monkeypatch.setattr(bench, "part_cnn", lambda *args: seen.update(cnn=args))
+    bench.main(["--quick", "--batch-size", "8", "--repeats", "2"])
+    assert seen == {"graphs": (4, 2), "cnn": (1, 8, 2)}
+
+
+def test_bench_mnist_superpixels_takes_data_root(load, tmp_path, capsys):
+    bench = load("bench_mnist_superpixels")
+    # the dataset error says "pass --data-root DIR": the script takes it (as --root)
+    assert bench.main(["--data-root", str(tmp_path)]) == 0
+    assert str(tmp_path) in capsys.readouterr().out
