@@ -32,6 +32,7 @@ from torch_geometric.nn import (
 __all__ = [
     "ConvSpec",
     "GraphClassifier",
+    "check_dtype",
     "check_edge_index",
     "feature_knn",
     "list_convs",
@@ -247,8 +248,20 @@ _CASTS = {
 }
 
 
-def _check_dtype(name: str, t: Tensor, dtype: torch.dtype) -> None:
-    """Refuse a tensor whose dtype is not the model's float ``dtype``; the message names ``data.<name>``."""
+def check_dtype(name: str, t: Tensor, dtype: torch.dtype) -> None:
+    """Refuse a tensor whose dtype is not the model's float ``dtype``; the message names ``data.<name>``
+    and the conversion that fixes it.
+
+    Raises:
+        TypeError: ``t`` is not of ``dtype``.
+
+    Example:
+        >>> check_dtype("x", torch.zeros(2, 3), torch.float32)  # fine: returns None
+        >>> check_dtype("x", torch.zeros(2, 3, dtype=torch.float64), torch.float32)
+        Traceback (most recent call last):
+        ...
+        TypeError: x has dtype torch.float64 but the model's weights are torch.float32; convert it with ...
+    """
     if t.dtype == dtype:
         return
     fix = f"data.{name} = data.{name}.{_CASTS.get(dtype, f'to({dtype})')}"
@@ -611,7 +624,7 @@ class GraphClassifier(nn.Module):
         if not isinstance(u, Tensor) or tuple(u.shape) != want:
             shape = tuple(u.shape) if isinstance(u, Tensor) else type(u).__name__
             raise ValueError(f"u must have shape {want} (one row of graph features per graph); got {shape}")
-        _check_dtype("u", u, self.embed.weight.dtype)
+        check_dtype("u", u, self.embed.weight.dtype)
         return u
 
     def _check_x(self, x: Tensor | None) -> Tensor:
@@ -629,7 +642,7 @@ class GraphClassifier(nn.Module):
             )
         if x.size(0) == 0:
             raise ValueError("x has 0 nodes; every graph needs at least one node")
-        _check_dtype("x", x, self.embed.weight.dtype)
+        check_dtype("x", x, self.embed.weight.dtype)
         return x
 
     def _check_graph(self, data: BaseData) -> str | None:
@@ -686,7 +699,7 @@ class GraphClassifier(nn.Module):
                 raise ValueError(
                     f"edge weights must have shape ({num_edges},) to match edge_index; got {tuple(w.shape)}"
                 )
-            _check_dtype(name, w, dtype)
+            check_dtype(name, w, dtype)
             return w, None, name
         if self._edge_input == "attr":
             a, name = edge_attr, "edge_attr"
@@ -703,6 +716,6 @@ class GraphClassifier(nn.Module):
                 raise ValueError(
                     f"edge_attr must have shape ({num_edges}, {self.edge_dim}); got {tuple(a.shape)}"
                 )
-            _check_dtype(name, a, dtype)
+            check_dtype(name, a, dtype)
             return None, a, name
         return None, None, None

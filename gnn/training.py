@@ -26,7 +26,7 @@ from engine.checkpoints import load_checkpoint
 from engine.history import History
 from engine.metrics import macro_f1
 from engine.training import BatchFormat, bind_format, num_classes_of
-from gnn.models import GraphClassifier, _check_dtype
+from gnn.models import GraphClassifier, check_dtype
 
 __all__ = ["GRAPHS", "History", "evaluate", "fit", "load_checkpoint", "macro_f1", "predict"]
 
@@ -104,7 +104,7 @@ def _check_graphs(
             raise TypeError(f"{where}: x must be float; got {x.dtype} (convert with data.x = data.x.float())")
         if dtype is not None and x.dtype != dtype:
             try:
-                _check_dtype("x", x, dtype)
+                check_dtype("x", x, dtype)
             except TypeError as e:
                 raise TypeError(f"{where}: {e}") from None
         if not bool(torch.isfinite(x).all()):
