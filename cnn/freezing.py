@@ -18,9 +18,11 @@ and :func:`freeze`); it checks ``requires_grad`` at every call, so unfreezing th
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, cast
+from typing import cast
 
 from torch import nn
+
+from engine.norms import hold_frozen_norms, norms_with_stats
 
 __all__ = [
     "STRATEGIES",
@@ -63,28 +65,8 @@ class Strategy:
 # requires_grad and frozen batch norm
 
 
-def _frozen_norm_pre_hook(module: nn.Module, args: Any) -> None:
-    """Keep a normalisation layer with running statistics in eval mode while its parameters are frozen."""
-    if module.training and not any(p.requires_grad for p in module.parameters(recurse=False)):
-        module.training = False
-
-
-def _norms_with_stats(module: nn.Module) -> list[nn.modules.batchnorm._NormBase]:
-    """BatchNorm (and InstanceNorm with running stats) layers that have affine parameters."""
-    return [
-        m
-        for m in module.modules()
-        if isinstance(m, nn.modules.batchnorm._NormBase)
-        and m.track_running_stats
-        and any(True for _ in m.parameters(recurse=False))
-    ]
-
-
 def _install_norm_hooks(module: nn.Module) -> None:
-    for norm in _norms_with_stats(module):
-        # Idempotent: a layer carries the hook at most once (a deepcopy keeps the hook it had).
-        if _frozen_norm_pre_hook not in norm._forward_pre_hooks.values():
-            norm.register_forward_pre_hook(_frozen_norm_pre_hook)
+    hold_frozen_norms(module)
 
 
 def set_parameter_requires_grad(module: nn.Module, flag: bool) -> nn.Module:
@@ -222,7 +204,7 @@ def freeze(
     for part in trainable:
         set_parameter_requires_grad(part, True)
     # Norm layers that train again follow the model's mode now, not only after the next model.train().
-    for norm in _norms_with_stats(model):
+    for norm in norms_with_stats(model):
         if any(p.requires_grad for p in norm.parameters(recurse=False)):
             norm.training = model.training
         else:

@@ -45,6 +45,7 @@ from engine.checkpoints import META_KEY, config_differences, save_checkpoint
 from engine.files import load_torch_file
 from engine.history import METRICS, History
 from engine.metrics import correct_count, macro_f1
+from engine.norms import hold_frozen_norms
 
 __all__ = ["BatchFormat", "bind_format", "evaluate", "fit", "num_classes_of", "predict"]
 
@@ -613,7 +614,9 @@ def fit(
 
     The loss is ``F.cross_entropy(logits, labels)``, which equals ``nn.NLLLoss()`` applied to
     ``nn.LogSoftmax(dim=1)(logits)``: the model returns raw logits, no softmax layer. Only parameters
-    with ``requires_grad`` go to the optimizer, so freeze first (``cnn.freeze``).
+    with ``requires_grad`` go to the optimizer, so freeze first (``cnn.freeze``, or ``requires_grad =
+    False`` by hand); a BatchNorm layer whose parameters are all frozen stays in eval mode during
+    training, so its running statistics do not move (:mod:`engine.norms`).
 
     Everything checkable is checked before training starts: options, loaders that are empty or of the
     wrong form, labels outside ``[0, num_classes)``, NaN/inf inputs, a model with nothing to train, a
@@ -762,7 +765,9 @@ def fit(
 
     was_training = model.training
     # Lightning keeps the modes it finds; backbones come in eval mode. Train mode for dropout and
-    # BatchNorm (frozen BatchNorm stays in eval: see cnn.freezing).
+    # BatchNorm; a BatchNorm whose parameters are all frozen stays in eval however the model was frozen
+    # (cnn.freeze, or requires_grad=False by hand as in the lecture notes): engine.norms
+    hold_frozen_norms(model)
     task.train()
     with _quiet_lightning(not progress):
         trainer = L.Trainer(

@@ -13,6 +13,7 @@ MODULES = [
     "engine.history",
     "engine.lazy",
     "engine.metrics",
+    "engine.norms",
     "engine.stats",
     "engine.training",
 ]

@@ -574,3 +574,21 @@ def test_resume_refuses_other_settings_or_model_configuration(tmp_path):
         ValueError, match=r"hidden: 64 in the checkpoint, 32 now.*pool: 'mean' in the checkpoint, 'max'"
     ):
         task.on_load_checkpoint(saved)
+
+
+def test_batchnorm_frozen_by_hand_keeps_its_statistics_in_training():
+    """The lecture's freezing (requires_grad = False on every parameter, then a new head): fit trains the
+    head only, and the frozen BatchNorm's running statistics stay the pretrained ones."""
+    torch.manual_seed(0)
+    body = nn.Sequential(nn.Linear(2, 4), nn.BatchNorm1d(4))
+    for p in body.parameters():
+        p.requires_grad = False
+    stats = (body[1].running_mean.clone(), body[1].running_var.clone())
+    model = nn.Sequential(body, nn.Linear(4, 2))  # the new head trains
+    train, _ = _loaders()
+    fit(model, train, batch_format=PAIRS, epochs=2, lr=0.1, **QUIET)
+    assert torch.equal(body[1].running_mean, stats[0]) and torch.equal(body[1].running_var, stats[1])
+    assert int(body[1].num_batches_tracked) == 0
+    unfrozen = nn.Sequential(nn.Linear(2, 4), nn.BatchNorm1d(4), nn.Linear(4, 2))  # trainable: it moves
+    fit(unfrozen, train, batch_format=PAIRS, epochs=1, lr=0.1, **QUIET)
+    assert int(unfrozen[1].num_batches_tracked) > 0
