@@ -83,7 +83,9 @@ def to_networkx(
 ) -> nx.Graph:
     """Convert a graph to an undirected :class:`networkx.Graph` with its attributes.
 
-    Node ``i`` gets ``pos`` (an ``(x, y)`` tuple, from ``data.pos``), ``x`` (its feature list) and,
+    Node ``i`` gets ``pos`` (an ``(x, y)`` tuple, from ``data.pos``: image coordinates, y pointing
+    down, so ``nx.draw(G, pos=nx.get_node_attributes(G, "pos"), ax=ax)`` wants ``ax.invert_yaxis()``
+    to show the graph the way up it lies on the image), ``x`` (its feature list) and,
     for node-level labels, ``y``; a graph-level label ``y`` goes to ``G.graph["y"]``. Each undirected
     edge appears once with ``edge_attr`` (a list, from the first of its directed copies) and ``weight``
     when ``data.edge_weight`` exists. With ``feature_names`` / ``edge_feature_names`` the columns also

@@ -273,6 +273,8 @@ def faithfulness(
         True
     """
     imgs, m = _check(images, maps, steps, fill)
+    if not callable(score):  # a generator of scorers is read once, for both orders
+        score = _scorers(score, len(imgs))
     curves = perturbation_curves(score, imgs, m, steps=steps, fill=fill, seed=seed)
     noise = np.random.default_rng(seed + 1).random(m.shape)
     rand = perturbation_curves(

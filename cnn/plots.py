@@ -400,8 +400,10 @@ def plot_grad_cam(
 ) -> Figure:
     """Overlay a Grad-CAM heat map on its image.
 
-    The map is stretched over the whole image, so a ``cam`` at network resolution can be shown on
-    the original picture.
+    The map is stretched over the whole ``image``, so ``image`` must be the view the network saw: with
+    the evaluation transforms (resize, then a centre crop) that is the crop, not the original photo
+    (``cnn.center_view(photo, cfg.input_size, cfg.resize_size)``, or ``cnn.to_display(x[0], cfg)``
+    for the normalised input); on the whole photo the map would sit off by the cropped margins.
 
     Args:
         image: the picture, ``uint8`` (or float in ``[0, 1]``).
@@ -416,8 +418,8 @@ def plot_grad_cam(
         - cam: ``(h, w)``
 
     Example:
-        >>> cam = grad_cam(model, x)[0]
-        >>> fig = plot_grad_cam(image, cam, path="cam.png")
+        >>> cam = grad_cam(model, x)[0]  # x: the normalised, centre-cropped input of the photo
+        >>> fig = plot_grad_cam(to_display(x[0], model.cfg), cam, path="cam.png")
     """
     (pic,) = _to_display([image], None, name="image")
     heat = cam.detach().cpu().float().numpy() if isinstance(cam, torch.Tensor) else np.asarray(cam, float)

@@ -198,3 +198,19 @@ def test_one_scoring_function_per_image_sees_only_its_image(model):
     assert seen == [{1, 10}] * 3  # the intact image, then 2 x 5 perturbed copies
     with pytest.raises(ValueError, match=r"one function per image \(3\), got 2"):
         faithfulness([scorer(0), scorer(1)], imgs, np.ones((3, H, W)))
+
+
+def test_faithfulness_reads_a_generator_of_scorers_once_for_both_orders():
+    imgs = np.zeros((2, 8, 8, 3), np.uint8)
+    imgs[:, :4, :4, 0] = 255
+    maps = np.zeros((2, 8, 8))
+    maps[:, :4, :4] = 1
+
+    def score(x):
+        red = torch.tensor(x[:, :4, :4, 0].mean(axis=(1, 2)) / 255.0)
+        return torch.stack([red, 1 - red], dim=1)
+
+    from_list = faithfulness([score, score], imgs, maps, steps=4, fill="mean")
+    from_generator = faithfulness((score for _ in range(2)), imgs, maps, steps=4, fill="mean")
+    assert np.allclose(from_generator.deletion_auc, from_list.deletion_auc)
+    assert np.allclose(from_generator.random_deletion_auc, from_list.random_deletion_auc)
