@@ -151,17 +151,31 @@ def _file_digests(files: Sequence[str]) -> list[str | None]:
     """:func:`_file_digest` of every file, taken when none changed within the last ``_RACY_NS``.
 
     A change within the timestamps' resolution of the stat could go unseen later, so files changed just
-    now are waited for (at most 2 s, once) and stat'ed again: the digests then depend on the files
-    alone, not on when they were taken (the same key in every process and every later run).
+    now are waited for (at most ``_RACY_NS``, 2 s, once) and stat'ed again: the digests then depend on
+    the files alone, not on when they were taken (the same key in every process and every later run).
+    A file still that recent afterwards is dated in the future (clock skew, an archive from a machine
+    whose clock ran ahead): its bytes are hashed as well, every time, so its key is stable too.
     """
-    for _ in range(2):
+    stats = [_file_digest(f) for f in files]
+    latest = max((st[1] for st in stats if st is not None), default=0)
+    wait = latest + _RACY_NS - time.time_ns()
+    if wait > 0:
+        time.sleep(min(wait, _RACY_NS) / 1e9)
         stats = [_file_digest(f) for f in files]
-        latest = max((st[1] for st in stats if st is not None), default=0)
-        wait = latest + _RACY_NS - time.time_ns()
-        if wait <= 0:
-            break
-        time.sleep(wait / 1e9)
-    return [None if st is None else st[0] for st in stats]
+    now = time.time_ns()
+    out: list[str | None] = []
+    for path, st in zip(files, stats):
+        if st is not None and now - st[1] < _RACY_NS:  # dated in the future
+            try:
+                with open(path, "rb") as fh:
+                    digest = hashlib.file_digest(fh, lambda: hashlib.blake2b(digest_size=16)).hexdigest()
+            except OSError:
+                out.append(None)  # the item is read instead
+                continue
+            out.append(f"{st[0]}:{digest}")
+        else:
+            out.append(None if st is None else st[0])
+    return out
 
 
 def data_fingerprint(items: Items, *, mode: str = "full") -> str:
@@ -169,8 +183,9 @@ def data_fingerprint(items: Items, *, mode: str = "full") -> str:
 
     - ``mode="full"`` (default) covers every item: for a file-backed dataset (``items.paths`` and
       ``items.targets``, no transform, as :func:`cnn.load_dataset` gives for a folder) each file's
-      path, size, mtime and ctime (files changed in the last two seconds are waited for, so that the
-      key depends on the files, not on when it is computed; an item that cannot be stat'ed is read);
+      path, size, mtime and ctime (files changed in the last two seconds are waited for, at most 2 s,
+      so that the key depends on the files, not on when it is computed; a file dated in the future is
+      hashed as well; an item that cannot be stat'ed is read);
       otherwise a BLAKE2b hash of every image's bytes, its shape, dtype and label (as an int: NumPy
       and Python ints give the same key).
     - ``mode="content"``: every image's bytes, even for file-backed datasets (reads every file).

@@ -213,7 +213,9 @@ def _image01(image: Any) -> np.ndarray:
             "image.astype(np.uint8) for 0..255 integers or image / 65535 for 16-bit ones"
         )
     a = a.astype(np.float32)
-    if a.size and (float(a.min()) < -1e-3 or float(a.max()) > 1.0 + 1e-3):  # not clipped silently
+    # values far outside 0..1 mean another scale (0..255): refused, not drawn white; a resampling
+    # overshoot (bicubic: about -0.1..1.2) is clipped
+    if a.size and (float(a.min()) < -1.0 or float(a.max()) > 2.0):
         raise ValueError(
             f"float image values span {float(a.min()):.3g}..{float(a.max()):.3g}; floats are drawn as 0..1 "
             "(divide 0..255 values by 255, or pass uint8)"

@@ -198,6 +198,8 @@ class CompareConfig:
         kw["probe_weight_decays"] = tuple(kw.get("probe_weight_decays", (0.0,)))
         kw.setdefault("segmentation", "slic")  # the default of those runs
         kw.setdefault("device", "cpu")
+        if kw.get("strategy") != "fine_tuning":  # written when such a count was accepted and ignored
+            kw["trainable_blocks"] = None
         return cls(**kw)
 
 

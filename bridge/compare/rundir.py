@@ -230,8 +230,8 @@ class RunLock:
         try:
             for _ in range(_LOCK_TRIES):
                 try:
-                    os.link(tmp, self.path)
-                    return self
+                    if _publish(tmp, self.path):
+                        return self
                 except FileExistsError:
                     pass
                 try:
@@ -256,17 +256,37 @@ class RunLock:
         raise RuntimeError(f"could not lock {folder}; delete {self.path} if no run is using it")
 
     def _remove_if_same(self, seen: os.stat_result) -> None:
-        """Remove ``.lock`` if it is still the file ``seen``; another run's fresh lock is put back."""
-        aside = self.path.with_name(f".lock.stale.{os.getpid()}.{secrets.token_hex(4)}")
+        """Remove ``.lock`` if it is still the file ``seen`` (the stale one), never a live lock.
+
+        One process at a time breaks a stale lock (``.lock.break``, created exclusively; one older than
+        ``_BREAK_STALE_S`` was left by a crash and is removed); under it ``.lock`` is stat'ed again and
+        removed only if it is the same file (device, inode, size, ctime). A new lock can only appear
+        after that removal, so no live lock is ever removed.
+        """
+        breaker = self.path.with_name(".lock.break")
         try:
-            os.rename(self.path, aside)  # whatever is there now, out of the way in one step
-        except FileNotFoundError:
+            fd = os.open(breaker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            with contextlib.suppress(OSError):
+                if time.time() - os.stat(breaker).st_mtime > _BREAK_STALE_S:
+                    breaker.unlink()
+            time.sleep(0.02)  # another run is breaking it: look again
             return
-        now = os.stat(aside)
-        if (now.st_ino, now.st_dev) != (seen.st_ino, seen.st_dev):
-            with contextlib.suppress(FileExistsError):  # a new lock was taken meanwhile: give it back
-                os.link(aside, self.path)
-        aside.unlink(missing_ok=True)
+        os.close(fd)
+        try:
+            now = os.stat(self.path)
+            same = (now.st_dev, now.st_ino, now.st_size, now.st_ctime_ns) == (
+                seen.st_dev,
+                seen.st_ino,
+                seen.st_size,
+                seen.st_ctime_ns,
+            )
+            if same:
+                self.path.unlink()
+        except FileNotFoundError:
+            pass
+        finally:
+            breaker.unlink(missing_ok=True)
 
     def __exit__(self, *exc: Any) -> None:
         """Release the lock if it is still this run's (never another run's)."""
@@ -276,10 +296,29 @@ class RunLock:
             self.path.unlink(missing_ok=True)
 
 
+def _publish(tmp: Path, lock: Path) -> bool:
+    """Make ``lock`` exist with ``tmp``'s content if it does not exist yet (``FileExistsError`` if it
+    does): a hard link, in one step; where the file system has none (FAT, some network shares), an
+    exclusive create and a write (the short empty window is what the empty-lock grace covers)."""
+    try:
+        os.link(tmp, lock)
+        return True
+    except FileExistsError:
+        raise
+    except OSError:  # no hard links here
+        pass
+    fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    with os.fdopen(fd, "w") as f:
+        f.write(tmp.read_text())
+    return True
+
+
 #: Attempts to take the lock (each after a release, a stale lock removed or a short wait).
 _LOCK_TRIES = 100
 #: An empty lock file younger than this is being written by its owner (older pixgraph); older: stale.
 _EMPTY_LOCK_GRACE_S = 2.0
+#: A ``.lock.break`` older than this was left by a run that crashed while breaking a stale lock.
+_BREAK_STALE_S = 10.0
 
 
 def default_out_dir(data: str, root: str | os.PathLike = "runs") -> Path:

@@ -479,6 +479,11 @@ def test_an_old_config_reads_with_what_those_runs_did():
     new = CompareConfig(data="digits", gnn_regularisation=((0.1, 0.0), (0.5, 1e-4)), segmentation="grid")
     assert CompareConfig.from_dict(json.loads(json.dumps(new.to_dict()))) == new
     assert CompareConfig().segmentation == "slic_torch" and CompareConfig().device == "auto"
+    # a block count without strategy='fine_tuning' was accepted (and ignored) before 2026-12-07
+    ignored = CompareConfig.from_dict({**_old_config_json(), "strategy": None, "trainable_blocks": 3})
+    assert ignored.trainable_blocks is None and ignored.strategy is None
+    kept = CompareConfig.from_dict({**_old_config_json(), "strategy": "fine_tuning", "trainable_blocks": 3})
+    assert kept.trainable_blocks == 3
 
 
 def test_select_on_val_keeps_the_candidate_with_the_lowest_validation_loss():

@@ -470,3 +470,23 @@ def test_non_finite_node_features_name_the_item(tmp_path, fake_backbone):
     with pytest.raises(ValueError, match=r"^item 0: the node features contain NaN or infinite values"):
         GraphDataset(Items(n=3), conv, root=tmp_path, workers=0, progress=False, chunk_size=2)
     assert not any(p.suffix == ".pt" for p in tmp_path.iterdir())
+
+
+def test_a_file_dated_in_the_future_is_hashed_not_waited_for(tmp_path, monkeypatch):
+    """Clock skew or an archive from a machine whose clock ran ahead: at most one short wait, and the
+    key is the same every time (its bytes are hashed)."""
+    import bridge.dataset
+
+    monkeypatch.setattr(bridge.dataset, "_RACY_NS", 200_000_000)  # 0.2 s instead of 2 s
+    items = file_items(tmp_path)
+    ahead = time.time_ns() + 3600 * 10**9  # an hour in the future
+    os.utime(items.paths[1], ns=(ahead, ahead))
+    start = time.monotonic()
+    key = data_fingerprint(items)
+    assert time.monotonic() - start < 30  # not the hour
+    assert data_fingerprint(items) == key and items.reads == 0
+    image = np.load(items.paths[1])
+    image[0, 0, 0] ^= 1
+    np.save(items.paths[1], image)
+    os.utime(items.paths[1], ns=(ahead, ahead))  # same size and dates, other bytes: seen
+    assert data_fingerprint(items) != key

@@ -132,6 +132,13 @@ def test_draw_graph_bad_input():
         draw_graph(_image(), data)
 
 
+def test_draw_graph_clips_a_resampling_overshoot_of_a_float_image():
+    img = _image().astype(np.float32) / 255.0
+    img[0, 0] = [1.2, -0.1, 0.5]  # bicubic resampling overshoots 0..1 a little
+    fig = draw_graph(img, _graph(), show_segments=False)
+    assert np.allclose(np.asarray(fig.axes[0].images[0].get_array())[0, 0], [1.0, 0.0, 0.5])
+
+
 def test_draw_graph_takes_a_one_channel_image_as_grey():
     grey = _image()[..., :1]  # (H, W, 1)
     fig = draw_graph(grey, _graph(), show_segments=False)
