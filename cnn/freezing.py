@@ -22,6 +22,7 @@ from typing import cast
 
 from torch import nn
 
+from engine.norms import frozen_norm_pre_hook as _frozen_norm_pre_hook  # noqa: F401 - models pickled before 2026-12-07 name it here
 from engine.norms import hold_frozen_norms, norms_with_stats
 
 __all__ = [

@@ -48,7 +48,8 @@ _INTERP_ALIASES = {"bilinear": "linear", "bicubic": "cubic", "lanczos4": "lanczo
 _RESIZE_DTYPES = (np.uint8, np.uint16, np.int16, np.float32, np.float64)
 
 # Suffixes whose OpenCV writer stores 16-bit pixels; the others store 8 bits (:func:`write_image`).
-_SIXTEEN_BIT_SUFFIXES = (".png", ".tif", ".tiff", ".pgm", ".ppm", ".pnm", ".pxm")
+#: Formats OpenCV writes with 8 bits per channel only (a uint16 image would be clipped at 255 there).
+_EIGHT_BIT_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".webp", ".bmp", ".dib", ".ras", ".sr")
 
 
 def path_error(path: str | os.PathLike, *, what: str = "file") -> OSError | None:
@@ -387,9 +388,10 @@ def write_image(path: str | os.PathLike, img: np.ndarray, *, quality: int | None
         path: destination; its suffix picks the format (``.png``, ``.jpg``, ``.webp``, ``.bmp``, ``.tif``).
         img: uint8 or uint16 pixels, or float pixels in ``[0, 1]`` (clipped, scaled to uint8; e.g. the
             output of :func:`cnn.transforms.to_display`). Channel order is RGB(A), as :func:`read_image`
-            returns it. uint16 is kept in PNG, TIFF and PNM files; the 8-bit-only formats (JPEG, WebP,
-            BMP, ...) get it scaled to uint8 as :func:`read_image` scales it (``round(v / 257)``), so
-            65535 is written as 255 and 40000 as 156 (not clipped to 255).
+            returns it. uint16 is passed on to OpenCV for every format that can hold it (PNG, TIFF,
+            PNM, JPEG 2000, ...); the 8-bit-only formats (JPEG, WebP, BMP, Sun raster) get it scaled
+            to uint8 as :func:`read_image` scales it (``round(v / 257)``), so 65535 is written as 255
+            and 40000 as 156 (not clipped to 255).
         quality: JPEG / WebP quality 1..100 (OpenCV's default, 95, when ``None``).
 
     Returns:
@@ -435,7 +437,7 @@ def write_image(path: str | os.PathLike, img: np.ndarray, *, quality: int | None
             f"cannot write {str(p)!r}: no image writer for suffix {p.suffix!r}; use one of "
             ".png, .jpg, .jpeg, .webp, .bmp, .tif, .tiff"
         )
-    if img.dtype == np.uint16 and suffix not in _SIXTEEN_BIT_SUFFIXES:  # OpenCV would clip it to 255
+    if img.dtype == np.uint16 and suffix in _EIGHT_BIT_SUFFIXES:  # OpenCV would clip it to 255
         img = np.rint(img / 257.0).astype(np.uint8)
     params: list[int] = []
     if quality is not None:

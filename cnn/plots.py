@@ -79,7 +79,7 @@ def _mean_std(cfg: Any, *, channels: int, name: str) -> tuple[np.ndarray, np.nda
             f"cfg must have .mean and .std (a cnn.PreprocessConfig or a Backbone), got {type(cfg).__name__}"
         )
     mean, std = np.asarray(cfg.mean, dtype=np.float32), np.asarray(cfg.std, dtype=np.float32)
-    if mean.size != channels:
+    if mean.size not in (1, channels):  # one value for every channel broadcasts, as in normalisation
         raise ValueError(
             f"{name} have {channels} channel(s) but cfg has {mean.size} means: denormalising would mix "
             f"channels; pass the images as they were normalised (e.g. x.repeat(1, 3, 1, 1) for grey "

@@ -14,12 +14,14 @@ from __future__ import annotations
 from typing import Any
 
 from torch import nn
+from torch.utils.hooks import RemovableHandle
 
-__all__ = ["hold_frozen_norms", "norms_with_stats"]
+__all__ = ["frozen_norm_pre_hook", "hold_frozen_norms", "norms_with_stats"]
 
 
-def _frozen_norm_pre_hook(module: nn.Module, args: Any) -> None:
-    """Keep a normalisation layer with running statistics in eval mode while its parameters are frozen."""
+def frozen_norm_pre_hook(module: nn.Module, args: Any) -> None:
+    """Keep a normalisation layer with running statistics in eval mode while its parameters are frozen
+    (the forward pre-hook that :func:`hold_frozen_norms` installs)."""
     if module.training and not any(p.requires_grad for p in module.parameters(recurse=False)):
         module.training = False
 
@@ -40,28 +42,29 @@ def norms_with_stats(module: nn.Module) -> list[nn.modules.batchnorm._NormBase]:
     ]
 
 
-def hold_frozen_norms(module: nn.Module) -> int:
+def hold_frozen_norms(module: nn.Module) -> list[RemovableHandle]:
     """Install the pre-hook that keeps frozen normalisation layers of ``module`` in eval mode.
 
     Idempotent (a layer carries the hook at most once, also after a deepcopy). Layers without affine
     parameters (``affine=False``) are left alone: nothing says whether they are meant to be frozen.
 
     Returns:
-        The number of normalisation layers that carry the hook.
+        The handles of the hooks installed now (``handle.remove()`` takes one off again); layers that
+        already carried the hook are not among them.
 
     Example:
         >>> import torch
         >>> m = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8))
         >>> for p in m.parameters():
         ...     p.requires_grad = False
-        >>> hold_frozen_norms(m)
-        1
+        >>> len(hold_frozen_norms(m)), len(hold_frozen_norms(m))  # the second call adds none
+        (1, 0)
         >>> _ = m.train()(torch.randn(2, 3, 8, 8))
         >>> m[1].training, int(m[1].num_batches_tracked)
         (False, 0)
     """
-    norms = norms_with_stats(module)
-    for norm in norms:
-        if _frozen_norm_pre_hook not in norm._forward_pre_hooks.values():
-            norm.register_forward_pre_hook(_frozen_norm_pre_hook)
-    return len(norms)
+    return [
+        norm.register_forward_pre_hook(frozen_norm_pre_hook)
+        for norm in norms_with_stats(module)
+        if frozen_norm_pre_hook not in norm._forward_pre_hooks.values()
+    ]

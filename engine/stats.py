@@ -27,7 +27,7 @@ def _correct(preds: Any, labels: Any, name: str) -> np.ndarray:
     p, y = np.asarray(preds), np.asarray(labels)
     if p.shape != y.shape:
         raise ValueError(f"{name} and labels must have the same shape, got {p.shape} and {y.shape}")
-    if (p.dtype.kind in "OSU") != (y.dtype.kind in "OSU"):  # '3' never equals 3: all would be wrong
+    if (p.dtype.kind in "SU") != (y.dtype.kind in "SU"):  # '3' never equals 3: all would be wrong
         raise ValueError(
             f"{name} ({p.dtype}) and labels ({y.dtype}) are not of one kind: compare class indices with "
             "class indices (or names with names)"

@@ -767,9 +767,11 @@ def fit(
     # Lightning keeps the modes it finds; backbones come in eval mode. Train mode for dropout and
     # BatchNorm; a BatchNorm whose parameters are all frozen stays in eval however the model was frozen
     # (cnn.freeze, or requires_grad=False by hand as in the lecture notes): engine.norms
-    hold_frozen_norms(model)
+    held = hold_frozen_norms(model)  # taken off again at the end: the caller's model as it came
     task.train()
-    with _quiet_lightning(not progress):
+    with _quiet_lightning(not progress), contextlib.ExitStack() as undo:
+        for handle in held:
+            undo.callback(handle.remove)
         trainer = L.Trainer(
             max_epochs=epochs,
             accelerator=accelerator,

@@ -68,6 +68,13 @@ def _graph_items(loader: Any) -> Iterable[Any]:
     return loader
 
 
+def _fields_read(model: Any) -> tuple[str, ...]:
+    """Graph fields besides ``x`` and the edge weights that a GraphClassifier's layers read."""
+    if not isinstance(model, GraphClassifier):
+        return ()
+    return (("edge_attr",) if model.edge_dim else ()) + (("u",) if model.global_channels else ())
+
+
 def _check_graphs(
     loader: Any,
     *,
@@ -76,11 +83,14 @@ def _check_graphs(
     num_classes: Callable[[], int] | int,
     dtype: torch.dtype | None = None,
     check_model: Callable[[BaseData], str | None] | None = None,
+    reads: Sequence[str] = (),
 ) -> int:
     """Scan every graph once before training; return the number of classes (``num_classes()`` when lazy).
 
     ``dtype`` is the model's float dtype (``x`` must have it); ``check_model`` runs the model's own input
-    checks on a graph and returns the field its layers read as edge weights (None: none).
+    checks on a graph and returns the field its layers read as edge weights (None: none); that field and
+    ``reads`` (other fields the layers read) must be finite. Models without ``check_model`` (any other
+    than GraphClassifier) are only checked for ``x``, ``edge_index`` and labels.
     """
     n_graphs, ys = 0, []
     for i, item in enumerate(_graph_items(loader)):
@@ -121,17 +131,6 @@ def _check_graphs(
                 f"{where}: edge_index refers to node {int(ei.max())} (or {int(ei.min())}) but the graph has"
                 f" {x.size(0)} nodes; indices must be in [0, {x.size(0) - 1}]"
             )
-        for field in ("edge_weight", "edge_attr", "u"):
-            value = item[field] if field in item else None
-            if (
-                isinstance(value, Tensor)
-                and value.is_floating_point()
-                and not bool(torch.isfinite(value).all())
-            ):
-                raise ValueError(
-                    f"{where}: {field} holds NaN or inf; fix this graph's {field}"
-                    " (e.g. torch.nan_to_num or drop the graph)"
-                )
         weight = item["edge_weight"] if "edge_weight" in item else None
         if weight is not None and weight.numel() and float(weight.min()) < 0:
             raise ValueError(
@@ -142,6 +141,17 @@ def _check_graphs(
                 source = check_model(item)
             except (TypeError, ValueError) as e:
                 raise type(e)(f"{where}: {e}") from None
+            for field in {source, *(reads or ())} - {None}:  # only what the model's layers read
+                value = item[field] if field in item else None
+                if (
+                    isinstance(value, Tensor)
+                    and value.is_floating_point()
+                    and not bool(torch.isfinite(value).all())
+                ):
+                    raise ValueError(
+                        f"{where}: {field} holds NaN or inf; fix this graph's {field}"
+                        " (e.g. torch.nan_to_num or drop the graph)"
+                    )
             if source == "edge_attr" and item.edge_attr.numel() and float(item.edge_attr.min()) < 0:
                 raise ValueError(
                     f"{where}: edge_attr has negative values and the model's layers read it as edge weights"
@@ -183,8 +193,9 @@ def _check_graph_loader(model: nn.Module, loader: Any, name: str, num_classes: i
         loader,
         name=name,
         in_channels=in_channels,
-        dtype=dtypes.pop() if len(dtypes) == 1 else None,
+        dtype=dtypes.pop() if len(dtypes) == 1 and isinstance(model, GraphClassifier) else None,
         check_model=model._check_graph if isinstance(model, GraphClassifier) else None,
+        reads=_fields_read(model),
         num_classes=num_classes
         if num_classes is not None
         else lambda: num_classes_of(model, lambda: next(iter(loader))),

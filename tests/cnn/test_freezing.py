@@ -245,3 +245,15 @@ def test_registry_smoke(name):
         else:
             assert p.grad is None, pname
     assert _changed(before, model) == []
+
+
+def test_models_pickled_with_the_former_hook_location_still_load():
+    """Whole models saved with torch.save(model) name the hook as cnn.freezing._frozen_norm_pre_hook."""
+    import pickle
+
+    from cnn import freezing
+    from engine.norms import frozen_norm_pre_hook
+
+    assert freezing._frozen_norm_pre_hook is frozen_norm_pre_hook
+    hook = pickle.loads(b"ccnn.freezing\n_frozen_norm_pre_hook\n.")  # a GLOBAL reference, as saved then
+    assert hook is frozen_norm_pre_hook

@@ -209,9 +209,10 @@ def test_write_uint16_to_an_8_bit_format_scales_like_read_image(tmp_path, suffix
     back = read_image(write_image(tmp_path / f"u16{suffix}", img))
     expected = np.rint(img / 257.0)  # 156, 255, 2: scaled as read_image scales 16 bits, not clipped
     assert np.abs(back.astype(int) - expected).max() <= 1
-    png = write_image(tmp_path / "u16.png", img)  # a 16-bit format keeps the 16 bits
-    assert cv2.imread(str(png), cv2.IMREAD_UNCHANGED).dtype == np.uint16
-    np.testing.assert_array_equal(read_image(png), expected.astype(np.uint8))
+    for keeps in (".png", ".tif"):  # formats that hold 16 bits keep them
+        out = write_image(tmp_path / f"u16{keeps}", img)
+        assert cv2.imread(str(out), cv2.IMREAD_UNCHANGED).dtype == np.uint16
+    np.testing.assert_array_equal(read_image(tmp_path / "u16.png"), expected.astype(np.uint8))
 
 
 def test_write_float_and_grey(tmp_path):

@@ -199,3 +199,9 @@ def test_save_figure_atomic_replaces_and_leaves_no_temp(tmp_path):
     assert target.stat().st_mode & 0o777 == 0o666 & ~umask  # usual permissions, not mkstemp's 0600
     assert sorted(p.name for p in target.parent.iterdir()) == ["plot.svg"]
     plt.close(fig)
+
+
+def test_a_one_value_cfg_denormalises_three_channel_tensors():
+    one = PreprocessConfig(mean=(0.5,), std=(0.25,))
+    fig = show_images(torch.zeros(2, 3, 8, 8), one)
+    assert np.allclose(np.asarray(fig.axes[0].images[0].get_array())[2:6, 2:6], 0.5)

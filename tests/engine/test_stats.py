@@ -109,3 +109,9 @@ def test_compare_pair_and_summary_line():
 def test_bad_input(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_object_arrays_of_ints_compare_with_ints():
+    y = np.array([1, 0, 1], dtype=object)
+    r = compare_pair(np.array([[1, 0, 1]]), np.array([[1, 1, 1]]), y)
+    assert r["diff"] == pytest.approx(1 / 3)

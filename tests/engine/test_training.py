@@ -592,3 +592,17 @@ def test_batchnorm_frozen_by_hand_keeps_its_statistics_in_training():
     unfrozen = nn.Sequential(nn.Linear(2, 4), nn.BatchNorm1d(4), nn.Linear(4, 2))  # trainable: it moves
     fit(unfrozen, train, batch_format=PAIRS, epochs=1, lr=0.1, **QUIET)
     assert int(unfrozen[1].num_batches_tracked) > 0
+
+
+def test_fit_takes_its_batchnorm_hooks_off_the_model_afterwards():
+    """The model comes back as it came: after fit, a BatchNorm frozen by hand follows model.train()
+    again (a caller may recompute its statistics, as swa_utils.update_bn does)."""
+    body = nn.Sequential(nn.Linear(2, 4), nn.BatchNorm1d(4))
+    for p in body.parameters():
+        p.requires_grad = False
+    model = nn.Sequential(body, nn.Linear(4, 2))
+    train, _ = _loaders()
+    fit(model, train, batch_format=PAIRS, epochs=1, **QUIET)
+    assert not body[1]._forward_pre_hooks
+    model.train()(torch.randn(8, 2))
+    assert int(body[1].num_batches_tracked) == 1
