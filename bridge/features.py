@@ -37,6 +37,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from engine.modes import eval_mode
+
 from .checks import as_float_image, check_backbone, check_labels, check_positive_int
 from .edges import LabelRuns, label_runs
 
@@ -700,13 +702,8 @@ def _eval_mode(module: Any) -> Iterator[None]:
     ``training`` flag (a BatchNorm kept in eval inside a training model stays in eval, a head in
     train mode under an eval model stays in train)."""
     if isinstance(module, torch.nn.Module):
-        modes = [(m, m.training) for m in module.modules()]
-        module.eval()
-        try:
+        with eval_mode(module):
             yield
-        finally:
-            for m, training in modes:
-                m.training = training
         return
     was_training = bool(getattr(module, "training", False))  # a duck-typed backbone: its own flag only
     if hasattr(module, "eval"):

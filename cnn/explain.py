@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cnn.backbones import Backbone
+from engine.modes import eval_mode
 
 __all__ = ["CAM_METHODS", "FeatureMaps", "grad_cam"]
 
@@ -305,11 +306,9 @@ def grad_cam(
         out = act.clone()
         return out if isinstance(output, torch.Tensor) else (out, *output[1:])
 
-    modes = [(m, m.training) for m in model.modules()]
     handle = module.register_forward_hook(hook)
     try:
-        model.eval()
-        with torch.enable_grad():
+        with eval_mode(model), torch.enable_grad():
             logits = model(x)
             if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
                 raise ValueError(
@@ -324,8 +323,6 @@ def grad_cam(
             (grads,) = torch.autograd.grad(score, store["act"], allow_unused=True)
     finally:
         handle.remove()
-        for m, mode in modes:
-            m.training = mode
     act = store["act"].detach()
     if act.dim() != 4:
         raise ValueError(

@@ -27,6 +27,8 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_weights
 
+from engine.modes import eval_mode
+
 __all__ = ["count_batchnorm", "fold_batchnorm", "full_float32"]
 
 M = TypeVar("M", bound=nn.Module)
@@ -211,14 +213,9 @@ def fold_batchnorm(model: M, example: torch.Tensor | None = None, *, rtol: float
         parent_path, _, name = paths[bn].rpartition(".")
         folded.get_submodule(parent_path).register_module(name, replacement)
     folded.requires_grad_(False)
-    flags = {m: m.training for m in model.modules()}  # restored module by module afterwards
-    model.eval()
-    try:
-        with torch.no_grad(), full_float32():  # TF32 (cuDNN's default) alone moves outputs by ~1e-3
-            want, got = _tensors(model(x)), _tensors(folded(x))
-    finally:
-        for m, flag in flags.items():
-            m.training = flag
+    # TF32 (cuDNN's default) alone moves outputs by ~1e-3; the model's modes come back module by module
+    with eval_mode(model), torch.no_grad(), full_float32():
+        want, got = _tensors(model(x)), _tensors(folded(x))
     if not want or len(want) != len(got):
         raise RuntimeError(
             f"cannot check the folded copy of {type(model).__name__}: its output holds "

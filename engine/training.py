@@ -45,6 +45,7 @@ from engine.checkpoints import META_KEY, config_differences, save_checkpoint
 from engine.files import load_torch_file
 from engine.history import METRICS, History
 from engine.metrics import correct_count, macro_f1
+from engine.modes import eval_mode
 from engine.norms import hold_frozen_norms
 
 __all__ = ["BatchFormat", "bind_format", "evaluate", "fit", "num_classes_of", "predict"]
@@ -114,14 +115,8 @@ def _to_device(obj: Any, device: torch.device) -> Any:
 @contextlib.contextmanager
 def _eval_mode(model: nn.Module) -> Iterator[None]:
     """Eval mode and no_grad for the block; every submodule's mode is restored afterwards."""
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        with torch.no_grad():
-            yield
-    finally:
-        for m, mode in modes:
-            m.training = mode
+    with eval_mode(model), torch.no_grad():
+        yield
 
 
 def _parse_device(device: Any) -> torch.device:

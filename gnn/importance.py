@@ -14,6 +14,8 @@ from torch_geometric.data import Batch
 from torch_geometric.data.data import BaseData
 from torch_geometric.utils import scatter
 
+from engine.modes import eval_mode
+
 __all__ = ["node_importance"]
 
 _METHODS = ("saliency", "grad_x_input", "integrated_gradients")
@@ -82,26 +84,20 @@ def node_importance(
     num_graphs = int(data.num_graphs) if is_batch else 1
     batch = data.batch if is_batch else torch.zeros(x.size(0), dtype=torch.long, device=x.device)
 
-    modes = {m: m.training for m in model.modules()}
-    model.eval()
-    try:
-        with torch.enable_grad():
-            if method == "integrated_gradients":
-                x0 = torch.zeros_like(x) if baseline is None else baseline.to(x)
-                grads = _integrated_gradients(model, data, x0, target, steps, num_graphs)
-                scores = ((x - x0) * grads).sum(dim=1).abs()
+    with eval_mode(model), torch.enable_grad():
+        if method == "integrated_gradients":
+            x0 = torch.zeros_like(x) if baseline is None else baseline.to(x)
+            grads = _integrated_gradients(model, data, x0, target, steps, num_graphs)
+            scores = ((x - x0) * grads).sum(dim=1).abs()
+        else:
+            inputs = x.detach().clone().requires_grad_(True)
+            logits = _forward(model, data, inputs)
+            tgt = _targets(target, logits, num_graphs)
+            (grads,) = torch.autograd.grad(logits.gather(1, tgt.view(-1, 1)).sum(), inputs)
+            if method == "saliency":
+                scores = grads.abs().sum(dim=1)
             else:
-                inputs = x.detach().clone().requires_grad_(True)
-                logits = _forward(model, data, inputs)
-                tgt = _targets(target, logits, num_graphs)
-                (grads,) = torch.autograd.grad(logits.gather(1, tgt.view(-1, 1)).sum(), inputs)
-                if method == "saliency":
-                    scores = grads.abs().sum(dim=1)
-                else:
-                    scores = (inputs.detach() * grads).sum(dim=1).abs()
-    finally:
-        for m, mode in modes.items():
-            m.training = mode
+                scores = (inputs.detach() * grads).sum(dim=1).abs()
 
     scores = scores.detach()
     peak = scatter(scores, batch, dim=0, dim_size=num_graphs, reduce="max")[batch]

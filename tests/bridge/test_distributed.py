@@ -238,19 +238,24 @@ def test_two_ranks_with_only_rank_and_world_size_meet_through_files(tmp_path):
     check_run(tmp_path, root, reports, "grid")
 
 
-def _rank_with_a_bad_item(rank: int, world: int, port: int, root: str, out: str) -> None:
-    """A rank of a gloo group whose items hold a bad label in rank 1's block: report what it raised."""
+def _convert_in_a_group(rank: int, world: int, port: int, root: str, out: str, items: list) -> None:
+    """Join a gloo group as ``rank``, build the dataset of ``items``; report what it raised, if anything."""
     report: dict = {"rank": rank}
     try:
         torch.set_num_threads(1)
         os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
         torch.distributed.init_process_group("gloo", rank=rank, world_size=world)
-        items = make_items(6, size=16)
-        items[4] = (items[4][0], -3)
         GraphDataset(items, ImageToGraph(n_segments=4, method="grid"), root=root, timeout=60, **QUIET)
     except Exception as err:
         report.update(error=type(err).__name__, message=str(err))
     Path(out, f"rank{rank}.json").write_text(json.dumps(report))
+
+
+def _rank_with_a_bad_item(rank: int, world: int, port: int, root: str, out: str) -> None:
+    """A rank of a gloo group whose items hold a bad label in rank 1's block."""
+    items = make_items(6, size=16)
+    items[4] = (items[4][0], -3)
+    _convert_in_a_group(rank, world, port, root, out, items)
 
 
 def test_an_error_on_one_rank_is_raised_on_every_rank_of_a_process_group(tmp_path):
@@ -358,18 +363,10 @@ def test_bad_distributed_settings(tmp_path, monkeypatch):
 
 def _rank_with_its_own_data(rank: int, world: int, port: int, root: str, out: str) -> None:
     """A rank of a gloo group whose items differ from the other rank's (another copy of the data)."""
-    report: dict = {"rank": rank}
-    try:
-        torch.set_num_threads(1)
-        os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-        torch.distributed.init_process_group("gloo", rank=rank, world_size=world)
-        items = make_items(4, size=16)
-        if rank == 1:
-            items[0] = (items[0][0] // 2, items[0][1])
-        GraphDataset(items, ImageToGraph(n_segments=4, method="grid"), root=root, timeout=60, **QUIET)
-    except Exception as err:
-        report.update(error=type(err).__name__, message=str(err))
-    Path(out, f"rank{rank}.json").write_text(json.dumps(report))
+    items = make_items(4, size=16)
+    if rank == 1:
+        items[0] = (items[0][0] // 2, items[0][1])
+    _convert_in_a_group(rank, world, port, root, out, items)
 
 
 def test_ranks_that_see_different_data_say_so_instead_of_waiting(tmp_path):

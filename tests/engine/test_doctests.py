@@ -13,6 +13,7 @@ MODULES = [
     "engine.history",
     "engine.lazy",
     "engine.metrics",
+    "engine.modes",
     "engine.norms",
     "engine.stats",
     "engine.training",
