@@ -95,3 +95,13 @@ def test_bench_mnist_superpixels_takes_data_root(load, tmp_path, capsys):
     # the dataset error says "pass --data-root DIR": the script takes it (as --root)
     assert bench.main(["--data-root", str(tmp_path)]) == 0
     assert str(tmp_path) in capsys.readouterr().out
+
+
+def test_bench_arm_stages_prints_every_stage_and_the_ratio(load, capsys):
+    bench = load("bench_arm_stages")
+    assert bench.main(["--data", "digits", "--image-size", "64", "--quick", "--images", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "digits: 4 test images at 64 px" in out and "best of 1" in out  # --images given, rest quick
+    for stage in ("B ", "C ", "C without the GNN", "frozen features", "D graphs"):
+        assert any(line.startswith(stage) and line.rstrip().endswith("ms/img") for line in out.splitlines())
+    assert "C / B: " in out and "C beyond its backbone pass: " in out

@@ -1,0 +1,126 @@
+"""Benchmark: where the inference time of `pixgraph compare`'s arm C goes, next to arm B, in one process.
+
+On the working images of a comparison (``CompareConfig`` with ``--data``, ``--max-per-class`` and
+``--image-size``; elpv at 160 px and 250 per class is `make demo`'s setting), the first ``--images``
+test images go through, batch by batch (the comparison's batch size), best of ``--repeats`` passes:
+
+- ``B``: the backbone with a new 2-class head (arm B's network; untrained, the cost does not depend on
+  the weights), from uint8 images to logits;
+- ``C``: image -> graph with CNN node features and the backbone's embedding (``ImageToGraph.batch_tensor``
+  on the frozen view, as arm C runs it) -> collate -> an untrained arm-C GNN;
+- ``C without the GNN``: the graphs alone;
+- ``frozen features``: the frozen view's stage maps alone (what C's backbone pass costs);
+- ``D graphs``: colour graphs without any CNN (arm D's converter: segmentation, edges, statistics).
+
+Printed: images/s and ms per image of each, and C / B. Arm C's cost beyond the backbone is
+``C - frozen features`` per image; `make demo`'s target C/B >= 0.8 bounds it.
+
+Usage:
+    .venv/bin/python benchmarks/bench_arm_stages.py --data elpv --max-per-class 250 --image-size 160
+    .venv/bin/python benchmarks/bench_arm_stages.py --data digits --image-size 64 --quick   # smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+if __name__ == "__main__":  # run as a script: this checkout's packages first, not an installed copy
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def best_rate(run: Callable[[np.ndarray], Any], images: np.ndarray, batch: int, repeats: int) -> float:
+    """Images/s of ``run`` over ``images`` in batches: one warm-up batch, the fastest of ``repeats``."""
+    run(images[:batch])
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for i in range(0, len(images), batch):
+            run(images[i : i + batch])
+        best = min(best, time.perf_counter() - t0)
+    return len(images) / best
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", default="elpv", help="a dataset name of pixgraph compare (default elpv)")
+    p.add_argument("--max-per-class", type=int, default=None, help="default 250 (quick: 20)")
+    p.add_argument("--image-size", type=int, default=160, help="the working view (default 160)")
+    p.add_argument("--images", type=int, default=None, help="test images timed (default 64; quick: 8)")
+    p.add_argument(
+        "--repeats", type=int, default=None, help="passes, the fastest counts (default 3; quick: 1)"
+    )
+    p.add_argument("--quick", action="store_true", help="20 per class, 8 images, 1 pass, unless given")
+    args = p.parse_args(argv)
+    # --quick only fills in the options that were not given on the command line
+    for name, full, quick in (("max_per_class", 250, 20), ("images", 64, 8), ("repeats", 3, 1)):
+        if getattr(args, name) is None:
+            setattr(args, name, quick if args.quick else full)
+
+    from torch_geometric.data import Batch
+
+    from bridge.compare.config import CompareConfig
+    from bridge.compare.workbench import Workbench
+    from cnn.transforms import normalize_images
+
+    cfg = CompareConfig(
+        data=args.data, max_per_class=args.max_per_class, image_size=args.image_size, seeds=(0,), device="cpu"
+    )
+    bench = Workbench(cfg, None, log=lambda _msg: None, progress=False)
+    data = bench.data
+    imgs = data.images[data.test[: args.images]]
+    bs = cfg.batch_size
+    model_b = bench.backbone(num_classes=len(data.classes)).eval()
+    conv_c, conv_d, view = bench.converter(True), bench.converter(False), bench.frozen_view
+    frozen = bench.frozen
+    with torch.inference_mode():
+        width = int(conv_c.batch_tensor(torch.from_numpy(imgs[:1]))[0].x.shape[1])
+    gnn = bench.gnn_model(width, with_cnn=True).eval()
+
+    def run_b(x: np.ndarray) -> Any:
+        return model_b(normalize_images(x, model_b.cfg.mean, model_b.cfg.std))
+
+    def graphs_c(x: np.ndarray) -> Any:
+        view.take()  # forget earlier embeddings, as arm C's timing does
+        return conv_c.batch_tensor(torch.from_numpy(x))
+
+    def run_c(x: np.ndarray) -> Any:
+        batch = Batch.from_data_list(graphs_c(x))
+        batch.u = view.take().float()
+        return gnn(batch)
+
+    def features(x: np.ndarray) -> Any:
+        out = view.features(normalize_images(x, frozen.cfg.mean, frozen.cfg.std))
+        view.take()
+        return out
+
+    stages = [
+        ("B", run_b),
+        ("C", run_c),
+        ("C without the GNN", graphs_c),
+        ("frozen features", features),
+        ("D graphs", lambda x: conv_d.batch_tensor(torch.from_numpy(x))),
+    ]
+    print(
+        f"{args.data}: {len(imgs)} test images at {imgs.shape[1]} px, {cfg.n_segments} segments "
+        f"({cfg.segmentation}), batch {bs}, {torch.get_num_threads()} threads, best of {args.repeats}"
+    )
+    rates: dict[str, float] = {}
+    with torch.inference_mode():
+        for name, run in stages:
+            rates[name] = best_rate(run, imgs, bs, args.repeats)
+            print(f"{name:20s} {rates[name]:8.1f} img/s {1e3 / rates[name]:7.2f} ms/img", flush=True)
+    beyond = 1e3 / rates["C"] - 1e3 / rates["frozen features"]
+    print(f"C / B: {rates['C'] / rates['B']:.2f}x; C beyond its backbone pass: {beyond:.2f} ms/img")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
