@@ -1,8 +1,8 @@
 """pixgraph.engine: the one training engine (Lightning) and what both model families share.
 
 ``cnn`` and ``gnn`` never import each other; both import ``engine``, which knows neither images nor graphs:
-a family describes its batches in a :class:`~engine.training.BatchFormat`. History, metrics, checkpoints
-and safe file reading live here too.
+a family describes its batches in a :class:`~engine.training.BatchFormat`. History, metrics, checkpoints,
+safe file reading and the CPU allocator setting of the ``pixgraph`` command live here too.
 
 Public names are imported on first use (PEP 562), so ``import engine`` stays cheap.
 """
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
         replace_folder,
     )
     from engine.history import History
+    from engine.memory import keep_freed_memory
     from engine.metrics import accuracy, classification_metrics, confusion_matrix, macro_f1
     from engine.stats import compare_pair, format_pair, mcnemar_exact, paired_bootstrap
     from engine.training import BatchFormat, bind_format, evaluate, fit, predict
@@ -41,6 +42,7 @@ _EXPORTS = {
     "atomic_open": "engine.files",
     "load_torch_file": "engine.files",
     "History": "engine.history",
+    "keep_freed_memory": "engine.memory",
     "accuracy": "engine.metrics",
     "classification_metrics": "engine.metrics",
     "confusion_matrix": "engine.metrics",
@@ -70,6 +72,7 @@ __all__ = [
     "find_checkpoints",
     "fit",
     "format_pair",
+    "keep_freed_memory",
     "load_checkpoint",
     "load_torch_file",
     "macro_f1",
