@@ -12,8 +12,10 @@ test images go through, batch by batch (the comparison's batch size), best of ``
 - ``frozen features``: the frozen view's stage maps alone (what C's backbone pass costs);
 - ``D graphs``: colour graphs without any CNN (arm D's converter: segmentation, edges, statistics).
 
-Printed: images/s and ms per image of each, and C / B. Arm C's cost beyond the backbone is
-``C - frozen features`` per image; `make demo`'s target C/B >= 0.8 bounds it.
+Like the ``pixgraph`` command, the script keeps freed memory for reuse
+(:func:`engine.memory.keep_freed_memory`) unless ``--glibc-default``. Printed: images/s and ms per image
+of each, and C / B. Arm C's cost beyond the backbone is ``C - frozen features`` per image; `make demo`'s
+target C/B >= 0.8 bounds it.
 
 Usage:
     .venv/bin/python benchmarks/bench_arm_stages.py --data elpv --max-per-class 250 --image-size 160
@@ -58,7 +60,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--repeats", type=int, default=None, help="passes, the fastest counts (default 3; quick: 1)"
     )
     p.add_argument("--quick", action="store_true", help="20 per class, 8 images, 1 pass, unless given")
+    p.add_argument(
+        "--glibc-default",
+        action="store_true",
+        help="leave glibc's malloc as it is (default: keep freed memory, as the pixgraph command does)",
+    )
     args = p.parse_args(argv)
+    kept = False
+    if not args.glibc_default:
+        from engine.memory import keep_freed_memory
+
+        kept = keep_freed_memory(children=False)
     # --quick only fills in the options that were not given on the command line
     for name, full, quick in (("max_per_class", 250, 20), ("images", 64, 8), ("repeats", 3, 1)):
         if getattr(args, name) is None:
@@ -110,7 +122,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ]
     print(
         f"{args.data}: {len(imgs)} test images at {imgs.shape[1]} px, {cfg.n_segments} segments "
-        f"({cfg.segmentation}), batch {bs}, {torch.get_num_threads()} threads, best of {args.repeats}"
+        f"({cfg.segmentation}), batch {bs}, {torch.get_num_threads()} threads, best of {args.repeats}, "
+        f"freed memory {'kept' if kept else 'given back (glibc default)'}"
     )
     rates: dict[str, float] = {}
     with torch.inference_mode():

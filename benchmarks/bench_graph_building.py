@@ -28,6 +28,11 @@ Every pipeline runs on the same images in one process. Each work unit (an image 
 in part 2) runs ``--repeats`` times, interleaved across the pipelines; the best time of each unit
 counts (the least disturbed by other load on a shared machine). Ratios come from one run.
 
+By default the process keeps glibc's malloc as it is, as a Python session does; ``--keep-freed-memory``
+times it as the ``pixgraph`` command runs (:func:`engine.memory.keep_freed_memory`: the backbone's large
+activations reuse freed memory instead of new pages, which makes the bare backbone faster and so
+lowers the part 2 ratios).
+
 Usage:
     .venv/bin/python benchmarks/bench_graph_building.py            # full (about 3-4 minutes on 2 cores)
     .venv/bin/python benchmarks/bench_graph_building.py --quick    # smoke run
@@ -398,7 +403,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--profile", type=int, default=0, metavar="CALLS", help="only profile CALLS tensor-path calls"
     )
+    parser.add_argument(
+        "--keep-freed-memory",
+        action="store_true",
+        help="keep freed memory for reuse, as the pixgraph command does (default: glibc's malloc as is, "
+        "as in a Python session)",
+    )
     args = parser.parse_args(argv)
+    kept = False
+    if args.keep_freed_memory:
+        from engine.memory import keep_freed_memory
+
+        kept = keep_freed_memory(children=False)
     # --quick only fills in the options that were not given on the command line
     for name, full, quick in (("images", 32, 4), ("batches", 2, 1), ("batch_size", 32, 4), ("repeats", 5, 1)):
         if getattr(args, name) is None:
@@ -412,7 +428,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         f"python {platform.python_version()}, torch {torch.__version__}, "
         f"torch_geometric {torch_geometric.__version__}, "
         f"scikit-image {skimage.__version__}, {platform.processor() or platform.machine()}, "
-        f"cpu count {os.cpu_count()}, torch threads {torch.get_num_threads()}"
+        f"cpu count {os.cpu_count()}, torch threads {torch.get_num_threads()}, "
+        f"freed memory {'kept (engine.memory.keep_freed_memory)' if kept else 'given back (glibc default)'}"
     )
     if args.profile:
         part_profile(args.images, args.profile)

@@ -1,6 +1,7 @@
 """The benchmark scripts' options: ``--quick`` fills in only the options not given on the command line."""
 
 import importlib.util
+import subprocess
 import sys
 from pathlib import Path
 
@@ -105,3 +106,31 @@ def test_bench_arm_stages_prints_every_stage_and_the_ratio(load, capsys):
     for stage in ("B ", "C ", "C without the GNN", "frozen features", "D graphs"):
         assert any(line.startswith(stage) and line.rstrip().endswith("ms/img") for line in out.splitlines())
     assert "C / B: " in out and "C beyond its backbone pass: " in out
+    assert "freed memory kept" in out or "freed memory given back" in out
+
+
+def test_bench_keep_freed_memory_alternates_fresh_processes(load, monkeypatch, capsys):
+    bench = load("bench_keep_freed_memory")
+    calls = []
+
+    def fake_run(cmd, **kwargs):
+        unit, size, mode = cmd[cmd.index("--child") + 1 : cmd.index("--child") + 4]
+        calls.append((unit, size, mode, cmd[cmd.index("--batch-size") + 1], cmd[cmd.index("--repeats") + 1]))
+        assert not any(k.startswith("MALLOC_") for k in kwargs["env"])  # the default setting really is
+        seconds = 0.5 if mode == "default" else 0.25
+        return subprocess.CompletedProcess(cmd, 0, stdout=f"{seconds} 100.0 0.1\n", stderr="")
+
+    monkeypatch.setenv("MALLOC_MMAP_MAX_", "0")
+    monkeypatch.setattr(bench.subprocess, "run", fake_run)
+    assert bench.main(["--quick", "--sizes", "48", "--rounds", "2"]) == 0
+    # --sizes and --rounds given; batch 4 and 1 repeat from --quick; default and kept one after the other
+    assert [c[2] for c in calls] == ["default", "kept"] * 6
+    assert {c[1] for c in calls} == {"48"} and {c[3:] for c in calls} == {("4", "1")}
+    out = capsys.readouterr().out
+    assert out.count("| 8.0 | 16.0 | 2.00x |") == 3  # 4 images in 0.5 s and in 0.25 s, every unit
+
+
+def test_bench_keep_freed_memory_child_times_a_unit(load):
+    bench = load("bench_keep_freed_memory")
+    seconds, faults, system = (float(v) for v in bench.child("forward", 32, 2, 1, keep=False).split())
+    assert seconds > 0 and faults >= 0 and system >= 0
