@@ -23,6 +23,7 @@ import torch
 from torch.utils.data import DataLoader
 
 import cnn
+import engine
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
@@ -59,6 +60,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     weights = None if args.weights.lower() == "none" else args.weights
     out = Path(args.out)
     torch.manual_seed(0)
+    # Linux: large CPU tensors reuse freed memory instead of new pages, as the pixgraph command does
+    # (README, "Memory on the CPU": CNN passes about 2x as fast on the CPU; results unchanged)
+    engine.keep_freed_memory()
 
     # 1. data
     data = cnn.load_dataset(args.data, max_per_class=args.max_per_class)
