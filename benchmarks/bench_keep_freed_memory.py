@@ -124,11 +124,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             setattr(args, name, quick if args.quick else full)
     if args.child:
         unit, size, mode = args.child
-        print(child(unit, int(size), args.batch_size, args.repeats, mode == "kept"))
+        print("RESULT", child(unit, int(size), args.batch_size, args.repeats, mode == "kept"))
         return 0
 
     here = str(Path(__file__).resolve())
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    # glibc's default in every child: no malloc, huge-page or preloaded-allocator setting, no opt-out
+    drop = ("GLIBC_TUNABLES", "THP_MEM_ALLOC_ENABLE", "LD_PRELOAD", "PIXGRAPH_KEEP_FREED_MEMORY")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_") and k not in drop}
     results: dict[tuple[str, int, str], tuple[float, float, float]] = {}
     for _ in range(args.rounds):  # default and kept alternate, so a change of load hits both
         for size in args.sizes:
@@ -136,8 +138,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 for mode in ("default", "kept"):
                     cmd = [sys.executable, here, "--child", unit, str(size), mode]
                     cmd += ["--batch-size", str(args.batch_size), "--repeats", str(args.repeats)]
-                    out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
-                    t, faults, sys_s = (float(v) for v in out.stdout.split()[-3:])
+                    out = subprocess.run(cmd, capture_output=True, text=True, env=env)
+                    lines = [line for line in out.stdout.splitlines() if line.startswith("RESULT ")]
+                    if out.returncode or not lines:
+                        sys.stderr.write(out.stderr)
+                        raise RuntimeError(f"{' '.join(cmd)} failed (exit code {out.returncode})")
+                    t, faults, sys_s = (float(v) for v in lines[-1].split()[1:])
                     key = (unit, size, mode)
                     if key not in results or t < results[key][0]:
                         results[key] = (t, faults, sys_s)

@@ -16,7 +16,8 @@ Exit codes (also in ``pixgraph --help``): 0 done; 1 some arms failed (the report
 
 On Linux (glibc) the command keeps the memory it frees for its next batches instead of giving large
 blocks back to the kernel (:func:`engine.memory.keep_freed_memory`; about twice as fast CNN passes on
-the CPU, a little more resident memory); ``PIXGRAPH_KEEP_FREED_MEMORY=0`` leaves glibc's default.
+the CPU, a little more resident memory); ``PIXGRAPH_KEEP_FREED_MEMORY=0`` (or ``false``, ``no``,
+``off``) leaves glibc's default.
 
 Importing this module is cheap: Lightning, matplotlib, PyTorch Geometric and the comparison are imported
 inside the command that needs them (``pixgraph compare --help`` reads the arm registry when it prints).
@@ -1019,10 +1020,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     explicit = _explicit(argv)
-    if os.environ.get("PIXGRAPH_KEEP_FREED_MEMORY", "1") != "0":
-        from engine import memory
+    from engine import memory
 
-        memory.keep_freed_memory()  # large CPU tensors reuse freed memory: no page faults per batch
+    memory.keep_freed_memory()  # large CPU tensors reuse freed memory (unless PIXGRAPH_KEEP_FREED_MEMORY=0)
     try:
         return _COMMANDS[args.command](args, explicit)
     except CLIError as err:

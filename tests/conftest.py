@@ -1,6 +1,8 @@
 """Suite-wide settings: headless plots, graph caches and downloads in a temporary folder (never in
-~/.cache), and every test in a temporary working folder (a default output such as runs/ or out/ never
-lands in the checkout)."""
+~/.cache), glibc's malloc left as it is (the pixgraph command and the examples would otherwise keep
+freed memory in the pytest process and put MALLOC_* variables in its environment; tests/engine/test_memory.py
+turns it on where it tests it), and every test in a temporary working folder (a default output such as
+runs/ or out/ never lands in the checkout)."""
 
 import os
 
@@ -12,9 +14,10 @@ matplotlib.use("Agg")
 
 @pytest.fixture(autouse=True, scope="session")
 def _graph_cache_in_tmp(tmp_path_factory):
-    old = {k: os.environ.get(k) for k in ("PIXGRAPH_CACHE", "PIXGRAPH_DATA")}
+    old = {k: os.environ.get(k) for k in ("PIXGRAPH_CACHE", "PIXGRAPH_DATA", "PIXGRAPH_KEEP_FREED_MEMORY")}
     os.environ["PIXGRAPH_CACHE"] = str(tmp_path_factory.mktemp("pixgraph-cache"))
     os.environ["PIXGRAPH_DATA"] = str(tmp_path_factory.mktemp("pixgraph-data"))
+    os.environ["PIXGRAPH_KEEP_FREED_MEMORY"] = "0"
     yield
     for k, v in old.items():
         if v is None:

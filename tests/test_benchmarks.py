@@ -116,11 +116,17 @@ def test_bench_keep_freed_memory_alternates_fresh_processes(load, monkeypatch, c
     def fake_run(cmd, **kwargs):
         unit, size, mode = cmd[cmd.index("--child") + 1 : cmd.index("--child") + 4]
         calls.append((unit, size, mode, cmd[cmd.index("--batch-size") + 1], cmd[cmd.index("--repeats") + 1]))
-        assert not any(k.startswith("MALLOC_") for k in kwargs["env"])  # the default setting really is
+        env = kwargs["env"]  # glibc's default really is the default: no setting passed on
+        assert not any(
+            k.startswith("MALLOC_") or k in ("GLIBC_TUNABLES", "PIXGRAPH_KEEP_FREED_MEMORY") for k in env
+        )
         seconds = 0.5 if mode == "default" else 0.25
-        return subprocess.CompletedProcess(cmd, 0, stdout=f"{seconds} 100.0 0.1\n", stderr="")
+        return subprocess.CompletedProcess(
+            cmd, 0, stdout=f"a warning\nRESULT {seconds} 100.0 0.1\n", stderr=""
+        )
 
     monkeypatch.setenv("MALLOC_MMAP_MAX_", "0")
+    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.mmap_max=0")
     monkeypatch.setattr(bench.subprocess, "run", fake_run)
     assert bench.main(["--quick", "--sizes", "48", "--rounds", "2"]) == 0
     # --sizes and --rounds given; batch 4 and 1 repeat from --quick; default and kept one after the other
@@ -128,6 +134,18 @@ def test_bench_keep_freed_memory_alternates_fresh_processes(load, monkeypatch, c
     assert {c[1] for c in calls} == {"48"} and {c[3:] for c in calls} == {("4", "1")}
     out = capsys.readouterr().out
     assert out.count("| 8.0 | 16.0 | 2.00x |") == 3  # 4 images in 0.5 s and in 0.25 s, every unit
+
+
+def test_bench_keep_freed_memory_reports_a_failing_child(load, monkeypatch, capsys):
+    bench = load("bench_keep_freed_memory")
+
+    def failing(cmd, **kwargs):
+        return subprocess.CompletedProcess(cmd, 1, stdout="", stderr="Traceback: out of memory\n")
+
+    monkeypatch.setattr(bench.subprocess, "run", failing)
+    with pytest.raises(RuntimeError, match="exit code 1"):
+        bench.main(["--quick"])
+    assert "out of memory" in capsys.readouterr().err
 
 
 def test_bench_keep_freed_memory_child_times_a_unit(load):
