@@ -10,9 +10,10 @@ fresh process with each setting, on the same inputs (efficientnet_lite0 without 
 - ``image -> graph``: ``ImageToGraph.batch_tensor`` with CNN node features (the tensor path of issue 12).
 
 Printed per row: images/s with each allocator setting, the ratio kept / default, and the minor page
-faults per batch of each (fresh pages the kernel had to map and zero). Every unit runs in a fresh
-process per setting (the allocator's state depends on what ran before it), ``--repeats`` calls each,
-the fastest counting, and the pair of processes ``--rounds`` times, alternating.
+faults and system (kernel) seconds per batch of each (fresh pages the kernel had to map and zero).
+Every unit runs in a fresh process per setting (the allocator's state depends on what ran before it),
+``--repeats`` calls each, the fastest counting, and the pair of processes ``--rounds`` times,
+alternating.
 
 Usage:
     .venv/bin/python benchmarks/bench_keep_freed_memory.py            # about 3 minutes on 2 cores
@@ -152,17 +153,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"efficientnet_lite0 (no weights), batches of {bs}, {torch.get_num_threads()} threads; a fresh "
         f"process per unit and setting, {args.rounds} round(s), fastest of {args.repeats} calls each"
     )
-    print("| unit | default img/s | kept img/s | kept / default | page faults per batch (default / kept) |")
-    print("|---|---:|---:|---:|---|")
+    print(
+        "| unit | default img/s | kept img/s | kept / default | page faults per batch (default / kept) "
+        "| system s per batch (default / kept) |"
+    )
+    print("|---|---:|---:|---:|---|---|")
     for size in args.sizes:
         for unit in UNITS:
-            (t0, f0, _), (t1, f1, _) = results[(unit, size, "default")], results[(unit, size, "kept")]
+            (t0, f0, s0), (t1, f1, s1) = results[(unit, size, "default")], results[(unit, size, "kept")]
             if t1 != t1:  # NaN: not glibc
-                print(f"| {unit}, {size} px | {bs / t0:.1f} | - | - | not glibc: nothing to keep |")
+                print(f"| {unit}, {size} px | {bs / t0:.1f} | - | - | not glibc: nothing to keep | |")
                 continue
             print(
                 f"| {unit}, {size} px | {bs / t0:.1f} | {bs / t1:.1f} | {t0 / t1:.2f}x "
-                f"| {f0:,.0f} / {f1:,.0f} |"
+                f"| {f0:,.0f} / {f1:,.0f} | {s0:.3f} / {s1:.3f} |"
             )
     return 0
 

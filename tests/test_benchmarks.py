@@ -133,7 +133,7 @@ def test_bench_keep_freed_memory_alternates_fresh_processes(load, monkeypatch, c
     assert [c[2] for c in calls] == ["default", "kept"] * 6
     assert {c[1] for c in calls} == {"48"} and {c[3:] for c in calls} == {("4", "1")}
     out = capsys.readouterr().out
-    assert out.count("| 8.0 | 16.0 | 2.00x |") == 3  # 4 images in 0.5 s and in 0.25 s, every unit
+    assert out.count("| 8.0 | 16.0 | 2.00x | 100 / 100 | 0.100 / 0.100 |") == 3  # 4 images in 0.5 s, 0.25 s
 
 
 def test_bench_keep_freed_memory_reports_a_failing_child(load, monkeypatch, capsys):
