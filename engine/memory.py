@@ -4,9 +4,9 @@ glibc serves every allocation above its mmap threshold (32 MiB at most) with a f
 it back to the kernel when it is freed. A CNN's activations at batch 32 are such blocks (efficientnet_lite0
 at 224 px: a ``(32, 96, 112, 112)`` float32 map is 154 MB), so every forward pass touches hundreds of MB
 of new pages, which the kernel zero-fills on first touch. On the 2-core machine of ``benchmarks/`` that
-was half the time of a forward pass (per batch of 32 at 224 px: 0.48 s in the kernel beside 0.48 s in
-torch; 15.3 ms per image, 6.1 ms with freed memory kept) and makes the CNN arms of ``pixgraph compare``
-about twice as fast.
+was more than half the time of a forward pass (``benchmarks/bench_keep_freed_memory.py``, batches of 32
+at 224 px: 283,000 page faults and 0.49 s of kernel time per batch, 66.7 images/s; 164.7 with freed
+memory kept) and makes the CNN arms of ``pixgraph compare`` about twice as fast.
 
 :func:`keep_freed_memory` sets ``M_MMAP_MAX = 0`` (large blocks come from the heap too) and
 ``M_TRIM_THRESHOLD = -1`` (the heap is never given back), so what one batch frees the next one reuses.
