@@ -34,6 +34,7 @@ __all__ = [
     "GraphClassifier",
     "check_dtype",
     "check_edge_index",
+    "dropout",
     "feature_knn",
     "list_convs",
     "list_presets",
@@ -277,6 +278,35 @@ def _check_int(name: str, value: Any, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}")
     return value
+
+
+def dropout(x: Tensor, p: float, training: bool = True) -> Tensor:
+    """Inverted dropout, as ``F.dropout``: in training every entry is zeroed with probability ``p`` and
+    the others are scaled by ``1 / (1 - p)``; out of training (or with ``p == 0``) ``x`` itself.
+
+    The mask is drawn with ``torch.rand_like`` (kept where the draw is ``>= p``) instead of the Bernoulli
+    sampler behind ``F.dropout``, which torch runs one element at a time on the CPU: 10 ns per element
+    against about 2 (``benchmarks/bench_dropout.py``; it was a quarter of a GNN training step with
+    ``dropout=0.5`` on 2 cores). The same operations run on every device; the masks differ from
+    ``F.dropout``'s for the same seed, not their distribution.
+
+    Shapes:
+        - x: any; output: the same
+
+    Example:
+        >>> _ = torch.manual_seed(0)
+        >>> y = dropout(torch.ones(10000), 0.25)
+        >>> abs(float((y == 0).float().mean()) - 0.25) < 0.02, sorted({float(v) for v in y.unique()})
+        (True, [0.0, 1.3333333730697632])
+    """
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout probability must be in [0, 1], got {p!r}")
+    if not training or p == 0.0:
+        return x
+    if p == 1.0:
+        return x * 0.0
+    keep = (torch.rand_like(x) >= p).to(x.dtype).mul_(1.0 / (1.0 - p))
+    return x * keep
 
 
 class GraphClassifier(nn.Module):
@@ -602,11 +632,11 @@ class GraphClassifier(nn.Module):
             out = F.relu(out)
             if self.residual:
                 out = out + h
-            h = F.dropout(out, p=self.dropout, training=self.training)
+            h = dropout(out, self.dropout, self.training)
         pooled = _POOLS[self.pool](h, batch, num_graphs)
         logits = self.head(pooled)
         if self.global_head is not None and u is not None:
-            u = F.dropout(u, p=self.global_dropout, training=self.training)
+            u = dropout(u, self.global_dropout, self.training)
             logits = logits + self.global_head(u)
         return logits
 

@@ -152,3 +152,15 @@ def test_bench_keep_freed_memory_child_times_a_unit(load):
     bench = load("bench_keep_freed_memory")
     seconds, faults, system = (float(v) for v in bench.child("forward", 32, 2, 1, keep=False).split())
     assert seconds > 0 and faults >= 0 and system >= 0
+
+
+def test_bench_dropout_prints_every_row_with_a_ratio(load, capsys):
+    bench = load("bench_dropout")
+    assert bench.main(["--quick", "--calls", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "best of 1 rounds x 1 calls" in out  # --calls given, --repeats from --quick
+    rows = [ln for ln in out.splitlines() if ln.startswith("| dropout 0.5 of") or "training step" in ln]
+    assert len(rows) == 4 and all(line.rstrip().endswith("x |") for line in rows)
+    from gnn import models
+
+    assert models.dropout.__name__ == "dropout"  # the model's own dropout is back after the F.dropout runs

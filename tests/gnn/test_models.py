@@ -284,3 +284,52 @@ def test_float_input_of_another_dtype_is_a_type_error_naming_the_field(
     )
     with pytest.raises(TypeError, match=match):
         model(data)
+
+
+@pytest.mark.parametrize("p", [0.1, 0.5, 0.8])
+def test_dropout_zeroes_a_fraction_p_and_rescales_the_rest(p):
+    torch.manual_seed(0)
+    x = torch.ones(200_000)
+    y = models.dropout(x, p)
+    assert abs(float((y == 0).float().mean()) - p) < 0.01
+    assert torch.allclose(y[y != 0], torch.full_like(y[y != 0], 1.0 / (1.0 - p)))
+    assert abs(float(y.mean()) - 1.0) < 0.03  # the expectation of F.dropout's output
+
+
+def test_dropout_is_the_identity_out_of_training_and_zero_at_one():
+    x = torch.randn(4, 3)
+    assert models.dropout(x, 0.5, training=False) is x
+    assert models.dropout(x, 0.0) is x
+    assert torch.equal(models.dropout(x, 1.0), torch.zeros_like(x))
+    with pytest.raises(ValueError, match=r"dropout probability must be in \[0, 1\], got 1.5"):
+        models.dropout(x, 1.5)
+
+
+def test_dropout_gradient_is_its_mask_and_a_seed_repeats_it():
+    x = torch.randn(1000, 8, requires_grad=True)
+    torch.manual_seed(3)
+    y = models.dropout(x, 0.4)
+    y.sum().backward()
+    mask = y.detach() / x.detach()
+    assert torch.allclose(x.grad, torch.where(y.detach() == 0, torch.zeros_like(mask), mask))
+    torch.manual_seed(3)
+    assert torch.equal(models.dropout(x.detach(), 0.4), y.detach())
+
+
+def test_dropout_example_runs():
+    import doctest
+
+    finder = doctest.DocTestFinder()
+    runner = doctest.DocTestRunner()
+    for test in finder.find(models.dropout, "dropout", globs={"torch": torch, "dropout": models.dropout}):
+        runner.run(test)
+    assert runner.tries > 0 and runner.failures == 0
+
+
+def test_graph_classifier_with_dropout_is_random_in_training_only(make_random_graph):
+    batch = _batch(make_random_graph)
+    model = GraphClassifier(5, 3, conv="gcn", hidden=16, layers=2, dropout=0.5)
+    a, b = model(batch), model(batch)
+    assert not torch.equal(a, b)
+    model.eval()
+    assert torch.equal(model(batch), model(batch))
