@@ -287,8 +287,9 @@ def dropout(x: Tensor, p: float, training: bool = True) -> Tensor:
     The mask is drawn with ``torch.rand_like`` (kept where the draw is ``>= p``) instead of the Bernoulli
     sampler behind ``F.dropout``, which torch runs one element at a time on the CPU: 10 ns per element
     against about 2 (``benchmarks/bench_dropout.py``; it was a quarter of a GNN training step with
-    ``dropout=0.5`` on 2 cores). The same operations run on every device; the masks differ from
-    ``F.dropout``'s for the same seed, not their distribution.
+    ``dropout=0.5`` on 2 cores). The same operations run on every device (on a GPU they are three
+    kernels where ``F.dropout`` is one fused kernel; not measured there); the masks differ from
+    ``F.dropout``'s for the same seed, not their distribution (half-precision inputs draw in float32).
 
     Shapes:
         - x: any; output: the same
@@ -305,7 +306,10 @@ def dropout(x: Tensor, p: float, training: bool = True) -> Tensor:
         return x
     if p == 1.0:
         return x * 0.0
-    keep = (torch.rand_like(x) >= p).to(x.dtype).mul_(1.0 / (1.0 - p))
+    # half-precision draws would round p (0.3 -> 0.30078 in bfloat16): draw and compare in float32 there
+    low = x.dtype in (torch.float16, torch.bfloat16)
+    draw = torch.rand_like(x, dtype=torch.float32) if low else torch.rand_like(x)
+    keep = (draw >= p).to(x.dtype).mul_(1.0 / (1.0 - p))
     return x * keep
 
 

@@ -155,12 +155,13 @@ def test_bench_keep_freed_memory_child_times_a_unit(load):
 
 
 def test_bench_dropout_prints_every_row_with_a_ratio(load, capsys):
+    from gnn import models
+
     bench = load("bench_dropout")
+    ours = models.dropout
     assert bench.main(["--quick", "--calls", "1"]) == 0
     out = capsys.readouterr().out
     assert "best of 1 rounds x 1 calls" in out  # --calls given, --repeats from --quick
     rows = [ln for ln in out.splitlines() if ln.startswith("| dropout 0.5 of") or "training step" in ln]
     assert len(rows) == 4 and all(line.rstrip().endswith("x |") for line in rows)  # 2 widths x 2
-    from gnn import models
-
-    assert models.dropout.__name__ == "dropout"  # the model's own dropout is back after the F.dropout runs
+    assert models.dropout is ours  # the model's own dropout is back after the F.dropout runs

@@ -333,3 +333,12 @@ def test_graph_classifier_with_dropout_is_random_in_training_only(make_random_gr
     assert not torch.equal(a, b)
     model.eval()
     assert torch.equal(model(batch), model(batch))
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float64])
+def test_dropout_keeps_p_in_every_float_dtype(dtype):
+    torch.manual_seed(0)
+    y = models.dropout(torch.ones(400_000, dtype=dtype), 0.3)
+    assert y.dtype == dtype
+    # bfloat16 draws would compare with p rounded to 0.30078: about 6 standard errors (0.0007) too many
+    assert abs(float((y == 0).float().mean()) - 0.3) < 0.002
