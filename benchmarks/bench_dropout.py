@@ -1,6 +1,6 @@
 """Benchmark: ``gnn.models.dropout`` (a ``torch.rand_like`` mask) against ``F.dropout`` (torch's Bernoulli).
 
-In one process, interleaved, the fastest of ``--repeats``:
+In one process, interleaved, the fastest of ``--repeats`` for every call:
 
 - the dropout alone on the hidden node features of a batch of 32 superpixel graphs (65 nodes each;
   width 64, the default of arms C and D of ``pixgraph compare``, and 146, the width of
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -30,19 +29,18 @@ import torch.nn.functional as F
 if __name__ == "__main__":  # run as a script: this checkout's packages first, not an installed copy
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_graph_building import time_units  # noqa: E402
+
 
 def fastest(fns: dict[str, Callable[[], object]], repeats: int, calls: int) -> dict[str, float]:
-    """Seconds per call of each function: ``calls`` calls per round, rounds interleaved, fastest kept."""
-    best = {name: float("inf") for name in fns}
+    """Seconds per call of each function after one warm-up call: ``calls`` work units of one call each,
+    timed by :func:`bench_graph_building.time_units` (interleaved, the best of ``repeats`` per unit)."""
     for fn in fns.values():
         fn()
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            t0 = time.perf_counter()
-            for _ in range(calls):
-                fn()
-            best[name] = min(best[name], (time.perf_counter() - t0) / calls)
-    return best
+    total = time_units({name: [fn] * calls for name, fn in fns.items()}, repeats)
+    return {name: seconds / calls for name, seconds in total.items()}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
