@@ -14,6 +14,8 @@ Usage:
     .venv/bin/python benchmarks/bench_slic_parity.py --quick    # 3 images, 2 sizes
     .venv/bin/python benchmarks/bench_slic_parity.py --cell-px 1000 --max-iter 10 --downsample 1
         # slic_torch iterating on the full image, as scikit-image does
+    .venv/bin/python benchmarks/bench_slic_parity.py --data elpv --sizes 160 224 --segments 25 75 200
+        # the same on a dataset of pixgraph compare (its first images at each size) instead of photos
     .venv/bin/python benchmarks/bench_slic_parity.py --why
         # also where scikit-image's superpixels go: centres seeded, clusters that keep pixels, clusters
         # with a 4-connected piece of at least min_size pixels (the ones its merging keeps)
@@ -37,6 +39,17 @@ from bench_graph_building import colour_rms, sample_images  # noqa: E402
 
 SIZES = (112, 224, 448)
 SEGMENTS = (25, 75, 200, 400)
+
+
+def dataset_images(name: str, n: int, size: int) -> list[np.ndarray]:
+    """The first ``n`` images of ``pixgraph compare --data name`` at ``size`` px (uint8, as compare sees
+    them; grayscale sets come as three equal channels)."""
+    from bridge.compare.config import CompareConfig
+    from bridge.compare.workbench import Workbench
+
+    cfg = CompareConfig(data=name, max_per_class=max(n, 4), image_size=size, seeds=(0,), device="cpu")
+    images = Workbench(cfg, None, log=lambda _msg: None, progress=False).data.images[:n]
+    return list(images)
 
 
 def parity(images: Sequence[np.ndarray], n_segments: int, **slic_torch: int) -> dict[str, float]:
@@ -121,6 +134,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         help=f"superpixels asked (default {' '.join(map(str, SEGMENTS))})",
     )
     parser.add_argument(
+        "--data",
+        default="photos",
+        help="photos (default: crops of scikit-image's sample photos) or a dataset of pixgraph compare",
+    )
+    parser.add_argument(
         "--quick", action="store_true", help="3 images, sizes 112 and 224, unless those options are given"
     )
     parser.add_argument(
@@ -141,15 +159,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     # --quick only fills in the options that were not given on the command line
     args.images = args.images if args.images is not None else (3 if args.quick else 12)
     args.sizes = args.sizes if args.sizes is not None else ([112, 224] if args.quick else list(SIZES))
+    what = "photo crops" if args.data == "photos" else f"{args.data} images"
     print(
-        f"slic_torch{opts or ''} / scikit-image SLIC, {args.images} photo crops per cell, compactness 10; "
+        f"slic_torch{opts or ''} / scikit-image SLIC, {args.images} {what} per cell, compactness 10; "
         "count ratio (target 0.95 .. 1.05) and within-superpixel CIELAB RMS ratio (target <= 1)"
     )
     print("| size | segments asked | count sk | count torch | count ratio | RMS sk | RMS torch | RMS ratio |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+
+    def load(size: int) -> list[np.ndarray]:
+        if args.data == "photos":
+            return sample_images(args.images, size, seed=size)
+        return dataset_images(args.data, args.images, size)
+
     ok = True
     for size in args.sizes:
-        images = sample_images(args.images, size, seed=size)
+        images = load(size)
         for n in args.segments:
             r = parity(images, n, **opts)
             good = 0.95 <= r["count_ratio"] <= 1.05 and r["rms_ratio"] <= 1.0
@@ -167,7 +192,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("| size | segments asked | centres | clusters | kept | final |")
         print("|---:|---:|---:|---:|---:|---:|")
         for size in args.sizes:
-            images = sample_images(args.images, size, seed=size)
+            images = load(size)
             for n in args.segments:
                 f = fragmentation(images, n)
                 cols = " | ".join(f"{f[k]:.1f}" for k in ("centres", "clusters", "kept", "final"))
