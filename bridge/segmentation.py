@@ -336,7 +336,7 @@ def get_segmentation(name: Any) -> SegmentationBackend:
 
     Example:
         >>> get_segmentation("slic_torch").version
-        5
+        6
         >>> get_segmentation("watershed")
         Traceback (most recent call last):
         ...
@@ -623,10 +623,13 @@ def superpixels(
 
     ``method="slic_torch"`` (the default) runs SLIC in torch (:mod:`bridge.slic`; batched in
     :func:`superpixels_batch`), on a 2x smaller working copy for 224 px images with 75 segments
-    (borders exact to 2 px). Its superpixels are at least as homogeneous in colour as scikit-image's
-    in 9 of the 12 settings of ``benchmarks/bench_slic_parity.py`` (version 5; up to 4.1 % higher
-    CIELAB RMS in the other 3), and it returns 4-8 % more superpixels than scikit-image for 75 to 400
-    asked, 14-19 % more for 25 (counts within 5 % in 2 of the 12 settings).
+    (borders exact to 2 px). Like scikit-image it stretches every image to ``[0, 1]`` first, so the
+    contrast of an image does not change its superpixels. On the photos of
+    ``benchmarks/bench_slic_parity.py`` its superpixels are at least as homogeneous in colour as
+    scikit-image's in 9 of the 12 settings (version 6; up to 4.6 % higher CIELAB RMS in the other 3),
+    and it returns 3-7 % more superpixels than scikit-image for 75 to 400 asked, 13-16 % more for 25
+    (counts within 5 % in 2 of the 12 settings); on elpv's cell images 0.93-1.06 times as many (within
+    5 % in 4 of 6 settings).
     ``method="slic"`` runs :func:`skimage.segmentation.slic` (Lab colour space for RGB, grayscale
     as is, ``enforce_connectivity=True``) and relabels the result into connected, contiguous ids.
     SLIC returns about ``n_segments`` regions, often fewer; ``return_info=True`` reports both.

@@ -381,8 +381,9 @@ _CNN = {
 # moved into one table: caches that users built then are still found with fingerprint="sample" (then
 # converted again once, since files of cache format 1 carry no checksum). The default fingerprint
 # ("full", every item) gives the second key, recorded when it became the default. The method is
-# named: "slic" was the default then (now "slic_torch"). slic_torch's keys are those of its version 5
-# (2026-12-02: scikit-image's initial grid and choice of neighbour for small pieces, centres seeded
+# named: "slic" was the default then (now "slic_torch"). slic_torch's keys are those of its version 6
+# (2026-12-07: each image's contrast stretched to [0, 1] first, as scikit-image does; version 5 of
+# 2026-12-02 brought scikit-image's initial grid and choice of neighbour for small pieces, centres seeded
 # with the colour of the pixel in the middle of their cell); grid's are those of its version 2 (2026-12-06:
 # strips thinner than a patch cut into one row of patches).
 @pytest.mark.parametrize(
@@ -391,9 +392,9 @@ _CNN = {
         ({"method": "slic"}, {}, "314de647f92c39b858796994", "3886aa5c5ac5512ba3dee4c5"),
         (
             {"method": "slic_torch"},
-            {"method": "slic_torch", "slic_torch": 5},
-            "a0dcb695e0a20e49bb955cb0",
-            "11a9730b8ff7d93ea177487e",
+            {"method": "slic_torch", "slic_torch": 6},
+            "19a91457abc6069e2c1773a4",
+            "9c08b013854ab0a1ca9102e9",
         ),
         (
             {"method": "grid", "edges": "knn", "k": 2, "features": ("area",), "keep_segments": False},

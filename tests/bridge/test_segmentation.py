@@ -183,7 +183,7 @@ def halves_backend():
 def test_table_lists_the_built_ins_first():
     assert list_segmentations()[:3] == ["slic", "slic_torch", "grid"]
     assert seg.METHODS == tuple(list_segmentations())
-    assert [get_segmentation(m).version for m in ("slic", "slic_torch", "grid")] == [None, 5, 2]
+    assert [get_segmentation(m).version for m in ("slic", "slic_torch", "grid")] == [None, 6, 2]
     assert [get_segmentation(m).batched for m in ("slic", "slic_torch", "grid")] == [False, True, False]
     assert all(get_segmentation(m).description for m in list_segmentations())
 
