@@ -160,6 +160,38 @@ def test_grayscale_input_at_full_resolution_is_not_modified(as_tensor):
     np.testing.assert_array_equal(imgs, before)
 
 
+def test_float64_contrast_below_float32_resolution_is_stretched_as_scikit_image_does():
+    from skimage.segmentation import slic
+
+    # a disk 1e-9 brighter than its background: float32 rounds it away, scikit-image (float64) and
+    # slic_torch stretch it to the full range first, so both find it as at any other contrast
+    yy, xx = np.mgrid[:48, :48]
+    disk = ((yy - 20) ** 2 + (xx - 26) ** 2 < 100).astype(np.float64)
+    faint, clear = 0.5 + 1e-9 * disk, 0.5 + 0.2 * disk
+    opts = {"n_segments": 4, "compactness": 1.0}
+    got = slic_batch(faint[None, :, :, None], **opts)[0]
+    np.testing.assert_array_equal(got, slic_batch(clear[None, :, :, None].astype(np.float32), **opts)[0])
+    rounded = slic_batch(faint[None, :, :, None].astype(np.float32), **opts)[0]  # flat in float32
+    assert (got != rounded).any()
+    # scikit-image, which works in float64, also segments the faint disk as the clear one
+    np.testing.assert_array_equal(
+        slic(faint, channel_axis=None, start_label=0, **opts),
+        slic(clear, channel_axis=None, start_label=0, **opts),
+    )
+
+
+def test_a_subnormal_range_is_stretched_without_overflow():
+    # 1 / 1e-39 overflows float32; dividing by the range does not
+    for c in (1, 3):
+        img = np.zeros((1, 32, 32, c), np.float32)
+        img[0, :, 16:] = 1.0
+        img[0, 8:12, 4:8] = 0.5
+        tiny = (img * np.float32(1e-39)).astype(np.float32)
+        assert tiny.max() > 0
+        opts = {"n_segments": 4, "compactness": 0.1}
+        np.testing.assert_array_equal(slic_batch(tiny, **opts), slic_batch(img, **opts))
+
+
 @pytest.mark.parametrize("c", [1, 3])
 def test_contrast_and_brightness_do_not_change_the_segments(photos, c):
     # scikit-image stretches each image to [0, 1] (min and max over all channels) before segmenting,
@@ -168,9 +200,11 @@ def test_contrast_and_brightness_do_not_change_the_segments(photos, c):
     imgs = photos if c == 3 else photos.mean(-1, keepdims=True)
     dim = (imgs * np.float32(0.35) + np.float32(0.1)).astype(np.float32)
     # grayscale is segmented on the intensity in [0, 1] (as scikit-image does), where compactness 10
-    # leaves little to colour: a low compactness lets the intensity decide
-    compactness = 10.0 if c == 3 else 0.05
-    for kwargs in ({"n_segments": 30}, {"n_segments": 30, "downsample": 1}, {"n_segments": 12, "sigma": 1.0}):
+    # leaves little to colour: a low compactness lets the intensity decide (without the stretch, 51-66 %
+    # of the pixels of these settings change)
+    compactness = 10.0 if c == 3 else 0.3
+    settings = ({"n_segments": 30}, {"n_segments": 12, "downsample": 2}, {"n_segments": 12, "sigma": 1.0})
+    for kwargs in settings:  # full resolution; the summed 2x2 blocks of _shrink; a blur and _area
         kwargs["compactness"] = compactness
         ref, got = slic_batch(imgs, **kwargs), slic_batch(dim, **kwargs)
         assert [region_count(x) for x in got] == [region_count(x) for x in ref], kwargs
