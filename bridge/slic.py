@@ -618,9 +618,9 @@ def slic_batch(
         x = x.to(torch.float32)
     flat = x.flatten(1)
     lo, hi = flat.amin(1), flat.amax(1)  # 20x faster than aminmax(dim=1) on the CPU (torch 2.14)
-    lo = lo.view(b, 1, 1, 1)
     # a division, not a multiplication by 1 / span: 1 / span overflows for a subnormal span
-    span = torch.where(hi > lo.view(b), hi - lo.view(b), torch.ones_like(hi)).view(b, 1, 1, 1)
+    span = torch.where(hi > lo, hi - lo, torch.ones_like(hi)).view(b, 1, 1, 1)
+    lo = lo.view(b, 1, 1, 1)
     stretched = x.dtype == torch.float64
     if stretched:
         x = ((x - lo) / span).to(torch.float32)

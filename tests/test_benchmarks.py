@@ -165,3 +165,17 @@ def test_bench_dropout_prints_every_row_with_a_ratio(load, capsys):
     rows = [ln for ln in out.splitlines() if ln.startswith("| dropout 0.5 of") or "training step" in ln]
     assert len(rows) == 4 and all(line.rstrip().endswith("x |") for line in rows)  # 2 widths x 2
     assert models.dropout is ours  # the model's own dropout is back after the F.dropout runs
+
+
+def test_bench_slic_parity_on_a_dataset_of_compare(load, capsys):
+    import numpy as np
+
+    bench = load("bench_slic_parity")
+    imgs = bench.dataset_images("digits", 3, 32)
+    assert len(imgs) == 3 and all(im.shape == (32, 32, 3) and im.dtype == np.uint8 for im in imgs)
+    assert bench.main(["--data", "digits", "--images", "2", "--sizes", "32", "--segments", "9"]) == 0
+    out = capsys.readouterr().out
+    assert "2 digits images per cell" in out
+    row = next(line for line in out.splitlines() if line.startswith("| 32 | 9 |"))
+    count_ratio = float(row.split("|")[5])
+    assert 0.2 < count_ratio < 5

@@ -950,23 +950,3 @@ def test_parity_benchmark_explains_where_scikit_image_superpixels_go():
     noisy = [np.random.default_rng(0).integers(0, 256, (48, 48, 3), dtype=np.uint8)]
     g = bench.fragmentation(noisy, 9)
     assert g["centres"] == 9.0 and g["kept"] < g["clusters"]
-
-
-def test_parity_benchmark_on_a_dataset_of_compare(capsys):
-    import importlib
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-    try:
-        bench = importlib.import_module("bench_slic_parity")
-    finally:
-        sys.path.pop(0)
-    imgs = bench.dataset_images("digits", 3, 32)
-    assert len(imgs) == 3 and all(im.shape == (32, 32, 3) and im.dtype == np.uint8 for im in imgs)
-    assert bench.main(["--data", "digits", "--images", "2", "--sizes", "32", "--segments", "9"]) == 0
-    out = capsys.readouterr().out
-    assert "2 digits images per cell" in out
-    row = next(line for line in out.splitlines() if line.startswith("| 32 | 9 |"))
-    count_ratio = float(row.split("|")[5])
-    assert 0.2 < count_ratio < 5
