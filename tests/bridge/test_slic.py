@@ -534,6 +534,23 @@ def test_bad_images_raise(images, match):
         slic_batch(images, n_segments=2)
 
 
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_non_finite_values_raise(value, dtype):
+    images = np.full((3, 16, 16, 3), 0.5, dtype)
+    images[2, 9, 4, 1] = value  # in the last image only: every image's extremes are checked
+    with pytest.raises(ValueError, match="NaN or infinite values; expected finite values in"):
+        slic_batch(images, n_segments=4)
+
+
+def test_float16_images_of_many_pixels_are_accepted():
+    # 512 x 512 x 3 ones sum to more than float16's largest value: the check reads extremes, not a sum
+    images = np.ones((1, 512, 512, 3), np.float16)
+    images[0, :, 256:] = 0.0
+    labels = slic_batch(images, n_segments=2)
+    assert np.unique(labels[0, :, :256]).size == 1 and np.unique(labels[0, :, 256:]).size == 1
+
+
 @pytest.mark.parametrize("n", [0, -3])
 def test_non_positive_n_segments_raises(n):
     with pytest.raises(ValueError, match="n_segments"):
