@@ -37,10 +37,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from cnn.fusion import exact_float32
 from engine.modes import eval_mode
 
 from .checks import as_float_image, check_backbone, check_labels, check_positive_int
-from .edges import LabelRuns, label_runs
+from .edges import LabelRuns, label_runs, sum_by_index
 
 __all__ = [
     "DEFAULT_STAGES",
@@ -261,11 +262,11 @@ def batch_hand_features(
     first, length = runs.first, runs.length
     node = runs.label + offset.index_select(0, torch.div(first, h * w, rounding_mode="floor"))
     run_len = length.to(f64)
-    counts = torch.bincount(node, run_len, minlength=total)
+    counts = sum_by_index(node, run_len, total)
     row = torch.div(first % (h * w), w, rounding_mode="floor").to(f64)
     col = (first % w).to(f64)
-    row_sum = torch.bincount(node, row * run_len, minlength=total)
-    col_sum = torch.bincount(node, run_len * (col + (run_len - 1.0) / 2.0), minlength=total)
+    row_sum = sum_by_index(node, row * run_len, total)
+    col_sum = sum_by_index(node, run_len * (col + (run_len - 1.0) / 2.0), total)
     pos = torch.stack([col_sum / counts / max(w - 1, 1), row_sum / counts / max(h - 1, 1)], 1)
     pos = pos.to(torch.float32)
     cols_out: list[torch.Tensor] = []
@@ -426,7 +427,7 @@ def _count_pairs(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Unique keys (sorted) and their summed weights (counts when ``weights`` is None)."""
     if size <= max(_MERGE_MAX, 2 * key.numel()):
-        counts = torch.bincount(key, weights, minlength=size)
+        counts = torch.bincount(key, minlength=size) if weights is None else sum_by_index(key, weights, size)
         nz = torch.nonzero(counts).squeeze(1)
         return nz, counts.index_select(0, nz)
     uniq, inverse, counts = torch.unique(key, sorted=True, return_inverse=True, return_counts=True)
@@ -485,9 +486,8 @@ def pool_feature_maps(
     ``(B, max N_b, h * w)`` count tables are small (up to ``_DENSE_MAX`` entries over all stages; 32
     images at 224 px with 75 superpixels and the default 3 stages use under a third of it) the tables
     are dense and every stage is one batched matrix product (``torch.bmm``; only when float32 products
-    are full float32 on the maps' device: ``torch.get_float32_matmul_precision() == "highest"``, the
-    default, or ``fp32_precision == "ieee"`` for that backend where the per-backend API of torch >= 2.9
-    is used; TF32 or bfloat16 products would round the counts and features); otherwise the non-zero
+    are full float32 on the maps' device, :func:`cnn.fusion.exact_float32`: the default; TF32 or
+    bfloat16 products would round the counts and features); otherwise the non-zero
     ``(node, cell)`` pairs are kept (one ``bincount`` or ``unique``) and the weighted sum is one gather
     + ``index_add_`` per stage. The per-stage results are concatenated along channels.
 
@@ -587,7 +587,7 @@ def _pool(
     pooled_stages: list[torch.Tensor | None] = [None] * len(maps)
     n_max = int(n_t.max())
     cells = sum(int(m.shape[2] * m.shape[3]) for m in maps)  # every stage's table may be kept
-    exact = _exact_matmul(device)  # not TF32 / bfloat16 products
+    exact = exact_float32(device)  # not TF32 / bfloat16 products
     if exact and len(group_runs) == 1 and batch * n_max * cells <= _DENSE_MAX:
         # one label size and a small enough (image, node, cell) table: dense overlap matrices and one
         # batched matrix product per stage, several times faster than the gathers of the general path
@@ -651,31 +651,6 @@ def _pool(
         out.index_add_(0, gnode, contrib)
         pooled_stages[i] = out / area
     return torch.cat(pooled_stages, dim=1), counts_n  # type: ignore[arg-type]
-
-
-def _exact_matmul(device: torch.device) -> bool:
-    """Whether float32 matrix products on ``device`` are computed in full float32 (IEEE), not TF32 / bf16.
-
-    The legacy setting (``torch.get_float32_matmul_precision() == "highest"``, the default) when it can
-    be read; once the per-backend API of torch >= 2.9 is used (``torch.backends.fp32_precision``,
-    ``torch.backends.cuda.matmul.fp32_precision``, ``torch.backends.mkldnn.matmul.fp32_precision``)
-    the legacy getter raises, and then the matmul setting of the device's backend (CUDA for a CUDA
-    device, oneDNN otherwise) decides, falling back to the generic one where it is ``"none"``; only
-    ``"ieee"`` counts as exact (anything else takes the sparse path, exact at every setting).
-    """
-    try:
-        return torch.get_float32_matmul_precision() == "highest"
-    except RuntimeError:  # the legacy and the per-backend APIs were mixed
-        pass
-    backends = torch.backends
-    try:
-        backend = backends.cuda if device.type == "cuda" else backends.mkldnn
-        setting = str(getattr(getattr(backend, "matmul", None), "fp32_precision", "none"))
-        if setting == "none":
-            setting = str(getattr(backends, "fp32_precision", "none"))
-    except (AttributeError, RuntimeError):
-        return False
-    return setting == "ieee"
 
 
 def weights_fingerprint(module: torch.nn.Module) -> str:

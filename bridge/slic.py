@@ -31,9 +31,12 @@ This module runs the same algorithm on a ``(B, H, W, C)`` batch with tensor oper
 
 Every step is torch on the device of the images (CPU or CUDA, the same code): a batch given as a
 CUDA tensor is segmented on the GPU and its labels come back as a CUDA tensor; NumPy images give
-NumPy labels. Float sums may round differently on another device, thread count or torch version, so
-labels can differ there at rare near-ties; :data:`VERSION` changes with the algorithm, not with
-rounding.
+NumPy labels. The distances' matrix products and the blur stay full float32 where the global settings
+ask for TF32 or bfloat16 (as Lightning suggests on recent GPUs, and cuDNN's convolutions default to):
+they are then computed in float64 (:func:`cnn.fusion.exact_float32`). Float sums may round
+differently on another device, thread count or torch version (on a GPU, ``index_add_`` also sums in
+a varying order), so labels can differ there at rare near-ties; :data:`VERSION` changes with the
+algorithm, not with rounding.
 
 The result follows the contract of :func:`bridge.segmentation.superpixels`: ids ``0 .. N-1``, each
 one 4-connected region. Segments differ from scikit-image's in detail (another implementation,
@@ -61,6 +64,8 @@ from typing import overload
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from cnn.fusion import exact_float32
 
 from .checks import check_compactness, check_n_segments, check_positive_int, check_sigma, check_size
 
@@ -115,7 +120,11 @@ def rgb_to_lab(rgb: torch.Tensor, *, dim: int = -1) -> torch.Tensor:
 
 
 def _gaussian(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur of ``(B, C, H, W)``, edge pixels repeated (``truncate=4``)."""
+    """Separable Gaussian blur of ``(B, C, H, W)``, edge pixels repeated (``truncate=4``); in float64
+    where float32 convolutions would be TF32 / bfloat16 (cuDNN's default on a GPU), so that a GPU
+    blurs like the CPU."""
+    if x.dtype == torch.float32 and not exact_float32(x.device, "conv"):
+        return _gaussian(x.double(), sigma).float()
     radius = max(1, int(4.0 * sigma + 0.5))
     t = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
     k = torch.exp(-0.5 * (t / sigma) ** 2)
@@ -249,14 +258,16 @@ def _candidates(centres: torch.Tensor, y0: torch.Tensor, x0: torch.Tensor) -> to
 _NEAREST_CHUNK = 1 << 18
 
 
-def _nearest(feat: torch.Tensor, cand: torch.Tensor) -> torch.Tensor:
+def _nearest(feat: torch.Tensor, cand: torch.Tensor, *, exact: bool = True) -> torch.Tensor:
     """Index ``0..8`` of the nearest candidate centre of every pixel.
 
     One batched matrix product gives the 9 squared distances of every pixel. Non-negative floats
     order like their bit patterns as integers, so the candidate's index is written into the 4 lowest
     mantissa bits and one integer minimum over the 9 picks the nearest (distances that agree to
     about 2e-6 relative count as equal; then the first of them wins, as for exact ties). Cells are
-    taken in chunks of about ``_NEAREST_CHUNK`` distances.
+    taken in chunks of about ``_NEAREST_CHUNK`` distances. ``exact=False`` (float32 products would be
+    TF32 or bfloat16, :func:`cnn.fusion.exact_float32`) computes the products in float64: the expanded
+    distance cancels, and TF32 operands moved about 5 % of the pixels of photos to another centre.
 
     Shapes:
         - feat: ``(N, D + 2, P)``; cand: ``(N, 9, D + 2)``
@@ -268,7 +279,11 @@ def _nearest(feat: torch.Tensor, cand: torch.Tensor) -> torch.Tensor:
     # cells per chunk: on the CPU its distances stay in the cache; on a GPU one chunk does it all
     step = n if feat.is_cuda else max(1, _NEAREST_CHUNK // (9 * p))
     for i in range(0, n, step):
-        dist = torch.bmm(cand[i : i + step], feat[i : i + step]).clamp_min_(0.0).view(torch.int32)
+        if exact:
+            dist = torch.bmm(cand[i : i + step], feat[i : i + step])
+        else:
+            dist = torch.bmm(cand[i : i + step].double(), feat[i : i + step].double()).float()
+        dist = dist.clamp_min_(0.0).view(torch.int32)
         dist.bitwise_and_(~15).bitwise_or_(index)  # (chunk, 9, P)
         torch.amin(dist, 1, out=out[i : i + step])
     return out.bitwise_and_(15)
@@ -669,22 +684,23 @@ def slic_batch(
     place = feat[:, c : c + 2].mean(2).view(b, gh, gw, 2).permute(3, 0, 1, 2)  # (2, B, gh, gw)
     centres = _padded_centres(torch.cat([middle.permute(1, 0, 2, 3), place]))
     zero_y, zero_x = ys.new_zeros(gh), xs.new_zeros(gw)
+    exact = exact_float32(dev)  # else the distances' products in float64 (TF32 would move pixels)
     for _ in range(max_iter):
-        centres = _update(feat, _nearest(feat, _candidates(centres, zero_y, zero_x)), centres)
+        centres = _update(feat, _nearest(feat, _candidates(centres, zero_y, zero_x), exact=exact), centres)
     # final assignment of every pixel of the working copy, cell by cell
     ys = (((rows.to(torch.float32) + 0.5) * sy - 0.5) * ratio).view(gh, ch)
     xs = (((cols.to(torch.float32) + 0.5) * sx - 0.5) * ratio).view(gw, cw)
     y0, x0 = ys[:, 0].contiguous(), xs[:, 0].contiguous()
     cand = _candidates(centres, y0, x0)
     if gh * ch == hs and gw * cw == ws:  # the cells tile the working copy
-        arg = _nearest(_cell_features(x, gh, gw, ys, xs), cand)
+        arg = _nearest(_cell_features(x, gh, gw, ys, xs), cand, exact=exact)
         arg = arg.view(b, gh, gw, ch, cw).permute(0, 1, 3, 2, 4)  # (B, gh, ch, gw, cw)
         ids = _centre_ids(arg, gh, gw).reshape(b, hs, ws)
     else:  # one gather of the cells' pixels, cell by cell; every pixel read back from its cell
         pix = (rows.view(gh, 1, ch, 1) * ws + cols.view(1, gw, 1, cw)).view(-1)
         # gathered as (B * C, H * W) rows: index_select along the last of three dims is ~5x slower
         cells = x.reshape(-1, hs * ws).index_select(1, pix).view(b, -1, pix.numel())
-        arg = _nearest(_cell_features(cells, gh, gw, ys, xs, cell_major=True), cand)
+        arg = _nearest(_cell_features(cells, gh, gw, ys, xs, cell_major=True), cand, exact=exact)
         ids = _centre_ids(arg.view(b, gh, gw, ch, cw), gh, gw, cell_major=True).reshape(b, -1)
         cell = row_cell.view(-1, 1) * gw + col_cell.view(1, -1)
         own = (cell * ch + row_off.view(-1, 1)) * cw + col_off.view(1, -1)

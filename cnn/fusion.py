@@ -29,7 +29,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_weights
 
 from engine.modes import eval_mode
 
-__all__ = ["count_batchnorm", "fold_batchnorm", "full_float32"]
+__all__ = ["count_batchnorm", "exact_float32", "fold_batchnorm", "full_float32"]
 
 M = TypeVar("M", bound=nn.Module)
 
@@ -83,6 +83,44 @@ def _probe_input(model: nn.Module) -> torch.Tensor:
 
 #: The convolution and matrix-product back-ends whose float32 precision :func:`full_float32` pins.
 _FP32_BACKENDS = (("cudnn", "conv"), ("cuda", "matmul"), ("mkldnn", "conv"), ("mkldnn", "matmul"))
+
+
+def exact_float32(device: torch.device | str, op: str = "matmul") -> bool:
+    """Whether float32 matrix products (``op="matmul"``) or convolutions (``op="conv"``) on ``device``
+    run in full float32 (IEEE) under the current settings, not TF32 or bfloat16.
+
+    Reads the per-backend setting of torch >= 2.9 (``torch.backends.cuda.matmul``,
+    ``torch.backends.cudnn.conv``, ``torch.backends.mkldnn.matmul`` / ``.conv``; ``"none"`` defers to
+    ``torch.backends.fp32_precision``, and ``"none"`` there is the IEEE default), else the legacy switches
+    (``torch.get_float32_matmul_precision()``, ``torch.backends.cudnn.allow_tf32``). A setting that cannot
+    be read counts as not exact. On a GPU cuDNN convolutions default to TF32, so ``op="conv"`` is False
+    there unless changed; CPU defaults are exact. Code that needs exact products (distances computed as
+    ``|a|^2 - 2 a.b + |b|^2``, which cancel) can compute in float64 when this is False, without changing
+    the global settings (which other threads may be using).
+
+    Example:
+        >>> exact_float32("cpu"), exact_float32("cpu", "conv")
+        (True, True)
+        >>> exact_float32("cuda", "conv")  # cuDNN's TF32 default
+        False
+    """
+    if op not in ("matmul", "conv"):
+        raise ValueError(f"op must be 'matmul' or 'conv', got {op!r}")
+    backends = torch.backends
+    cuda = torch.device(device).type == "cuda"
+    try:
+        backend = (backends.cudnn if op == "conv" else backends.cuda) if cuda else backends.mkldnn
+        target = getattr(backend, op, None)  # e.g. torch.backends.cudnn.conv (torch >= 2.9)
+        setting = getattr(target, "fp32_precision", None)
+        if setting is None:  # torch before the per-backend API
+            if op == "conv":
+                return not (cuda and bool(backends.cudnn.allow_tf32))
+            return torch.get_float32_matmul_precision() == "highest"
+        if setting == "none":
+            setting = getattr(backends, "fp32_precision", "none")
+    except (AttributeError, RuntimeError):
+        return False
+    return str(setting) in ("ieee", "none")
 
 
 @contextlib.contextmanager

@@ -887,6 +887,56 @@ def test_slic_batch_never_leaves_the_device(photos, monkeypatch):
     assert_label_contract(out.numpy(), (2, 96, 96))
 
 
+def _bfloat16_operands(op):
+    """``op`` with its float32 tensor operands rounded to bfloat16: what a GPU's TF32 (10-bit mantissa)
+    or a CPU's bfloat16 product does to them, more strongly, on any machine."""
+
+    def rounded(*args, **kwargs):
+        args = [
+            a.bfloat16().float() if isinstance(a, torch.Tensor) and a.dtype == torch.float32 else a
+            for a in args
+        ]
+        return op(*args, **kwargs)
+
+    return rounded
+
+
+@pytest.fixture
+def bf16_matmul_setting():
+    """Float32 matrix products set to bfloat16 (the legacy setting "medium"), restored afterwards."""
+    old = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("medium")
+    yield
+    torch.set_float32_matmul_precision(old)
+
+
+def test_reduced_matmul_precision_leaves_the_labels_unchanged(photos, monkeypatch, bf16_matmul_setting):
+    torch.set_float32_matmul_precision("highest")
+    ref = slic_batch(photos, n_segments=30)
+    torch.set_float32_matmul_precision("medium")
+    monkeypatch.setattr(torch, "bmm", _bfloat16_operands(torch.bmm))  # rounded products, as on such hardware
+    np.testing.assert_array_equal(slic_batch(photos, n_segments=30), ref)
+    # the emulation does move pixels when the distances are computed in float32 anyway
+    monkeypatch.setattr(bridge.slic, "exact_float32", lambda device, op="matmul": True)
+    assert np.mean(slic_batch(photos, n_segments=30) == ref) < 0.99
+
+
+def test_reduced_conv_precision_leaves_the_blur_unchanged(monkeypatch):
+    import torch.nn.functional as F
+
+    x = torch.from_numpy(smooth_batch(2, 40, 40)).permute(0, 3, 1, 2).contiguous() * 100.0
+    ref = bridge.slic._gaussian(x, 1.5)
+    monkeypatch.setattr(F, "conv2d", _bfloat16_operands(F.conv2d))
+    setting = torch.backends.mkldnn.conv  # a setting object without a plain attribute: set by hand
+    old = setting.fp32_precision
+    try:
+        setting.fp32_precision = "bf16"
+        torch.testing.assert_close(bridge.slic._gaussian(x, 1.5), ref, rtol=1e-6, atol=1e-5)
+    finally:
+        setting.fp32_precision = old
+    assert (bridge.slic._gaussian(x, 1.5) - ref).abs().max() > 1e-3  # exact setting: the rounded product
+
+
 # -- superpixels_batch -----------------------------------------------------------------------------
 
 

@@ -367,6 +367,28 @@ def test_batch_tensor_equals_batch(device, edges, layout, fake_backbone):
     assert_same_graphs([conv(torch.from_numpy(imgs[1]).to(device), 1)], expected[1:2], device=device)
 
 
+@pytest.mark.parametrize("dense", [True, False])
+def test_batch_tensor_needs_no_weighted_bincount(fake_backbone, monkeypatch, dense):
+    """On a GPU ``torch.bincount(x, weights)`` raises under ``torch.use_deterministic_algorithms(True)``;
+    the graph path sums weights with ``index_add_`` instead (emulated here: a weighted bincount raises)."""
+    import bridge.features as bf
+
+    conv = ImageToGraph(n_segments=20, edges="region", backbone=fake_backbone("pyramid"), features=FEATURES)
+    imgs = torch.from_numpy(np.stack([smooth_image(seed=s) for s in range(3)]))
+    if not dense:
+        monkeypatch.setattr(bf, "_DENSE_MAX", 0)  # the pooling's sparse path, which counts pairs
+    expected = conv.batch_tensor(imgs)
+    bincount = torch.bincount
+
+    def unweighted_only(input, weights=None, minlength=0):
+        if weights is not None:
+            raise RuntimeError("bincount with weights has no deterministic CUDA implementation")
+        return bincount(input, minlength=minlength)
+
+    monkeypatch.setattr(torch, "bincount", unweighted_only)
+    assert_same_graphs(conv.batch_tensor(imgs), expected, device="cpu")
+
+
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("method", ["grid", "slic"])
 def test_batch_tensor_equals_batch_for_other_backends(device, method):

@@ -174,3 +174,35 @@ def test_the_check_runs_in_full_float32_and_restores_the_settings():
         assert torch.backends.cudnn.conv.fp32_precision == before
     finally:
         torch.backends.mkldnn.conv.fp32_precision = "none"
+
+
+def test_exact_float32_reads_the_current_settings():
+    from cnn.fusion import exact_float32
+
+    assert exact_float32("cpu") and exact_float32("cpu", "conv")  # the CPU defaults are IEEE
+    cudnn = torch.backends.cudnn.conv
+    saved = cudnn.fp32_precision
+    try:
+        cudnn.fp32_precision = "tf32"  # cuDNN's default
+        assert not exact_float32(torch.device("cuda"), "conv") and exact_float32("cpu", "conv")
+        cudnn.fp32_precision = "ieee"
+        assert exact_float32(torch.device("cuda:0"), "conv")
+    finally:
+        cudnn.fp32_precision = saved
+    old = torch.get_float32_matmul_precision()
+    try:
+        torch.set_float32_matmul_precision("high")  # TF32 on GPUs, also read for the CPU's oneDNN
+        assert not exact_float32("cpu") and not exact_float32("cuda")
+        assert exact_float32("cpu", "conv")  # convolutions keep their own setting
+    finally:
+        torch.set_float32_matmul_precision(old)
+    assert exact_float32("cpu") and exact_float32("cuda")
+    conv = torch.backends.mkldnn.conv
+    before = conv.fp32_precision
+    try:
+        conv.fp32_precision = "bf16"
+        assert not exact_float32("cpu", "conv") and exact_float32("cpu")
+    finally:
+        conv.fp32_precision = before
+    with pytest.raises(ValueError, match="op must be 'matmul' or 'conv'"):
+        exact_float32("cpu", "linear")
