@@ -12,12 +12,14 @@ given (no host round trip inside a batch), stage by stage, on ``--batches`` batc
 - ``CNN node features``: ``ImageToGraph(backbone=...).batch_tensor``: the whole image -> graph with
   the last 3 stage maps pooled into the nodes;
 - ``GNN forward``: a ``gnn.GraphClassifier`` (GCN) on the collated graphs of the previous row;
-- ``compare --quick``: ``pixgraph compare --quick --data digits --device <device>`` end to end, in a
-  subprocess (wall time; ``--no-compare`` leaves it out).
+- ``compare --quick``: ``pixgraph compare --quick --data digits --weights none --device <device>`` end
+  to end with an empty graph cache, in a subprocess (wall time; ``--no-compare`` leaves it out).
 
 Every stage runs once to warm up, then ``--repeats`` times; the best time counts. Peak memory per
-stage is ``torch.cuda.max_memory_allocated`` on CUDA (reset before each stage); on the CPU the
-process's peak resident memory is printed instead.
+stage is ``torch.cuda.max_memory_allocated`` on CUDA (reset before each stage; in brackets the part
+above what was allocated when the stage started: the resident images, inputs, graphs and backbones);
+on the CPU the process's peak resident memory is printed instead. Output is unbuffered line by line
+(``gpu_check.sh``), and ``--budget`` caps the compare run at what is left of the script's time.
 
 Usage:
     benchmarks/gpu_check.sh                                          # on a GPU machine, < 5 minutes
@@ -27,8 +29,10 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import resource
+import signal
 import subprocess
 import sys
 import tempfile
@@ -69,10 +73,12 @@ def reset_peak(device: torch.device) -> None:
         torch.cuda.reset_peak_memory_stats(device)
 
 
-def peak_mib(device: torch.device) -> str:
-    """Peak memory since the last :func:`reset_peak`: the device's allocator on CUDA, else the process."""
+def peak_mib(device: torch.device, before: int = 0) -> str:
+    """Peak memory since the last :func:`reset_peak`: the device's allocator on CUDA (with what the stage
+    added to the ``before`` bytes allocated when it started), else the process."""
     if device.type == "cuda":
-        return f"{torch.cuda.max_memory_allocated(device) / 2**20:.0f}"
+        peak = torch.cuda.max_memory_allocated(device)
+        return f"{peak / 2**20:.0f} (+{(peak - before) / 2**20:.0f})"
     rss_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     return f"{rss_kib / 1024:.0f} (process RSS)"
 
@@ -91,18 +97,27 @@ def best_seconds(fn: Callable[[], object], repeats: int, device: torch.device) -
 
 
 def run_compare(device: str, timeout: float) -> tuple[float | None, str]:
-    """Wall time of ``pixgraph compare --quick --data digits --device DEVICE`` in a subprocess."""
+    """Wall time of ``pixgraph compare --quick --data digits --device DEVICE --weights none`` in a
+    subprocess, end to end: its own empty graph cache (``PIXGRAPH_CACHE``), so graphs are built, and no
+    pretrained weights to find (the stages above use ``weights=None`` too). On a timeout the whole
+    process group (data loader workers included) is killed."""
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [sys.executable, "-m", "bridge.cli", "compare", "--quick", "--data", "digits"]
-        cmd += ["--device", device, "--out", str(Path(tmp) / "run"), "--no-progress"]
+        cmd += ["--weights", "none", "--device", device, "--out", str(Path(tmp) / "run"), "--no-progress"]
+        env = {**os.environ, "PIXGRAPH_CACHE": str(Path(tmp) / "cache")}
         start = time.perf_counter()
+        pipe = subprocess.PIPE
+        kwargs = {"cwd": ROOT, "env": env, "stdout": pipe, "stderr": pipe, "start_new_session": True}
+        proc = subprocess.Popen(cmd, text=True, **kwargs)
         try:
-            proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+            out, err = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
             return None, f"timed out after {timeout:.0f} s"
         seconds = time.perf_counter() - start
     if proc.returncode != 0:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
+        tail = (err or out).strip().splitlines()[-5:]
         return None, f"failed (exit {proc.returncode}): " + " / ".join(tail)
     return seconds, "ok"
 
@@ -118,8 +133,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes, one repeat (a smoke run)")
     parser.add_argument("--no-compare", action="store_true", help="leave out the compare --quick run")
     parser.add_argument("--compare-timeout", type=float, default=180.0, help="seconds for compare --quick")
+    parser.add_argument(
+        "--budget", type=float, default=None, help="seconds for the whole script: compare gets what is left"
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     args = parser.parse_args(argv)
+    started = time.perf_counter()
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.quick:
@@ -188,18 +207,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         "CNN node features, BatchNorm folded": "image -> graph on the folded backbone",
         "GNN forward": f"GCN on {graphs[0].num_features} node features",
     }
-    print("| stage | images/s | ms/image | peak memory (MiB) | what |")
+    print("| stage | images/s | ms/image | peak memory, MiB (+ added by the stage) | what |")
     print("|---|---:|---:|---:|---|")
     overall = 0
     for stage in STAGES:
         synchronize(device)
         reset_peak(device)
+        before = torch.cuda.memory_allocated(device) if device.type == "cuda" else 0
         seconds = best_seconds(work[stage], args.repeats, device)
         if device.type == "cuda":
             overall = max(overall, torch.cuda.max_memory_allocated(device))
         print(
-            f"| {stage} | {n_images / seconds:.1f} | {1000 * seconds / n_images:.2f} | {peak_mib(device)} | "
-            f"{notes[stage]} |"
+            f"| {stage} | {n_images / seconds:.1f} | {1000 * seconds / n_images:.2f} | "
+            f"{peak_mib(device, before)} | {notes[stage]} |"
         )
     if device.type == "cuda":
         print(f"peak memory over all stages: {overall / 2**20:.0f} MiB (torch.cuda.max_memory_allocated)")
@@ -208,7 +228,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.no_compare:
         print("compare --quick: skipped (--no-compare)")
     else:
-        seconds, status = run_compare(str(device), args.compare_timeout)
+        limit = args.compare_timeout
+        if args.budget is not None:
+            limit = min(limit, args.budget - (time.perf_counter() - started) - 5.0)
+        if limit < 30.0:
+            print(f"compare --quick: skipped ({limit:.0f} s left of --budget {args.budget:.0f}, under 30 s)")
+            return 0
+        seconds, status = run_compare(str(device), limit)
         if seconds is None:
             print(f"compare --quick --data digits --device {device}: {status}")
         else:

@@ -344,13 +344,14 @@ class ImageSegmenter:
         std = torch.tensor(self.std, device=images.device).view(1, 3, 1, 1)
         with torch.no_grad():
             pixels = ((images.detach() * std + mean) * 255.0).round().clamp(0, 255).to(torch.uint8)
-        arrays = list(pixels.permute(0, 2, 3, 1).cpu().numpy())
+        # one (B, H, W, 3) batch on the images' device: slic_torch segments it there (no host round trip)
         maps = superpixels_batch(
-            arrays, n_segments=self.n_segments, compactness=self.compactness, method=self.method
+            pixels.permute(0, 2, 3, 1),
+            n_segments=self.n_segments,
+            compactness=self.compactness,
+            method=self.method,
         )
-        return torch.as_tensor(
-            np.stack([np.asarray(m) for m in maps]), dtype=torch.long, device=images.device
-        )
+        return torch.as_tensor(maps, dtype=torch.long, device=images.device)
 
 
 class SegmentedImages(torch.utils.data.Dataset):

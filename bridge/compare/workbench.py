@@ -382,7 +382,8 @@ class Workbench:
         """
         d, bs = self.data, self.cfg.batch_size
         imgs = d.images[d.test[:n_max]]
-        sync = torch.cuda.synchronize if self.device.type == "cuda" else (lambda: None)
+        device = self.device  # its own GPU, not the current one (--device cuda:1)
+        sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
         run(imgs[:bs])  # warm-up: one full batch
         sync()
         best = math.inf

@@ -224,7 +224,8 @@ def test_fit_and_predict_on_segmented_images(backbone_factory):
         fit(model, [(torch.zeros(1, 3, 32, 32), torch.zeros(1, dtype=torch.long))], epochs=1, progress=False)
 
 
-def test_image_segmenter_matches_superpixels_of_the_uint8_images():
+@pytest.mark.parametrize("method", ["slic_torch", "slic", "grid"])
+def test_image_segmenter_matches_superpixels_of_the_uint8_images(method):
     from bridge.segmentation import superpixels_batch
 
     rng = np.random.default_rng(1)
@@ -233,6 +234,22 @@ def test_image_segmenter_matches_superpixels_of_the_uint8_images():
     x = (
         torch.from_numpy(imgs).permute(0, 3, 1, 2).float() / 255 - torch.tensor(mean).view(1, 3, 1, 1)
     ) / torch.tensor(std).view(1, 3, 1, 1)
-    seg = ImageSegmenter(mean, std, n_segments=9)(x)
-    ref = np.stack(superpixels_batch(list(imgs), n_segments=9))
-    assert np.array_equal(seg.numpy(), ref)
+    seg = ImageSegmenter(mean, std, n_segments=9, method=method)(x)
+    ref = np.stack(superpixels_batch(list(imgs), n_segments=9, method=method))
+    assert seg.dtype == torch.long and np.array_equal(seg.numpy(), ref)
+
+
+def test_image_segmenter_keeps_the_batch_on_its_device(monkeypatch):
+    """slic_torch segments the batch where it is: no copy through NumPy or the host (arm E on a GPU)."""
+    x = torch.full((2, 3, 32, 32), -1.0)
+    x[:, :, :, 16:] = 1.0  # two halves
+    ref = ImageSegmenter((0.5,) * 3, (0.25,) * 3, n_segments=9)(x)
+
+    def forbidden(self, *args, **kwargs):
+        raise AssertionError("the segmenter copied a tensor to the host")
+
+    monkeypatch.setattr(torch.Tensor, "numpy", forbidden)
+    monkeypatch.setattr(torch.Tensor, "cpu", forbidden)
+    seg = ImageSegmenter((0.5,) * 3, (0.25,) * 3, n_segments=9)(x)
+    monkeypatch.undo()
+    assert torch.equal(seg, ref) and int(seg[0].max()) >= 1

@@ -9,6 +9,8 @@ small random inputs. The same tests run on CUDA when it is present (``DEVICES``)
 from __future__ import annotations
 
 import importlib.util
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -530,3 +532,39 @@ def test_gpu_check_runs_on_cpu_and_prints_every_stage(capsys):
         assert f"| {stage} |" in out
     assert "compare --quick: skipped (--no-compare)" in out
     assert "peak memory" in out
+
+
+def test_gpu_check_leaves_out_compare_when_the_budget_is_spent(capsys):
+    gpu_check = load_gpu_check()
+    threads = torch.get_num_threads()
+    args = ["--device", "cpu", "--quick", "--batch-size", "2", "--batches", "1", "--size", "64"]
+    try:
+        assert gpu_check.main([*args, "--threads", "1", "--budget", "1"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    out = capsys.readouterr().out
+    assert "compare --quick: skipped (" in out and "left of --budget 1, under 30 s)" in out
+
+
+def test_gpu_check_compare_timeout_is_reported():
+    gpu_check = load_gpu_check()
+    seconds, status = gpu_check.run_compare("cpu", 0.5)  # the subprocess cannot even import torch in time
+    assert seconds is None and status == "timed out after 0 s"
+
+
+def test_gpu_check_script_passes_on_the_exit_status(tmp_path):
+    """The shell wrapper prints its wall time and exits with the Python script's status (here 2: no CUDA)."""
+    if torch.cuda.is_available():
+        pytest.skip("needs a machine without CUDA")
+    env = {**os.environ, "PYTHON": sys.executable, "PATH": os.environ.get("PATH", "")}
+    proc = subprocess.run(
+        ["bash", str(REPO / "benchmarks" / "gpu_check.sh"), "--device", "cuda", "--no-compare"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "CUDA is not available here; use --device cpu" in proc.stderr
+    assert "s wall, exit status 2" in proc.stdout
+    assert sys.executable in proc.stdout  # the interpreter it used

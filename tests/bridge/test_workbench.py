@@ -46,6 +46,17 @@ def test_speed_with_fewer_test_images_than_n_max(monkeypatch):
     assert _bench(10, 4).speed(run, n_max=64) == pytest.approx(10.0)  # 10 images, 0.1 s each
 
 
+def test_speed_synchronizes_the_bench_gpu_not_the_current_one(monkeypatch):
+    """With ``--device cuda:1`` every timed pass waits for cuda:1 (a bare synchronize() waits for the
+    current device, cuda:0 unless something changed it)."""
+    waited = []
+    monkeypatch.setattr(wb.torch.cuda, "synchronize", lambda device=None: waited.append(device))
+    bench = _bench(8, 4)
+    bench.__dict__["device"] = torch.device("cuda", 1)
+    bench.speed(lambda imgs: None, n_max=8, repeat=2)
+    assert waited and all(d == torch.device("cuda", 1) for d in waited)
+
+
 def test_scale_of_keeps_a_feature_constant_on_train_bounded():
     """A feature that is 0 on every training row must not blow a small test value up to ~1e5."""
     gen = torch.Generator().manual_seed(0)
