@@ -543,6 +543,10 @@ class GraphDataset(InMemoryDataset):
 
             ds = GraphDataset(items, ImageToGraph(n_segments=4), root="/shared/graphs")
             ds.rank, ds.world_size, ds.converted_indices  # rank 1: (1, 2, [1]); the same file on both
+
+        With an NCCL process group of your own, call ``torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))``
+        first: torch.distributed's object collectives, which the ranks use to agree, run on the current
+        GPU (every rank on GPU 0 otherwise). Lightning's DDP sets it itself.
     """
 
     def __init__(
