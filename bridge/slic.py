@@ -31,9 +31,11 @@ This module runs the same algorithm on a ``(B, H, W, C)`` batch with tensor oper
 
 Every step is torch on the device of the images (CPU or CUDA, the same code): a batch given as a
 CUDA tensor is segmented on the GPU and its labels come back as a CUDA tensor; NumPy images give
-NumPy labels. The distances' matrix products and the blur stay full float32 where the global settings
-ask for TF32 or bfloat16 (as Lightning suggests on recent GPUs, and cuDNN's convolutions default to):
-they are then computed in float64 (:func:`cnn.fusion.exact_float32`). Float sums may round
+NumPy labels. Where the global settings would round float32 products (TF32 on a GPU, as Lightning
+suggests there and cuDNN's convolutions do by default; bfloat16 on any device), the distances' matrix
+products and the blur are computed in float64 instead (:func:`cnn.fusion.exact_float32`), so those
+settings cannot move pixels by whole colour steps; float64 rounding still differs from float32's at
+near-ties, like another device's. Float sums may round
 differently on another device, thread count or torch version (on a GPU, ``index_add_`` also sums in
 a varying order), so labels can differ there at rare near-ties; :data:`VERSION` changes with the
 algorithm, not with rounding.
@@ -121,8 +123,8 @@ def rgb_to_lab(rgb: torch.Tensor, *, dim: int = -1) -> torch.Tensor:
 
 def _gaussian(x: torch.Tensor, sigma: float) -> torch.Tensor:
     """Separable Gaussian blur of ``(B, C, H, W)``, edge pixels repeated (``truncate=4``); in float64
-    where float32 convolutions would be TF32 / bfloat16 (cuDNN's default on a GPU), so that a GPU
-    blurs like the CPU."""
+    where float32 convolutions would be TF32 / bfloat16 (cuDNN's default on a GPU), so that a GPU blurs
+    like the CPU up to float rounding."""
     if x.dtype == torch.float32 and not exact_float32(x.device, "conv"):
         return _gaussian(x.double(), sigma).float()
     radius = max(1, int(4.0 * sigma + 0.5))

@@ -94,9 +94,12 @@ def exact_float32(device: torch.device | str, op: str = "matmul") -> bool:
     ``torch.backends.fp32_precision``, and ``"none"`` there is the IEEE default), else the legacy switches
     (``torch.get_float32_matmul_precision()``, ``torch.backends.cudnn.allow_tf32``). A setting that cannot
     be read counts as not exact. On a GPU cuDNN convolutions default to TF32, so ``op="conv"`` is False
-    there unless changed; CPU defaults are exact. Code that needs exact products (distances computed as
-    ``|a|^2 - 2 a.b + |b|^2``, which cancel) can compute in float64 when this is False, without changing
-    the global settings (which other threads may be using).
+    there unless changed; CPU defaults are exact. On the CPU only bfloat16 counts as not exact: torch's
+    ``set_float32_matmul_precision("high")`` sets oneDNN to ``"tf32"``, which x86 CPUs compute in full
+    float32 (bit-identical ``bmm`` results on this project's machine), while ``"medium"`` (bfloat16)
+    does round. Code that needs exact products (distances computed as ``|a|^2 - 2 a.b + |b|^2``, which
+    cancel) can compute in float64 when this is False, without changing the global settings (which
+    other threads may be using).
 
     Example:
         >>> exact_float32("cpu"), exact_float32("cpu", "conv")
@@ -115,12 +118,13 @@ def exact_float32(device: torch.device | str, op: str = "matmul") -> bool:
         if setting is None:  # torch before the per-backend API
             if op == "conv":
                 return not (cuda and bool(backends.cudnn.allow_tf32))
-            return torch.get_float32_matmul_precision() == "highest"
+            legacy = torch.get_float32_matmul_precision()
+            return legacy == "highest" if cuda else legacy != "medium"
         if setting == "none":
             setting = getattr(backends, "fp32_precision", "none")
     except (AttributeError, RuntimeError):
         return False
-    return str(setting) in ("ieee", "none")
+    return str(setting) in ("ieee", "none") if cuda else str(setting) != "bf16"
 
 
 @contextlib.contextmanager

@@ -544,7 +544,8 @@ def test_non_finite_values_raise(value, dtype):
 
 
 def test_float16_images_of_many_pixels_are_accepted():
-    # 512 x 512 x 3 ones sum to more than float16's largest value: the check reads extremes, not a sum
+    # a regression guard: 512 x 512 x 3 ones sum to more than float16's largest value, so a finiteness
+    # check made of a float16 sum alone would refuse this finite batch
     images = np.ones((1, 512, 512, 3), np.float16)
     images[0, :, 256:] = 0.0
     labels = slic_batch(images, n_segments=2)
@@ -919,6 +920,29 @@ def test_reduced_matmul_precision_leaves_the_labels_unchanged(photos, monkeypatc
     # the emulation does move pixels when the distances are computed in float32 anyway
     monkeypatch.setattr(bridge.slic, "exact_float32", lambda device, op="matmul": True)
     assert np.mean(slic_batch(photos, n_segments=30) == ref) < 0.99
+
+
+def test_the_tf32_setting_keeps_the_float32_path_on_the_cpu(photos, monkeypatch):
+    """``set_float32_matmul_precision("high")`` (as Lightning suggests) sets oneDNN to "tf32", which x86
+    CPUs compute in float32: the distances stay float32 products, so the labels do not change."""
+    seen = []
+    real = bridge.slic._nearest
+
+    def spy(feat, cand, *, exact=True):
+        seen.append(exact)
+        return real(feat, cand, exact=exact)
+
+    monkeypatch.setattr(bridge.slic, "_nearest", spy)
+    old = torch.get_float32_matmul_precision()
+    try:
+        torch.set_float32_matmul_precision("highest")
+        ref = slic_batch(photos, n_segments=200)
+        torch.set_float32_matmul_precision("high")
+        got = slic_batch(photos, n_segments=200)
+    finally:
+        torch.set_float32_matmul_precision(old)
+    assert seen and all(seen)
+    np.testing.assert_array_equal(got, ref)
 
 
 def test_reduced_conv_precision_leaves_the_blur_unchanged(monkeypatch):

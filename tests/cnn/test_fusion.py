@@ -191,7 +191,9 @@ def test_exact_float32_reads_the_current_settings():
         cudnn.fp32_precision = saved
     old = torch.get_float32_matmul_precision()
     try:
-        torch.set_float32_matmul_precision("high")  # TF32 on GPUs, also read for the CPU's oneDNN
+        torch.set_float32_matmul_precision("high")  # TF32 on GPUs; oneDNN's "tf32" is float32 on x86 CPUs
+        assert exact_float32("cpu") and not exact_float32("cuda")
+        torch.set_float32_matmul_precision("medium")  # bfloat16 products on the CPU too
         assert not exact_float32("cpu") and not exact_float32("cuda")
         assert exact_float32("cpu", "conv")  # convolutions keep their own setting
     finally:
