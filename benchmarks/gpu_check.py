@@ -40,8 +40,12 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import numpy as np
-import torch
+#: When this process started work (before torch's import, which can take seconds on a GPU host):
+#: ``--budget`` counts from here.
+STARTED = time.monotonic()
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -111,10 +115,12 @@ def run_compare(device: str, timeout: float) -> tuple[float | None, str]:
         proc = subprocess.Popen(cmd, text=True, **kwargs)
         try:
             out, err = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
+        except BaseException as exc:  # the timeout, or SIGINT / Ctrl-C: no compare may outlive this script
             os.killpg(proc.pid, signal.SIGKILL)
             proc.communicate()
-            return None, f"timed out after {timeout:.0f} s"
+            if isinstance(exc, subprocess.TimeoutExpired):
+                return None, f"timed out after {timeout:.0f} s"
+            raise
         seconds = time.perf_counter() - start
     if proc.returncode != 0:
         tail = (err or out).strip().splitlines()[-5:]
@@ -138,7 +144,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     args = parser.parse_args(argv)
-    started = time.perf_counter()
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.quick:
@@ -230,10 +235,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         limit = args.compare_timeout
         if args.budget is not None:
-            limit = min(limit, args.budget - (time.perf_counter() - started) - 5.0)
-        if limit < 30.0:
-            print(f"compare --quick: skipped ({limit:.0f} s left of --budget {args.budget:.0f}, under 30 s)")
-            return 0
+            left = args.budget - (time.monotonic() - STARTED) - 5.0
+            if left < min(limit, 30.0):  # too little left of the budget for a run worth timing
+                print(f"compare --quick: skipped (--budget {args.budget:.0f} s: {left:.0f} s left)")
+                return 0
+            limit = min(limit, left)
         seconds, status = run_compare(str(device), limit)
         if seconds is None:
             print(f"compare --quick --data digits --device {device}: {status}")

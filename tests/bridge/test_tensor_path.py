@@ -543,7 +543,46 @@ def test_gpu_check_leaves_out_compare_when_the_budget_is_spent(capsys):
     finally:
         torch.set_num_threads(threads)
     out = capsys.readouterr().out
-    assert "compare --quick: skipped (" in out and "left of --budget 1, under 30 s)" in out
+    assert "compare --quick: skipped (--budget 1 s: " in out and " s left)" in out
+
+
+def test_gpu_check_small_compare_timeout_without_budget(monkeypatch, capsys):
+    """An explicit --compare-timeout under 30 s without --budget is used as given (it used to crash)."""
+    gpu_check = load_gpu_check()
+    seen = []
+
+    def stub(device, timeout):
+        seen.append(timeout)
+        return None, "stub"
+
+    monkeypatch.setattr(gpu_check, "run_compare", stub)
+    threads = torch.get_num_threads()
+    args = ["--device", "cpu", "--quick", "--batch-size", "2", "--batches", "1", "--size", "64"]
+    try:
+        assert gpu_check.main([*args, "--threads", "1", "--compare-timeout", "20"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    assert seen == [20.0] and "compare --quick --data digits --device cpu: stub" in capsys.readouterr().out
+
+
+def test_gpu_check_interrupted_compare_does_not_outlive_it(monkeypatch):
+    """Ctrl-C (or the wrapper's SIGINT) while compare runs kills compare's whole process group."""
+    gpu_check = load_gpu_check()
+    killed = []
+    real_popen = subprocess.Popen
+
+    class Interrupted(real_popen):  # type: ignore[misc, valid-type]
+        def communicate(self, *args, **kwargs):
+            if kwargs.get("timeout") is not None:
+                raise KeyboardInterrupt
+            return super().communicate(*args, **kwargs)
+
+    monkeypatch.setattr(gpu_check.subprocess, "Popen", Interrupted)
+    real_killpg = os.killpg
+    monkeypatch.setattr(gpu_check.os, "killpg", lambda pid, sig: killed.append(sig) or real_killpg(pid, sig))
+    with pytest.raises(KeyboardInterrupt):
+        gpu_check.run_compare("cpu", 60.0)
+    assert killed == [gpu_check.signal.SIGKILL]
 
 
 def test_gpu_check_compare_timeout_is_reported():
