@@ -115,19 +115,24 @@ def both_directions(src: np.ndarray, dst: np.ndarray, n: int, *attrs: np.ndarray
     return tuple(out)
 
 
-def sum_by_index(index: torch.Tensor, weights: torch.Tensor, size: int) -> torch.Tensor:
-    """``out[i] = weights[index == i].sum()`` for ``i < size``: ``torch.bincount(index, weights)`` as one
-    ``index_add_``, which also runs on a GPU under ``torch.use_deterministic_algorithms(True)`` (a
-    weighted ``bincount`` raises there) and keeps the weights' dtype, integers included.
+def sum_by_index(index: torch.Tensor, weights: torch.Tensor | None, size: int) -> torch.Tensor:
+    """``out[i] = weights[index == i].sum()`` for ``i < size`` (the count of ``i`` when ``weights`` is
+    None): ``torch.bincount(index, weights)``, the weighted sum as one ``index_add_``, which also runs on
+    a GPU under ``torch.use_deterministic_algorithms(True)`` (a weighted ``bincount`` raises there) and
+    keeps the weights' dtype, integers included.
 
     Shapes:
-        - index: ``(M,)`` int64 in ``0 .. size - 1``; weights: ``(M,)``
-        - output: ``(size,)`` of the weights' dtype
+        - index: ``(M,)`` int64 in ``0 .. size - 1``; weights: ``(M,)`` or None
+        - output: ``(size,)`` of the weights' dtype (int64 counts without weights)
 
     Example:
         >>> sum_by_index(torch.tensor([0, 2, 0]), torch.tensor([1.0, 2.0, 3.0]), 4).tolist()
         [4.0, 0.0, 2.0, 0.0]
+        >>> sum_by_index(torch.tensor([0, 2, 0]), None, 4).tolist()
+        [2, 0, 1, 0]
     """
+    if weights is None:
+        return torch.bincount(index, minlength=size)
     return torch.zeros(size, dtype=weights.dtype, device=weights.device).index_add_(0, index, weights)
 
 
@@ -135,13 +140,10 @@ def _codes_to_pairs(
     code: torch.Tensor, size: int, dense: bool, weights: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Unique codes (sorted) and their multiplicity, or their summed ``weights`` (int64 either way, the
-    weights being whole numbers): one ``bincount`` (:func:`sum_by_index` for weights) over ``size``
-    counters when ``dense``, else ``torch.unique`` (a sort)."""
+    weights being whole numbers): one :func:`sum_by_index` over ``size`` counters when ``dense``, else
+    ``torch.unique`` (a sort)."""
     if dense:
-        if weights is None:
-            counts = torch.bincount(code, minlength=size)
-        else:
-            counts = sum_by_index(code, weights, size)
+        counts = sum_by_index(code, weights, size)
         uniq = torch.nonzero(counts).squeeze(1)
         return uniq, counts.index_select(0, uniq).to(torch.int64)
     uniq, inverse, counts = torch.unique(code, sorted=True, return_inverse=True, return_counts=True)

@@ -427,15 +427,11 @@ def _count_pairs(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Unique keys (sorted) and their summed weights (counts when ``weights`` is None)."""
     if size <= max(_MERGE_MAX, 2 * key.numel()):
-        counts = torch.bincount(key, minlength=size) if weights is None else sum_by_index(key, weights, size)
+        counts = sum_by_index(key, weights, size)
         nz = torch.nonzero(counts).squeeze(1)
         return nz, counts.index_select(0, nz)
     uniq, inverse, counts = torch.unique(key, sorted=True, return_inverse=True, return_counts=True)
-    if weights is None:
-        return uniq, counts
-    return uniq, torch.zeros(uniq.numel(), dtype=weights.dtype, device=key.device).index_add_(
-        0, inverse, weights
-    )
+    return uniq, counts if weights is None else sum_by_index(inverse, weights, uniq.numel())
 
 
 def _label_groups(

@@ -903,15 +903,14 @@ def _bfloat16_operands(op):
 
 
 @pytest.fixture
-def bf16_matmul_setting():
-    """Float32 matrix products set to bfloat16 (the legacy setting "medium"), restored afterwards."""
+def matmul_precision():
+    """The test sets ``torch.set_float32_matmul_precision``; the setting before it is restored after."""
     old = torch.get_float32_matmul_precision()
-    torch.set_float32_matmul_precision("medium")
     yield
     torch.set_float32_matmul_precision(old)
 
 
-def test_reduced_matmul_precision_leaves_the_labels_unchanged(photos, monkeypatch, bf16_matmul_setting):
+def test_reduced_matmul_precision_leaves_the_labels_unchanged(photos, monkeypatch, matmul_precision):
     torch.set_float32_matmul_precision("highest")
     ref = slic_batch(photos, n_segments=30)
     torch.set_float32_matmul_precision("medium")
@@ -922,7 +921,7 @@ def test_reduced_matmul_precision_leaves_the_labels_unchanged(photos, monkeypatc
     assert np.mean(slic_batch(photos, n_segments=30) == ref) < 0.99
 
 
-def test_the_tf32_setting_keeps_the_float32_path_on_the_cpu(photos, monkeypatch):
+def test_the_tf32_setting_keeps_the_float32_path_on_the_cpu(photos, monkeypatch, matmul_precision):
     """``set_float32_matmul_precision("high")`` (as Lightning suggests) sets oneDNN to "tf32", which x86
     CPUs compute in float32: the distances stay float32 products, so the labels do not change."""
     seen = []
@@ -933,14 +932,10 @@ def test_the_tf32_setting_keeps_the_float32_path_on_the_cpu(photos, monkeypatch)
         return real(feat, cand, exact=exact)
 
     monkeypatch.setattr(bridge.slic, "_nearest", spy)
-    old = torch.get_float32_matmul_precision()
-    try:
-        torch.set_float32_matmul_precision("highest")
-        ref = slic_batch(photos, n_segments=200)
-        torch.set_float32_matmul_precision("high")
-        got = slic_batch(photos, n_segments=200)
-    finally:
-        torch.set_float32_matmul_precision(old)
+    torch.set_float32_matmul_precision("highest")
+    ref = slic_batch(photos, n_segments=200)
+    torch.set_float32_matmul_precision("high")
+    got = slic_batch(photos, n_segments=200)
     assert seen and all(seen)
     np.testing.assert_array_equal(got, ref)
 

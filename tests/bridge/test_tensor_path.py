@@ -519,14 +519,20 @@ def load_gpu_check():
     return module
 
 
-def test_gpu_check_runs_on_cpu_and_prints_every_stage(capsys):
-    gpu_check = load_gpu_check()
+def run_gpu_check_tiny(gpu_check, *extra: str) -> int:
+    """``gpu_check.main`` on the CPU with tiny sizes and one thread (small operations on a busy machine
+    do not wait for a second one); torch's thread count restored afterwards."""
     threads = torch.get_num_threads()
-    args = ["--device", "cpu", "--quick", "--no-compare", "--batch-size", "2", "--batches", "1"]
-    try:  # one thread: small operations on a busy machine do not wait for a second one
-        assert gpu_check.main([*args, "--size", "64", "--threads", "1"]) == 0
+    args = ["--device", "cpu", "--quick", "--batch-size", "2", "--batches", "1", "--size", "64"]
+    try:
+        return gpu_check.main([*args, "--threads", "1", *extra])
     finally:
         torch.set_num_threads(threads)
+
+
+def test_gpu_check_runs_on_cpu_and_prints_every_stage(capsys):
+    gpu_check = load_gpu_check()
+    assert run_gpu_check_tiny(gpu_check, "--no-compare") == 0
     out = capsys.readouterr().out
     for stage in gpu_check.STAGES:
         assert f"| {stage} |" in out
@@ -536,12 +542,7 @@ def test_gpu_check_runs_on_cpu_and_prints_every_stage(capsys):
 
 def test_gpu_check_leaves_out_compare_when_the_budget_is_spent(capsys):
     gpu_check = load_gpu_check()
-    threads = torch.get_num_threads()
-    args = ["--device", "cpu", "--quick", "--batch-size", "2", "--batches", "1", "--size", "64"]
-    try:
-        assert gpu_check.main([*args, "--threads", "1", "--budget", "1"]) == 0
-    finally:
-        torch.set_num_threads(threads)
+    assert run_gpu_check_tiny(gpu_check, "--budget", "1") == 0
     out = capsys.readouterr().out
     assert "compare --quick: skipped (--budget 1 s: " in out and " s left)" in out
 
@@ -556,12 +557,7 @@ def test_gpu_check_small_compare_timeout_without_budget(monkeypatch, capsys):
         return None, "stub"
 
     monkeypatch.setattr(gpu_check, "run_compare", stub)
-    threads = torch.get_num_threads()
-    args = ["--device", "cpu", "--quick", "--batch-size", "2", "--batches", "1", "--size", "64"]
-    try:
-        assert gpu_check.main([*args, "--threads", "1", "--compare-timeout", "20"]) == 0
-    finally:
-        torch.set_num_threads(threads)
+    assert run_gpu_check_tiny(gpu_check, "--compare-timeout", "20") == 0
     assert seen == [20.0] and "compare --quick --data digits --device cpu: stub" in capsys.readouterr().out
 
 
