@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     )
     from cnn.explain import CAM_METHODS, FeatureMaps, grad_cam
     from cnn.freezing import Strategy, choose_strategy, count_parameters, freeze, set_parameter_requires_grad
-    from cnn.fusion import count_batchnorm, fold_batchnorm
+    from cnn.fusion import count_batchnorm, exact_float32, fold_batchnorm
     from cnn.io import IMAGE_EXTENSIONS, INTERPOLATIONS, UnreadableImageError, read_image, resize, write_image
     from cnn.perturbation import Faithfulness, faithfulness, perturbation_curves
     from cnn.plots import (
@@ -79,6 +79,7 @@ _EXPORTS = {
     "FeatureMaps": "cnn.explain",
     "grad_cam": "cnn.explain",
     "count_batchnorm": "cnn.fusion",
+    "exact_float32": "cnn.fusion",
     "fold_batchnorm": "cnn.fusion",
     "Strategy": "cnn.freezing",
     "choose_strategy": "cnn.freezing",
@@ -141,6 +142,7 @@ __all__ = [
     "denormalize",
     "describe_dataset",
     "evaluate",
+    "exact_float32",
     "faithfulness",
     "fold_batchnorm",
     "find_checkpoints",
