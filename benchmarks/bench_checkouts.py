@@ -4,16 +4,17 @@ A ratio against the scikit-image baseline moves with the state of a shared machi
 scikit-image do not slow down alike), so a lower ratio than last week's does not tell whether the
 code got slower. This script answers that question: it times ``slic_batch`` and
 :meth:`bridge.convert.ImageToGraph.batch_tensor` (``slic_torch``, colour + centroid, region edges,
-32 uint8 photo crops of 224 px, 75 segments) for the code of every checkout given, in a fresh
-process per checkout (each imports its own ``bridge``), in interleaved rounds, with this
-environment's packages. Printed: images/s (best over the rounds) and the ratio to the first
-checkout, with the nodes per graph each one builds.
+32 uint8 photo crops of 224 px or ``--size``, 75 segments; ``--gray``: the crops in grey, given as RGB)
+for the code of every checkout given, in a fresh process per checkout (each imports its own
+``bridge``), in interleaved rounds, with this environment's packages. Printed: images/s (best over
+the rounds) and the ratio to the first checkout, with the nodes per graph each one builds.
 
 Usage:
     git worktree add /tmp/old <commit>
     .venv/bin/python benchmarks/bench_checkouts.py /tmp/old .       # 3 rounds, about 1 minute
     .venv/bin/python benchmarks/bench_checkouts.py /tmp/old . --rounds 1 --images 4   # smoke run
     .venv/bin/python benchmarks/bench_checkouts.py /tmp/old . --cnn   # also CNN node features (~3 minutes)
+    .venv/bin/python benchmarks/bench_checkouts.py /tmp/old . --size 160 --gray   # make demo's elpv view
 """
 
 from __future__ import annotations
@@ -38,8 +39,11 @@ sys.path.insert(0, sys.argv[1]); sys.path.insert(1, sys.argv[2])
 from bench_graph_building import sample_images
 from bench_scaling import measure
 from bridge.slic import slic_batch
-n, repeats = int(sys.argv[3]), int(sys.argv[4])
-imgs = torch.from_numpy(np.stack(sample_images(n, 224)))
+n, repeats, size = int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[6])
+imgs = torch.from_numpy(np.stack(sample_images(n, size)))
+if sys.argv[7] == "gray":  # grey photos as RGB (R = G = B), as pixgraph compare gives elpv and MNIST
+    imgs = imgs.float().mul(torch.tensor([0.299, 0.587, 0.114])).sum(-1).round().to(torch.uint8)
+    imgs = imgs.unsqueeze(-1).expand(-1, -1, -1, 3).contiguous()
 x = imgs.float() / 255
 slic_batch(x, n_segments=75)  # warm-up, untimed, as measure() and best() do
 slic = float("inf")
@@ -72,10 +76,12 @@ print(json.dumps(out))
 """
 
 
-def run_child(checkout: Path, images: int, repeats: int, cnn: bool = False) -> dict[str, float]:
+def run_child(
+    checkout: Path, images: int, repeats: int, cnn: bool = False, size: int = 224, gray: bool = False
+) -> dict[str, float]:
     """Time one checkout in a fresh interpreter; returns images/s of every stage and nodes per graph."""
     cmd = [sys.executable, "-c", _CHILD, str(checkout), str(HERE), str(images), str(repeats)]
-    cmd.append("cnn" if cnn else "-")
+    cmd += ["cnn" if cnn else "-", str(size), "gray" if gray else "-"]
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise SystemExit(f"timing {checkout} failed:\n{done.stderr.strip()[-2000:]}")
@@ -96,6 +102,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds over the checkouts (default 3)")
     ap.add_argument("--images", type=int, default=32, help="images per batch (default 32)")
     ap.add_argument("--repeats", type=int, default=5, help="timed calls per stage and round (default 5)")
+    ap.add_argument("--size", type=int, default=224, help="image side in pixels (default 224)")
+    ap.add_argument(
+        "--gray",
+        action="store_true",
+        help="grey photos given as RGB (R = G = B), as pixgraph compare gives elpv and MNIST",
+    )
     ap.add_argument(
         "--cnn",
         action="store_true",
@@ -109,15 +121,18 @@ def main(argv: list[str] | None = None) -> None:
             raise SystemExit(f"{root} has no bridge/slic.py; give the root of a pixgraph checkout")
     if min(args.rounds, args.images, args.repeats) < 1:
         raise SystemExit("--rounds, --images and --repeats must be at least 1")
+    if args.size < 16:
+        raise SystemExit(f"--size must be at least 16 pixels, got {args.size}")
     print(
         f"python {platform.python_version()}, torch {torch.__version__}, "
         f"torch threads {torch.get_num_threads()}; "
-        f"{args.images} images of 224 px, 75 segments, best of {args.rounds} rounds x {args.repeats} calls"
+        f"{args.images} {'grey ' if args.gray else ''}images of {args.size} px, 75 segments, "
+        f"best of {args.rounds} rounds x {args.repeats} calls"
     )
     runs: dict[Path, list[dict[str, float]]] = {root: [] for root in roots}
     for _ in range(args.rounds):
         for root in roots:
-            runs[root].append(run_child(root, args.images, args.repeats, args.cnn))
+            runs[root].append(run_child(root, args.images, args.repeats, args.cnn, args.size, args.gray))
     best = {
         root: {key: (value if key == "nodes" else max(r[key] for r in got)) for key, value in got[0].items()}
         for root, got in runs.items()

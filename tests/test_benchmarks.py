@@ -179,3 +179,16 @@ def test_bench_slic_parity_on_a_dataset_of_compare(load, capsys):
     row = next(line for line in out.splitlines() if line.startswith("| 32 | 9 |"))
     count_ratio = float(row.split("|")[5])
     assert 0.2 < count_ratio < 5
+
+
+def test_bench_checkouts_times_grey_images_of_the_size_given(load, capsys):
+    bench = load("bench_checkouts")
+    root = str(BENCHMARKS.parent)
+    bench.main([root, root, "--rounds", "1", "--images", "2", "--repeats", "1", "--size", "48", "--gray"])
+    out = capsys.readouterr().out
+    assert "2 grey images of 48 px, 75 segments, best of 1 rounds x 1 calls" in out
+    rows = [line for line in out.splitlines() if line.startswith(f"| {root} ")]
+    assert len(rows) == 2 and rows[0].split("|")[3].strip() == "1.00x"
+    assert rows[0].split("|")[-2] == rows[1].split("|")[-2]  # the same code builds the same graphs
+    with pytest.raises(SystemExit, match="--size must be at least 16"):
+        bench.main([root, "--size", "8"])

@@ -1036,3 +1036,40 @@ def test_parity_benchmark_explains_where_scikit_image_superpixels_go():
     noisy = [np.random.default_rng(0).integers(0, 256, (48, 48, 3), dtype=np.uint8)]
     g = bench.fragmentation(noisy, 9)
     assert g["centres"] == 9.0 and g["kept"] < g["clusters"]
+
+
+def test_grey_lightness_is_the_l_of_rgb_to_lab():
+    """L of R = G = B pixels from the one-channel path equals rgb_to_lab's bit for bit; their a and b,
+    which the grey path leaves out, are small (the rounded D65 white point) and add under 1e-6 of the
+    squared L distance between two greys (SLIC's nearest centre counts 2e-6 relative as a tie)."""
+    rand = torch.rand(4091, generator=torch.manual_seed(0))
+    v = torch.cat([torch.tensor([0.0, 0.04045, 0.0405, 0.5, 1.0]), rand])
+    lab = rgb_to_lab(v.view(-1, 1).expand(-1, 3))
+    assert torch.equal(bridge.slic._grey_lightness(v.view(-1, 1)), lab[:, :1])
+    assert lab[:, 1:].abs().max() < 5e-3
+    some = lab[:1000].double()
+    d = (some.unsqueeze(0) - some.unsqueeze(1)).square()  # all pairs of the first 1000
+    far = d[..., 0] > 1.0
+    assert far.sum() > 500_000 and (d[..., 1:].sum(-1)[far] / d[..., 0][far]).max() < 1e-6
+
+
+@pytest.mark.parametrize(("size", "n"), [(64, 75), (160, 75), (224, 75), (96, 200)])
+def test_grey_images_given_as_rgb_segment_as_in_cielab(photos, size, n, monkeypatch):
+    """A batch of grey images as RGB takes the L-only path (rgb_to_lab is never called) and gives the
+    labels the full CIELAB path gives the same images (forced by a colour image in the batch; every
+    image of a batch is segmented independently)."""
+    grey = np.stack([resize(color.rgb2gray(getattr(skdata, name)()), (size, size)) for name in PHOTOS])
+    grey = np.repeat(grey.astype(np.float32)[..., None], 3, axis=3)
+    colour = resize(skdata.astronaut(), (size, size)).astype(np.float32)[None]
+    full = slic_batch(np.concatenate([grey, colour]), n_segments=n)[: len(PHOTOS)]
+
+    def no_lab(*args, **kwargs):
+        raise AssertionError("rgb_to_lab called for a grey batch")
+
+    monkeypatch.setattr(bridge.slic, "rgb_to_lab", no_lab)
+    fast = slic_batch(grey, n_segments=n)
+    np.testing.assert_array_equal(fast, full)
+    assert_label_contract(fast, grey.shape[:3])
+    with pytest.raises(AssertionError, match="grey batch"):  # one colour pixel: the CIELAB path
+        grey[0, 0, 0, 0] = 0.5 if grey[0, 0, 0, 0] != 0.5 else 0.25
+        slic_batch(grey, n_segments=n)
