@@ -23,6 +23,7 @@ import numbers
 from typing import Any
 
 import numpy as np
+import torch
 
 __all__ = [
     "as_float_image",
@@ -34,6 +35,7 @@ __all__ = [
     "check_positive_int",
     "check_sigma",
     "check_size",
+    "is_grey_rgb",
 ]
 
 
@@ -267,3 +269,24 @@ def check_backbone(backbone: Any) -> None:
     missing = [a for a in ("input_size", "mean", "std") if not hasattr(cfg, a)]
     if missing:
         raise TypeError(f"backbone.cfg lacks {missing}; expected a PreprocessConfig")
+
+
+def is_grey_rgb(pixels: torch.Tensor) -> bool:
+    """Whether channels-last pixels are grey given as RGB: 3 channels, ``R = G = B`` in every pixel.
+
+    Grey datasets reach the bridge as RGB (elpv and MNIST in ``pixgraph compare``, for the CNN); their
+    colour work can then be done on one channel. ``torch.equal`` stops at the first colour pixel, so a
+    colour batch costs next to nothing; on a GPU the answer is one host sync.
+
+    Shapes:
+        - pixels: ``(..., C)``
+
+    Example:
+        >>> is_grey_rgb(torch.full((2, 4, 4, 3), 0.5)), is_grey_rgb(torch.rand(2, 4, 4, 3))
+        (True, False)
+    """
+    return (
+        pixels.shape[-1] == 3
+        and torch.equal(pixels[..., 0], pixels[..., 1])
+        and torch.equal(pixels[..., 1], pixels[..., 2])
+    )

@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from cnn.fusion import exact_float32
 from engine.modes import eval_mode
 
-from .checks import as_float_image, check_backbone, check_labels, check_positive_int
+from .checks import as_float_image, check_backbone, check_labels, check_positive_int, is_grey_rgb
 from .edges import LabelRuns, label_runs, sum_by_index
 
 __all__ = [
@@ -271,14 +271,18 @@ def batch_hand_features(
     pos = pos.to(torch.float32)
     cols_out: list[torch.Tensor] = []
     mean = torch.empty(total, 0, dtype=f64, device=dev)
+    pix = images.reshape(-1, c)
     if "color_mean" in features or "color_std" in features:
-        pix = images.reshape(-1, c)
-        run_sum = torch.segment_reduce(pix, "sum", lengths=length, axis=0, unsafe=True)  # (R, C)
-        sums = torch.zeros(total, c, dtype=f64, device=dev).index_add_(0, node, run_sum.to(f64))
+        # grey images given as RGB: the statistics of one channel, repeated (every channel is reduced
+        # on its own: the same values)
+        if is_grey_rgb(pix):
+            pix = pix[:, :1].contiguous()
+        run_sum = torch.segment_reduce(pix, "sum", lengths=length, axis=0, unsafe=True)  # (R, C or 1)
+        sums = torch.zeros(total, pix.shape[1], dtype=f64, device=dev).index_add_(0, node, run_sum.to(f64))
         mean = sums / counts.unsqueeze(1)
     for f in features:
         if f == "color_mean":
-            cols_out.append(mean)
+            cols_out.append(mean.expand(-1, c))
         elif f == "color_std":
             # within each run around its own mean (float32, no cancellation), then between the runs
             run_mean = run_sum / length.unsqueeze(1).to(run_sum.dtype)
@@ -286,8 +290,9 @@ def batch_hand_features(
             dev_px.sub_(pix).square_()  # in place: one temporary of the image's size
             within = torch.segment_reduce(dev_px, "sum", lengths=length, axis=0, unsafe=True)
             between = (run_mean.to(f64) - mean.index_select(0, node)).square_().mul_(run_len.unsqueeze(1))
-            m2 = torch.zeros(total, c, dtype=f64, device=dev).index_add_(0, node, within.to(f64) + between)
-            cols_out.append(torch.sqrt(torch.clamp_min(m2 / counts.unsqueeze(1), 0.0)))
+            m2 = torch.zeros(total, pix.shape[1], dtype=f64, device=dev)
+            m2.index_add_(0, node, within.to(f64) + between)
+            cols_out.append(torch.sqrt(torch.clamp_min(m2 / counts.unsqueeze(1), 0.0)).expand(-1, c))
         elif f == "centroid":
             cols_out.append(pos.to(f64))
         elif f == "area":

@@ -70,7 +70,14 @@ import torch.nn.functional as F
 
 from cnn.fusion import exact_float32
 
-from .checks import check_compactness, check_n_segments, check_positive_int, check_sigma, check_size
+from .checks import (
+    check_compactness,
+    check_n_segments,
+    check_positive_int,
+    check_sigma,
+    check_size,
+    is_grey_rgb,
+)
 
 __all__ = ["VERSION", "auto_downsample", "rgb_to_lab", "slic_batch"]
 
@@ -644,11 +651,10 @@ def slic_batch(
     max_iter = int(max_iter)
     check_size(h, w, n_segments)
     x, dev = x.detach(), x.device
-    # grey images given as RGB (elpv and MNIST in pixgraph compare; R = G = B in every image): a and b
-    # are below float32's resolution of their distances (_grey_lightness), so they are segmented on L
-    # alone, one channel from here on (the same labels with a third of the colour work; torch.equal
-    # stops at the first colour pixel)
-    grey = c == 3 and torch.equal(x[..., 0], x[..., 1]) and torch.equal(x[..., 1], x[..., 2])
+    # grey images given as RGB (R = G = B in every image): a and b are below float32's resolution of
+    # their distances (_grey_lightness), so they are segmented on L alone, one channel from here on
+    # (the same labels with a third of the colour work)
+    grey = is_grey_rgb(x)
     if grey:
         x, c = x[..., :1].contiguous(), 1
     factor = auto_downsample(h, w, n_segments) if downsample is None else int(downsample)

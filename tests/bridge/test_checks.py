@@ -15,6 +15,7 @@ from bridge.checks import (
     check_n_segments,
     check_sigma,
     check_size,
+    is_grey_rgb,
 )
 
 
@@ -122,3 +123,16 @@ def test_check_backbone_errors():
         check_backbone(3)
     with pytest.raises(TypeError, match=r"backbone.cfg lacks \['std'\]"):
         check_backbone(_Backbone())
+
+
+def test_is_grey_rgb():
+    grey = torch.rand(2, 5, 7, 1).expand(-1, -1, -1, 3).contiguous()
+    assert is_grey_rgb(grey) and is_grey_rgb(grey.reshape(-1, 3)) and is_grey_rgb(grey.double())
+    for channel in (0, 1, 2):  # one pixel off in any channel
+        off = grey.clone()
+        off[1, 4, 6, channel] += 0.25
+        assert not is_grey_rgb(off)
+    nan = grey.clone()
+    nan[0, 0, 0] = float("nan")  # NaN equals nothing: not grey, and the finiteness checks see it
+    assert not is_grey_rgb(nan)
+    assert not is_grey_rgb(grey[..., :1]) and not is_grey_rgb(torch.zeros(2, 3, 3, 4))

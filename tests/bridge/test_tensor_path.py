@@ -198,6 +198,36 @@ def test_batch_hand_features_equals_hand_features(device, channels):
         )
 
 
+@pytest.mark.parametrize("device", DEVICES)
+def test_batch_hand_features_of_grey_images_given_as_rgb(device, monkeypatch):
+    """R = G = B images: the colour statistics of one channel, repeated (segment_reduce sees one
+    column), equal to those of the same images reduced as three channels (forced by a colour image in
+    the batch; every image's statistics are its own) and to the NumPy version."""
+    maps = label_batch(5)
+    rng = np.random.default_rng(7)
+    grey = np.repeat(rng.random((len(maps), 13, 17, 1)).astype(np.float32), 3, axis=3)
+    colour = rng.random((1, 13, 17, 3)).astype(np.float32)
+    n = [int(m.max()) + 1 for m in maps]
+    labels = torch.from_numpy(np.stack(maps + maps[:1])).to(device)
+    nodes = torch.tensor(n + n[:1], device=device)
+    mixed, _ = batch_hand_features(
+        torch.from_numpy(np.concatenate([grey, colour])).to(device), labels, nodes, FEATURES
+    )
+    widths: list[int] = []
+    real = torch.segment_reduce
+
+    def spy(data, *args, **kwargs):
+        widths.append(data.shape[1])
+        return real(data, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "segment_reduce", spy)
+    x, _ = batch_hand_features(torch.from_numpy(grey).to(device), labels[:-1], nodes[:-1], FEATURES)
+    assert widths == [1, 1]  # the sums and the squared deviations, of one channel
+    assert torch.equal(x, mixed[: x.shape[0]])
+    parts = [hand_features(im, m, k, FEATURES)[0] for im, m, k in zip(grey, maps, n)]
+    np.testing.assert_allclose(x.cpu().numpy(), np.concatenate(parts), rtol=1e-6, atol=1e-6)
+
+
 # -- CNN pooling ----------------------------------------------------------------------------------
 
 
