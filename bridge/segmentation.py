@@ -573,7 +573,10 @@ def _slic_torch_tensor(
     if n_segments == 1:
         return torch.zeros(images.shape[:3], dtype=torch.int64, device=images.device)
     labels = slic_batch(images, n_segments=n_segments, compactness=compactness, sigma=sigma)
-    return labels.masked_fill_(_flat_images(images).view(-1, 1, 1), 0)
+    flat = _flat_images(images)
+    if bool(flat.any()):  # known on the host already (_flat_images reads it); else no pass over labels
+        labels.masked_fill_(flat.view(-1, 1, 1), 0)
+    return labels
 
 
 def _flat_images(images: torch.Tensor) -> torch.Tensor:
