@@ -1053,23 +1053,36 @@ def test_grey_lightness_is_the_l_of_rgb_to_lab():
     assert far.sum() > 500_000 and (d[..., 1:].sum(-1)[far] / d[..., 0][far]).max() < 1e-6
 
 
-@pytest.mark.parametrize(("size", "n"), [(64, 75), (160, 75), (224, 75), (96, 200)])
-def test_grey_images_given_as_rgb_segment_as_in_cielab(photos, size, n, monkeypatch):
+@pytest.mark.parametrize(
+    ("size", "n", "options"),
+    [
+        (64, 75, {}),
+        (160, 75, {}),
+        (224, 75, {}),
+        (96, 200, {"sigma": 1.0}),
+        (96, 75, {"downsample": 3}),
+        (96, 75, {"dtype": np.float64}),
+        (96, 75, {"dtype": np.float16}),
+    ],
+)
+def test_grey_images_given_as_rgb_segment_as_in_cielab(photos, size, n, options, monkeypatch):
     """A batch of grey images as RGB takes the L-only path (rgb_to_lab is never called) and gives the
     labels the full CIELAB path gives the same images (forced by a colour image in the batch; every
     image of a batch is segmented independently)."""
     grey = np.stack([resize(color.rgb2gray(getattr(skdata, name)()), (size, size)) for name in PHOTOS])
-    grey = np.repeat(grey.astype(np.float32)[..., None], 3, axis=3)
-    colour = resize(skdata.astronaut(), (size, size)).astype(np.float32)[None]
-    full = slic_batch(np.concatenate([grey, colour]), n_segments=n)[: len(PHOTOS)]
+    options = dict(options)
+    dtype = options.pop("dtype", np.float32)
+    grey = np.repeat(grey.astype(dtype)[..., None], 3, axis=3)
+    colour = resize(skdata.astronaut(), (size, size)).astype(dtype)[None]
+    full = slic_batch(np.concatenate([grey, colour]), n_segments=n, **options)[: len(PHOTOS)]
 
     def no_lab(*args, **kwargs):
         raise AssertionError("rgb_to_lab called for a grey batch")
 
     monkeypatch.setattr(bridge.slic, "rgb_to_lab", no_lab)
-    fast = slic_batch(grey, n_segments=n)
+    fast = slic_batch(grey, n_segments=n, **options)
     np.testing.assert_array_equal(fast, full)
     assert_label_contract(fast, grey.shape[:3])
     with pytest.raises(AssertionError, match="grey batch"):  # one colour pixel: the CIELAB path
         grey[0, 0, 0, 0] = 0.5 if grey[0, 0, 0, 0] != 0.5 else 0.25
-        slic_batch(grey, n_segments=n)
+        slic_batch(grey, n_segments=n, **options)
