@@ -275,8 +275,9 @@ def is_grey_rgb(pixels: torch.Tensor) -> bool:
     """Whether channels-last pixels are grey given as RGB: 3 channels, ``R = G = B`` in every pixel.
 
     Grey datasets reach the bridge as RGB (elpv and MNIST in ``pixgraph compare``, for the CNN); their
-    colour work can then be done on one channel. ``torch.equal`` stops at the first colour pixel, so a
-    colour batch costs next to nothing; on a GPU the answer is one host sync.
+    colour work can then be done on one channel. On the CPU ``torch.equal`` stops at the first colour
+    pixel, so a colour batch costs next to nothing; on a GPU it compares every pixel (a bool temporary)
+    and reads the answer back, once per channel pair.
 
     Shapes:
         - pixels: ``(..., C)``

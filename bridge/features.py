@@ -271,8 +271,8 @@ def batch_hand_features(
     pos = pos.to(torch.float32)
     cols_out: list[torch.Tensor] = []
     mean = torch.empty(total, 0, dtype=f64, device=dev)
-    pix = images.reshape(-1, c)
     if "color_mean" in features or "color_std" in features:
+        pix = images.reshape(-1, c)  # a copy of non-contiguous images: only for colour statistics
         # grey images given as RGB: the statistics of one channel, repeated (every channel is reduced
         # on its own: the same values)
         if is_grey_rgb(pix):

@@ -574,23 +574,25 @@ def _slic_torch_tensor(
         return torch.zeros(images.shape[:3], dtype=torch.int64, device=images.device)
     labels = slic_batch(images, n_segments=n_segments, compactness=compactness, sigma=sigma)
     flat = _flat_images(images)
-    if bool(flat.any()):  # known on the host already (_flat_images reads it); else no pass over labels
+    if flat is not None:  # else no image can be flat: no pass over the label maps
         labels.masked_fill_(flat.view(-1, 1, 1), 0)
     return labels
 
 
-def _flat_images(images: torch.Tensor) -> torch.Tensor:
-    """``(B,)`` bool: images whose pixels all equal their first pixel.
+def _flat_images(images: torch.Tensor) -> torch.Tensor | None:
+    """``(B,)`` bool: images whose pixels all equal their first pixel; ``None`` when none is.
 
-    A sparse grid of pixels is compared first (a photo differs there); only the images that pass are
-    compared pixel by pixel, so a batch without flat images costs a fraction of one pass.
+    A sparse grid of pixels is compared first (a photo differs there; one host read of the answer);
+    only the images that pass are compared pixel by pixel, so a batch without flat images costs a
+    fraction of one pass and gives ``None`` without a second read.
     """
     first = images[:, :1, :1]
     flat = (images[:, ::7, ::7] == first).flatten(1).all(1)
-    if bool(flat.any()):
-        idx = torch.nonzero(flat).squeeze(1)
-        some = images.index_select(0, idx)
-        flat[idx] = (some == some[:, :1, :1]).flatten(1).all(1)
+    if not bool(flat.any()):
+        return None
+    idx = torch.nonzero(flat).squeeze(1)
+    some = images.index_select(0, idx)
+    flat[idx] = (some == some[:, :1, :1]).flatten(1).all(1)
     return flat
 
 
