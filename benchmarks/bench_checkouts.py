@@ -15,6 +15,7 @@ Usage:
     .venv/bin/python benchmarks/bench_checkouts.py /tmp/old . --rounds 1 --images 4   # smoke run
     .venv/bin/python benchmarks/bench_checkouts.py /tmp/old . --cnn   # also CNN node features (~3 minutes)
     .venv/bin/python benchmarks/bench_checkouts.py /tmp/old . --size 160 --gray   # make demo's elpv view
+    .venv/bin/python benchmarks/bench_checkouts.py /tmp/old . --labels elpv:160 photos:224   # same labels?
 """
 
 from __future__ import annotations
@@ -24,8 +25,10 @@ import json
 import platform
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
+import numpy as np
 import torch
 
 HERE = Path(__file__).resolve().parent
@@ -76,6 +79,59 @@ print(json.dumps(out))
 """
 
 
+# labels of every image of each setting, saved to one .npz (argv[3]); settings "<data>:<size>" (every image
+# of a pixgraph compare dataset as compare prepares it, 75 segments, batches of 32) or "photos:<size>"
+# (the 32 photo crops, 25 / 75 / 200 segments)
+_LABELS_CHILD = """
+import sys, numpy as np, torch
+sys.path.insert(0, sys.argv[1]); sys.path.insert(1, sys.argv[2])
+from bench_graph_building import sample_images
+from bridge.slic import slic_batch
+out = {}
+for spec in sys.argv[4:]:
+    name, size = spec.split(":")[0], int(spec.split(":")[1])
+    if name == "photos":
+        x = torch.from_numpy(np.stack(sample_images(32, size))).float() / 255
+        for n in (25, 75, 200):
+            out[f"photos:{size}:{n}"] = slic_batch(x, n_segments=n).numpy()
+        continue
+    from bridge.compare.config import CompareConfig
+    from bridge.compare.workbench import Workbench
+    cfg = CompareConfig(data=name, image_size=size, seeds=(0,), device="cpu", weights=None)
+    images = Workbench(cfg, None, log=lambda m: None, progress=False, download=False).data.images
+    x = torch.from_numpy(images).float() / 255
+    maps = [slic_batch(x[i : i + 32], n_segments=75) for i in range(0, len(x), 32)]
+    out[f"{name}:{size}:75"] = torch.cat(maps).numpy()
+np.savez_compressed(sys.argv[3], **out)
+"""
+
+
+def compare_labels(roots: list[Path], settings: list[str]) -> None:
+    """Label maps of every checkout on the same images (:data:`_LABELS_CHILD`), against the first one's:
+    pixels and images with another label."""
+    with tempfile.TemporaryDirectory() as tmp:
+        got = []
+        for k, root in enumerate(roots):
+            path = Path(tmp) / f"{k}.npz"
+            cmd = [sys.executable, "-c", _LABELS_CHILD, str(root), str(HERE), str(path), *settings]
+            done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+            if done.returncode != 0:
+                raise SystemExit(f"labels of {root} failed:\n{done.stderr.strip()[-2000:]}")
+            with np.load(path) as f:
+                got.append({key: f[key] for key in f.files})
+    print(
+        "| setting (data:size:segments) | images | pixels | checkout | pixels differing | images differing |"
+    )
+    print("|---|---:|---:|---|---:|---:|")
+    for key, ref in got[0].items():
+        for root, labels in zip(roots[1:], got[1:]):
+            diff = (labels[key] != ref).reshape(len(ref), -1)
+            print(
+                f"| {key} | {len(ref)} | {ref.size} | {describe(root)} | {int(diff.sum())} | "
+                f"{int(diff.any(1).sum())} |"
+            )
+
+
 def run_child(
     checkout: Path, images: int, repeats: int, cnn: bool = False, size: int = 224, gray: bool = False
 ) -> dict[str, float]:
@@ -109,6 +165,13 @@ def main(argv: list[str] | None = None) -> None:
         help="grey photos given as RGB (R = G = B), as pixgraph compare gives elpv and MNIST",
     )
     ap.add_argument(
+        "--labels",
+        nargs="+",
+        metavar="DATA:SIZE",
+        help="instead of timing: compare the label maps of every checkout with the first one's, on every "
+        "image of pixgraph compare datasets (e.g. elpv:160 mnist5k:64) or on the photo crops (photos:224)",
+    )
+    ap.add_argument(
         "--cnn",
         action="store_true",
         help="also time CNN node features (efficientnet_lite0, weights=None, last 3 stages): the bare "
@@ -123,6 +186,12 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit("--rounds, --images and --repeats must be at least 1")
     if args.size < 16:
         raise SystemExit(f"--size must be at least 16 pixels, got {args.size}")
+    if args.labels:
+        bad = [s for s in args.labels if len(s.split(":")) != 2 or not s.split(":")[1].isdigit()]
+        if bad:
+            raise SystemExit(f"--labels takes DATA:SIZE settings such as elpv:160 or photos:224, got {bad}")
+        compare_labels(roots, args.labels)
+        return
     print(
         f"python {platform.python_version()}, torch {torch.__version__}, "
         f"torch threads {torch.get_num_threads()}; "

@@ -192,3 +192,13 @@ def test_bench_checkouts_times_grey_images_of_the_size_given(load, capsys):
     assert rows[0].split("|")[-2] == rows[1].split("|")[-2]  # the same code builds the same graphs
     with pytest.raises(SystemExit, match="--size must be at least 16"):
         bench.main([root, "--size", "8"])
+
+
+def test_bench_checkouts_compares_the_labels_of_checkouts(load, capsys):
+    bench = load("bench_checkouts")
+    root = str(BENCHMARKS.parent)
+    bench.main([root, root, "--labels", "digits:32", "photos:32"])
+    rows = [line.split("|") for line in capsys.readouterr().out.splitlines() if line.startswith("| digits")]
+    assert len(rows) == 1 and rows[0][2].strip() == "1797" and rows[0][5:7] == [" 0 ", " 0 "]
+    with pytest.raises(SystemExit, match="DATA:SIZE"):
+        bench.main([root, "--labels", "elpv"])
