@@ -206,7 +206,25 @@ def _add_data(p: _Parser, *, graphs: bool = False) -> None:
         metavar="STRATEGY",
         help="Lightning strategy for training: auto (default; ddp_spawn with --devices > 1), ddp, ...",
     )
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_progress(p)
+
+
+def _add_progress(p: _Parser) -> None:
+    """``--progress`` / ``--no-progress``; neither: bars only when standard error is a terminal."""
+    g = p.add_mutually_exclusive_group()
+    g.add_argument(
+        "--progress",
+        action="store_true",
+        default=None,
+        help="progress bars also when standard error is not a terminal (default: only on a terminal, "
+        "so that a log file gets the result lines, not thousands of bar updates)",
+    )
+    g.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+
+
+def _progress(args: argparse.Namespace) -> bool:
+    """Whether to show progress bars: as asked, else when standard error is a terminal."""
+    return bool(sys.stderr.isatty()) if args.progress is None else bool(args.progress)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -290,7 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="cache folder (default $PIXGRAPH_CACHE/graphs or ~/.cache/pixgraph/graphs)",
     )
     p.add_argument("--workers", type=int, default=None)
-    p.add_argument("--no-progress", action="store_true")
+    _add_progress(p)
 
     p = add(
         "explain",
@@ -486,7 +504,7 @@ def _run_compare(args: argparse.Namespace, explicit: set[str], **fixed: Any) -> 
     from bridge.compare.run import compare
 
     cfg, out = _compare_config(args, explicit, **fixed)
-    results = compare(cfg, out=out, progress=not args.no_progress, log=_log, download=not args.no_download)
+    results = compare(cfg, out=out, progress=_progress(args), log=_log, download=not args.no_download)
     failed = {a: e for a, e in results["arms"].items() if e["status"] != "ok"}
     if failed:
         for arm, entry in failed.items():
@@ -695,7 +713,7 @@ def _train_graph_dataset(args: argparse.Namespace, explicit: set[str]) -> int:
             epochs=epochs,
             lr=cfg.lr_gnn,
             seed=seed,
-            progress=not args.no_progress,
+            progress=_progress(args),
             **fit_kw,
         )
         metrics = evaluate(model, GraphLoader(test, batch_size=batch_size))
@@ -766,7 +784,7 @@ def _cmd_graphs(args: argparse.Namespace, explicit: set[str]) -> int:
         n_segments=args.n_segments, method=args.method, edges=args.edges, k=args.k, backbone=backbone
     )
     ds = load_dataset(args.data, max_per_class=args.max_per_class, **_source_kwargs(args))
-    graphs = GraphDataset(ds, conv, root=root, workers=args.workers, progress=not args.no_progress)
+    graphs = GraphDataset(ds, conv, root=root, workers=args.workers, progress=_progress(args))
     nodes = np.array([g.num_nodes for g in graphs])
     edges = np.array([g.edge_index.shape[1] // 2 for g in graphs])
     print(conv)

@@ -226,7 +226,7 @@ def fake_compare(monkeypatch):
     calls = []
 
     def compare(cfg, *, out=None, progress=True, log=None, download=True):
-        calls.append((cfg, out, download))
+        calls.append((cfg, out, download, progress))
         return {"arms": {a: {"status": "ok"} for a in cfg.arms}, "out": str(out)}
 
     monkeypatch.setattr(run_module, "compare", compare)
@@ -513,6 +513,25 @@ def test_folder_of_photos_end_to_end(tmp_path, capsys):
     assert "| A. linear probe" in printed and "report:" in printed
     assert (out / "report.md").exists() and (out / "results.json").exists()
     assert json.loads((out / "data.json").read_text())["n_images"] == 16
+
+
+@pytest.mark.parametrize(
+    "flags, terminal, bars",
+    [([], True, True), ([], False, False), (["--progress"], False, True), (["--no-progress"], True, False)],
+)
+def test_progress_bars_only_on_a_terminal_unless_asked(
+    tmp_path, monkeypatch, fake_compare, flags, terminal, bars
+):
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: terminal)
+    assert main(["compare", "--data", "digits", "--out", str(tmp_path / "r"), *flags]) == 0
+    assert fake_compare[-1][3] is bars
+
+
+def test_progress_and_no_progress_together_are_refused(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["graphs", "--data", "digits", "--progress", "--no-progress"])
+    assert exc.value.code == 2
+    assert "not allowed with argument --progress" in capsys.readouterr().err
 
 
 def test_parser_keeps_argparse_defaults_apart_from_given_options():
