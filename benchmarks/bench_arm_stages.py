@@ -2,7 +2,9 @@
 
 On the working images of a comparison (``CompareConfig`` with ``--data``, ``--max-per-class`` and
 ``--image-size``; elpv at 160 px and 250 per class is `make demo`'s setting), the first ``--images``
-test images go through, batch by batch (the comparison's batch size), best of ``--repeats`` passes:
+test images go through, batch by batch (the comparison's batch size), in ``--repeats`` rounds of one
+pass per stage in turn (interleaved: a slower minute of a shared machine falls on every stage alike);
+the fastest pass of each counts, and the slowest is printed beside it:
 
 - ``B``: the backbone with a new 2-class head (arm B's network; untrained, the cost does not depend on
   the weights), from uint8 images to logits;
@@ -40,14 +42,25 @@ if __name__ == "__main__":  # run as a script: this checkout's packages first, n
 
 def best_rate(run: Callable[[np.ndarray], Any], images: np.ndarray, batch: int, repeats: int) -> float:
     """Images/s of ``run`` over ``images`` in batches: one warm-up batch, the fastest of ``repeats``."""
-    run(images[:batch])
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        for i in range(0, len(images), batch):
-            run(images[i : i + batch])
-        best = min(best, time.perf_counter() - t0)
-    return len(images) / best
+    return pass_rates({"run": run}, images, batch, repeats)["run"][0]
+
+
+def pass_rates(
+    runs: dict[str, Callable[[np.ndarray], Any]], images: np.ndarray, batch: int, rounds: int
+) -> dict[str, list[float]]:
+    """Images/s of every pass of every run, fastest first: one warm-up batch each, then ``rounds`` rounds
+    of one pass per run in turn (interleaved, so that a slower minute of the machine falls on every run
+    alike)."""
+    for run in runs.values():
+        run(images[:batch])
+    rates: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(rounds):
+        for name, run in runs.items():
+            t0 = time.perf_counter()
+            for i in range(0, len(images), batch):
+                run(images[i : i + batch])
+            rates[name].append(len(images) / (time.perf_counter() - t0))
+    return {name: sorted(r, reverse=True) for name, r in rates.items()}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -57,7 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--image-size", type=int, default=160, help="the working view (default 160)")
     p.add_argument("--images", type=int, default=None, help="test images timed (default 64; quick: 8)")
     p.add_argument(
-        "--repeats", type=int, default=None, help="passes, the fastest counts (default 3; quick: 1)"
+        "--repeats", type=int, default=None, help="rounds, the fastest pass counts (default 3; quick: 1)"
     )
     p.add_argument("--quick", action="store_true", help="20 per class, 8 images, 1 pass, unless given")
     p.add_argument(
@@ -122,14 +135,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     ]
     print(
         f"{args.data}: {len(imgs)} test images at {imgs.shape[1]} px, {cfg.n_segments} segments "
-        f"({cfg.segmentation}), batch {bs}, {torch.get_num_threads()} threads, best of {args.repeats}, "
+        f"({cfg.segmentation}), batch {bs}, {torch.get_num_threads()} threads, best of {args.repeats} "
+        "interleaved rounds, "
         f"freed memory {'kept' if kept else 'given back (glibc default)'}"
     )
-    rates: dict[str, float] = {}
     with torch.inference_mode():
-        for name, run in stages:
-            rates[name] = best_rate(run, imgs, bs, args.repeats)
-            print(f"{name:20s} {rates[name]:8.1f} img/s {1e3 / rates[name]:7.2f} ms/img", flush=True)
+        passes = pass_rates(dict(stages), imgs, bs, args.repeats)
+    rates = {name: r[0] for name, r in passes.items()}
+    for name, r in passes.items():
+        spread = f"passes {r[-1]:.1f} .. {r[0]:.1f} img/s" if len(r) > 1 else ""
+        print(f"{name:20s} {r[0]:8.1f} img/s {1e3 / r[0]:7.2f} ms/img   {spread}", flush=True)
     beyond = 1e3 / rates["C"] - 1e3 / rates["frozen features"]
     print(f"C / B: {rates['C'] / rates['B']:.2f}x; C beyond its backbone pass: {beyond:.2f} ms/img")
     return 0

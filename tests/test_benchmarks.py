@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -107,6 +108,24 @@ def test_bench_arm_stages_prints_every_stage_and_the_ratio(load, capsys):
         assert any(line.startswith(stage) and line.rstrip().endswith("ms/img") for line in out.splitlines())
     assert "C / B: " in out and "C beyond its backbone pass: " in out
     assert "freed memory kept" in out or "freed memory given back" in out
+
+
+def test_bench_arm_stages_times_the_stages_round_by_round(load, monkeypatch):
+    bench = load("bench_arm_stages")
+    clock, calls = [0.0], []
+
+    def stage(name, cost):
+        def run(x):
+            calls.append(name)
+            clock[0] += cost * len(x) * (1 + calls.count(name))  # every stage slows down as time goes on
+
+        return run
+
+    monkeypatch.setattr(bench.time, "perf_counter", lambda: clock[0])
+    rates = bench.pass_rates({"b": stage("b", 1.0), "c": stage("c", 2.0)}, np.zeros((8, 1)), 4, 3)
+    assert calls == ["b", "c"] + ["b", "b", "c", "c"] * 3  # warm-ups, then one pass of each per round
+    assert rates["b"][0] > rates["b"][-1] and rates["b"] == sorted(rates["b"], reverse=True)
+    assert len(rates["c"]) == 3 and rates["c"][0] == pytest.approx(8 / (2.0 * 4 * (3 + 4)))  # the first round
 
 
 def test_bench_keep_freed_memory_alternates_fresh_processes(load, monkeypatch, capsys):

@@ -37,7 +37,14 @@ def device_record(device: torch.device) -> dict[str, str]:
 
 
 def result_cell(
-    bench: Workbench, model: nn.Module, history: Any, preds: torch.Tensor, *, train_time: float, speed: float
+    bench: Workbench,
+    model: nn.Module,
+    history: Any,
+    preds: torch.Tensor,
+    *,
+    train_time: float,
+    speed: float,
+    backbone_speed: float | None = None,
 ) -> dict[str, Any]:
     """The cell of one trained model: test metrics, predictions, history, time, speed, parameters.
 
@@ -49,6 +56,8 @@ def result_cell(
         train_time: seconds of training.
         speed: images per second at inference (:meth:`Workbench.speed`), measured on ``bench.device``
             (recorded as ``device``, :func:`device_record`).
+        backbone_speed: images per second of the frozen backbone timed in the same rounds
+            (:meth:`Workbench.speed_and_backbone`), recorded as ``backbone_images_per_s``.
 
     Shapes:
         - preds: ``(len(bench.data.test),)`` class indices in the order of ``bench.data.test``.
@@ -71,6 +80,7 @@ def result_cell(
         "history": history.to_dict() if hasattr(history, "to_dict") else dict(history),
         "train_time_s": train_time,
         "images_per_s": speed,
+        **({} if backbone_speed is None else {"backbone_images_per_s": backbone_speed}),
         **device_record(bench.device),
         "trainable_params": int(trainable),
         "total_params": int(total),

@@ -17,6 +17,7 @@ __all__ = [
     "faithfulness_table",
     "paired_differences",
     "paired_lines",
+    "speed_line",
     "summarise",
     "summary_table",
     "validation_accuracy",
@@ -72,6 +73,10 @@ def summarise(cfg: CompareConfig, cells: dict[tuple[str, int], dict[str, Any]]) 
                 "train_time_s_mean": float(np.mean([c["train_time_s"] for c in ok])),
                 "images_per_s": float(np.mean([c["images_per_s"] for c in ok])),
             }
+            backbone = [c.get("backbone_images_per_s") for c in ok]
+            if all(backbone):  # cells of runs before 2026-12-07 have no backbone speed
+                ratios = [c["images_per_s"] / b for c, b in zip(ok, backbone)]
+                entry["summary"]["vs_backbone"] = float(np.mean(ratios))
             faithful = summarise_faithfulness([c.get("faithfulness") for c in ok])
             if faithful is not None:
                 entry["faithfulness"] = faithful
@@ -163,6 +168,30 @@ def faithfulness_table(arms: dict[str, Any]) -> list[str]:
         ),
     ]
     return lines
+
+
+def speed_line(arms: dict[str, Any]) -> str | None:
+    """Every arm's inference speed over the frozen backbone's, timed in the same rounds, and C / B
+    (arm C's ratio over arm B's); ``None`` when no arm has one (runs before 2026-12-07).
+
+    Each arm is timed minutes after the others; the ratio to the backbone timed beside it does not
+    depend on how fast the machine was in those minutes.
+
+    Example:
+        >>> speed_line(results["arms"])  # doctest: +SKIP
+        'Inference over the frozen backbone timed in the same rounds: A 0.98x, B 0.97x, C 0.62x; C / B 0.64x'
+    """
+    ratios = {
+        a: e["summary"]["vs_backbone"] for a, e in arms.items() if "vs_backbone" in e.get("summary", {})
+    }
+    if not ratios:
+        return None
+    parts = ", ".join(f"{_letter(arms, a)} {r:.2f}x" for a, r in ratios.items())
+    line = f"Inference over the frozen backbone timed in the same rounds: {parts}"
+    if "gnn_cnn" in ratios and "finetune" in ratios:
+        c, b = _letter(arms, "gnn_cnn"), _letter(arms, "finetune")
+        line += f"; {c} / {b} {ratios['gnn_cnn'] / ratios['finetune']:.2f}x"
+    return line
 
 
 def _letter(arms: dict[str, Any], arm: str) -> str:
@@ -333,6 +362,7 @@ def write_report(
     pictures, configuration and versions."""
     import torch
 
+    speeds = speed_line(arms)
     lines = [
         "# pixgraph comparison: CNN heads vs GNNs on superpixel graphs",
         "",
@@ -352,7 +382,14 @@ def write_report(
         "",
         "Inference img/s: from the cropped image to logits, graph building included for the GNN arms, "
         f"batch size {cfg.batch_size}, {torch.get_num_threads()} threads, {_speed_device(cfg, arms)}; "
-        "the fastest of 3 passes over up to 64 test images.",
+        "the fastest of 3 passes over up to 64 test images"
+        + (
+            "."
+            if speeds is None
+            else "; each arm's rounds also time the frozen backbone (image -> embedding), pass for pass, "
+            "so that its ratio to the backbone does not depend on how fast the machine was in that minute."
+        ),
+        *([] if speeds is None else ["", speeds + "."]),
     ]
     strategies = [
         c["strategy"] for c in arms.get("finetune", {}).get("seeds", {}).values() if "strategy" in c

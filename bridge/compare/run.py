@@ -158,7 +158,14 @@ def compare(
         ['e2e', 'finetune', 'gnn_cnn', 'gnn_color', 'linear_probe']
     """
     from bridge.compare.figures import write_figures
-    from bridge.compare.report import paired_differences, paired_lines, summarise, summary_table, write_report
+    from bridge.compare.report import (
+        paired_differences,
+        paired_lines,
+        speed_line,
+        summarise,
+        summary_table,
+        write_report,
+    )
     from bridge.compare.workbench import Workbench
     from bridge.segmentation import get_segmentation
 
@@ -210,7 +217,10 @@ def compare(
         }
         folder.write_json("results.json", results)
         write_report(folder, cfg, data, arms, figures, env, pairs)
-        paired = "".join(f"\n{line}" for line in paired_lines(pairs))
+        speeds = speed_line(arms)
+        paired = "".join(
+            f"\n{line}" for line in [*([] if speeds is None else [speeds]), *paired_lines(pairs)]
+        )
         log("\n" + summary_table(arms) + paired + f"\n\nreport: {folder.root / 'report.md'}")
         return results
 

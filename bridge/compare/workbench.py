@@ -10,7 +10,7 @@ import dataclasses
 import functools
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -380,17 +380,50 @@ class Workbench:
             >>> bench.speed(lambda imgs: probe(bench.normalize(imgs)))  # doctest: +SKIP
             812.4
         """
+        return self._speeds([run], n_max, repeat)[0]
+
+    @torch.inference_mode()
+    def speed_and_backbone(
+        self, run: Callable[[np.ndarray], Any], n_max: int = 64, repeat: int = 3
+    ) -> tuple[float, float]:
+        """:meth:`speed` of ``run`` and of the frozen backbone (image -> embedding), timed pass for pass.
+
+        Each of the ``repeat`` rounds times one pass of the backbone, then one pass of ``run``, over
+        the same images; the fastest pass of each counts. An arm's speed measured minutes after
+        another's also measures how fast the machine was then (on a shared VM the same pass can
+        vary by a third within a minute: ``benchmarks/bench_arm_stages.py`` prints the spread);
+        divided by the backbone's speed of its own rounds, it does not, so ratios between arms
+        (C / B) hold across the run.
+
+        Returns:
+            ``(images/s of run, images/s of the frozen backbone)``.
+
+        Example:
+            >>> run = lambda imgs: model(bench.normalize(imgs))  # doctest: +SKIP
+            >>> arm, backbone = bench.speed_and_backbone(run)  # doctest: +SKIP
+            >>> round(arm / backbone, 2)  # doctest: +SKIP
+            0.97
+        """
+        frozen = self.frozen
+        reference, arm = self._speeds([lambda imgs: frozen(self.normalize(imgs)), run], n_max, repeat)
+        return arm, reference
+
+    def _speeds(self, runs: Sequence[Callable[[np.ndarray], Any]], n_max: int, repeat: int) -> list[float]:
+        """Images/s of every run: a warm-up batch each, then ``repeat`` rounds of one pass per run in
+        turn; the fastest pass of each run counts."""
         d, bs = self.data, self.cfg.batch_size
         imgs = d.images[d.test[:n_max]]
         device = self.device  # its own GPU, not the current one (--device cuda:1)
         sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
-        run(imgs[:bs])  # warm-up: one full batch
+        for run in runs:
+            run(imgs[:bs])  # warm-up: one full batch
         sync()
-        best = math.inf
+        best = [math.inf] * len(runs)
         for _ in range(max(1, repeat)):
-            t0 = time.perf_counter()
-            for i in range(0, len(imgs), bs):
-                run(imgs[i : i + bs])
-            sync()
-            best = min(best, time.perf_counter() - t0)
-        return len(imgs) / best
+            for k, run in enumerate(runs):
+                t0 = time.perf_counter()
+                for i in range(0, len(imgs), bs):
+                    run(imgs[i : i + bs])
+                sync()
+                best[k] = min(best[k], time.perf_counter() - t0)
+        return [len(imgs) / b for b in best]

@@ -183,3 +183,49 @@ def test_the_best_graph_and_cnn_arms_are_paired_by_validation_accuracy_not_test(
     assert "- C - B: " in report
     picked = "(best graph arm vs best CNN arm by mean validation accuracy: gnn_cnn 0.900, finetune 0.800)"
     assert picked in report
+
+
+# -- inference speed against the frozen backbone timed in the same rounds ------------------------------
+
+
+def test_speeds_over_the_backbone_timed_beside_them_give_c_over_b(tmp_path):
+    """B was timed in a fast minute, C in a slow one: their img/s say 0.5x, their ratios to the
+    backbone timed in the same rounds 0.8x, and the report states the latter."""
+    from bridge.compare.report import speed_line
+
+    cfg = quick_config(data="digits", arms=("finetune", "gnn_cnn", "gnn_color"), seeds=(0, 1))
+    cells = {}
+    for seed in (0, 1):
+        cells[("finetune", seed)] = _cell(
+            0.9, [0], [0.5] * 3, images_per_s=200.0, backbone_images_per_s=200.0
+        )
+        cells[("gnn_cnn", seed)] = _cell(0.9, [0], [0.5] * 3, images_per_s=80.0, backbone_images_per_s=100.0)
+        cells[("gnn_color", seed)] = _cell(
+            0.8, [0], [0.5] * 3, images_per_s=300.0, backbone_images_per_s=[100.0, 150.0][seed]
+        )
+    arms = summarise(cfg, cells)
+    assert arms["gnn_cnn"]["summary"]["images_per_s"] / arms["finetune"]["summary"]["images_per_s"] == 0.4
+    assert arms["finetune"]["summary"]["vs_backbone"] == 1.0
+    assert arms["gnn_cnn"]["summary"]["vs_backbone"] == pytest.approx(0.8)
+    assert arms["gnn_color"]["summary"]["vs_backbone"] == pytest.approx(
+        (3.0 + 2.0) / 2
+    )  # per seed, then mean
+    line = speed_line(arms)
+    assert line == (
+        "Inference over the frozen backbone timed in the same rounds: B 1.00x, C 0.80x, D 2.50x; C / B 0.80x"
+    )
+    assert line + "." in _report(tmp_path, cfg, arms).splitlines()
+
+
+def test_cells_without_a_backbone_speed_give_no_ratio(tmp_path):
+    """A run folder from before the backbone was timed beside each arm: no ratio, the old sentence."""
+    from bridge.compare.report import speed_line
+
+    cfg = quick_config(data="digits", arms=("finetune", "gnn_cnn"), seeds=(0, 1))
+    cells = {(a, s): _cell(0.9, [0], [0.5] * 3) for a in cfg.arms for s in (0, 1)}
+    cells[("gnn_cnn", 1)]["backbone_images_per_s"] = 10.0  # one seed with it is not enough for a mean
+    arms = summarise(cfg, cells)
+    assert all("vs_backbone" not in e["summary"] for e in arms.values())
+    assert speed_line(arms) is None
+    report = _report(tmp_path, cfg, arms)
+    assert "the fastest of 3 passes over up to 64 test images." in report and "same rounds" not in report

@@ -77,3 +77,32 @@ def test_scale_of_keeps_a_feature_constant_on_train_bounded():
 def test_scale_of_all_constant_features_fall_back_to_a_tiny_positive_scale():
     mean, scale = scale_of(torch.ones(5, 3))
     assert torch.equal(mean, torch.ones(3)) and bool((scale > 0).all())
+
+
+def test_speed_and_backbone_time_both_in_the_same_rounds(monkeypatch):
+    """The machine slows down 2x after every round: the arm's and the backbone's fastest passes are
+    both from that round, so their ratio is the arm's cost against the backbone's, not the drift."""
+    clock = [0.0]
+    calls = []
+    slow = [1.0]
+
+    def backbone_pass(imgs):
+        calls.append("backbone")
+        clock[0] += 0.01 * len(imgs) * slow[0]
+
+    def arm(imgs):
+        calls.append("arm")
+        clock[0] += 0.02 * len(imgs) * slow[0]
+        if len(calls) > 2 and calls.count("arm") % 4 == 1:  # after each round's arm pass (4 batches)
+            slow[0] *= 2.0
+
+    bench = _bench(64, 16)
+    bench.__dict__["frozen"] = lambda x: backbone_pass(x)
+    monkeypatch.setattr(Workbench, "normalize", lambda self, imgs: imgs)
+    monkeypatch.setattr(wb.time, "perf_counter", lambda: clock[0])
+    arm_speed, backbone_speed = bench.speed_and_backbone(arm, n_max=64, repeat=3)
+    assert calls[:2] == ["backbone", "arm"]  # one warm-up batch each
+    assert calls[2:] == (["backbone"] * 4 + ["arm"] * 4) * 3  # then round after round, one pass each
+    assert backbone_speed == pytest.approx(64 / 0.64) and arm_speed == pytest.approx(64 / 1.28)
+    assert arm_speed / backbone_speed == pytest.approx(0.5)
+    assert bench.speed(arm, n_max=64, repeat=1) < arm_speed  # timed alone later, in a slower minute
