@@ -29,9 +29,11 @@ def eval_mode(model: nn.Module) -> Iterator[None]:
         (True, False)
     """
     modes = [(m, m.training) for m in model.modules()]
-    model.eval()
+    if any(training for _, training in modes):
+        model.eval()  # a frozen backbone is in eval already: no walk over its modules to set them again
     try:
         yield
     finally:
         for m, training in modes:
-            m.training = training
+            if m.training != training:  # nn.Module's setattr is slow: only the flags the block changed
+                m.training = training
