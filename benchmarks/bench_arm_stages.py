@@ -40,11 +40,6 @@ if __name__ == "__main__":  # run as a script: this checkout's packages first, n
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-def best_rate(run: Callable[[np.ndarray], Any], images: np.ndarray, batch: int, repeats: int) -> float:
-    """Images/s of ``run`` over ``images`` in batches: one warm-up batch, the fastest of ``repeats``."""
-    return pass_rates({"run": run}, images, batch, repeats)["run"][0]
-
-
 def pass_rates(
     runs: dict[str, Callable[[np.ndarray], Any]], images: np.ndarray, batch: int, rounds: int
 ) -> dict[str, list[float]]:
@@ -88,6 +83,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name, full, quick in (("max_per_class", 250, 20), ("images", 64, 8), ("repeats", 3, 1)):
         if getattr(args, name) is None:
             setattr(args, name, quick if args.quick else full)
+    if min(args.images, args.repeats) < 1:
+        p.error(f"--images and --repeats must be at least 1, got {args.images} and {args.repeats}")
 
     from torch_geometric.data import Batch
 

@@ -210,21 +210,26 @@ def _add_data(p: _Parser, *, graphs: bool = False) -> None:
 
 
 def _add_progress(p: _Parser) -> None:
-    """``--progress`` / ``--no-progress``; neither: bars only when standard error is a terminal."""
+    """``--progress`` / ``--no-progress``; neither: bars only when standard output and standard error are
+    both a terminal (Lightning's bars go to standard output, the conversion's to standard error)."""
     g = p.add_mutually_exclusive_group()
     g.add_argument(
         "--progress",
         action="store_true",
         default=None,
-        help="progress bars also when standard error is not a terminal (default: only on a terminal, "
-        "so that a log file gets the result lines, not thousands of bar updates)",
+        help="progress bars also when the output is not a terminal (default: only when standard output "
+        "and standard error both are, so that a log file gets the result lines, not thousands of bar "
+        "updates)",
     )
     g.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
 
 
 def _progress(args: argparse.Namespace) -> bool:
-    """Whether to show progress bars: as asked, else when standard error is a terminal."""
-    return bool(sys.stderr.isatty()) if args.progress is None else bool(args.progress)
+    """Whether to show progress bars: as asked, else when standard output and standard error are both a
+    terminal (either one redirected to a file would fill it with bar updates)."""
+    if args.progress is not None:
+        return bool(args.progress)
+    return bool(sys.stdout.isatty() and sys.stderr.isatty())
 
 
 def build_parser() -> argparse.ArgumentParser:

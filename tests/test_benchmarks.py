@@ -221,3 +221,10 @@ def test_bench_checkouts_compares_the_labels_of_checkouts(load, capsys):
     assert len(rows) == 1 and rows[0][2].strip() == "1797" and rows[0][5:7] == [" 0 ", " 0 "]
     with pytest.raises(SystemExit, match="DATA:SIZE"):
         bench.main([root, "--labels", "elpv"])
+
+
+def test_bench_arm_stages_refuses_zero_rounds(load, capsys):
+    bench = load("bench_arm_stages")
+    with pytest.raises(SystemExit) as exc:
+        bench.main(["--data", "digits", "--quick", "--repeats", "0"])
+    assert exc.value.code == 2 and "--repeats must be at least 1" in capsys.readouterr().err

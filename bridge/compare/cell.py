@@ -3,9 +3,10 @@
 A cell is a JSON-serialisable dict; the keys every arm returns (:func:`result_cell`) are ``test``
 (``accuracy``, ``macro_f1``, ``n``), ``test_preds``, ``history``, ``train_time_s``, ``images_per_s``,
 ``device`` (where ``images_per_s`` was measured, and ``device_name``, the GPU's, on CUDA),
-``trainable_params``, ``total_params``; :func:`bridge.compare.run.run_cell` adds ``status``, ``arm``,
-``seed`` and ``wall_time_s`` (and ``error`` / ``traceback`` when the arm failed). Arms may add keys of
-their own.
+``backbone_images_per_s`` (the frozen backbone timed in the same rounds; absent in cells of runs
+before 2026-12-07), ``trainable_params``, ``total_params``; :func:`bridge.compare.run.run_cell` adds
+``status``, ``arm``, ``seed`` and ``wall_time_s`` (and ``error`` / ``traceback`` when the arm failed).
+Arms may add keys of their own.
 """
 
 from __future__ import annotations

@@ -405,7 +405,7 @@ class Workbench:
             0.97
         """
         frozen = self.frozen
-        reference, arm = self._speeds([lambda imgs: frozen(self.normalize(imgs)), run], n_max, repeat)
+        reference, arm = self._speeds([lambda imgs: frozen.embed(self.normalize(imgs)), run], n_max, repeat)
         return arm, reference
 
     def _speeds(self, runs: Sequence[Callable[[np.ndarray], Any]], n_max: int, repeat: int) -> list[float]:

@@ -516,13 +516,20 @@ def test_folder_of_photos_end_to_end(tmp_path, capsys):
 
 
 @pytest.mark.parametrize(
-    "flags, terminal, bars",
-    [([], True, True), ([], False, False), (["--progress"], False, True), (["--no-progress"], True, False)],
+    "flags, out_tty, err_tty, bars",
+    [
+        ([], True, True, True),
+        ([], False, True, False),  # `> run.log`: Lightning's bars would go to the file
+        ([], True, False, False),  # `2> err.log`: the conversion's bars would
+        (["--progress"], False, False, True),
+        (["--no-progress"], True, True, False),
+    ],
 )
 def test_progress_bars_only_on_a_terminal_unless_asked(
-    tmp_path, monkeypatch, fake_compare, flags, terminal, bars
+    tmp_path, monkeypatch, fake_compare, flags, out_tty, err_tty, bars
 ):
-    monkeypatch.setattr(sys.stderr, "isatty", lambda: terminal)
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: out_tty)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: err_tty)
     assert main(["compare", "--data", "digits", "--out", str(tmp_path / "r"), *flags]) == 0
     assert fake_compare[-1][3] is bars
 

@@ -97,7 +97,7 @@ def test_speed_and_backbone_time_both_in_the_same_rounds(monkeypatch):
             slow[0] *= 2.0
 
     bench = _bench(64, 16)
-    bench.__dict__["frozen"] = lambda x: backbone_pass(x)
+    bench.__dict__["frozen"] = types.SimpleNamespace(embed=backbone_pass)  # image -> embedding
     monkeypatch.setattr(Workbench, "normalize", lambda self, imgs: imgs)
     monkeypatch.setattr(wb.time, "perf_counter", lambda: clock[0])
     arm_speed, backbone_speed = bench.speed_and_backbone(arm, n_max=64, repeat=3)
