@@ -32,7 +32,7 @@ from bridge.compare.cell import result_cell, save_model
 from bridge.compare.data import ImageTensors, make_loader
 from bridge.compare.explainers import ProbeNet, cnn_explainer, deepest_stage, graph_explainer
 from bridge.compare.faithful import arm_faithfulness
-from bridge.compare.workbench import Workbench
+from bridge.compare.workbench import Speeds, Workbench
 
 if TYPE_CHECKING:
     from cnn.backbones import Backbone
@@ -99,12 +99,10 @@ def linear_probe(bench: Workbench, seed: int) -> dict[str, Any]:
     preds, _ = predict(head, loader(d.test, 256, False))
     frozen = bench.frozen
     probe = ProbeNet(frozen, head, emb.mean, emb.std).to(bench.device)  # arm A as one model: image -> logits
-    speed, backbone_speed = bench.speed_and_backbone(lambda imgs: probe(bench.normalize(imgs)))
+    speed = bench.speed_and_backbone(lambda imgs: probe(bench.normalize(imgs)))
     save_model(bench, "linear_probe", seed, head, extra={"shift": emb.mean, "scale": emb.std})
     model = FrozenPlusTrainable(frozen, head)
-    cell = result_cell(
-        bench, model, history, preds, train_time=train_time, speed=speed, backbone_speed=backbone_speed
-    )
+    cell = result_cell(bench, model, history, preds, train_time=train_time, speed=speed)
     cell["shared_prep_time_s"] = emb.seconds
     cell["selection"] = selection
     explainer = cnn_explainer("linear_probe", probe, deepest_stage(frozen), frozen.cfg.mean, frozen.cfg.std)
@@ -181,10 +179,9 @@ def _fine_tune(
     loader: Callable[..., Any],
     fit: Any,
     predict: Any,
-) -> tuple[Any, torch.Tensor, float, tuple[float, float]]:
+) -> tuple[Any, torch.Tensor, float, Speeds]:
     """What arms B and E share: train with B's epochs and learning rate, predict the test split, time
-    inference from raw images on the device. Returns ``(history, test predictions, train s, (img/s,
-    img/s of the frozen backbone in the same rounds))``."""
+    inference from raw images on the device. Returns ``(history, test predictions, train s, Speeds)``."""
     from cnn.transforms import normalize_images
 
     d, cfg = bench.data, bench.cfg
@@ -200,10 +197,10 @@ def _fine_tune(
     train_time = time.perf_counter() - t0
     preds, _ = predict(model, loader(d.test, 64, False))
     model.eval().to(bench.device)
-    speeds = bench.speed_and_backbone(
+    speed = bench.speed_and_backbone(
         lambda imgs: model(normalize_images(imgs, pcfg.mean, pcfg.std).to(bench.device))
     )
-    return history, preds, train_time, speeds
+    return history, preds, train_time, speed
 
 
 def finetune(bench: Workbench, seed: int) -> dict[str, Any]:
@@ -222,13 +219,9 @@ def finetune(bench: Workbench, seed: int) -> dict[str, Any]:
         ds = ImageTensors(d.images[idx], d.targets[idx], pcfg, train=train)
         return make_loader(ds, batch_size, shuffle=train, seed=seed)
 
-    history, preds, train_time, (speed, backbone_speed) = _fine_tune(
-        bench, seed, model, pcfg, loader, fit, predict
-    )
+    history, preds, train_time, speed = _fine_tune(bench, seed, model, pcfg, loader, fit, predict)
     save_model(bench, "finetune", seed, model)
-    cell = result_cell(
-        bench, model, history, preds, train_time=train_time, speed=speed, backbone_speed=backbone_speed
-    )
+    cell = result_cell(bench, model, history, preds, train_time=train_time, speed=speed)
     cell["strategy"] = {"name": name, "trainable_blocks": blocks, "reason": reason}
     explainer = cnn_explainer("finetune", model, deepest_stage(model), pcfg.mean, pcfg.std)
     cell["faithfulness"] = arm_faithfulness(bench, explainer, seed)
@@ -287,7 +280,7 @@ def _gnn(bench: Workbench, seed: int, *, with_cnn: bool) -> dict[str, Any]:
         return model(batch)
 
     model.to(dev)
-    speed, backbone_speed = bench.speed_and_backbone(run)
+    speed = bench.speed_and_backbone(run)
     arm = "gnn_cnn" if with_cnn else "gnn_color"
     width = int(gs.graphs[0].x.shape[1])
     extra = {
@@ -300,9 +293,7 @@ def _gnn(bench: Workbench, seed: int, *, with_cnn: bool) -> dict[str, Any]:
         extra.update(u_mean=bench.embeddings.mean, u_std=bench.embeddings.std)
     save_model(bench, arm, seed, model, extra=extra)
     counted = FrozenPlusTrainable(bench.frozen, model) if with_cnn else model
-    cell = result_cell(
-        bench, counted, history, preds, train_time=train_time, speed=speed, backbone_speed=backbone_speed
-    )
+    cell = result_cell(bench, counted, history, preds, train_time=train_time, speed=speed)
     cell["graph_build_time_s"] = gs.seconds
     cell["node_features"] = int(gs.graphs[0].x.shape[1])
     cell["mean_nodes"] = float(np.mean([g.num_nodes for g in gs.graphs]))
@@ -363,13 +354,9 @@ def e2e(bench: Workbench, seed: int) -> dict[str, Any]:
 
     fit, predict = (fit_images, predict_images) if patches else (fit_segmented, predict_segmented)
     # trained and tested on the cached segment maps; timed on images alone, which its segmenter segments
-    history, preds, train_time, (speed, backbone_speed) = _fine_tune(
-        bench, seed, model, pcfg, loader, fit, predict
-    )
+    history, preds, train_time, speed = _fine_tune(bench, seed, model, pcfg, loader, fit, predict)
     save_model(bench, "e2e", seed, model, extra={"graph": cfg.graph})
-    cell = result_cell(
-        bench, model, history, preds, train_time=train_time, speed=speed, backbone_speed=backbone_speed
-    )
+    cell = result_cell(bench, model, history, preds, train_time=train_time, speed=speed)
     cell["strategy"] = {"name": name, "trainable_blocks": blocks, "reason": reason}
     cell["graph"] = cfg.graph
     explainer = cnn_explainer("e2e", model, deepest_stage(model.backbone), pcfg.mean, pcfg.std)

@@ -3,10 +3,10 @@
 A cell is a JSON-serialisable dict; the keys every arm returns (:func:`result_cell`) are ``test``
 (``accuracy``, ``macro_f1``, ``n``), ``test_preds``, ``history``, ``train_time_s``, ``images_per_s``,
 ``device`` (where ``images_per_s`` was measured, and ``device_name``, the GPU's, on CUDA),
-``backbone_images_per_s`` (the frozen backbone timed in the same rounds; absent in cells of runs
-before 2026-12-07), ``trainable_params``, ``total_params``; :func:`bridge.compare.run.run_cell` adds
-``status``, ``arm``, ``seed`` and ``wall_time_s`` (and ``error`` / ``traceback`` when the arm failed).
-Arms may add keys of their own.
+``backbone_images_per_s`` and ``vs_backbone`` (the frozen backbone timed in the same rounds, the
+median of the arm's speed over it; absent in cells of earlier runs), ``trainable_params``,
+``total_params``; :func:`bridge.compare.run.run_cell` adds ``status``, ``arm``, ``seed`` and
+``wall_time_s`` (and ``error`` / ``traceback`` when the arm failed). Arms may add keys of their own.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 if TYPE_CHECKING:
-    from bridge.compare.workbench import Workbench
+    from bridge.compare.workbench import Speeds, Workbench
 
 __all__ = ["device_record", "result_cell", "save_model"]
 
@@ -44,8 +44,7 @@ def result_cell(
     preds: torch.Tensor,
     *,
     train_time: float,
-    speed: float,
-    backbone_speed: float | None = None,
+    speed: float | Speeds,
 ) -> dict[str, Any]:
     """The cell of one trained model: test metrics, predictions, history, time, speed, parameters.
 
@@ -56,9 +55,9 @@ def result_cell(
         preds: test predictions.
         train_time: seconds of training.
         speed: images per second at inference (:meth:`Workbench.speed`), measured on ``bench.device``
-            (recorded as ``device``, :func:`device_record`).
-        backbone_speed: images per second of the frozen backbone timed in the same rounds
-            (:meth:`Workbench.speed_and_backbone`), recorded as ``backbone_images_per_s``.
+            (recorded as ``device``, :func:`device_record`), or the :class:`Speeds` of
+            :meth:`Workbench.speed_and_backbone` (also recorded: ``backbone_images_per_s`` and
+            ``vs_backbone``).
 
     Shapes:
         - preds: ``(len(bench.data.test),)`` class indices in the order of ``bench.data.test``.
@@ -68,6 +67,7 @@ def result_cell(
         >>> sorted(cell["test"])
         ['accuracy', 'macro_f1', 'n']
     """
+    from bridge.compare.workbench import Speeds
     from cnn.freezing import count_parameters
     from engine.metrics import classification_metrics
 
@@ -80,8 +80,7 @@ def result_cell(
         "test_preds": preds_np.tolist(),
         "history": history.to_dict() if hasattr(history, "to_dict") else dict(history),
         "train_time_s": train_time,
-        "images_per_s": speed,
-        **({} if backbone_speed is None else {"backbone_images_per_s": backbone_speed}),
+        **(speed._asdict() if isinstance(speed, Speeds) else {"images_per_s": speed}),
         **device_record(bench.device),
         "trainable_params": int(trainable),
         "total_params": int(total),

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import torch
@@ -24,7 +23,7 @@ if TYPE_CHECKING:
     from bridge.compare.rundir import RunFolder
     from cnn.backbones import Backbone
 
-__all__ = ["Embeddings", "FrozenView", "GraphSet", "Workbench", "scale_of"]
+__all__ = ["Embeddings", "FrozenView", "GraphSet", "Speeds", "Workbench", "scale_of"]
 
 
 #: A feature's std is floored at this fraction of the median std over features (:func:`scale_of`).
@@ -51,6 +50,17 @@ def scale_of(train: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     sd = train.std(0)
     floor = STD_FLOOR * float(torch.quantile(sd.float(), 0.5)) if sd.numel() else 0.0
     return train.mean(0), sd.clamp_min(max(floor, 1e-6))
+
+
+class Speeds(NamedTuple):
+    """Inference speeds of an arm (:meth:`Workbench.speed_and_backbone`)."""
+
+    #: the arm's fastest pass, images/s
+    images_per_s: float
+    #: the frozen backbone's fastest pass in the same rounds, images/s
+    backbone_images_per_s: float
+    #: median over the rounds of the arm's speed over the backbone's
+    vs_backbone: float
 
 
 @dataclasses.dataclass
@@ -380,37 +390,44 @@ class Workbench:
             >>> bench.speed(lambda imgs: probe(bench.normalize(imgs)))  # doctest: +SKIP
             812.4
         """
-        return self._speeds([run], n_max, repeat)[0]
+        n, times = self._pass_times([run], n_max, repeat)
+        return n / min(times[0])
 
     @torch.inference_mode()
     def speed_and_backbone(
-        self, run: Callable[[np.ndarray], Any], n_max: int = 64, repeat: int = 3
-    ) -> tuple[float, float]:
+        self, run: Callable[[np.ndarray], Any], n_max: int = 64, repeat: int = 5
+    ) -> Speeds:
         """:meth:`speed` of ``run`` and of the frozen backbone (image -> embedding), timed pass for pass.
 
         Each of the ``repeat`` rounds times one pass of the backbone, then one pass of ``run``, over
-        the same images; the fastest pass of each counts. An arm's speed measured minutes after
-        another's also measures how fast the machine was then (on a shared VM the same pass can
-        vary by a third within a minute: ``benchmarks/bench_arm_stages.py`` prints the spread);
-        divided by the backbone's speed of its own rounds, it does not, so ratios between arms
-        (C / B) hold across the run.
+        the same images. An arm's speed measured minutes after another's also measures how fast the
+        machine was then (on a shared VM the same pass can vary by a third within a minute:
+        ``benchmarks/bench_arm_stages.py`` prints the spread); its speed over the backbone's in the
+        same round does not, so ratios between arms (C / B) hold across the run. That ratio is the
+        median over the rounds (steadier than the fastest pass of each over the fastest of the other:
+        one lucky pass moves that by several percent).
 
         Returns:
-            ``(images/s of run, images/s of the frozen backbone)``.
+            :class:`Speeds`: the fastest pass of ``run`` and of the backbone in images/s, and the
+            median over the rounds of ``run``'s speed over the backbone's.
 
         Example:
             >>> run = lambda imgs: model(bench.normalize(imgs))  # doctest: +SKIP
-            >>> arm, backbone = bench.speed_and_backbone(run)  # doctest: +SKIP
-            >>> round(arm / backbone, 2)  # doctest: +SKIP
+            >>> bench.speed_and_backbone(run).vs_backbone  # doctest: +SKIP
             0.97
         """
         frozen = self.frozen
-        reference, arm = self._speeds([lambda imgs: frozen.embed(self.normalize(imgs)), run], n_max, repeat)
-        return arm, reference
+        n, (reference, arm) = self._pass_times(
+            [lambda imgs: frozen.embed(self.normalize(imgs)), run], n_max, repeat
+        )
+        ratio = float(np.median(np.asarray(reference) / np.asarray(arm)))
+        return Speeds(n / min(arm), n / min(reference), ratio)
 
-    def _speeds(self, runs: Sequence[Callable[[np.ndarray], Any]], n_max: int, repeat: int) -> list[float]:
-        """Images/s of every run: a warm-up batch each, then ``repeat`` rounds of one pass per run in
-        turn; the fastest pass of each run counts."""
+    def _pass_times(
+        self, runs: Sequence[Callable[[np.ndarray], Any]], n_max: int, repeat: int
+    ) -> tuple[int, list[list[float]]]:
+        """The number of images and every run's pass times in seconds, round by round: a warm-up
+        batch each, then ``repeat`` rounds of one pass per run in turn."""
         d, bs = self.data, self.cfg.batch_size
         imgs = d.images[d.test[:n_max]]
         device = self.device  # its own GPU, not the current one (--device cuda:1)
@@ -418,12 +435,12 @@ class Workbench:
         for run in runs:
             run(imgs[:bs])  # warm-up: one full batch
         sync()
-        best = [math.inf] * len(runs)
+        times: list[list[float]] = [[] for _ in runs]
         for _ in range(max(1, repeat)):
             for k, run in enumerate(runs):
                 t0 = time.perf_counter()
                 for i in range(0, len(imgs), bs):
                     run(imgs[i : i + bs])
                 sync()
-                best[k] = min(best[k], time.perf_counter() - t0)
-        return [len(imgs) / b for b in best]
+                times[k].append(time.perf_counter() - t0)
+        return len(imgs), times

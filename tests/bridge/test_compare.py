@@ -52,11 +52,10 @@ def test_all_four_arms_report_numbers(finished):
         assert 0.0 <= s["accuracy_mean"] <= 1.0 and s["n_seeds"] == 2
         assert 0 < s["trainable_params"] <= s["total_params"]
         assert s["images_per_s"] > 0
-        # every arm's rounds also timed the frozen backbone; its ratio is the mean of the seeds' ratios
+        # every arm's rounds also timed the frozen backbone; its ratio is the mean of the seeds' medians
         seeds = entry["seeds"].values()
-        assert all(c["backbone_images_per_s"] > 0 for c in seeds)
-        ratios = [c["images_per_s"] / c["backbone_images_per_s"] for c in seeds]
-        assert s["vs_backbone"] == pytest.approx(float(np.mean(ratios)))
+        assert all(c["backbone_images_per_s"] > 0 and c["vs_backbone"] > 0 for c in seeds)
+        assert s["vs_backbone"] == pytest.approx(float(np.mean([c["vs_backbone"] for c in seeds])))
     assert "timed in the same rounds" in "\n".join(finished[2])  # the line printed at the end
     # the frozen arms train a small part of what they run; the colour-only GNN has no backbone
     a, d = res["arms"]["linear_probe"]["summary"], res["arms"]["gnn_color"]["summary"]

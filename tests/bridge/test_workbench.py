@@ -100,9 +100,29 @@ def test_speed_and_backbone_time_both_in_the_same_rounds(monkeypatch):
     bench.__dict__["frozen"] = types.SimpleNamespace(embed=backbone_pass)  # image -> embedding
     monkeypatch.setattr(Workbench, "normalize", lambda self, imgs: imgs)
     monkeypatch.setattr(wb.time, "perf_counter", lambda: clock[0])
-    arm_speed, backbone_speed = bench.speed_and_backbone(arm, n_max=64, repeat=3)
+    speeds = bench.speed_and_backbone(arm, n_max=64, repeat=3)
     assert calls[:2] == ["backbone", "arm"]  # one warm-up batch each
     assert calls[2:] == (["backbone"] * 4 + ["arm"] * 4) * 3  # then round after round, one pass each
-    assert backbone_speed == pytest.approx(64 / 0.64) and arm_speed == pytest.approx(64 / 1.28)
-    assert arm_speed / backbone_speed == pytest.approx(0.5)
-    assert bench.speed(arm, n_max=64, repeat=1) < arm_speed  # timed alone later, in a slower minute
+    assert speeds.backbone_images_per_s == pytest.approx(64 / 0.64)
+    assert speeds.images_per_s == pytest.approx(64 / 1.28)
+    assert speeds.vs_backbone == pytest.approx(0.5)  # every round's ratio
+    assert bench.speed(arm, n_max=64, repeat=1) < speeds.images_per_s  # timed alone later, slower
+
+
+def test_speed_over_the_backbone_is_the_median_of_the_rounds(monkeypatch):
+    """Pass times (backbone, arm) per round: (1, 2), (1, 2), (2, 1.2), (1, 2), (1, 2). The fastest passes
+    alone would say the arm runs at 1 / 1.2 = 0.83x of the backbone, from two different rounds' luck;
+    the median of the rounds' ratios says 0.5x."""
+    clock = [0.0]
+    costs = iter([0.0, 0.0] + [c for pair in [(1, 2), (1, 2), (2, 1.2), (1, 2), (1, 2)] for c in pair])
+
+    def timed(imgs):  # one batch per pass (n_max = batch size): each call costs the next figure
+        clock[0] += next(costs)
+
+    bench = _bench(16, 16)
+    bench.__dict__["frozen"] = types.SimpleNamespace(embed=timed)
+    monkeypatch.setattr(Workbench, "normalize", lambda self, imgs: imgs)
+    monkeypatch.setattr(wb.time, "perf_counter", lambda: clock[0])
+    speeds = bench.speed_and_backbone(timed, n_max=16, repeat=5)
+    assert speeds.images_per_s == pytest.approx(16 / 1.2) and speeds.backbone_images_per_s == 16.0
+    assert speeds.vs_backbone == pytest.approx(0.5)
