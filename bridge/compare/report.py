@@ -73,27 +73,15 @@ def summarise(cfg: CompareConfig, cells: dict[tuple[str, int], dict[str, Any]]) 
                 "train_time_s_mean": float(np.mean([c["train_time_s"] for c in ok])),
                 "images_per_s": float(np.mean([c["images_per_s"] for c in ok])),
             }
-            # each seed's median ratio to the backbone timed in its rounds (cells of the first runs
-            # that timed it have only both fastest passes; earlier cells neither: no ratio)
-            ratios = [_vs_backbone(c) for c in ok]
-            if all(r is not None for r in ratios):
-                entry["summary"]["vs_backbone"] = float(np.mean([r for r in ratios if r is not None]))
+            # each seed's median ratio to the backbone timed in its rounds (cells of runs before
+            # 2026-12-07 have none: no ratio)
+            if all("vs_backbone" in c for c in ok):
+                entry["summary"]["vs_backbone"] = float(np.mean([c["vs_backbone"] for c in ok]))
             faithful = summarise_faithfulness([c.get("faithfulness") for c in ok])
             if faithful is not None:
                 entry["faithfulness"] = faithful
         arms[arm] = entry
     return arms
-
-
-def _vs_backbone(cell: dict[str, Any]) -> float | None:
-    """A cell's speed over the frozen backbone timed in its rounds: the median over the rounds, or, in
-    cells of the first runs that timed the backbone (2026-12-07), the fastest pass over the fastest
-    pass; ``None`` in cells of earlier runs."""
-    if cell.get("vs_backbone"):
-        return float(cell["vs_backbone"])
-    if cell.get("backbone_images_per_s"):
-        return float(cell["images_per_s"]) / float(cell["backbone_images_per_s"])
-    return None
 
 
 def _fmt_params(n: int) -> str:

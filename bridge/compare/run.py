@@ -218,10 +218,8 @@ def compare(
         folder.write_json("results.json", results)
         write_report(folder, cfg, data, arms, figures, env, pairs)
         speeds = speed_line(arms)
-        paired = "".join(
-            f"\n{line}" for line in [*([] if speeds is None else [speeds]), *paired_lines(pairs)]
-        )
-        log("\n" + summary_table(arms) + paired + f"\n\nreport: {folder.root / 'report.md'}")
+        lines = [summary_table(arms), *([speeds] if speeds else []), *paired_lines(pairs)]
+        log("\n" + "\n".join(lines) + f"\n\nreport: {folder.root / 'report.md'}")
         return results
 
 
