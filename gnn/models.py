@@ -8,6 +8,7 @@ classifies the pooled vector with a small MLP. The convolution comes from a regi
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +37,7 @@ __all__ = [
     "check_edge_index",
     "dropout",
     "feature_knn",
+    "gcn_adjacency",
     "list_convs",
     "list_presets",
     "register_conv",
@@ -131,24 +133,40 @@ class ConvSpec:
             ``"attr"`` if it takes edge feature vectors (``edge_attr`` (E, edge_dim)) when built with
             ``edge_dim``, ``"none"`` if it ignores edges' values.
         description: One line shown by :func:`list_convs` users and in errors.
+        prepare: ``prepare(edge_index, edge_weight, num_nodes, dtype=..., sparse=...) -> args``, or None:
+            the graph input (in the model's float ``dtype``; a torch sparse matrix only where ``sparse``,
+            which is False under autocast and for half precision) that
+            every block's layer takes after ``h`` (``conv(h, *args)``), computed once per forward
+            instead of once per layer (for ``"gcn"``: the normalised adjacency of
+            :func:`gcn_adjacency`). None: ``conv(h, edge_index[, edge values])``.
     """
 
     name: str
     build: Callable[..., nn.Module]
     edge_input: str
     description: str
+    prepare: Callable[..., tuple[Any, ...]] | None = None
 
 
 _CONVS: dict[str, ConvSpec] = {}
 
 
-def register_conv(name: str, *, edge_input: str, description: str = "") -> Callable:
+def register_conv(
+    name: str,
+    *,
+    edge_input: str,
+    description: str = "",
+    prepare: Callable[..., tuple[Any, ...]] | None = None,
+) -> Callable:
     """Decorator that adds a layer builder to the registry used by :class:`GraphClassifier`.
 
     Args:
         name: Name passed as ``GraphClassifier(conv=name)``.
         edge_input: ``"weight"``, ``"attr"`` or ``"none"`` (see :class:`ConvSpec`).
         description: One line describing the layer.
+        prepare: optional ``prepare(edge_index, edge_weight, num_nodes, dtype=..., sparse=...) -> args``:
+            the layers' graph input, computed once per forward and passed as ``conv(h, *args)`` (see
+            :class:`ConvSpec`).
 
     Returns:
         The decorator; it returns the builder unchanged.
@@ -162,7 +180,9 @@ def register_conv(name: str, *, edge_input: str, description: str = "") -> Calla
         raise ValueError(f"edge_input must be 'weight', 'attr' or 'none'; got {edge_input!r}")
 
     def decorator(build: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        _CONVS[name] = ConvSpec(name=name, build=build, edge_input=edge_input, description=description)
+        _CONVS[name] = ConvSpec(
+            name=name, build=build, edge_input=edge_input, description=description, prepare=prepare
+        )
         return build
 
     return decorator
@@ -184,9 +204,77 @@ def _get_conv(name: str) -> ConvSpec:
     return _CONVS[name]
 
 
-@register_conv("gcn", edge_input="weight", description="Kipf & Welling GCN, symmetric normalisation")
+def gcn_adjacency(
+    edge_index: Tensor,
+    edge_weight: Tensor | None,
+    num_nodes: int,
+    *,
+    dtype: torch.dtype | None = None,
+    sparse: bool = True,
+) -> tuple[Tensor, ...]:
+    """GCN's normalised adjacency ``D^-1/2 (A + I) D^-1/2`` (PyG's ``gcn_norm``: self loops added where
+    missing, degrees of the targets), built once for all the layers of a forward pass.
+
+    Returned as a sparse CSR matrix whose row ``i`` holds the edges into node ``i`` (PyG's ``adj_t``;
+    duplicate edges summed), which ``GCNConv(normalize=False)`` multiplies in one sparse product per
+    layer instead of gathering and scattering a row per edge (``benchmarks/bench_gcn_adjacency.py``). When
+    ``edge_weight`` requires a gradient, the normalised edge list ``(edge_index, weight)`` instead, which
+    autograd follows back to the weights; also with ``sparse=False`` (half precision and autocast:
+    torch's sparse CSR product has no half-precision kernel on the CPU and takes one dtype).
+
+    Args:
+        edge_index: ``(2, E)`` edges ``source -> target``.
+        edge_weight: ``(E,)`` non-negative weights, or None (all 1).
+        num_nodes: ``N``.
+        dtype: the weights' float dtype when ``edge_weight`` is None (default: torch's default dtype).
+        sparse: False for the normalised edge list in every case.
+
+    Returns:
+        ``(adj_t,)``: ``(N, N)`` sparse CSR, ``adj_t[i, j]`` the weight of edge ``j -> i``; or
+        ``(edge_index, weight)`` with ``(2, E + N)`` and ``(E + N,)``.
+
+    Example:
+        >>> (adj,) = gcn_adjacency(torch.tensor([[0, 1], [1, 0]]), None, 3)
+        >>> adj.to_dense().mul(1000).round().tolist()  # 1/sqrt(2) squared: 0.49999997 in float32
+        [[500.0, 500.0, 0.0], [500.0, 500.0, 0.0], [0.0, 0.0, 1000.0]]
+    """
+    from torch_geometric.nn.conv.gcn_conv import gcn_norm
+
+    if edge_weight is not None:
+        dtype = edge_weight.dtype
+    elif dtype is None:
+        dtype = torch.get_default_dtype()
+    ei, w = gcn_norm(edge_index, edge_weight, num_nodes, add_self_loops=True, dtype=dtype)
+    if w is None:  # not reached: gcn_norm always weighs the edges it returns
+        raise RuntimeError("gcn_norm returned no edge weights")
+    if w.requires_grad or not sparse:
+        return ei, w
+    key = ei[1] * num_nodes + ei[0]  # target-major: the rows of adj_t
+    key, order = torch.sort(key)
+    w = w.index_select(0, order)
+    key, inverse = torch.unique_consecutive(key, return_inverse=True)
+    if key.numel() != w.numel():  # repeated edges: one entry each, their weights summed (as a scatter)
+        w = w.new_zeros(key.numel()).index_add_(0, inverse, w)
+    rows = torch.div(key, num_nodes, rounding_mode="floor")
+    crow = torch.zeros(num_nodes + 1, dtype=torch.int64, device=key.device)
+    crow[1:] = torch.cumsum(torch.bincount(rows, minlength=num_nodes), 0)
+    with warnings.catch_warnings():  # torch notes once that CSR support is in beta
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support", category=UserWarning)
+        adj = torch.sparse_csr_tensor(
+            crow, key - rows * num_nodes, w, (num_nodes, num_nodes), check_invariants=False
+        )
+    return (adj,)
+
+
+@register_conv(
+    "gcn",
+    edge_input="weight",
+    description="Kipf & Welling GCN, symmetric normalisation",
+    prepare=gcn_adjacency,
+)
 def _build_gcn(in_channels: int, out_channels: int, *, edge_dim: int | None, heads: int) -> nn.Module:
-    return GCNConv(in_channels, out_channels)
+    # normalised once per forward by gcn_adjacency (the registry's prepare), not in every layer
+    return GCNConv(in_channels, out_channels, normalize=False)
 
 
 @register_conv("gat", edge_input="attr", description="graph attention (Velickovic et al.), multi-head")
@@ -449,6 +537,7 @@ class GraphClassifier(nn.Module):
         if dynamic_k is not None:
             self._edge_input = "none"
 
+        self._prepare = spec.prepare
         self.embed = nn.Linear(in_channels, hidden)
         self.convs = nn.ModuleList(
             spec.build(hidden, hidden, edge_dim=edge_dim if self._edge_input == "attr" else None, heads=heads)
@@ -623,10 +712,19 @@ class GraphClassifier(nn.Module):
         u = self._check_u(u, num_graphs)
 
         h = self.embed(x)
-        for conv, norm in zip(self.convs, self.norms):
+        prepare = self._prepare
+        # torch sparse products take one dtype and have no half-precision CPU kernel: not under autocast
+        sparse = h.dtype in (torch.float32, torch.float64) and not torch.is_autocast_enabled(h.device.type)
+        graph: tuple[Any, ...] = ()
+        for i, (conv, norm) in enumerate(zip(self.convs, self.norms)):
             if self.dynamic_k is not None:
                 edge_index = feature_knn(h, batch, self.dynamic_k, num_graphs)
-            if self._edge_input == "weight":
+            if prepare is not None:  # the layers' graph input, once (every block with new edges)
+                if i == 0 or self.dynamic_k is not None:
+                    weight = ew if self._edge_input == "weight" else None
+                    graph = prepare(edge_index, weight, x.size(0), dtype=h.dtype, sparse=sparse)
+                out = conv(h, *graph)
+            elif self._edge_input == "weight":
                 out = conv(h, edge_index, ew)
             elif self._edge_input == "attr":
                 out = conv(h, edge_index, ea)

@@ -228,3 +228,27 @@ def test_bench_arm_stages_refuses_zero_rounds(load, capsys):
     with pytest.raises(SystemExit) as exc:
         bench.main(["--data", "digits", "--quick", "--repeats", "0"])
     assert exc.value.code == 2 and "--repeats must be at least 1" in capsys.readouterr().err
+
+
+def test_bench_gcn_adjacency_baseline_normalises_in_every_layer_and_rows_are_printed(load, capsys):
+    bench = load("bench_gcn_adjacency")
+    from gnn.models import GraphClassifier
+
+    model = GraphClassifier(5, 2, conv="gcn", hidden=8, layers=2)
+    ref = bench.per_layer_copy(model)
+    assert model._prepare is not None and ref._prepare is None
+    assert all(c.normalize and c.add_self_loops for c in ref.convs)
+    assert not any(c.normalize for c in model.convs)  # the copy did not change the model
+    assert bench.main(["--quick", "--batches", "1", "--repeats", "1"]) == 0
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith("| ") and "x |" in line]
+    assert len(rows) == 4  # two shapes x (inference, training step), each with its ratios
+    diffs = [float(v.split(";")[0]) for v in out.split("batch 128: ")[1:]]
+    assert diffs and diffs[0] < 1e-4  # the two sides compute the same logits
+
+
+def test_bench_gcn_adjacency_refuses_zero_rounds(load, capsys):
+    bench = load("bench_gcn_adjacency")
+    with pytest.raises(SystemExit):
+        bench.main(["--repeats", "0"])
+    assert "--repeats must be at least 1" in capsys.readouterr().err

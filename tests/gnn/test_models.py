@@ -342,3 +342,96 @@ def test_dropout_keeps_p_in_every_float_dtype(dtype):
     assert y.dtype == dtype
     # bfloat16 draws would compare with p rounded to 0.30078: about 6 standard errors (0.0007) too many
     assert abs(float((y == 0).float().mean()) - 0.3) < 0.002
+
+
+def _per_layer_reference(model: GraphClassifier) -> GraphClassifier:
+    """The same model normalising the graph inside every GCN layer (PyG's default GCNConv path)."""
+    import copy
+
+    ref = copy.deepcopy(model)
+    ref._prepare = None
+    for conv in ref.convs:
+        conv.normalize = conv.add_self_loops = True  # GCNConv(normalize=False) also turns self loops off
+    return ref
+
+
+def _awkward_graph() -> Data:
+    """Directed and repeated edges, a self loop with its own weight, an isolated node, weights."""
+    edge_index = torch.tensor([[0, 1, 1, 2, 2, 3, 0, 4], [1, 0, 0, 3, 2, 1, 1, 0]])
+    weight = torch.tensor([0.5, 1.0, 2.0, 0.3, 4.0, 1.5, 0.7, 0.2])
+    return Data(
+        x=torch.randn(6, 5, generator=torch.Generator().manual_seed(3)),
+        edge_index=edge_index,
+        edge_weight=weight,
+        y=torch.tensor([1]),
+    )
+
+
+def test_gcn_adjacency_is_the_dense_normalised_matrix_with_repeated_edges_and_self_loops():
+    g = _awkward_graph()
+    (adj,) = models.gcn_adjacency(g.edge_index, g.edge_weight, 6)
+    assert adj.layout == torch.sparse_csr
+    a = torch.zeros(6, 6)
+    a.index_put_((g.edge_index[1], g.edge_index[0]), g.edge_weight, accumulate=True)  # a[target, source]
+    diag = torch.diagonal(a)
+    diag[diag == 0] = 1.0  # PyG adds a unit self loop only where none is given
+    deg = a.sum(1)
+    want = deg.rsqrt().view(-1, 1) * a * deg.rsqrt().view(1, -1)
+    torch.testing.assert_close(adj.to_dense(), want)
+    # rows sorted, one entry per (target, source)
+    assert int(adj.col_indices().numel()) == int((a != 0).sum())
+
+
+def test_gcn_adjacency_keeps_the_gradient_of_edge_weights_that_need_one():
+    g = _awkward_graph()
+    conv_sparse = models.GCNConv(5, 4, normalize=False)
+    conv_ref = models.GCNConv(5, 4)
+    conv_ref.load_state_dict(conv_sparse.state_dict())
+    w1 = g.edge_weight.clone().requires_grad_(True)
+    w2 = g.edge_weight.clone().requires_grad_(True)
+    graph = models.gcn_adjacency(g.edge_index, w1, 6)
+    assert len(graph) == 2  # an edge list that autograd follows, not a sparse matrix
+    conv_sparse(g.x, *graph).sum().backward()
+    conv_ref(g.x, g.edge_index, w2).sum().backward()
+    assert w1.grad is not None and w1.grad.abs().sum() > 0
+    torch.testing.assert_close(w1.grad, w2.grad)
+
+
+@pytest.mark.parametrize("dynamic_k", [None, 2])
+def test_gcn_normalised_once_per_forward_equals_normalising_in_every_layer(dynamic_k, make_random_graph):
+    torch.manual_seed(0)
+    graphs = [make_random_graph(n, seed=i, features=5, label=i % 3) for i, n in enumerate((6, 9, 4))]
+    batch = Batch.from_data_list([*graphs, _awkward_graph()])
+    model = GraphClassifier(5, 3, conv="gcn", hidden=16, layers=3, dynamic_k=dynamic_k)
+    ref = _per_layer_reference(model)
+    for m in (model, ref):
+        m.train()
+    x1 = batch.x.clone().requires_grad_(True)
+    x2 = batch.x.clone().requires_grad_(True)
+    out = model(x1, batch.edge_index, batch.batch, batch.edge_weight)
+    want = ref(x2, batch.edge_index, batch.batch, batch.edge_weight)
+    torch.testing.assert_close(out, want)
+    out.square().sum().backward()
+    want.square().sum().backward()
+    torch.testing.assert_close(x1.grad, x2.grad)
+    for (name, p), q in zip(model.named_parameters(), ref.parameters()):
+        torch.testing.assert_close(p.grad, q.grad, msg=name)
+    # in float64 too (the adjacency takes the model's dtype when the edges carry no weights)
+    model64, ref64 = model.double().eval(), ref.double().eval()
+    torch.testing.assert_close(
+        model64(batch.x.double(), batch.edge_index, batch.batch),
+        ref64(batch.x.double(), batch.edge_index, batch.batch),
+    )
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_gcn_under_autocast_takes_the_edge_list_and_matches_per_layer_normalisation(dtype, make_random_graph):
+    torch.manual_seed(0)
+    batch = Batch.from_data_list([make_random_graph(n, seed=i, features=5) for i, n in enumerate((6, 9))])
+    model = GraphClassifier(5, 2, conv="gcn", hidden=16, layers=2).eval()
+    ref = _per_layer_reference(model)
+    with torch.autocast("cpu", dtype=dtype):
+        out, want = model(batch), ref(batch)
+    assert out.dtype == dtype
+    torch.testing.assert_close(out, want)
+    assert models.gcn_adjacency(batch.edge_index, None, batch.num_nodes, sparse=False)[0].shape[0] == 2
