@@ -154,8 +154,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"--device {args.device}: CUDA is not available here; use --device cpu", file=sys.stderr)
         return 2
 
-    from torch_geometric.data import Batch
-
     from bridge.convert import ImageToGraph
     from bridge.segmentation import superpixels_batch
     from cnn.backbones import create_backbone
@@ -181,7 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     folded = fold_batchnorm(backbone)  # on the device: the probe batch follows the parameters
     conv_folded = ImageToGraph(**common, backbone=folded, batch_size=args.batch_size)
     inputs = [conv_cnn.cnn.preprocess(b.float().div(255.0)) for b in batches]
-    graphs = [Batch.from_data_list(conv_cnn.batch_tensor(b)) for b in batches]
+    graphs = [conv_cnn.batch_tensor(b, collate=True) for b in batches]
     gnn = GraphClassifier(graphs[0].num_features, 10, conv="gcn").to(device).eval()
 
     def bare(net: torch.nn.Module = backbone) -> None:

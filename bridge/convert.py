@@ -473,7 +473,8 @@ class ImageToGraph:
         labels: Sequence[Any] | torch.Tensor | None = None,
         *,
         segments: torch.Tensor | Sequence[Any] | None = None,
-    ) -> list[Data]:
+        collate: bool = False,
+    ) -> Any:
         """Convert a tensor batch into graphs with torch ops on the batch's device (CPU or CUDA).
 
         Segmentation (the back-end's ``tensor`` function: ``slic_torch`` stays on the device; others
@@ -490,12 +491,17 @@ class ImageToGraph:
             labels: optional class ids, one per image (a sequence or a ``(B,)`` tensor).
             segments: optional ``(B, H, W)`` label maps (a tensor or array, or ``B`` ``(H, W)`` maps; ids
                 ``0 .. N_b - 1`` per image) used instead of segmenting.
+            collate: return one PyG ``Batch`` of the ``B`` graphs, equal to ``Batch.from_data_list``
+                of the list (the same fields, ``batch``, ``ptr``, ``num_graphs`` and
+                ``to_data_list()``), made from the batch's tensors without a ``Data`` per image: what
+                a model's forward takes.
 
         Returns:
             ``B`` graphs whose tensors lie on the images' device (CNN features computed on the
-            backbone's device are moved there). Their tensors are views into the batch's tensors
-            (no copy per graph): ``torch.save`` of one graph writes the storage of the whole batch, so
-            clone a graph (``graph.clone()``) before saving it alone.
+            backbone's device are moved there), or with ``collate`` one ``Batch`` of them. The
+            graphs' tensors are views into the batch's tensors (no copy per graph): ``torch.save`` of
+            one graph writes the storage of the whole batch, so clone a graph (``graph.clone()``)
+            before saving it alone.
 
         Raises:
             ValueError: a bad batch (see :func:`bridge.segmentation.as_float_batch`), more segments
@@ -512,8 +518,11 @@ class ImageToGraph:
             >>> graphs = ImageToGraph(n_segments=4).batch_tensor(imgs, labels=[0, 1])
             >>> [(g.num_nodes, g.edge_index.shape[1], g.y.item()) for g in graphs]
             [(4, 8, 0), (4, 8, 1)]
+            >>> batch = ImageToGraph(n_segments=4).batch_tensor(imgs, collate=True)
+            >>> batch.num_graphs, batch.x.shape[0], batch.ptr.tolist()
+            (2, 8, [0, 4, 8])
         """
-        return self._convert_tensor(as_float_batch(images), labels, segments=segments)
+        return self._convert_tensor(as_float_batch(images), labels, segments=segments, collate=collate)
 
     def _convert_tensor(
         self,
@@ -521,7 +530,8 @@ class ImageToGraph:
         labels: Sequence[Any] | torch.Tensor | None = None,
         *,
         segments: torch.Tensor | Sequence[Any] | None = None,
-    ) -> list[Data]:
+        collate: bool = False,
+    ) -> Any:
         """:meth:`batch_tensor` of a batch already checked by :func:`bridge.segmentation.as_float_batch`."""
         b, h, w, c = x_img.shape
         dev = x_img.device
@@ -579,6 +589,8 @@ class ImageToGraph:
         attr = torch.stack([border_e, dist], dim=1)
         offsets = torch.cumsum(n_nodes, 0) - n_nodes
         image_of_node = torch.repeat_interleave(torch.arange(b, device=dev), n_nodes, output_size=total)
+        if collate:
+            return _collated(x, ei, attr, pos, image_of_node, counts, ys, seg if self.keep_segments else None)
         edge_image = image_of_node.index_select(0, ei[0])
         ei = ei - offsets.index_select(0, edge_image)
         edge_counts = torch.bincount(edge_image, minlength=b).tolist()
@@ -635,6 +647,50 @@ class ImageToGraph:
                 )
             )
         return self.assemble(images, parts, labels)
+
+
+def _collated(
+    x: torch.Tensor,
+    edge_index: torch.Tensor,
+    edge_attr: torch.Tensor,
+    pos: torch.Tensor,
+    batch: torch.Tensor,
+    counts: list[int],
+    ys: list[int] | None,
+    segments: torch.Tensor | None,
+) -> Any:
+    """The ``Batch`` that ``Batch.from_data_list`` makes of the graphs of :meth:`ImageToGraph.batch_tensor`,
+    from the batch-wide tensors (global node ids): the fields, ``batch``, ``ptr``, and the slice and
+    increment tables that ``to_data_list()`` and ``get_example`` read (on the CPU, as PyG keeps them).
+
+    Shapes:
+        - x: ``(N, F)``; edge_index: ``(2, E)`` global ids, grouped by graph; edge_attr: ``(E, 2)``;
+          pos: ``(N, 2)``; batch: ``(N,)``; segments: ``(B, H, W)`` or None
+    """
+    from torch_geometric.data import Batch
+
+    b, dev = len(counts), x.device
+    # edges are grouped by graph (sorted by source): the graph of each edge is that of its source
+    edge_counts = torch.bincount(batch.index_select(0, edge_index[0]), minlength=b).cpu()
+    nodes = torch.tensor(counts, dtype=torch.int64)
+    zero = torch.zeros(1, dtype=torch.int64)
+    node_ptr = torch.cat([zero, torch.cumsum(nodes, 0)])
+    edge_ptr = torch.cat([zero, torch.cumsum(edge_counts, 0)])
+    graph_ptr = torch.arange(b + 1)
+    none = torch.zeros(b, dtype=torch.int64)
+    out = Batch(_base_cls=Data)
+    out.x, out.edge_index, out.edge_attr, out.pos = x, edge_index, edge_attr, pos
+    slices = {"x": node_ptr, "edge_index": edge_ptr, "edge_attr": edge_ptr, "pos": node_ptr}
+    incs = {"x": none, "edge_index": node_ptr[:-1], "edge_attr": none, "pos": none}
+    if ys is not None:
+        out.y = torch.tensor(ys, dtype=torch.long, device=dev)
+        slices["y"], incs["y"] = graph_ptr, none
+    if segments is not None:
+        out.segments = segments
+        slices["segments"], incs["segments"] = graph_ptr, none
+    out.batch, out.ptr = batch, node_ptr.to(dev)
+    out._num_graphs, out._slice_dict, out._inc_dict = b, slices, incs
+    return out
 
 
 def _checked_segments(segments: Any, shape: tuple[int, int, int], device: torch.device) -> torch.Tensor:

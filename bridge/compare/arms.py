@@ -229,7 +229,6 @@ def finetune(bench: Workbench, seed: int) -> dict[str, Any]:
 
 
 def _gnn(bench: Workbench, seed: int, *, with_cnn: bool) -> dict[str, Any]:
-    from torch_geometric.data import Batch
     from torch_geometric.loader import DataLoader as GraphLoader
 
     from gnn.training import fit, predict
@@ -273,7 +272,7 @@ def _gnn(bench: Workbench, seed: int, *, with_cnn: bool) -> dict[str, Any]:
         torch (:meth:`ImageToGraph.batch_tensor`); arm C's ``u`` comes from the same backbone pass."""
         if with_cnn:
             bench.frozen_view.take()  # forget embeddings of earlier conversions (explainers, caches)
-        batch = Batch.from_data_list(conv.batch_tensor(torch.from_numpy(imgs).to(dev)))
+        batch = conv.batch_tensor(torch.from_numpy(imgs).to(dev), collate=True)
         batch.x = (batch.x - x_mean) / x_std
         if with_cnn:
             batch.u = (bench.frozen_view.take().float() - u_mean) / u_std

@@ -399,6 +399,36 @@ def test_batch_tensor_equals_batch(device, edges, layout, fake_backbone):
     assert_same_graphs([conv(torch.from_numpy(imgs[1]).to(device), 1)], expected[1:2], device=device)
 
 
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("edges", ["region", "knn_feature"])
+@pytest.mark.parametrize("labels", [None, [2, 0, 1]])
+@pytest.mark.parametrize("keep", [False, True])
+def test_batch_tensor_collated_equals_batch_from_data_list(device, edges, labels, keep, fake_backbone):
+    from torch_geometric.data import Batch
+
+    conv = ImageToGraph(
+        n_segments=20, edges=edges, k=3, backbone=fake_backbone("pair").to(device), keep_segments=keep
+    )
+    imgs = torch.from_numpy(np.stack([smooth_image(seed=s) for s in range(3)])).to(device)
+    graphs = conv.batch_tensor(imgs, labels)
+    want = Batch.from_data_list(graphs)
+    got = conv.batch_tensor(imgs, labels, collate=True)
+    assert type(got) is type(want) and got.num_graphs == 3
+    assert sorted(got.keys()) == sorted(want.keys())
+    for key in want.keys():
+        assert torch.equal(got[key], want[key]), key
+        assert got[key].device == want[key].device, key
+    for table in ("_slice_dict", "_inc_dict"):
+        a, b = getattr(got, table), getattr(want, table)
+        assert a.keys() == b.keys(), table
+        assert all(torch.equal(a[k], b[k]) for k in b), table
+    back = got.to_data_list()
+    assert len(back) == 3
+    for g, e in zip(back, graphs):
+        assert sorted(g.keys()) == sorted(e.keys())
+        assert all(torch.equal(g[k], e[k]) for k in e.keys())
+
+
 @pytest.mark.parametrize("dense", [True, False])
 def test_batch_tensor_needs_no_weighted_bincount(fake_backbone, monkeypatch, dense):
     """On a GPU ``torch.bincount(x, weights)`` raises under ``torch.use_deterministic_algorithms(True)``;
