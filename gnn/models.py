@@ -135,7 +135,8 @@ class ConvSpec:
         description: One line shown by :func:`list_convs` users and in errors.
         prepare: ``prepare(edge_index, edge_weight, num_nodes, dtype=..., sparse=...) -> args``, or None:
             the graph input (in the model's float ``dtype``; a torch sparse matrix only where ``sparse``,
-            which is False under autocast and for half precision) that
+            which is False under autocast and for half precision; ``edge_weight`` is None unless
+            ``edge_input == "weight"``: edge feature vectors do not reach it) that
             every block's layer takes after ``h`` (``conv(h, *args)``), computed once per forward
             instead of once per layer (for ``"gcn"``: the normalised adjacency of
             :func:`gcn_adjacency`). None: ``conv(h, edge_index[, edge values])``.
@@ -231,7 +232,8 @@ def gcn_adjacency(
 
     Returns:
         ``(adj_t,)``: ``(N, N)`` sparse CSR, ``adj_t[i, j]`` the weight of edge ``j -> i``; or
-        ``(edge_index, weight)`` with ``(2, E + N)`` and ``(E + N,)``.
+        ``(edge_index, weight)`` with ``(2, E')`` and ``(E',)``, ``E' = E - L + N`` for ``L`` given self
+        loops (a given self loop keeps its weight; a unit one is added where none is given).
 
     Example:
         >>> (adj,) = gcn_adjacency(torch.tensor([[0, 1], [1, 0]]), None, 3)
@@ -258,12 +260,20 @@ def gcn_adjacency(
     rows = torch.div(key, num_nodes, rounding_mode="floor")
     crow = torch.zeros(num_nodes + 1, dtype=torch.int64, device=key.device)
     crow[1:] = torch.cumsum(torch.bincount(rows, minlength=num_nodes), 0)
-    with warnings.catch_warnings():  # torch notes once that CSR support is in beta
-        warnings.filterwarnings("ignore", message="Sparse CSR tensor support", category=UserWarning)
-        adj = torch.sparse_csr_tensor(
-            crow, key - rows * num_nodes, w, (num_nodes, num_nodes), check_invariants=False
-        )
+    col = key - rows * num_nodes
+    if _CSR_NOTED:
+        adj = torch.sparse_csr_tensor(crow, col, w, (num_nodes, num_nodes), check_invariants=False)
+    else:
+        # torch warns once per process that CSR support is in beta: silenced here, on the first call
+        # only (catch_warnings resets the registry of warnings already shown, so not on every forward)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Sparse CSR tensor support", category=UserWarning)
+            adj = torch.sparse_csr_tensor(crow, col, w, (num_nodes, num_nodes), check_invariants=False)
+        _CSR_NOTED.append(True)
     return (adj,)
+
+
+_CSR_NOTED: list[bool] = []  # non-empty once gcn_adjacency has made a CSR matrix in this process
 
 
 @register_conv(

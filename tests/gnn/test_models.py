@@ -435,3 +435,19 @@ def test_gcn_under_autocast_takes_the_edge_list_and_matches_per_layer_normalisat
     assert out.dtype == dtype
     torch.testing.assert_close(out, want)
     assert models.gcn_adjacency(batch.edge_index, None, batch.num_nodes, sparse=False)[0].shape[0] == 2
+
+
+def test_gcn_forward_leaves_the_warnings_registry_alone(make_random_graph):
+    """A warning shown once stays shown once: the forward must not reset Python's registry of warnings
+    already shown (``warnings.catch_warnings`` does, so it runs on the first CSR matrix only)."""
+    import warnings
+
+    batch = Batch.from_data_list([make_random_graph(6, seed=0)])
+    model = GraphClassifier(5, 2, conv="gcn", hidden=8, layers=1).eval()
+    model(batch)  # the first CSR matrix of the process may already have been made
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("default")
+        for _ in range(3):
+            warnings.warn("a warning of the training loop", UserWarning, stacklevel=1)
+            model(batch)
+    assert sum("training loop" in str(w.message) for w in seen) == 1
