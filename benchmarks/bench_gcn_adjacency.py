@@ -1,16 +1,17 @@
-"""Benchmark: GCN with its normalised adjacency built once per forward (a sparse CSR matrix, the
-default of ``GraphClassifier(conv="gcn")``) against PyG's default, every ``GCNConv`` layer normalising
-the edge list again and gathering / scattering one row per edge.
+"""Benchmark: GCN (and GIN) with the adjacency built once per forward (a sparse CSR matrix, the
+default of ``GraphClassifier(conv="gcn")`` and ``conv="gin"``) against PyG's default, every layer taking
+the edge list (``GCNConv`` normalising it again) and gathering / scattering one row per edge.
 
-Both sides are the same model with the same weights (the baseline is a copy whose layers normalise
-themselves, as ``GCNConv()`` does), on the same pre-collated batches of synthetic superpixel-like
-graphs (``bench_gnn_training.superpixel_like_graphs``: 75 nodes, 8-nearest-centroid edges both ways),
-in one process. Two shapes: the Benchmarking-GNNs preset (5 features, about 100k parameters, 4
-layers, batches of 128) and the shape of ``pixgraph compare``'s arm C (477 node features: colour,
-centroid and three pooled stages of efficientnet_lite0; hidden 64, 4 layers; batches of 32). For each:
-inference (eval, ``torch.inference_mode``) and a training step (forward, cross-entropy, backward,
-Adam), in ``--repeats`` interleaved rounds; printed: graphs/s of the fastest pass of each side and
-the ratio, and the median of the rounds' ratios. The outputs of both sides are compared first.
+Both sides are the same model with the same weights (the baseline is a copy whose layers take the
+edge list, GCN layers normalising it themselves, as ``GCNConv()`` does), on the same pre-collated
+batches of synthetic superpixel-like graphs (``bench_gnn_training.superpixel_like_graphs``: 75 nodes,
+8-nearest-centroid edges both ways), in one process. Two shapes per layer (``--convs``): the
+Benchmarking-GNNs preset (5 features, about 100k parameters, 4 layers, batches of 128) and the shape of
+``pixgraph compare``'s arm C (477 node features: colour, centroid and three pooled stages of
+efficientnet_lite0; hidden 64, 4 layers; batches of 32). For each: inference (eval,
+``torch.inference_mode``) and a training step (forward, cross-entropy, backward, Adam), in
+``--repeats`` interleaved rounds; printed: graphs/s of the fastest pass of each side and the ratio,
+and the median of the rounds' ratios. The outputs of both sides are compared first.
 
 Usage:
     .venv/bin/python benchmarks/bench_gcn_adjacency.py            # about a minute on 2 CPU cores
@@ -41,11 +42,15 @@ from gnn import GraphClassifier
 
 
 def per_layer_copy(model: GraphClassifier) -> GraphClassifier:
-    """The same model and weights, every GCN layer normalising the edge list itself (PyG's default)."""
+    """The same model and weights, every layer taking the edge list, a GCN layer normalising it itself
+    (PyG's default)."""
+    from torch_geometric.nn import GCNConv
+
     ref = copy.deepcopy(model)
     ref._prepare = None
     for conv in ref.convs:
-        conv.normalize = conv.add_self_loops = True
+        if isinstance(conv, GCNConv):
+            conv.normalize = conv.add_self_loops = True
     return ref
 
 
@@ -96,6 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--batches", type=int, default=None, help="batches per pass (default 4; quick: 1)")
     p.add_argument("--repeats", type=int, default=None, help="interleaved rounds (default 7; quick: 2)")
+    p.add_argument("--convs", default="gcn,gin", help="layers to time (default gcn,gin)")
     p.add_argument("--quick", action="store_true")
     args = p.parse_args(argv)
     n_batches = args.batches if args.batches is not None else (1 if args.quick else 4)
@@ -106,22 +112,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"torch {torch.__version__}, {torch.get_num_threads()} threads; {n_batches} batches per pass, "
         f"best and median of {rounds} interleaved rounds"
     )
+    convs = [c for c in args.convs.split(",") if c]
     shapes = [
-        ("benchmark preset, 5 features, batch 128", 5, 128, {"preset": True}),
-        ("arm C's shape, 477 features, hidden 64, batch 32", 477, 32, {"hidden": 64, "layers": 4}),
+        (f"{conv}, {label}", conv, features, size, dict(kw))
+        for conv in convs
+        for label, features, size, kw in (
+            ("benchmark preset, 5 features, batch 128", 5, 128, {"preset": True}),
+            ("arm C's shape, 477 features, hidden 64, batch 32", 477, 32, {"hidden": 64, "layers": 4}),
+        )
     ]
     print(
-        "| model | pass | per-layer normalisation (graphs/s) | adjacency once (graphs/s) | ratio "
+        "| model | pass | edge list in every layer (graphs/s) | adjacency once (graphs/s) | ratio "
         "| median ratio |"
     )
     print("|---|---|---:|---:|---:|---:|")
     diffs = []
-    for label, features, size, kw in shapes:
+    for label, conv, features, size, kw in shapes:
         torch.manual_seed(0)
         if kw.pop("preset", False):
-            model = GraphClassifier.preset("benchmark", features, 2, conv="gcn")
+            model = GraphClassifier.preset("benchmark", features, 2, conv=conv)
         else:
-            model = GraphClassifier(features, 2, conv="gcn", **kw)
+            model = GraphClassifier(features, 2, conv=conv, **kw)
         ref = per_layer_copy(model)
         batches = _batches(n_batches, size, features, seed=1)
         with torch.inference_mode():

@@ -41,6 +41,7 @@ __all__ = [
     "list_convs",
     "list_presets",
     "register_conv",
+    "sum_adjacency",
 ]
 
 
@@ -139,7 +140,9 @@ class ConvSpec:
             ``edge_input == "weight"``: edge feature vectors do not reach it) that
             every block's layer takes after ``h`` (``conv(h, *args)``), computed once per forward
             instead of once per layer (for ``"gcn"``: the normalised adjacency of
-            :func:`gcn_adjacency`). None: ``conv(h, edge_index[, edge values])``.
+            :func:`gcn_adjacency`; for ``"gin"`` without ``edge_dim``: :func:`sum_adjacency`). Layers
+            built to take edge feature vectors (``edge_dim`` with ``edge_input="attr"``) skip it.
+            None: ``conv(h, edge_index[, edge values])``.
     """
 
     name: str
@@ -251,6 +254,47 @@ def gcn_adjacency(
         raise RuntimeError("gcn_norm returned no edge weights")
     if w.requires_grad or not sparse:
         return ei, w
+    return (_adjacency_csr(ei, w, num_nodes),)
+
+
+def sum_adjacency(
+    edge_index: Tensor,
+    edge_weight: Tensor | None,
+    num_nodes: int,
+    *,
+    dtype: torch.dtype | None = None,
+    sparse: bool = True,
+) -> tuple[Tensor, ...]:
+    """The plain adjacency (no self loops, no normalisation) for layers that sum their neighbours
+    (GIN), built once for all the layers of a forward pass: a sparse CSR ``adj_t`` whose entry ``[i, j]``
+    counts the edges ``j -> i`` (a repeated edge counts twice, as a scatter-sum does), multiplied in one
+    ``torch.sparse.mm`` per layer; with ``sparse=False`` (autocast, half precision) the edge list.
+
+    Args:
+        edge_index: ``(2, E)`` edges ``source -> target``.
+        edge_weight: unused (the layers that take this adjacency weigh no edges); None.
+        num_nodes: ``N``.
+        dtype: the entries' float dtype (default: torch's default dtype).
+        sparse: False for ``(edge_index,)``.
+
+    Returns:
+        ``(adj_t,)`` ``(N, N)`` sparse CSR, or ``(edge_index,)``.
+
+    Example:
+        >>> (adj,) = sum_adjacency(torch.tensor([[0, 1, 1], [1, 0, 0]]), None, 3)
+        >>> adj.to_dense().tolist()
+        [[0.0, 2.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 0.0]]
+    """
+    if not sparse:
+        return (edge_index,)
+    w = torch.ones(edge_index.shape[1], dtype=dtype or torch.get_default_dtype(), device=edge_index.device)
+    return (_adjacency_csr(edge_index, w, num_nodes),)
+
+
+def _adjacency_csr(edge_index: Tensor, w: Tensor, num_nodes: int) -> Tensor:
+    """``adj_t`` as a sparse CSR matrix: entry ``[i, j]`` the summed weights ``w`` of the edges ``j -> i``
+    (rows = targets, one entry per (target, source), columns sorted)."""
+    ei = edge_index
     key = ei[1] * num_nodes + ei[0]  # target-major: the rows of adj_t
     key, order = torch.sort(key)
     w = w.index_select(0, order)
@@ -270,10 +314,10 @@ def gcn_adjacency(
             warnings.filterwarnings("ignore", message="Sparse CSR tensor support", category=UserWarning)
             adj = torch.sparse_csr_tensor(crow, col, w, (num_nodes, num_nodes), check_invariants=False)
         _CSR_NOTED.append(True)
-    return (adj,)
+    return adj
 
 
-_CSR_NOTED: list[bool] = []  # non-empty once gcn_adjacency has made a CSR matrix in this process
+_CSR_NOTED: list[bool] = []  # non-empty once _adjacency_csr has made a CSR matrix in this process
 
 
 @register_conv(
@@ -297,7 +341,12 @@ def _build_sage(in_channels: int, out_channels: int, *, edge_dim: int | None, he
     return SAGEConv(in_channels, out_channels)
 
 
-@register_conv("gin", edge_input="attr", description="GIN (GINE when edge_dim is set), sum aggregation")
+@register_conv(
+    "gin",
+    edge_input="attr",
+    description="GIN (GINE when edge_dim is set), sum aggregation",
+    prepare=sum_adjacency,
+)
 def _build_gin(in_channels: int, out_channels: int, *, edge_dim: int | None, heads: int) -> nn.Module:
     mlp = nn.Sequential(
         nn.Linear(in_channels, out_channels), nn.ReLU(), nn.Linear(out_channels, out_channels)
@@ -722,7 +771,8 @@ class GraphClassifier(nn.Module):
         u = self._check_u(u, num_graphs)
 
         h = self.embed(x)
-        prepare = self._prepare
+        # prepare builds the graph input of layers that take no edge feature vectors (GINE does)
+        prepare = self._prepare if self._edge_input != "attr" else None
         # torch sparse products take one dtype and have no half-precision CPU kernel: not under autocast
         sparse = h.dtype in (torch.float32, torch.float64) and not torch.is_autocast_enabled(h.device.type)
         graph: tuple[Any, ...] = ()

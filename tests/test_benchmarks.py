@@ -242,7 +242,8 @@ def test_bench_gcn_adjacency_baseline_normalises_in_every_layer_and_rows_are_pri
     assert bench.main(["--quick", "--batches", "1", "--repeats", "1"]) == 0
     out = capsys.readouterr().out
     rows = [line for line in out.splitlines() if line.startswith("| ") and "x |" in line]
-    assert len(rows) == 4  # two shapes x (inference, training step), each with its ratios
+    assert len(rows) == 8  # two layers x two shapes x (inference, training step), each with its ratios
+    assert sum(row.startswith("| gin, ") for row in rows) == 4
     diffs = [float(v.split(";")[0]) for v in out.split("batch 128: ")[1:]]
     assert diffs and diffs[0] < 1e-4  # the two sides compute the same logits
 

@@ -351,7 +351,8 @@ def _per_layer_reference(model: GraphClassifier) -> GraphClassifier:
     ref = copy.deepcopy(model)
     ref._prepare = None
     for conv in ref.convs:
-        conv.normalize = conv.add_self_loops = True  # GCNConv(normalize=False) also turns self loops off
+        if isinstance(conv, models.GCNConv):  # GCNConv(normalize=False) also turns self loops off
+            conv.normalize = conv.add_self_loops = True
     return ref
 
 
@@ -397,12 +398,13 @@ def test_gcn_adjacency_keeps_the_gradient_of_edge_weights_that_need_one():
     torch.testing.assert_close(w1.grad, w2.grad)
 
 
+@pytest.mark.parametrize("conv", ["gcn", "gin"])
 @pytest.mark.parametrize("dynamic_k", [None, 2])
-def test_gcn_normalised_once_per_forward_equals_normalising_in_every_layer(dynamic_k, make_random_graph):
+def test_adjacency_once_per_forward_equals_the_edge_list_in_every_layer(conv, dynamic_k, make_random_graph):
     torch.manual_seed(0)
     graphs = [make_random_graph(n, seed=i, features=5, label=i % 3) for i, n in enumerate((6, 9, 4))]
     batch = Batch.from_data_list([*graphs, _awkward_graph()])
-    model = GraphClassifier(5, 3, conv="gcn", hidden=16, layers=3, dynamic_k=dynamic_k)
+    model = GraphClassifier(5, 3, conv=conv, hidden=16, layers=3, dynamic_k=dynamic_k)
     ref = _per_layer_reference(model)
     for m in (model, ref):
         m.train()
@@ -424,11 +426,12 @@ def test_gcn_normalised_once_per_forward_equals_normalising_in_every_layer(dynam
     )
 
 
+@pytest.mark.parametrize("conv", ["gcn", "gin"])
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
-def test_gcn_under_autocast_takes_the_edge_list_and_matches_per_layer_normalisation(dtype, make_random_graph):
+def test_under_autocast_the_layers_take_the_edge_list_and_match_it(conv, dtype, make_random_graph):
     torch.manual_seed(0)
     batch = Batch.from_data_list([make_random_graph(n, seed=i, features=5) for i, n in enumerate((6, 9))])
-    model = GraphClassifier(5, 2, conv="gcn", hidden=16, layers=2).eval()
+    model = GraphClassifier(5, 2, conv=conv, hidden=16, layers=2).eval()
     ref = _per_layer_reference(model)
     with torch.autocast("cpu", dtype=dtype):
         out, want = model(batch), ref(batch)
@@ -451,3 +454,20 @@ def test_gcn_forward_leaves_the_warnings_registry_alone(make_random_graph):
             warnings.warn("a warning of the training loop", UserWarning, stacklevel=1)
             model(batch)
     assert sum("training loop" in str(w.message) for w in seen) == 1
+
+
+def test_sum_adjacency_counts_repeated_edges_and_gine_keeps_its_edge_features(make_random_graph):
+    g = _awkward_graph()
+    (adj,) = models.sum_adjacency(g.edge_index, None, 6)
+    a = torch.zeros(6, 6)
+    a.index_put_((g.edge_index[1], g.edge_index[0]), torch.ones(g.edge_index.shape[1]), accumulate=True)
+    torch.testing.assert_close(adj.to_dense(), a)  # [target, source] counts, the self loop kept as given
+    assert models.sum_adjacency(g.edge_index, None, 6, sparse=False)[0] is g.edge_index
+    # GINE (edge_dim set) reads edge features per edge: no adjacency is prepared for it
+    torch.manual_seed(0)
+    graph = make_random_graph(7, seed=1, features=5)
+    graph.edge_attr = torch.rand(graph.edge_index.shape[1], 3)
+    model = GraphClassifier(5, 2, conv="gin", hidden=8, layers=2, edge_dim=3).eval()
+    out = model(graph)
+    graph.edge_attr = graph.edge_attr * 5
+    assert not torch.allclose(model(graph), out)
