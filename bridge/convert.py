@@ -587,13 +587,14 @@ class ImageToGraph:
         border_e = border_e / math.sqrt(h * w)
         dist = (pos.index_select(0, ei[0]) - pos.index_select(0, ei[1])).norm(dim=1)
         attr = torch.stack([border_e, dist], dim=1)
-        offsets = torch.cumsum(n_nodes, 0) - n_nodes
         image_of_node = torch.repeat_interleave(torch.arange(b, device=dev), n_nodes, output_size=total)
-        if collate:
-            return _collated(x, ei, attr, pos, image_of_node, counts, ys, seg if self.keep_segments else None)
-        edge_image = image_of_node.index_select(0, ei[0])
-        ei = ei - offsets.index_select(0, edge_image)
+        edge_image = image_of_node.index_select(0, ei[0])  # edges are grouped by graph (sorted by source)
         edge_counts = torch.bincount(edge_image, minlength=b).tolist()
+        if collate:
+            segs = seg if self.keep_segments else None
+            return _collated(x, ei, attr, pos, image_of_node, counts, edge_counts, ys, segs)
+        offsets = torch.cumsum(n_nodes, 0) - n_nodes
+        ei = ei - offsets.index_select(0, edge_image)
         parts = zip(
             torch.split(x, counts),
             torch.split(pos, counts),
@@ -656,6 +657,7 @@ def _collated(
     pos: torch.Tensor,
     batch: torch.Tensor,
     counts: list[int],
+    edge_counts: list[int],
     ys: list[int] | None,
     segments: torch.Tensor | None,
 ) -> Any:
@@ -665,17 +667,15 @@ def _collated(
 
     Shapes:
         - x: ``(N, F)``; edge_index: ``(2, E)`` global ids, grouped by graph; edge_attr: ``(E, 2)``;
-          pos: ``(N, 2)``; batch: ``(N,)``; segments: ``(B, H, W)`` or None
+          pos: ``(N, 2)``; batch: ``(N,)``; counts, edge_counts: ``B`` nodes and edges per graph;
+          segments: ``(B, H, W)`` or None
     """
     from torch_geometric.data import Batch
 
     b, dev = len(counts), x.device
-    # edges are grouped by graph (sorted by source): the graph of each edge is that of its source
-    edge_counts = torch.bincount(batch.index_select(0, edge_index[0]), minlength=b).cpu()
-    nodes = torch.tensor(counts, dtype=torch.int64)
     zero = torch.zeros(1, dtype=torch.int64)
-    node_ptr = torch.cat([zero, torch.cumsum(nodes, 0)])
-    edge_ptr = torch.cat([zero, torch.cumsum(edge_counts, 0)])
+    node_ptr = torch.cat([zero, torch.cumsum(torch.tensor(counts, dtype=torch.int64), 0)])
+    edge_ptr = torch.cat([zero, torch.cumsum(torch.tensor(edge_counts, dtype=torch.int64), 0)])
     graph_ptr = torch.arange(b + 1)
     none = torch.zeros(b, dtype=torch.int64)
     out = Batch(_base_cls=Data)

@@ -294,8 +294,7 @@ def sum_adjacency(
 def _adjacency_csr(edge_index: Tensor, w: Tensor, num_nodes: int) -> Tensor:
     """``adj_t`` as a sparse CSR matrix: entry ``[i, j]`` the summed weights ``w`` of the edges ``j -> i``
     (rows = targets, one entry per (target, source), columns sorted)."""
-    ei = edge_index
-    key = ei[1] * num_nodes + ei[0]  # target-major: the rows of adj_t
+    key = edge_index[1] * num_nodes + edge_index[0]  # target-major: the rows of adj_t
     key, order = torch.sort(key)
     w = w.index_select(0, order)
     key, inverse = torch.unique_consecutive(key, return_inverse=True)
@@ -595,8 +594,10 @@ class GraphClassifier(nn.Module):
         self._edge_input = spec.edge_input if (spec.edge_input == "weight" or edge_dim) else "none"
         if dynamic_k is not None:
             self._edge_input = "none"
+        # the layers' graph input, built once per forward; not for layers that take edge feature
+        # vectors (GINE: gin with edge_dim), which read them edge by edge
+        self._prepare = spec.prepare if self._edge_input != "attr" else None
 
-        self._prepare = spec.prepare
         self.embed = nn.Linear(in_channels, hidden)
         self.convs = nn.ModuleList(
             spec.build(hidden, hidden, edge_dim=edge_dim if self._edge_input == "attr" else None, heads=heads)
@@ -771,8 +772,7 @@ class GraphClassifier(nn.Module):
         u = self._check_u(u, num_graphs)
 
         h = self.embed(x)
-        # prepare builds the graph input of layers that take no edge feature vectors (GINE does)
-        prepare = self._prepare if self._edge_input != "attr" else None
+        prepare = self._prepare
         # torch sparse products take one dtype and have no half-precision CPU kernel: not under autocast
         sparse = h.dtype in (torch.float32, torch.float64) and not torch.is_autocast_enabled(h.device.type)
         graph: tuple[Any, ...] = ()
@@ -781,8 +781,7 @@ class GraphClassifier(nn.Module):
                 edge_index = feature_knn(h, batch, self.dynamic_k, num_graphs)
             if prepare is not None:  # the layers' graph input, once (every block with new edges)
                 if i == 0 or self.dynamic_k is not None:
-                    weight = ew if self._edge_input == "weight" else None
-                    graph = prepare(edge_index, weight, x.size(0), dtype=h.dtype, sparse=sparse)
+                    graph = prepare(edge_index, ew, x.size(0), dtype=h.dtype, sparse=sparse)
                 out = conv(h, *graph)
             elif self._edge_input == "weight":
                 out = conv(h, edge_index, ew)
