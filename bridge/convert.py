@@ -45,6 +45,7 @@ from .edges import (
     both_directions,
     knn_edges,
     label_runs,
+    repeat_runs,
     touching_pairs,
 )
 from .features import (
@@ -58,6 +59,7 @@ from .features import (
     hand_features,
 )
 from .segmentation import as_float_batch, check_options, get_segmentation
+from .slic import repeat_blocks
 
 __all__ = ["EDGES", "FORMAT_VERSION", "ImageToGraph", "prepare_many", "to_dense"]
 
@@ -478,7 +480,9 @@ class ImageToGraph:
         """Convert a tensor batch into graphs with torch ops on the batch's device (CPU or CUDA).
 
         Segmentation (the back-end's ``tensor`` function: ``slic_torch`` stays on the device; others
-        segment a host copy), the label runs (:func:`bridge.edges.label_runs`, computed once), node
+        segment a host copy), the label runs (:func:`bridge.edges.label_runs`, computed once, from the
+        back-end's working-resolution map where it has one: ``segment_tensor_blocks``,
+        :func:`bridge.edges.repeat_runs`), node
         features (:func:`bridge.features.batch_hand_features`, then CNN features pooled on the
         backbone's device), region adjacency (:func:`bridge.edges.batch_touching_pairs`), k-NN edges
         (:func:`bridge.edges.batch_knn_edges`) and edge attributes are computed for the whole batch at
@@ -542,17 +546,24 @@ class ImageToGraph:
             ys = [check_label(v) for v in label_list]
             if len(ys) != b:
                 raise ValueError(f"got {b} images but {len(ys)} labels; expected one label per image")
+        fy = fx = 1
         if segments is None:
             backend = get_segmentation(self.method)
-            seg = backend.segment_tensor(
+            # labels at the segmentation's working resolution (every one standing for a fy x fx block)
+            small, fy, fx = backend.segment_tensor_blocks(
                 x_img, n_segments=self.n_segments, compactness=self.compactness, sigma=self.sigma
             )
+            seg = repeat_blocks(small, fy, fx)
         else:
-            seg = _checked_segments(segments, (b, h, w), dev)
-        runs = label_runs(seg)  # shared by the region statistics, the borders and the CNN pooling
-        image_of_run = torch.div(runs.first, h * w, rounding_mode="floor")
+            small = seg = _checked_segments(segments, (b, h, w), dev)
+        # the runs of the full-resolution map, shared by the region statistics and the CNN pooling;
+        # from the small map's runs (the same runs, without a pass over the large map), whose borders
+        # give the region adjacency
+        small_runs = label_runs(small)
+        runs = repeat_runs(small_runs, fy, fx)
+        image_of_run = torch.div(small_runs.first, small[0].numel(), rounding_mode="floor")
         n_nodes = torch.zeros(b, dtype=torch.int64, device=dev)
-        n_nodes = n_nodes.scatter_reduce_(0, image_of_run, runs.label, "amax", include_self=False) + 1
+        n_nodes = n_nodes.scatter_reduce_(0, image_of_run, small_runs.label, "amax", include_self=False) + 1
         counts = n_nodes.tolist()  # the one read-back: graph sizes, to cut the batch into graphs
         n_max, total = max(counts), sum(counts)
         if self.edges != "region" and self.k >= min(counts):  # named like the errors of batch()
@@ -568,7 +579,7 @@ class ImageToGraph:
             self._non_finite(
                 x[start : start + counts[bad]].cpu(), bad, first=None, count=b, name="images[{}]"
             )
-        lo, hi, border = batch_touching_pairs(seg, n_nodes, n_max=n_max, runs=runs)
+        lo, hi, border = batch_touching_pairs(small, n_nodes, n_max=n_max, runs=small_runs, blocks=(fy, fx))
         if self.edges == "region":
             ei, border_e = batch_both_directions(lo, hi, total, border.to(torch.float32))
         else:

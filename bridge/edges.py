@@ -35,6 +35,7 @@ __all__ = [
     "knn_edges",
     "label_runs",
     "region_adjacency",
+    "repeat_runs",
     "sum_by_index",
     "touching_pairs",
     "undirected",
@@ -202,12 +203,67 @@ def label_runs(labels: torch.Tensor) -> LabelRuns:
     return LabelRuns(starts, first, length, label)
 
 
+def repeat_runs(runs: LabelRuns, fy: int, fx: int) -> LabelRuns:
+    """The runs of a label map whose every pixel is repeated over a ``fy x fx`` block
+    (:func:`bridge.slic.repeat_blocks`), from the runs of the small map: equal to
+    ``label_runs(repeat_blocks(labels, fy, fx))``, without a pass over the large map's labels.
+
+    Every run of row ``y`` becomes ``fy`` runs ``fx`` times as long, in rows ``y * fy .. y * fy + fy - 1``
+    (two runs of a row never join: neighbouring runs have different ids).
+
+    Args:
+        runs: ``label_runs(labels)`` of ``(B, h, w)`` label maps.
+        fy, fx: the block size (whole numbers >= 1).
+
+    Returns:
+        :class:`LabelRuns` of the ``(B, h * fy, w * fx)`` map, on the runs' device.
+
+    Shapes:
+        - runs: of ``(B, h, w)``, ``R`` runs
+        - output: of ``(B, h * fy, w * fx)``, ``R * fy`` runs
+
+    Example:
+        >>> big = repeat_runs(label_runs(torch.tensor([[[0, 0, 1]]])), 2, 2)
+        >>> big.first.tolist(), big.length.tolist(), big.label.tolist()
+        ([0, 4, 6, 10], [4, 2, 4, 2], [0, 1, 0, 1])
+    """
+    if fy < 1 or fx < 1:
+        raise ValueError(f"block size must be whole numbers >= 1, got fy={fy}, fx={fx}")
+    if fy == 1 and fx == 1:
+        return runs
+    b, h, w = runs.starts.shape
+    dev = runs.first.device
+    starts = torch.zeros(b, h, fy, w, fx, dtype=torch.bool, device=dev)
+    starts[..., 0] = runs.starts.unsqueeze(2)
+    # runs per row of the small map (each row has one at column 0), and where each row's runs begin
+    per_row = runs.starts.view(b * h, w).sum(1)
+    row_begin = torch.cumsum(per_row, 0) - per_row
+    row = torch.div(runs.first, w, rounding_mode="floor")  # global row b * h + y of every run
+    col = runs.first - row * w
+    begin, count = row_begin.index_select(0, row), per_row.index_select(0, row)
+    k = torch.arange(runs.first.numel(), device=dev) - begin  # index of the run in its row
+    copy = torch.arange(fy, device=dev)
+    # copy i of run k of a row lies at fy * begin + i * count + k, in row fy * row + i of the big map
+    at = ((fy * begin + k).unsqueeze(1) + count.unsqueeze(1) * copy).view(-1)
+    first = ((row * fy).unsqueeze(1) + copy).mul_(w * fx).add_((col * fx).unsqueeze(1)).view(-1)
+    n = at.numel()
+    out_first = torch.empty(n, dtype=first.dtype, device=dev).index_copy_(0, at, first)
+    out_length = torch.empty(n, dtype=runs.length.dtype, device=dev).index_copy_(
+        0, at, (runs.length * fx).repeat_interleave(fy)
+    )
+    out_label = torch.empty(n, dtype=runs.label.dtype, device=dev).index_copy_(
+        0, at, runs.label.repeat_interleave(fy)
+    )
+    return LabelRuns(starts.view(b, h * fy, w * fx), out_first, out_length, out_label)
+
+
 def batch_touching_pairs(
     labels: torch.Tensor,
     n_nodes: torch.Tensor,
     *,
     n_max: int | None = None,
     runs: LabelRuns | None = None,
+    blocks: tuple[int, int] = (1, 1),
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """:func:`touching_pairs` of a batch of label maps in torch, on their device, in global node ids.
 
@@ -224,6 +280,9 @@ def batch_touching_pairs(
         n_nodes: ``(B,)`` int64 node counts, on the labels' device.
         n_max: ``max(n_nodes)`` when known (saves a read-back).
         runs: ``label_runs(labels)`` when already computed.
+        blocks: ``(fy, fx)``: ``labels`` stand for the map with every pixel repeated over a
+            ``fy x fx`` block (:func:`bridge.slic.repeat_blocks`), whose pairs and counts are returned:
+            the same pairs, a horizontal border ``fy`` times and a vertical one ``fx`` times as long.
 
     Returns:
         ``(lo, hi, counts)``: ``(P,)`` int64 tensors on the labels' device, global ids with
@@ -259,7 +318,11 @@ def batch_touching_pairs(
     a = torch.cat([h_a, v_a.index_select(0, differ)])
     c = torch.cat([h_b, v_b.index_select(0, differ)])
     img = torch.cat([h_img, v_img.index_select(0, differ)])
-    weight = torch.cat([torch.ones_like(h_a), span.index_select(0, differ)]).to(torch.float64)
+    fy, fx = blocks
+    if fy < 1 or fx < 1:
+        raise ValueError(f"blocks must be whole numbers >= 1, got {blocks}")
+    # a border between two runs of a row crosses fy rows of the big map; a vertical span is fx times longer
+    weight = torch.cat([torch.full_like(h_a, fy), span.index_select(0, differ) * fx]).to(torch.float64)
     lo, hi = torch.minimum(a, c), torch.maximum(a, c)
     code = (img * m + lo) * m + hi
     size = b * m * m

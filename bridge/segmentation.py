@@ -49,7 +49,7 @@ import torch
 
 from .checks import as_float_image, check_compactness, check_n_segments, check_sigma, check_size
 from .slic import VERSION as SLIC_TORCH_VERSION
-from .slic import slic_batch
+from .slic import repeat_blocks, slic_batch, slic_batch_blocks
 
 __all__ = [
     "METHODS",
@@ -74,6 +74,8 @@ SegmentFn = Callable[..., np.ndarray]
 SegmentBatchFn = Callable[..., Sequence[np.ndarray]]
 #: A tensor batch on any device: ``fn(images, *, n_segments, compactness, sigma) -> labels`` (same device).
 SegmentTensorFn = Callable[..., torch.Tensor]
+#: The same at block resolution: ``fn(images, *, n_segments, compactness, sigma) -> (labels, fy, fx)``.
+SegmentBlocksFn = Callable[..., tuple[torch.Tensor, int, int]]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,11 +102,17 @@ class SegmentationBackend:
             float32 tensor in ``[0, 1]`` on any device (checked by :func:`as_float_batch`), returning
             ``(B, H, W)`` int64 label maps on the same device under the same contract, or ``None``
             (then tensors are segmented on a host copy).
+        blocks: ``blocks(images, *, n_segments, compactness, sigma) -> (labels, fy, fx)``: ``tensor``'s
+            labels before every one is repeated over a ``fy x fx`` block of pixels
+            (:func:`bridge.slic.repeat_blocks`; ``(B, H / fy, W / fx)``, ``(1, 1)`` when not
+            blocky), or ``None``. :meth:`bridge.convert.ImageToGraph.batch_tensor` then computes the
+            label runs and borders on the small map (:meth:`segment_tensor_blocks`).
 
     Shapes:
         - single: ``(H, W, C)`` -> ``(H, W)``
         - batch: ``[(H_i, W_i, C)]`` -> ``[(H_i, W_i)]``
         - tensor: ``(B, H, W, C)`` -> ``(B, H, W)``
+        - blocks: ``(B, H, W, C)`` -> ``(B, H / fy, W / fx)``
 
     Example:
         >>> backend = get_segmentation("grid")
@@ -120,6 +128,7 @@ class SegmentationBackend:
     version: str | int | None = None
     description: str = ""
     tensor: SegmentTensorFn | None = None
+    blocks: SegmentBlocksFn | None = None
 
     @property
     def batched(self) -> bool:
@@ -160,6 +169,50 @@ class SegmentationBackend:
                 f"device (fix the back-end, see bridge.segmentation.SegmentationBackend)"
             )
         return labels.long()
+
+    def segment_tensor_blocks(
+        self, images: torch.Tensor, *, n_segments: int, compactness: float = 10.0, sigma: float = 0.0
+    ) -> tuple[torch.Tensor, int, int]:
+        """:meth:`segment_tensor` as ``(labels, fy, fx)``: label maps whose every pixel stands for a
+        ``fy x fx`` block of the image (``repeat_blocks(labels, fy, fx)`` is :meth:`segment_tensor`'s
+        result). Back-ends without a ``blocks`` function give the full-resolution maps and ``(1, 1)``.
+
+        Shapes:
+            - images: ``(B, H, W, C)``
+            - labels: ``(B, H / fy, W / fx)``
+
+        Example:
+            >>> labels, fy, fx = get_segmentation("slic_torch").segment_tensor_blocks(
+            ...     torch.rand(2, 224, 224, 3), n_segments=75)
+            >>> tuple(labels.shape), fy, fx
+            ((2, 112, 112), 2, 2)
+        """
+        if self.blocks is None:
+            labels = self.segment_tensor(images, n_segments=n_segments, compactness=compactness, sigma=sigma)
+            return labels, 1, 1
+        b, h, w = images.shape[:3]
+        check_size(h, w, n_segments)
+        labels, fy, fx = self.blocks(images, n_segments=n_segments, compactness=compactness, sigma=sigma)
+        fy, fx = int(fy), int(fx)
+        if (
+            not isinstance(labels, torch.Tensor)
+            or min(fy, fx) < 1
+            or tuple(labels.shape) != (b, h // fy, w // fx)
+            or h % fy
+            or w % fx
+            or labels.is_floating_point()
+            or labels.device != images.device
+        ):
+            got = (
+                f"{labels.dtype} {tuple(labels.shape)}" if isinstance(labels, torch.Tensor) else type(labels)
+            )
+            raise ValueError(
+                f"segmentation back-end {self.name!r} returned {got} with blocks {(fy, fx)} for a tensor "
+                f"batch of {(b, h, w)} on {images.device}; its blocks function must return (B, H / fy, "
+                f"W / fx) integer labels on the images' device and whole block sides dividing H and W "
+                f"(fix the back-end, see bridge.segmentation.SegmentationBackend)"
+            )
+        return labels.long(), fy, fx
 
     def segment(
         self, img: np.ndarray, *, n_segments: int, compactness: float = 10.0, sigma: float = 0.0
@@ -242,6 +295,7 @@ def register_segmentation(
     description: str = "",
     replace: bool = False,
     tensor: SegmentTensorFn | None = None,
+    blocks: SegmentBlocksFn | None = None,
 ) -> SegmentationBackend:
     """Add a segmentation back-end to the table (the contract is in :class:`SegmentationBackend`).
 
@@ -258,6 +312,7 @@ def register_segmentation(
         replace: allow replacing a registered back-end of this name (the built-ins cannot be replaced).
         tensor: the function for a tensor batch on any device, or ``None`` (see
             :class:`SegmentationBackend`).
+        blocks: ``tensor``'s labels at block resolution, or ``None`` (see :class:`SegmentationBackend`).
 
     Returns:
         The new table entry.
@@ -302,9 +357,14 @@ def register_segmentation(
             f"tensor must be None or callable as tensor(images, *, n_segments, compactness, sigma), "
             f"got {tensor!r}"
         )
+    if blocks is not None and (tensor is None or not callable(blocks)):
+        raise TypeError(
+            f"blocks must be None or callable as blocks(images, *, n_segments, compactness, sigma), with a "
+            f"tensor function beside it, got blocks={blocks!r}, tensor={tensor!r}"
+        )
     if version is not None and (isinstance(version, bool) or not isinstance(version, (str, int))):
         raise TypeError(f"version must be a str, an int or None, got {version!r}")
-    backend = SegmentationBackend(name, single, batch, version, str(description), tensor)
+    backend = SegmentationBackend(name, single, batch, version, str(description), tensor, blocks)
     _REGISTRY[name] = backend
     return backend
 
@@ -570,13 +630,22 @@ def _slic_torch_tensor(
 ) -> torch.Tensor:
     """:func:`bridge.slic.slic_batch` on the images' device; flat images (and ``n_segments=1``) give one
     region, as in :func:`_slic_torch_batch`."""
+    return repeat_blocks(
+        *_slic_torch_blocks(images, n_segments=n_segments, compactness=compactness, sigma=sigma)
+    )
+
+
+def _slic_torch_blocks(
+    images: torch.Tensor, *, n_segments: int, compactness: float, sigma: float
+) -> tuple[torch.Tensor, int, int]:
+    """:func:`_slic_torch_tensor` at the working resolution (:func:`bridge.slic.slic_batch_blocks`)."""
     if n_segments == 1:
-        return torch.zeros(images.shape[:3], dtype=torch.int64, device=images.device)
-    labels = slic_batch(images, n_segments=n_segments, compactness=compactness, sigma=sigma)
+        return torch.zeros(images.shape[:3], dtype=torch.int64, device=images.device), 1, 1
+    labels, fy, fx = slic_batch_blocks(images, n_segments=n_segments, compactness=compactness, sigma=sigma)
     flat = _flat_images(images)
     if flat is not None:  # else no image can be flat: no pass over the label maps
         labels.masked_fill_(flat.view(-1, 1, 1), 0)
-    return labels
+    return labels, fy, fx
 
 
 def _flat_images(images: torch.Tensor) -> torch.Tensor | None:
@@ -604,6 +673,7 @@ register_segmentation(
     version=SLIC_TORCH_VERSION,
     description="SLIC batched in torch (bridge.slic.slic_batch; the default), on any device",
     tensor=_slic_torch_tensor,
+    blocks=_slic_torch_blocks,
 )
 # version 2 (2026-12-06): a strip thinner than a patch gets one row of n_segments patches (version 1
 # gave up to 14x more on such images; every other image is cut as before)

@@ -29,7 +29,10 @@ This module runs the same algorithm on a ``(B, H, W, C)`` batch with tensor oper
    ids, a few iterations), components under ``min_size_factor * H * W / n_segments`` pixels merged
    into the region visited before them, as scikit-image does (one pass: the region above their
    first pixel), ids made contiguous per image in raster order;
-6. each full-resolution pixel takes the label of its block of the working copy.
+6. each full-resolution pixel takes the label of its block of the working copy
+   (:func:`repeat_blocks`; :func:`slic_batch_blocks` stops before it, and
+   :meth:`bridge.convert.ImageToGraph.batch_tensor` takes the label runs and region borders from
+   the small map, :func:`bridge.edges.repeat_runs`).
 
 Every step is torch on the device of the images (CPU or CUDA, the same code): a batch given as a
 CUDA tensor is segmented on the GPU and its labels come back as a CUDA tensor; NumPy images give
@@ -80,7 +83,7 @@ from .checks import (
     is_grey_rgb,
 )
 
-__all__ = ["VERSION", "auto_downsample", "rgb_to_lab", "slic_batch"]
+__all__ = ["VERSION", "auto_downsample", "repeat_blocks", "rgb_to_lab", "slic_batch", "slic_batch_blocks"]
 
 #: Version of the algorithm's results: the ``version`` of the ``slic_torch`` entry of the segmentation
 #: table (:mod:`bridge.segmentation`), so part of the cache key of graphs built with it. Version 6
@@ -638,6 +641,58 @@ def slic_batch(
         >>> np.unique(lab[0, :, :32]).tolist(), np.unique(lab[0, :, 32:]).tolist()
         ([0], [1])
     """
+    labels, fy, fx = slic_batch_blocks(
+        images,
+        n_segments=n_segments,
+        compactness=compactness,
+        max_iter=max_iter,
+        sigma=sigma,
+        min_size_factor=min_size_factor,
+        downsample=downsample,
+        cell_px=cell_px,
+    )
+    labels = repeat_blocks(labels, fy, fx)
+    return labels.numpy() if isinstance(images, np.ndarray) else labels
+
+
+def slic_batch_blocks(
+    images: np.ndarray | torch.Tensor,
+    *,
+    n_segments: int = 75,
+    compactness: float = 10.0,
+    max_iter: int = 5,
+    sigma: float = 0.0,
+    min_size_factor: float = 0.5,
+    downsample: int | None = None,
+    cell_px: int = 4,
+) -> tuple[torch.Tensor, int, int]:
+    """:func:`slic_batch` before its last step: the labels of the working copy when every pixel of a
+    whole ``fy x fx`` block of the image takes its block's label, and ``(fy, fx)``.
+
+    ``repeat_blocks(labels, fy, fx)`` is :func:`slic_batch`'s result (a tensor on the images'
+    device). Statistics that only need the runs, borders and counts of the full-resolution map
+    (:func:`bridge.edges.repeat_runs`, :func:`bridge.edges.batch_touching_pairs` with ``blocks``)
+    are computed on the ``fy * fx`` times smaller map. Where the working size does not divide the
+    image (or ``downsample=1``), the full-resolution labels come back with ``(1, 1)``.
+
+    Args:
+        images, n_segments, compactness, max_iter, sigma, min_size_factor, downsample, cell_px: as
+            for :func:`slic_batch`.
+
+    Returns:
+        ``(labels, fy, fx)``: ``(B, H / fy, W / fx)`` int64 tensor on the images' device (NumPy
+        images: on the CPU), ids ``0 .. N_b - 1`` per image, and the block size.
+
+    Shapes:
+        - images: ``(B, H, W, C)``
+        - labels: ``(B, H / fy, W / fx)``
+
+    Example:
+        >>> img = torch.zeros(1, 224, 224, 3); img[0, :, 112:] = 1.0
+        >>> labels, fy, fx = slic_batch_blocks(img, n_segments=75)
+        >>> tuple(labels.shape), (fy, fx), torch.equal(repeat_blocks(labels, fy, fx), slic_batch(img))
+        ((1, 112, 112), (2, 2), True)
+    """
     if isinstance(images, np.ndarray) and any(step < 0 for step in images.strides):
         images = np.ascontiguousarray(images)  # e.g. a flipped view imgs[:, :, ::-1]: torch refuses those
     x = torch.as_tensor(images)
@@ -763,14 +818,22 @@ def slic_batch(
     min_size = max(1, int(min_size_factor * hs * ws / n_segments))
     labels = _connect(ids, min_size)
     if h % hs == 0 and w % ws == 0:  # every pixel takes its block's label (keeps regions 4-connected)
-        fy, fx = h // hs, w // ws
-        if fx != 1:  # whole rows repeated after columns: 2x faster than one expanded copy
-            labels = labels.repeat_interleave(fx, dim=2)
-        if fy != 1:
-            labels = labels.repeat_interleave(fy, dim=1)
-    else:
-        rows = ((torch.arange(h, device=dev) * hs) // h).clamp_max_(hs - 1)
-        cols = ((torch.arange(w, device=dev) * ws) // w).clamp_max_(ws - 1)
-        src = (rows * ws).view(h, 1) + cols.view(1, w)
-        labels = labels.view(b, hs * ws).gather(1, src.view(1, h * w).expand(b, h * w)).view(b, h, w)
-    return labels.numpy() if isinstance(images, np.ndarray) else labels
+        return labels, h // hs, w // ws
+    rows = ((torch.arange(h, device=dev) * hs) // h).clamp_max_(hs - 1)
+    cols = ((torch.arange(w, device=dev) * ws) // w).clamp_max_(ws - 1)
+    src = (rows * ws).view(h, 1) + cols.view(1, w)
+    return labels.view(b, hs * ws).gather(1, src.view(1, h * w).expand(b, h * w)).view(b, h, w), 1, 1
+
+
+def repeat_blocks(labels: torch.Tensor, fy: int, fx: int) -> torch.Tensor:
+    """Every label of ``(B, h, w)`` repeated over a block of ``fy x fx`` pixels: ``(B, h * fy, w * fx)``.
+
+    Example:
+        >>> repeat_blocks(torch.tensor([[[0, 1]]]), 2, 2).tolist()
+        [[[0, 0, 1, 1], [0, 0, 1, 1]]]
+    """
+    if fx != 1:  # whole rows repeated after columns: 2x faster than one expanded copy
+        labels = labels.repeat_interleave(fx, dim=2)
+    if fy != 1:
+        labels = labels.repeat_interleave(fy, dim=1)
+    return labels

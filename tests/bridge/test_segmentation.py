@@ -255,6 +255,8 @@ def test_batch_function_is_called_once(halves_backend):
         ({"name": "test_x", "single": "slic"}, TypeError, "single must be callable"),
         ({"name": "test_x", "batch": 3}, TypeError, "batch must be None or callable"),
         ({"name": "test_x", "version": 1.5}, TypeError, "version must be a str, an int or None, got 1.5"),
+        ({"name": "test_x", "blocks": lambda *a, **k: None}, TypeError, "with a tensor function beside it"),
+        ({"name": "test_x", "tensor": lambda *a, **k: None, "blocks": 3}, TypeError, "blocks must be None"),
     ],
 )
 def test_register_errors(halves_backend, kwargs, error, match):
@@ -337,3 +339,46 @@ def test_elongated_image_labels_are_unchanged_by_the_warning():
     with pytest.warns(UserWarning, match="very elongated"):
         labels, info = superpixels(img, n_segments=10, method="slic", return_info=True)
     assert info["n_segments"] == 1 and labels.shape == (1, 2000) and not labels.any()
+
+
+# -- labels at block resolution -------------------------------------------------------------------
+
+
+def test_segment_tensor_blocks_repeat_to_segment_tensor():
+    import torch
+
+    from bridge.slic import repeat_blocks
+
+    imgs = torch.from_numpy(np.stack([noise(96, 120, seed=s) for s in range(2)])).float() / 255
+    backend = get_segmentation("slic_torch")
+    full = backend.segment_tensor(imgs, n_segments=15)
+    small, fy, fx = backend.segment_tensor_blocks(imgs, n_segments=15)
+    assert (fy, fx) == (2, 2) and small.shape == (2, 48, 60) and small.dtype == torch.int64
+    assert torch.equal(repeat_blocks(small, fy, fx), full)
+    # a back-end without a blocks function: its full-resolution maps and (1, 1)
+    labels, fy, fx = get_segmentation("grid").segment_tensor_blocks(imgs, n_segments=15)
+    assert (fy, fx) == (1, 1)
+    assert torch.equal(labels, get_segmentation("grid").segment_tensor(imgs, n_segments=15))
+
+
+@pytest.mark.parametrize(
+    ("result", "match"),
+    [
+        (lambda imgs: (imgs[..., 0].long(), 2, 2), r"returned torch.int64 \(1, 8, 8\) with blocks \(2, 2\)"),
+        (lambda imgs: (imgs[:, ::3, ::3, 0].long(), 3, 3), r"with blocks \(3, 3\)"),
+        (lambda imgs: (imgs[:, ::2, ::2, 0], 2, 2), r"returned torch.float32"),
+        (lambda imgs: (imgs[..., 0].long(), 0, 1), r"with blocks \(0, 1\)"),
+    ],
+)
+def test_backend_blocks_output_is_checked(result, match):
+    import torch
+
+    def tensor(images, **_):
+        return torch.zeros(images.shape[:3], dtype=torch.int64)
+
+    register_segmentation("test_blocks", halves, tensor=tensor, blocks=lambda images, **_: result(images))
+    try:
+        with pytest.raises(ValueError, match=match):
+            get_segmentation("test_blocks").segment_tensor_blocks(torch.zeros(1, 8, 8, 3), n_segments=2)
+    finally:
+        unregister_segmentation("test_blocks")

@@ -19,7 +19,15 @@ from skimage.transform import resize
 import bridge.slic
 from bridge.convert import ImageToGraph
 from bridge.segmentation import METHODS, superpixels, superpixels_batch
-from bridge.slic import _components, _connect, auto_downsample, rgb_to_lab, slic_batch
+from bridge.slic import (
+    _components,
+    _connect,
+    auto_downsample,
+    repeat_blocks,
+    rgb_to_lab,
+    slic_batch,
+    slic_batch_blocks,
+)
 
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket")
 COLOURS = np.array([[0.9, 0.1, 0.1], [0.1, 0.8, 0.1], [0.1, 0.1, 0.9], [0.9, 0.9, 0.1]], np.float32)
@@ -1119,3 +1127,27 @@ def test_grey_path_keeps_the_averaging_of_the_input_layout(monkeypatch):
     fast = slic_batch(x, **options)
     monkeypatch.setattr(bridge.slic, "is_grey_rgb", lambda pixels: False)
     assert torch.equal(fast, slic_batch(x, **options))
+
+
+@pytest.mark.parametrize(
+    ("size", "n_segments", "kwargs", "blocks"),
+    [
+        ((96, 120), 15, {}, (2, 2)),  # auto_downsample 2, a whole working size
+        ((108, 108), 8, {}, (3, 3)),
+        ((96, 120), 15, {"downsample": 4}, (4, 4)),
+        ((97, 120), 15, {}, (1, 1)),  # 97 rows over 49 working rows: not whole blocks
+        ((96, 120), 15, {"downsample": 1}, (1, 1)),
+        ((96, 120), 15, {"sigma": 1.0}, (2, 2)),
+    ],
+)
+def test_slic_batch_blocks_repeated_are_slic_batch(size, n_segments, kwargs, blocks):
+    rng = np.random.default_rng(3)
+    imgs = ndimage.gaussian_filter(rng.random((3, *size, 3)), sigma=(0, 4, 4, 0)).astype(np.float32)
+    full = slic_batch(imgs, n_segments=n_segments, **kwargs)
+    small, fy, fx = slic_batch_blocks(torch.from_numpy(imgs), n_segments=n_segments, **kwargs)
+    assert (fy, fx) == blocks
+    assert tuple(small.shape) == (3, size[0] // fy, size[1] // fx)
+    assert np.array_equal(repeat_blocks(small, fy, fx).numpy(), full)
+    # NumPy images give tensor labels too (on the CPU)
+    again = slic_batch_blocks(imgs, n_segments=n_segments, **kwargs)
+    assert isinstance(again[0], torch.Tensor) and torch.equal(again[0], small) and again[1:] == blocks

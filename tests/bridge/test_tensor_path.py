@@ -27,7 +27,9 @@ from bridge.edges import (
     batch_touching_pairs,
     both_directions,
     knn_edges,
+    label_runs,
     region_adjacency,
+    repeat_runs,
     touching_pairs,
 )
 from bridge.features import FEATURES, batch_hand_features, hand_features, pool_feature_maps
@@ -84,6 +86,39 @@ def test_batch_touching_pairs_equals_touching_pairs_per_image(device, seed):
     # n_max given (no read-back) or larger than needed: the same pairs
     again = batch_touching_pairs(labels, torch.tensor(n, device=device), n_max=max(n) + 3)
     assert all(torch.equal(a, b) for a, b in zip(again, (lo, hi, counts)))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize(("fy", "fx"), [(1, 1), (2, 2), (3, 1), (1, 4), (2, 3)])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_runs_and_borders_of_a_blocky_map_from_its_small_map(device, fy, fx, seed):
+    """``repeat_runs`` and ``batch_touching_pairs(blocks=...)`` on the small map equal ``label_runs`` and
+    ``batch_touching_pairs`` of the map with every label repeated over a block (field for field)."""
+    from bridge.slic import repeat_blocks
+
+    maps = label_batch(seed, h=7, w=5)
+    maps.append(np.arange(7)[:, None].repeat(5, 1))  # one id per row: runs of whole rows
+    n = torch.tensor([int(m.max()) + 1 for m in maps], device=device)
+    small = torch.from_numpy(np.stack(maps)).to(device)
+    big = repeat_blocks(small, fy, fx)
+    assert big.shape == (len(maps), 7 * fy, 5 * fx)
+    want, got = label_runs(big), repeat_runs(label_runs(small), fy, fx)
+    for name, a, b in zip(want._fields, want, got):
+        assert b.device == a.device and b.dtype == a.dtype, name
+        assert torch.equal(a, b), name
+    pairs = batch_touching_pairs(small, n, runs=label_runs(small), blocks=(fy, fx))
+    assert all(torch.equal(a, b) for a, b in zip(pairs, batch_touching_pairs(big, n)))
+    one_row = torch.zeros(1, 1, 3, dtype=torch.int64, device=device)  # a single row, a single run
+    lengths = repeat_runs(label_runs(one_row), fy, fx).length
+    assert torch.equal(lengths, torch.full((fy,), 3 * fx, device=device))
+
+
+def test_repeat_runs_and_blocks_refuse_a_block_under_one():
+    runs = label_runs(torch.zeros(1, 2, 2, dtype=torch.int64))
+    with pytest.raises(ValueError, match=r"block size must be whole numbers >= 1, got fy=0, fx=2"):
+        repeat_runs(runs, 0, 2)
+    with pytest.raises(ValueError, match=r"blocks must be whole numbers >= 1, got \(1, 0\)"):
+        batch_touching_pairs(torch.zeros(1, 2, 2, dtype=torch.int64), torch.tensor([1]), blocks=(1, 0))
 
 
 def test_pair_counting_by_bincount_and_by_unique_agree():
@@ -449,6 +484,29 @@ def test_batch_tensor_needs_no_weighted_bincount(fake_backbone, monkeypatch, den
 
     monkeypatch.setattr(torch, "bincount", unweighted_only)
     assert_same_graphs(conv.batch_tensor(imgs), expected, device="cpu")
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize(("size", "n_segments"), [((96, 120), 15), ((108, 108), 8), ((97, 120), 15)])
+def test_batch_tensor_on_working_resolution_labels(device, size, n_segments, fake_backbone, monkeypatch):
+    """Where ``slic_torch`` segments a smaller working copy (2 x 2 or 3 x 3 blocks here; 97 rows are not
+    whole blocks), ``batch_tensor`` takes the runs and borders from the small label map: the graphs
+    equal those of ``batch`` and, exactly, those built from the full-resolution labels."""
+    import dataclasses
+
+    import bridge.segmentation as bs
+
+    backbone = fake_backbone("pair").to(device)
+    conv = ImageToGraph(n_segments=n_segments, backbone=backbone, features=FEATURES, keep_segments=True)
+    imgs = np.stack([smooth_image(*size, seed=s) for s in range(3)])
+    got = conv.batch_tensor(torch.from_numpy(imgs).to(device), labels=[0, 1, 2])
+    assert_same_graphs(got, conv.batch(list(imgs), labels=[0, 1, 2]), device=device)
+    full_only = dataclasses.replace(bs.get_segmentation("slic_torch"), blocks=None)
+    monkeypatch.setitem(bs._REGISTRY, "slic_torch", full_only)
+    want = conv.batch_tensor(torch.from_numpy(imgs).to(device), labels=[0, 1, 2])
+    for g, e in zip(got, want):
+        assert sorted(g.keys()) == sorted(e.keys())
+        assert all(torch.equal(g[k], e[k]) for k in e.keys())
 
 
 @pytest.mark.parametrize("device", DEVICES)
