@@ -319,6 +319,71 @@ def _adjacency_csr(edge_index: Tensor, w: Tensor, num_nodes: int) -> Tensor:
 _CSR_NOTED: list[bool] = []  # non-empty once _adjacency_csr has made a CSR matrix in this process
 
 
+def _transposed(adj_t: Tensor) -> Tensor:
+    """The transpose of a square sparse CSR matrix, as CSR: built on the first call and kept with the
+    matrix, so that every layer that multiplies the same matrix shares it."""
+    t = getattr(adj_t, "_pixgraph_transposed", None)
+    if t is None:
+        n = adj_t.shape[0]
+        crow, col = adj_t.crow_indices(), adj_t.col_indices()
+        rows = torch.repeat_interleave(
+            torch.arange(n, device=col.device), crow.diff(), output_size=col.numel()
+        )
+        # entry [i, j] of adj_t is edge j -> i; of the transpose, edge i -> j
+        t = _adjacency_csr(torch.stack([rows, col]), adj_t.values(), n)
+        adj_t._pixgraph_transposed = t  # type: ignore[attr-defined]
+    return t
+
+
+class _CSRProduct(torch.autograd.Function):
+    """``adj_t @ x`` for a sparse CSR ``adj_t`` whose values need no gradient. Its backward multiplies
+    the gradient by the transpose built once per matrix (:func:`_transposed`); torch's own backward
+    of ``torch.sparse.mm`` converts the transpose to CSR again in every layer (a sort each)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, adj_t: Tensor) -> Tensor:
+        ctx.adj_t = adj_t
+        return torch.sparse.mm(adj_t, x)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, None]:
+        if not ctx.needs_input_grad[0]:
+            return None, None
+        return torch.sparse.mm(_transposed(ctx.adj_t), grad), None
+
+
+def _shared_product(adj_t: Any, x: Tensor) -> Tensor | None:
+    """``adj_t @ x`` through :class:`_CSRProduct` where it applies (a CSR matrix without gradient, an ``x``
+    that takes one); None elsewhere (the layer's own product)."""
+    if (
+        isinstance(adj_t, Tensor)
+        and adj_t.layout == torch.sparse_csr
+        and not adj_t.requires_grad
+        and x.requires_grad
+        and torch.is_grad_enabled()
+    ):
+        return _CSRProduct.apply(x, adj_t)
+    return None
+
+
+class _SharedGCNConv(GCNConv):
+    """PyG's ``GCNConv`` whose product with a shared CSR adjacency (:func:`gcn_adjacency`) has a backward
+    that transposes the matrix once for all layers (:class:`_CSRProduct`); the same parameters, values
+    and state_dict keys."""
+
+    def message_and_aggregate(self, adj_t: Any, x: Tensor) -> Tensor:
+        out = _shared_product(adj_t, x)
+        return super().message_and_aggregate(adj_t, x) if out is None else out
+
+
+class _SharedGINConv(GINConv):
+    """PyG's ``GINConv`` with the backward of :class:`_SharedGCNConv` for :func:`sum_adjacency`."""
+
+    def message_and_aggregate(self, adj_t: Any, x: Any) -> Tensor:
+        out = _shared_product(adj_t, x[0])
+        return super().message_and_aggregate(adj_t, x) if out is None else out
+
+
 @register_conv(
     "gcn",
     edge_input="weight",
@@ -327,7 +392,7 @@ _CSR_NOTED: list[bool] = []  # non-empty once _adjacency_csr has made a CSR matr
 )
 def _build_gcn(in_channels: int, out_channels: int, *, edge_dim: int | None, heads: int) -> nn.Module:
     # normalised once per forward by gcn_adjacency (the registry's prepare), not in every layer
-    return GCNConv(in_channels, out_channels, normalize=False)
+    return _SharedGCNConv(in_channels, out_channels, normalize=False)
 
 
 @register_conv("gat", edge_input="attr", description="graph attention (Velickovic et al.), multi-head")
@@ -352,7 +417,7 @@ def _build_gin(in_channels: int, out_channels: int, *, edge_dim: int | None, hea
     )
     if edge_dim is not None:
         return GINEConv(mlp, train_eps=True, edge_dim=edge_dim)
-    return GINConv(mlp, train_eps=True)
+    return _SharedGINConv(mlp, train_eps=True)
 
 
 _POOLS: dict[str, Callable[..., Tensor]] = {

@@ -456,6 +456,58 @@ def test_gcn_forward_leaves_the_warnings_registry_alone(make_random_graph):
     assert sum("training loop" in str(w.message) for w in seen) == 1
 
 
+def test_csr_product_backward_equals_torchs_and_builds_the_transpose_once():
+    gen = torch.Generator().manual_seed(5)
+    g = _awkward_graph()
+    (adj,) = models.gcn_adjacency(g.edge_index, g.edge_weight, 6)
+    x1 = torch.randn(6, 4, generator=gen, requires_grad=True)
+    x2 = x1.detach().clone().requires_grad_(True)
+    up = torch.randn(6, 4, generator=gen)
+    out = models._CSRProduct.apply(x1, adj)
+    assert torch.equal(out, torch.sparse.mm(adj, x2.detach()))
+    (out * up).sum().backward()
+    (torch.sparse.mm(adj, x2) * up).sum().backward()  # torch's own backward
+    assert torch.equal(x1.grad, x2.grad)
+    t = adj._pixgraph_transposed
+    torch.testing.assert_close(t.to_dense(), adj.to_dense().T)
+    assert models._transposed(adj) is t  # kept with the matrix: later layers reuse it
+
+
+def test_a_training_step_transposes_the_adjacency_once_and_inference_never(monkeypatch, make_random_graph):
+    built = []
+    csr = models._adjacency_csr
+
+    def counting(edge_index, w, num_nodes):
+        built.append(num_nodes)
+        return csr(edge_index, w, num_nodes)
+
+    monkeypatch.setattr(models, "_adjacency_csr", counting)
+    batch = Batch.from_data_list([make_random_graph(n, seed=i, features=5) for i, n in enumerate((6, 9))])
+    for conv in ("gcn", "gin"):
+        model = GraphClassifier(5, 2, conv=conv, hidden=8, layers=3).train()
+        built.clear()
+        model(batch).sum().backward()
+        assert len(built) == 2, conv  # the adjacency and, for all 3 layers' backward, its transpose
+        built.clear()
+        with torch.no_grad():
+            model.eval()(batch)
+        assert len(built) == 1, conv
+
+
+def test_adjacency_values_that_need_a_gradient_keep_torchs_product():
+    g = _awkward_graph()
+    (adj,) = models.gcn_adjacency(g.edge_index, g.edge_weight, 6)
+    values = adj.values().clone().requires_grad_(True)
+    leaf = torch.sparse_csr_tensor(
+        adj.crow_indices(), adj.col_indices(), values, adj.shape, check_invariants=True
+    )
+    conv = models._SharedGCNConv(5, 3, normalize=False)
+    x = g.x.clone().requires_grad_(True)
+    assert models._shared_product(leaf, x) is None  # the layer's own (torch's) product
+    conv(x, leaf).sum().backward()
+    assert values.grad is not None and values.grad.abs().sum() > 0 and x.grad is not None
+
+
 def test_sum_adjacency_counts_repeated_edges_and_gine_keeps_its_edge_features(make_random_graph):
     g = _awkward_graph()
     (adj,) = models.sum_adjacency(g.edge_index, None, 6)
