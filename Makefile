@@ -29,7 +29,7 @@ test: lint
 test-all: lint
 	MPLBACKEND=Agg $(PY) -m pytest -q -m "not network"
 
-# The comparison on elpv with all five arms, sized for under 10 minutes on 2 CPU cores (373 to 596 s on 2026-12-02 by the state of the machine; 291-299 s on 2026-12-07 with freed memory kept, 413 s at 05:47 on a slower hour, 364 s at 13:11; 233-331 s at 16:20-16:56 on a new, shared machine whose backbone runs up to 1.8x as fast; 804 s at 18:52 on a VM without AVX-512 whose backbone runs 4x slower than that one, 877 s there with the code before the GCN change):
+# The comparison on elpv with all five arms, sized for under 10 minutes on 2 CPU cores (373 to 596 s on 2026-12-02 by the state of the machine; 291-299 s on 2026-12-07 with freed memory kept, 413 s at 05:47 on a slower hour, 364 s at 13:11; 233-331 s at 16:20-16:56 on a new, shared machine whose backbone runs up to 1.8x as fast; 804 s at 18:52 on a VM without AVX-512 whose backbone runs 4x slower than that one, 877 s there with the code before the GCN change, 766-777 s there at 21:11-21:57):
 # 250 images per class, a 160 px view, 3 seeds. Each run writes a new folder runs/compare-elpv-<time>/ (report.md, results.json, figures/).
 DEMO_ARGS ?= --data elpv --max-per-class 250 --image-size 160 --seeds 0,1,2
 
