@@ -129,6 +129,45 @@ def test_fit_learns_and_writes_checkpoints(tmp_path):
     assert result["accuracy"] == 1.0 and result["loss"] == pytest.approx(hist.val_loss[-1], rel=1e-5)
 
 
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_fit_steps_equal_a_loop_over_tensors_to_the_bit(optimizer):
+    """fit's optimizers update all tensors at once (``foreach``, also on the CPU); the weights equal
+    those of a hand loop with torch's per-tensor optimizer, bit for bit."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+    x, y = torch.randn(24, 4), torch.randint(0, 3, (24,))
+    ref = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+    ref.load_state_dict(model.state_dict())
+    kw = {"lr": 0.05, "weight_decay": 1e-3}
+    if optimizer == "sgd":
+        opt = torch.optim.SGD(ref.parameters(), momentum=0.9, foreach=False, **kw)
+    else:
+        opt = torch.optim.Adam(ref.parameters(), foreach=False, **kw)
+    loader = DataLoader(TensorDataset(x, y), batch_size=8)
+    for _ in range(3):
+        for xb, yb in loader:
+            opt.zero_grad()
+            F.cross_entropy(ref(xb), yb).backward()
+            opt.step()
+    fit(model, loader, batch_format=PAIRS, epochs=3, optimizer=optimizer, momentum=0.9, **kw, **QUIET)
+    for (name, a), b in zip(model.named_parameters(), ref.parameters()):
+        assert torch.equal(a.detach(), b.detach()), name
+    from engine.training import _Task
+
+    task = _Task(
+        model,
+        PAIRS,
+        optimizer=optimizer,
+        lr=0.1,
+        weight_decay=0.0,
+        momentum=0.9,
+        scheduler=None,
+        epochs=1,
+        classes=None,
+    )
+    assert task.configure_optimizers().defaults["foreach"] is True
+
+
 def test_fit_without_checkpoint_dir_writes_nothing(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     train, _ = _loaders()
