@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from gnn.datasets import ConcatPos, list_graph_datasets, load_graph_dataset
     from gnn.dense import DenseGCN, normalized_adjacency
     from gnn.importance import node_importance
+    from gnn.loader import graph_loader
     from gnn.models import ConvSpec, GraphClassifier, list_convs, list_presets, register_conv
     from gnn.training import History, evaluate, fit, load_checkpoint, macro_f1, predict
 
@@ -22,6 +23,7 @@ _EXPORTS = {
     "DenseGCN": "gnn.dense",
     "normalized_adjacency": "gnn.dense",
     "node_importance": "gnn.importance",
+    "graph_loader": "gnn.loader",
     "ConvSpec": "gnn.models",
     "GraphClassifier": "gnn.models",
     "list_convs": "gnn.models",
@@ -48,6 +50,7 @@ __all__ = [
     "evaluate",
     "find_checkpoints",
     "fit",
+    "graph_loader",
     "list_convs",
     "list_graph_datasets",
     "list_presets",

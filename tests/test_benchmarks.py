@@ -253,3 +253,12 @@ def test_bench_gcn_adjacency_refuses_zero_rounds(load, capsys):
     with pytest.raises(SystemExit):
         bench.main(["--repeats", "0"])
     assert "--repeats must be at least 1" in capsys.readouterr().err
+
+
+def test_bench_graph_loader_quick_trains_the_same_weights(load, capsys):
+    bench = load("bench_graph_loader")
+    assert bench.main(["--quick", "--graphs", "40"]) == 0
+    out = capsys.readouterr().out
+    assert "40 graphs, batches of 32, best and median of 1" in out  # --graphs given, --repeats from --quick
+    assert "| arm D: 8 features | gnn.fit, 1 epochs |" in out
+    assert "trained weights equal on both loaders: True" in out

@@ -229,16 +229,16 @@ def finetune(bench: Workbench, seed: int) -> dict[str, Any]:
 
 
 def _gnn(bench: Workbench, seed: int, *, with_cnn: bool) -> dict[str, Any]:
-    from torch_geometric.loader import DataLoader as GraphLoader
-
+    from gnn.loader import graph_loader
     from gnn.training import fit, predict
 
     d, cfg = bench.data, bench.cfg
     gs = bench.graphs(with_cnn)
 
     def loader(idx: np.ndarray, shuffle: bool) -> Any:
+        """PyG's DataLoader, its batches gathered from the graphs' tensors concatenated once."""
         g = torch.Generator().manual_seed(seed)
-        return GraphLoader(
+        return graph_loader(
             [gs.graphs[i] for i in idx], batch_size=cfg.batch_size, shuffle=shuffle, generator=g
         )
 
