@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
@@ -30,6 +29,7 @@ if __name__ == "__main__":  # run as a script: this checkout's packages first, n
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from bench_gcn_adjacency import timed_rounds
 from bench_gnn_training import superpixel_like_graphs
 from torch_geometric.loader import DataLoader
 
@@ -47,19 +47,6 @@ def shaped_graphs(n: int, features: int, global_width: int, seed: int = 0) -> li
         if global_width:
             d.u = torch.rand(1, global_width, generator=g)
     return graphs
-
-
-def interleaved(runs: dict[str, Callable[[], None]], rounds: int) -> dict[str, list[float]]:
-    """Seconds of every pass of every run: one warm-up pass each, then ``rounds`` interleaved rounds."""
-    for run in runs.values():
-        run()
-    times: dict[str, list[float]] = {name: [] for name in runs}
-    for _ in range(rounds):
-        for name, run in runs.items():
-            t0 = time.perf_counter()
-            run()
-            times[name].append(time.perf_counter() - t0)
-    return times
 
 
 def _epoch(loader: DataLoader) -> None:
@@ -114,7 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             runs = {k: partial(_train, k, v, features, args.epochs, weights) for k, v in loaders.items()}
             passes[f"gnn.fit, {args.epochs} epochs"] = (runs, n_batches * args.epochs)
         for mode, (todo, count) in passes.items():
-            times = interleaved(todo, args.repeats)
+            times = timed_rounds(todo, args.repeats)
             best = {k: count / min(t) for k, t in times.items()}
             med = statistics.median(a / b for a, b in zip(times["pyg"], times["ours"]))
             ratio = best["ours"] / best["pyg"]
