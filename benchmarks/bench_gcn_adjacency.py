@@ -161,7 +161,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             for m in (model, ref, plain):
                 m.train(mode != "inference")
             make = _infer if mode == "inference" else _train
-            runs = {}
             if mode == "inference":  # the same forward as the default: not timed again
                 runs = {"ref": make(ref, batches), "ours": make(model, batches)}
             else:  # the training step changes the weights: each side trains its own copy from one start

@@ -154,21 +154,7 @@ class SegmentationBackend:
             out = self.segment_many(host, n_segments=n_segments, compactness=compactness, sigma=sigma)
             return torch.from_numpy(np.stack(out)).to(images.device)
         labels = self.tensor(images, n_segments=n_segments, compactness=compactness, sigma=sigma)
-        if (
-            not isinstance(labels, torch.Tensor)
-            or tuple(labels.shape) != (b, h, w)
-            or labels.is_floating_point()
-            or labels.device != images.device
-        ):
-            got = (
-                f"{labels.dtype} {tuple(labels.shape)}" if isinstance(labels, torch.Tensor) else type(labels)
-            )
-            raise ValueError(
-                f"segmentation back-end {self.name!r} returned {got} for a tensor batch of {(b, h, w)} on "
-                f"{images.device}; its tensor function must return (B, H, W) integer labels on the images' "
-                f"device (fix the back-end, see bridge.segmentation.SegmentationBackend)"
-            )
-        return labels.long()
+        return self._tensor_labels(labels, images, (b, h, w))
 
     def segment_tensor_blocks(
         self, images: torch.Tensor, *, n_segments: int, compactness: float = 10.0, sigma: float = 0.0
@@ -194,25 +180,42 @@ class SegmentationBackend:
         check_size(h, w, n_segments)
         labels, fy, fx = self.blocks(images, n_segments=n_segments, compactness=compactness, sigma=sigma)
         fy, fx = int(fy), int(fx)
+        whole = min(fy, fx) >= 1 and h % fy == 0 and w % fx == 0
+        return self._tensor_labels(labels, images, (b, h // fy, w // fx) if whole else None, (fy, fx)), fy, fx
+
+    def _tensor_labels(
+        self,
+        labels: Any,
+        images: torch.Tensor,
+        shape: tuple[int, int, int] | None,
+        blocks: tuple[int, int] | None = None,
+    ) -> torch.Tensor:
+        """A ``tensor`` (or, with ``blocks``, a ``blocks``) function's labels as int64, after checking that
+        they are integer maps of ``shape`` on the images' device (``shape`` None: block sides that do not
+        divide the image, an error in any case)."""
         if (
             not isinstance(labels, torch.Tensor)
-            or min(fy, fx) < 1
-            or tuple(labels.shape) != (b, h // fy, w // fx)
-            or h % fy
-            or w % fx
+            or shape is None
+            or tuple(labels.shape) != shape
             or labels.is_floating_point()
             or labels.device != images.device
         ):
             got = (
                 f"{labels.dtype} {tuple(labels.shape)}" if isinstance(labels, torch.Tensor) else type(labels)
             )
+            fn, want = "tensor", "(B, H, W) integer labels on the images' device"
+            if blocks is not None:
+                got, fn = f"{got} with blocks {blocks}", "blocks"
+                want = (
+                    "(B, H / fy, W / fx) integer labels on the images' device and whole block sides "
+                    "dividing H and W"
+                )
             raise ValueError(
-                f"segmentation back-end {self.name!r} returned {got} with blocks {(fy, fx)} for a tensor "
-                f"batch of {(b, h, w)} on {images.device}; its blocks function must return (B, H / fy, "
-                f"W / fx) integer labels on the images' device and whole block sides dividing H and W "
-                f"(fix the back-end, see bridge.segmentation.SegmentationBackend)"
+                f"segmentation back-end {self.name!r} returned {got} for a tensor batch of "
+                f"{tuple(images.shape[:3])} on {images.device}; its {fn} function must return {want} (fix "
+                f"the back-end, see bridge.segmentation.SegmentationBackend)"
             )
-        return labels.long(), fy, fx
+        return labels.long()
 
     def segment(
         self, img: np.ndarray, *, n_segments: int, compactness: float = 10.0, sigma: float = 0.0

@@ -45,16 +45,19 @@ class GatheredCollater:
     def __init__(self, graphs: Sequence[Any]) -> None:
         self.graphs = list(graphs)
         self._index = {id(g): i for i, g in enumerate(self.graphs)}
-        self._store: dict[str, tuple[Tensor, Tensor, Tensor, int, bool]] | None = self._concatenate()
+        # per table of rows per graph (node-level keys share one, edge-level keys another): first row of
+        # each graph, rows of each graph, whether every graph has one row (graph-level keys: y, u)
+        self._tables: list[tuple[Tensor, Tensor, bool]] = []
+        self._store: dict[str, tuple[Tensor, int, int, bool]] | None = self._concatenate()
 
     @property
     def gathered(self) -> bool:
         """Whether batches are gathered from the concatenated attributes (else PyG collates them)."""
         return self._store is not None
 
-    def _concatenate(self) -> dict[str, tuple[Tensor, Tensor, Tensor, int, bool]] | None:
-        """Per key: (all graphs' values concatenated, first row of each graph, rows of each graph,
-        concatenation dim, whether it takes the node offsets); None when a graph does not fit."""
+    def _concatenate(self) -> dict[str, tuple[Tensor, int, int, bool]] | None:
+        """Per key: (all graphs' values concatenated, its table of rows, concatenation dim, whether it
+        takes the node offsets); None when a graph does not fit."""
         graphs = self.graphs
         if not graphs or any(type(g) is not Data for g in graphs):
             return None
@@ -65,9 +68,8 @@ class GatheredCollater:
         nodes = [g.num_nodes for g in graphs]
         if any(n is None for n in nodes) or "num_nodes" in first._store:
             return None
-        store: dict[str, tuple[Tensor, Tensor, Tensor, int, bool]] = {}
-        tables: dict[tuple[int, ...], tuple[Tensor, Tensor]] = {}
-        self._one_row: set[int] = set()  # tables of one row per graph
+        store: dict[str, tuple[Tensor, int, int, bool]] = {}
+        table_of: dict[tuple[int, ...], int] = {}
         for key in keys:
             values = [g[key] for g in graphs]
             if not all(isinstance(v, Tensor) and v.dim() > 0 and not v.is_sparse for v in values):
@@ -90,24 +92,17 @@ class GatheredCollater:
             ):
                 return None
             sizes = tuple(v.shape[dim] for v in values)
-            if sizes not in tables:  # keys with the same rows per graph share one table (one gather index)
+            if sizes not in table_of:  # keys with the same rows per graph share one table (one gather index)
                 rows = torch.tensor(sizes, dtype=torch.int64)
-                tables[sizes] = (torch.cumsum(rows, 0) - rows, rows)
-                if all(r == 1 for r in sizes):
-                    self._one_row.add(id(rows))
-            start, rows = tables[sizes]
-            store[key] = (torch.cat(values, dim), start, rows, dim, with_offsets)
+                table_of[sizes] = len(self._tables)
+                self._tables.append((torch.cumsum(rows, 0) - rows, rows, all(r == 1 for r in sizes)))
+            store[key] = (torch.cat(values, dim), table_of[sizes], dim, with_offsets)
         self._nodes = torch.tensor(nodes, dtype=torch.int64)
         return store
 
     def __call__(self, items: Sequence[Any]) -> Batch:
-        ids = [self._index.get(id(g), -1) for g in items]
-        if (
-            self._store is None
-            or not ids
-            or min(ids) < 0
-            or any(g is not self.graphs[i] for g, i in zip(items, ids))
-        ):
+        ids = [self._index.get(id(g), -1) for g in items]  # the list holds its graphs: ids stay theirs
+        if self._store is None or not ids or min(ids) < 0:
             return Batch.from_data_list(list(items))
         which = torch.tensor(ids, dtype=torch.int64)
         b = len(ids)
@@ -117,22 +112,21 @@ class GatheredCollater:
         out = Batch(_base_cls=Data)
         slices: dict[str, Tensor] = {}
         incs: dict[str, Tensor] = {}
-        gathered: dict[int, tuple[Tensor, Tensor]] = {}  # per table of rows: (row index, pointers)
-        for key, (values, start, rows, dim, with_offsets) in self._store.items():
-            if id(rows) not in gathered:  # once for the node-level keys, once for the edge-level ones
-                take = rows.index_select(0, which)
-                ptr = torch.cumsum(take, 0)
-                if id(rows) in self._one_row:  # one row per graph (y, u): the graphs themselves
-                    idx = start.index_select(0, which)
-                else:  # row r of the batch's k-th graph is row start[k] + r of the concatenation
-                    total = int(ptr[-1])
-                    shift = start.index_select(0, which) - (ptr - take)
-                    idx = torch.repeat_interleave(shift, take, output_size=total) + torch.arange(total)
-                gathered[id(rows)] = (idx, ptr)
-            idx, ptr = gathered[id(rows)]
+        gathered = []  # per table: the batch's row index, rows per graph and their cumulative sums
+        for start, rows, one_row in self._tables:
+            take = rows.index_select(0, which)
+            ptr = torch.cumsum(take, 0)
+            if one_row:  # one row per graph (y, u): the graphs themselves
+                idx = start.index_select(0, which)
+            else:  # row r of the batch's k-th graph is row start[k] + r of the concatenation
+                total = int(ptr[-1])
+                shift = start.index_select(0, which) - (ptr - take)
+                idx = torch.repeat_interleave(shift, take, output_size=total) + torch.arange(total)
+            gathered.append((idx, take, ptr))
+        for key, (values, table, dim, with_offsets) in self._store.items():
+            idx, take, ptr = gathered[table]
             value = values.index_select(dim, idx.to(values.device))
             if with_offsets:
-                take = ptr - torch.cat([zero, ptr[:-1]])
                 offsets = torch.repeat_interleave(node_ptr[:-1], take, output_size=int(ptr[-1]))
                 value = value + offsets.to(values.device)
                 incs[key] = node_ptr[:-1]

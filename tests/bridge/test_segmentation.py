@@ -382,3 +382,16 @@ def test_backend_blocks_output_is_checked(result, match):
             get_segmentation("test_blocks").segment_tensor_blocks(torch.zeros(1, 8, 8, 3), n_segments=2)
     finally:
         unregister_segmentation("test_blocks")
+
+
+def test_backend_tensor_output_is_checked():
+    import torch
+
+    register_segmentation("test_tensor", halves, tensor=lambda images, **_: images[:, ::2, :, 0].long())
+    try:
+        with pytest.raises(
+            ValueError, match=r"returned torch.int64 \(1, 4, 8\) for a tensor batch of \(1, 8, 8\)"
+        ):
+            get_segmentation("test_tensor").segment_tensor(torch.zeros(1, 8, 8, 3), n_segments=2)
+    finally:
+        unregister_segmentation("test_tensor")
