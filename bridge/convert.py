@@ -45,7 +45,6 @@ from .edges import (
     both_directions,
     knn_edges,
     label_runs,
-    repeat_runs,
     touching_pairs,
 )
 from .features import (
@@ -480,9 +479,10 @@ class ImageToGraph:
         """Convert a tensor batch into graphs with torch ops on the batch's device (CPU or CUDA).
 
         Segmentation (the back-end's ``tensor`` function: ``slic_torch`` stays on the device; others
-        segment a host copy), the label runs (:func:`bridge.edges.label_runs`, computed once, from the
-        back-end's working-resolution map where it has one: ``segment_tensor_blocks``,
-        :func:`bridge.edges.repeat_runs`), node
+        segment a host copy), the label runs (:func:`bridge.edges.label_runs`, computed once, of the
+        back-end's working-resolution map where it has one, ``segment_tensor_blocks``: pixel counts,
+        centroids, borders and, where the stage maps' cells are whole blocks, the CNN pooling count
+        every label's block from it, with the same results), node
         features (:func:`bridge.features.batch_hand_features`, then CNN features pooled on the
         backbone's device), region adjacency (:func:`bridge.edges.batch_touching_pairs`), k-NN edges
         (:func:`bridge.edges.batch_knn_edges`) and edge attributes are computed for the whole batch at
@@ -553,14 +553,12 @@ class ImageToGraph:
             small, fy, fx = backend.segment_tensor_blocks(
                 x_img, n_segments=self.n_segments, compactness=self.compactness, sigma=self.sigma
             )
-            seg = repeat_blocks(small, fy, fx)
         else:
-            small = seg = _checked_segments(segments, (b, h, w), dev)
-        # the runs of the full-resolution map, shared by the region statistics and the CNN pooling;
-        # from the small map's runs (the same runs, without a pass over the large map), whose borders
-        # give the region adjacency
+            small = _checked_segments(segments, (b, h, w), dev)
+        # the runs of the small map, shared by the region statistics, the CNN pooling and the region
+        # adjacency, each of which counts a run's pixels fy x fx times (the same counts as the
+        # full-resolution map's, without a pass over it)
         small_runs = label_runs(small)
-        runs = repeat_runs(small_runs, fy, fx)
         image_of_run = torch.div(small_runs.first, small[0].numel(), rounding_mode="floor")
         n_nodes = torch.zeros(b, dtype=torch.int64, device=dev)
         n_nodes = n_nodes.scatter_reduce_(0, image_of_run, small_runs.label, "amax", include_self=False) + 1
@@ -569,9 +567,12 @@ class ImageToGraph:
         if self.edges != "region" and self.k >= min(counts):  # named like the errors of batch()
             i = counts.index(min(counts))
             raise ValueError(f"{f'images[{i}]: ' if b > 1 else ''}{_too_few_nodes(self.k, counts[i])}")
-        x, pos = batch_hand_features(x_img, seg, n_nodes, self.features, runs=runs)
+        x, pos = batch_hand_features(x_img, small, n_nodes, self.features, runs=small_runs, blocks=(fy, fx))
         if self.cnn is not None:
-            x = torch.cat([x, self.cnn.pool_batch(x_img, seg, n_nodes, runs=runs).to(dev)], dim=1)
+            # on the small map (the same counts) where the stage maps' cells are whole blocks; the ids
+            # come from the segmentation or _checked_segments, and n_nodes from their runs
+            pooled = self.cnn.pool_batch(x_img, small, n_nodes, runs=small_runs, blocks=(fy, fx), check=False)
+            x = torch.cat([x, pooled.to(dev)], dim=1)
         finite = torch.isfinite(x).all(dim=1)
         if not bool(finite.all()):
             bad = int(torch.repeat_interleave(torch.arange(b, device=dev), n_nodes)[~finite][0])
@@ -602,7 +603,7 @@ class ImageToGraph:
         edge_image = image_of_node.index_select(0, ei[0])  # edges are grouped by graph (sorted by source)
         edge_counts = torch.bincount(edge_image, minlength=b).tolist()
         if collate:
-            segs = seg if self.keep_segments else None
+            segs = repeat_blocks(small, fy, fx) if self.keep_segments else None
             return _collated(x, ei, attr, pos, image_of_node, counts, edge_counts, ys, segs)
         offsets = torch.cumsum(n_nodes, 0) - n_nodes
         ei = ei - offsets.index_select(0, edge_image)
@@ -612,12 +613,13 @@ class ImageToGraph:
             torch.split(ei, edge_counts, dim=1),
             torch.split(attr, edge_counts),
         )
+        seg = repeat_blocks(small, fy, fx) if self.keep_segments else None
         out = []
         for i, (xi, pi, ei_i, ai) in enumerate(parts):
             data = Data(x=xi, edge_index=ei_i, edge_attr=ai, pos=pi)
             if ys is not None:
                 data.y = torch.tensor([ys[i]], dtype=torch.long, device=dev)
-            if self.keep_segments:
+            if seg is not None:
                 data.segments = seg[i : i + 1]
             out.append(data)
         return out

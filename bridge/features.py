@@ -41,7 +41,8 @@ from cnn.fusion import exact_float32
 from engine.modes import eval_mode
 
 from .checks import as_float_image, check_backbone, check_labels, check_positive_int, is_grey_rgb
-from .edges import LabelRuns, label_runs, sum_by_index
+from .edges import LabelRuns, label_runs, repeat_runs, sum_by_index
+from .slic import repeat_blocks
 
 __all__ = [
     "DEFAULT_STAGES",
@@ -220,6 +221,7 @@ def batch_hand_features(
     features: Sequence[str],
     *,
     runs: LabelRuns | None = None,
+    blocks: tuple[int, int] = (1, 1),
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`hand_features` of a whole batch in torch, on the batch's device, in global node ids.
 
@@ -236,6 +238,10 @@ def batch_hand_features(
         n_nodes: ``(B,)`` int64 node counts on the same device.
         features: names from :data:`FEATURES` (checked with :func:`check_features`).
         runs: ``bridge.edges.label_runs(labels)`` when already computed.
+        blocks: ``(fy, fx)`` when every label of ``(B, H / fy, W / fx)`` ``labels`` stands for a
+            ``fy x fx`` block of the images (:func:`bridge.slic.slic_batch_blocks`): pixel counts and
+            centroids come from the small map's runs (the same values: sums of whole numbers), colour
+            statistics from the full-resolution runs (:func:`bridge.edges.repeat_runs`).
 
     Returns:
         ``(x, pos)``: ``(N, F)`` float32 features and ``(N, 2)`` float32 centroids ``(x, y)``,
@@ -255,23 +261,37 @@ def batch_hand_features(
     b, h, w, c = images.shape
     dev = images.device
     f64 = torch.float64
+    fy, fx = blocks
+    if labels.shape[1] * fy != h or labels.shape[2] * fx != w:
+        raise ValueError(
+            f"labels of shape {tuple(labels.shape)} with blocks {blocks} do not cover images of {h} x {w}"
+        )
     if runs is None:
         runs = label_runs(labels)
     offset = torch.cumsum(n_nodes, 0) - n_nodes
     total = int(n_nodes.sum())
-    first, length = runs.first, runs.length
-    node = runs.label + offset.index_select(0, torch.div(first, h * w, rounding_mode="floor"))
-    run_len = length.to(f64)
-    counts = sum_by_index(node, run_len, total)
-    row = torch.div(first % (h * w), w, rounding_mode="floor").to(f64)
-    col = (first % w).to(f64)
-    row_sum = sum_by_index(node, row * run_len, total)
-    col_sum = sum_by_index(node, run_len * (col + (run_len - 1.0) / 2.0), total)
+    hs, ws = h // fy, w // fx
+    # pixel counts and centroids from the runs of the labels as given: a run of the small map at row y
+    # and columns x0 .. x0 + L - 1 covers rows fy * y .. fy * y + fy - 1, columns fx * x0 ..
+    # fx * (x0 + L) - 1 of the image (whole numbers in float64: the same sums as the large map's runs)
+    first = runs.first
+    node = runs.label + offset.index_select(0, torch.div(first, hs * ws, rounding_mode="floor"))
+    run_len = runs.length.to(f64) * fx  # image pixels per row of the run
+    counts = sum_by_index(node, run_len * fy, total)
+    row = torch.div(first % (hs * ws), ws, rounding_mode="floor").to(f64) * fy + (fy - 1) / 2.0
+    col = (first % ws).to(f64) * fx
+    row_sum = sum_by_index(node, row * (run_len * fy), total)
+    col_sum = sum_by_index(node, (run_len * fy) * (col + (run_len - 1.0) / 2.0), total)
     pos = torch.stack([col_sum / counts / max(w - 1, 1), row_sum / counts / max(h - 1, 1)], 1)
     pos = pos.to(torch.float32)
     cols_out: list[torch.Tensor] = []
     mean = torch.empty(total, 0, dtype=f64, device=dev)
     if "color_mean" in features or "color_std" in features:
+        if (fy, fx) != (1, 1):  # the runs of the image's pixels, one per row
+            runs = repeat_runs(runs, fy, fx)
+            node = runs.label + offset.index_select(0, torch.div(runs.first, h * w, rounding_mode="floor"))
+            run_len = runs.length.to(f64)
+        length = runs.length
         pix = images.reshape(-1, c)  # a copy of non-contiguous images: only for colour statistics
         # grey images given as RGB: the statistics of one channel, repeated (every channel is reduced
         # on its own: the same values)
@@ -527,9 +547,18 @@ def _pool(
     n_nodes: Sequence[int] | torch.Tensor | None = None,
     *,
     runs: LabelRuns | None = None,
+    blocks: tuple[int, int] = (1, 1),
+    check: bool = True,
 ) -> tuple[torch.Tensor, list[int]]:
     """:func:`pool_feature_maps` as one ``(sum N_b, sum C_i)`` tensor and the node counts; ``runs``:
-    ``label_runs(labels)`` of a ``(B, H, W)`` label tensor, when already computed."""
+    ``label_runs(labels)`` of a ``(B, H, W)`` label tensor, when already computed.
+
+    ``blocks=(fy, fx)``: every label of the ``(B, h, w)`` tensor stands for a ``fy x fx`` block of the
+    image (:func:`bridge.slic.slic_batch_blocks`); every map's size must divide ``(h, w)``, so that a
+    block lies in one cell of every map, and the block's pixels are counted ``fy * fx`` times: the
+    same (integer) counts as the repeated map's, from ``fy * fx`` times fewer pixels. ``check=False``
+    skips the check that the ids lie in ``0 .. n_nodes[b] - 1`` (for ids known to, as
+    :meth:`bridge.convert.ImageToGraph.batch_tensor` has them)."""
     maps = list(maps)
     if not maps:
         raise ValueError("maps is empty; expected at least one (B, C, h, w) feature map")
@@ -541,6 +570,15 @@ def _pool(
         raise ValueError(f"maps have different batch sizes {[int(m.shape[0]) for m in maps]}; expected one B")
     device = maps[0].device
     groups = _label_groups(labels, batch, device)
+    fy, fx = blocks
+    if (fy, fx) != (1, 1):
+        bad_maps = [tuple(m.shape[2:]) for m in maps if any(lab.shape[1] % m.shape[2] for _, lab in groups)]
+        bad_maps += [tuple(m.shape[2:]) for m in maps if any(lab.shape[2] % m.shape[3] for _, lab in groups)]
+        if bad_maps:
+            raise ValueError(
+                f"blocks={blocks}: maps of size {bad_maps[0]} do not divide the label maps' "
+                f"{tuple(groups[0][1].shape[1:])}; give the full-resolution labels instead"
+            )
     if runs is not None and (len(groups) != 1 or runs.starts.shape != groups[0][1].shape):
         raise ValueError("runs must be label_runs(labels) of the (B, H, W) label tensor given")
     if runs is not None and runs.first.device != device:
@@ -554,30 +592,31 @@ def _pool(
         at = torch.tensor(idx, device=device)
         image = at.index_select(0, torch.div(r.first, lab.shape[1] * lab.shape[2], rounding_mode="floor"))
         group_runs.append((lab, r, image, at))
-    lo = torch.zeros(batch, dtype=torch.int64, device=device)
-    hi = torch.zeros(batch, dtype=torch.int64, device=device)
-    for _, r, image, _ in group_runs:  # the smallest and largest id of every image, from its runs
-        lo.scatter_reduce_(0, image, r.label, "amin", include_self=False)
-        hi.scatter_reduce_(0, image, r.label, "amax", include_self=False)
-    if n_nodes is None:
-        n_t = hi + 1
-    else:
+    if n_nodes is not None:
         n_t = torch.as_tensor(n_nodes, dtype=torch.int64).to(device).reshape(-1)
         if n_t.numel() != batch:
             raise ValueError(f"n_nodes has {n_t.numel()} entries for a batch of {batch}")
-    bad = (lo < 0) | (hi >= n_t)
-    if bool(bad.any()):
-        b = int(torch.nonzero(bad)[0, 0])
-        raise ValueError(
-            f"label map {b} has ids in [{int(lo[b])}, {int(hi[b])}]; "
-            f"expected a non-empty map with ids 0..{int(n_t[b]) - 1}"
-        )
+    if check or n_nodes is None:
+        lo = torch.zeros(batch, dtype=torch.int64, device=device)
+        hi = torch.zeros(batch, dtype=torch.int64, device=device)
+        for _, r, image, _ in group_runs:  # the smallest and largest id of every image, from its runs
+            lo.scatter_reduce_(0, image, r.label, "amin", include_self=False)
+            hi.scatter_reduce_(0, image, r.label, "amax", include_self=False)
+        if n_nodes is None:
+            n_t = hi + 1
+        bad = (lo < 0) | (hi >= n_t)
+        if bool(bad.any()):
+            b = int(torch.nonzero(bad)[0, 0])
+            raise ValueError(
+                f"label map {b} has ids in [{int(lo[b])}, {int(hi[b])}]; "
+                f"expected a non-empty map with ids 0..{int(n_t[b]) - 1}"
+            )
     counts_n = n_t.tolist()
     offsets = torch.cumsum(n_t, 0) - n_t
     total = int(sum(counts_n))
     area = torch.zeros(total, dtype=torch.float64, device=device)
     for _, r, image, _ in group_runs:
-        area.index_add_(0, offsets.index_select(0, image) + r.label, r.length.to(torch.float64))
+        area.index_add_(0, offsets.index_select(0, image) + r.label, r.length.to(torch.float64) * (fy * fx))
     area = area.to(torch.float32).clamp_min_(1.0).unsqueeze(-1)
     image_of_node = torch.repeat_interleave(torch.arange(batch, device=device), n_t, output_size=total)
 
@@ -604,7 +643,8 @@ def _pool(
             if parent_d is None:
                 run, cell, pixels = _run_cells(r, lab.shape[1], lab.shape[2], h, w)
                 weight = torch.zeros(batch * n_max * h * w, device=device)  # integer counts: exact in float32
-                weight.index_add_(0, slot.index_select(0, run) * (h * w) + cell, pixels.to(torch.float32))
+                at = slot.index_select(0, run) * (h * w) + cell
+                weight.index_add_(0, at, pixels.to(torch.float32) * (fy * fx))
                 weight = weight.view(batch, n_max, h, w)
             else:
                 ph, pw, pweight = parent_d
@@ -627,7 +667,7 @@ def _pool(
                 run, cell_of, pixels = _run_cells(r, lab.shape[1], lab.shape[2], h, w)
                 node = offsets.index_select(0, image) + r.label  # global node of every run
                 key = node.index_select(0, run) * hw + cell_of
-                uniq, cnt = _count_pairs(key, total * hw, pixels.to(torch.float64))
+                uniq, cnt = _count_pairs(key, total * hw, pixels.to(torch.float64) * (fy * fx))
                 parts_node.append(torch.div(uniq, hw, rounding_mode="floor"))
                 parts_cell.append(uniq % hw)
                 parts_count.append(cnt.to(torch.float32))
@@ -888,16 +928,24 @@ class CNNNodeFeatures:
         n_nodes: torch.Tensor,
         *,
         runs: LabelRuns | None = None,
+        blocks: tuple[int, int] = (1, 1),
+        check: bool = True,
     ) -> torch.Tensor:
         """Pooled CNN features of a tensor batch, all on :attr:`device` (the torch path of
         :meth:`bridge.convert.ImageToGraph.batch_tensor`): no host copy of images, labels or features.
 
         Args:
             images: ``(B, H, W, C)`` float32 in ``[0, 1]`` (:func:`bridge.segmentation.as_float_batch`).
-            labels: ``(B, H, W)`` int64 label maps with ids ``0 .. n_nodes[b] - 1``.
+            labels: ``(B, H, W)`` int64 label maps with ids ``0 .. n_nodes[b] - 1``; with ``blocks``
+                ``(B, H / fy, W / fx)``, every label standing for a ``fy x fx`` block of pixels.
             n_nodes: ``(B,)`` int64 node counts.
             runs: ``bridge.edges.label_runs(labels)`` when already computed (used when one chunk of
                 ``batch_size`` holds the whole batch and the labels are on :attr:`device`).
+            blocks: ``(fy, fx)`` of :func:`bridge.slic.slic_batch_blocks`' labels. Where every stage
+                map's size divides the labels' (224 px, 75 superpixels and efficientnet_lite0: labels
+                112 x 112, maps 28, 14 and 7), the overlaps are counted on the small map (the same
+                counts); otherwise the labels are repeated to full resolution first.
+            check: ``False`` skips the check of the ids against ``n_nodes`` (ids known to be valid).
 
         Returns:
             ``(sum N_b, out_channels)`` float32 on :attr:`device`, graph after graph.
@@ -916,6 +964,8 @@ class CNNNodeFeatures:
         whole = self.batch_size >= int(images.shape[0]) and labels.device == device
         labels = labels.to(device)
         n_nodes = n_nodes.to(device)
+        fy, fx = blocks
+        full: torch.Tensor | None = None  # the labels repeated to full resolution, made when needed
         out = []
         with _eval_mode(module):
             for start in range(0, int(images.shape[0]), self.batch_size):
@@ -924,7 +974,16 @@ class CNNNodeFeatures:
                 with torch.inference_mode():
                     maps = self._select(module.features(x))
                     given = runs if whole else None
-                    out.append(_pool(maps, labels[chunk], n_nodes[chunk], runs=given)[0])
+                    h, w = labels.shape[1:]
+                    if (fy, fx) == (1, 1) or all(h % m.shape[2] == 0 and w % m.shape[3] == 0 for m in maps):
+                        pooled = _pool(
+                            maps, labels[chunk], n_nodes[chunk], runs=given, blocks=blocks, check=check
+                        )
+                    else:
+                        if full is None:
+                            full = repeat_blocks(labels, fy, fx)
+                        pooled = _pool(maps, full[chunk], n_nodes[chunk], check=check)
+                    out.append(pooled[0])
         return torch.cat(out)  # outside inference mode: a normal tensor
 
     def __call__(self, images: Sequence[Any], labels: Sequence[Any]) -> list[torch.Tensor]:

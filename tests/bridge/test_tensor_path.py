@@ -301,6 +301,53 @@ def test_pool_feature_maps_on_tensors_equals_a_brute_force_mean(device, dense, m
         torch.testing.assert_close(a, b_)
 
 
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize(("fy", "fx"), [(2, 2), (3, 1), (1, 2)])
+@pytest.mark.parametrize("dense", [True, False])
+def test_statistics_of_a_blocky_map_from_its_small_map(device, fy, fx, dense, monkeypatch):
+    """``batch_hand_features`` and the CNN pooling given the small map, its runs and ``blocks`` equal
+    (to the bit) those of the map with every label repeated over a ``fy x fx`` block."""
+    import bridge.features as bf
+    from bridge.slic import repeat_blocks
+
+    if not dense:
+        monkeypatch.setattr(bf, "_DENSE_MAX", 0)
+    maps = label_batch(3, h=12, w=12)
+    n = torch.tensor([int(m.max()) + 1 for m in maps], device=device)
+    small = torch.from_numpy(np.stack(maps)).to(device)
+    big = repeat_blocks(small, fy, fx)
+    rng = np.random.default_rng(3)
+    imgs = torch.from_numpy(rng.random((len(maps), 12 * fy, 12 * fx, 3)).astype(np.float32)).to(device)
+    runs = label_runs(small)
+    for features in (FEATURES, ("centroid", "area")):
+        want = batch_hand_features(imgs, big, n, features)
+        got = batch_hand_features(imgs, small, n, features, runs=runs, blocks=(fy, fx))
+        assert all(torch.equal(a, b) for a, b in zip(got, want)), features
+    gen = torch.Generator().manual_seed(3)
+    # maps whose sizes divide the small map's 12 x 12 (one cell, a cell per label, cells of 2 x 3 labels)
+    sizes = [(2, 6, 4), (3, 12, 12)]
+    fmaps = [torch.randn(len(maps), c, h, w, generator=gen).to(device) for c, h, w in sizes]
+    fmaps.append(torch.randn(len(maps), 1, 1, 1, generator=gen).to(device))
+    want_pool, _ = bf._pool(fmaps, big, n)
+    got_pool, counts = bf._pool(fmaps, small, n, runs=runs, blocks=(fy, fx), check=False)
+    assert torch.equal(got_pool, want_pool) and counts == n.tolist()
+    with pytest.raises(ValueError, match=r"blocks=\(2, 2\): maps of size \(5, 12\) do not divide"):
+        bf._pool([torch.zeros(len(maps), 1, 5, 12, device=device)], small, n, blocks=(2, 2))
+    with pytest.raises(ValueError, match=r"labels of shape \(4, 12, 12\) with blocks \(2, 2\) do not cover"):
+        batch_hand_features(imgs[:, :12, :12], small, n, FEATURES, blocks=(2, 2))
+
+
+def test_pool_without_the_id_check_and_a_wrong_id():
+    """``check=False`` skips only the check; with it, an id outside ``0 .. n - 1`` is named."""
+    import bridge.features as bf
+
+    labels = torch.tensor([[[0, 1], [2, 2]]])
+    fmap = [torch.ones(1, 1, 1, 1)]
+    with pytest.raises(ValueError, match=r"label map 0 has ids in \[0, 2\]; expected .* with ids 0..1"):
+        bf._pool(fmap, labels, [2])
+    assert bf._pool(fmap, labels, [3], check=False)[0].tolist() == [[1.0], [1.0], [1.0]]
+
+
 # -- segmentation ---------------------------------------------------------------------------------
 
 
@@ -488,18 +535,27 @@ def test_batch_tensor_needs_no_weighted_bincount(fake_backbone, monkeypatch, den
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize(("size", "n_segments"), [((96, 120), 15), ((108, 108), 8), ((97, 120), 15)])
-def test_batch_tensor_on_working_resolution_labels(device, size, n_segments, fake_backbone, monkeypatch):
+@pytest.mark.parametrize("input_size", [24, 32])
+def test_batch_tensor_on_working_resolution_labels(
+    device, size, n_segments, input_size, fake_backbone, monkeypatch
+):
     """Where ``slic_torch`` segments a smaller working copy (2 x 2 or 3 x 3 blocks here; 97 rows are not
-    whole blocks), ``batch_tensor`` takes the runs and borders from the small label map: the graphs
+    whole blocks), ``batch_tensor`` takes the runs, borders, statistics and (where the backbone's 12 x 12
+    maps divide the small map; not its 16 x 16 ones) the CNN pooling from the small label map: the graphs
     equal those of ``batch`` and, exactly, those built from the full-resolution labels."""
     import dataclasses
 
+    import bridge.features as bf
     import bridge.segmentation as bs
 
-    backbone = fake_backbone("pair").to(device)
+    backbone = fake_backbone("pair", input_size=input_size).to(device)
     conv = ImageToGraph(n_segments=n_segments, backbone=backbone, features=FEATURES, keep_segments=True)
     imgs = np.stack([smooth_image(*size, seed=s) for s in range(3)])
+    repeated = []
+    monkeypatch.setattr(bf, "repeat_blocks", lambda *a: repeated.append(a[1:]) or bs.repeat_blocks(*a))
     got = conv.batch_tensor(torch.from_numpy(imgs).to(device), labels=[0, 1, 2])
+    whole = size[0] % 2 == 0
+    assert repeated == ([] if input_size == 24 or not whole else [(2, 2) if size[0] == 96 else (3, 3)])
     assert_same_graphs(got, conv.batch(list(imgs), labels=[0, 1, 2]), device=device)
     full_only = dataclasses.replace(bs.get_segmentation("slic_torch"), blocks=None)
     monkeypatch.setitem(bs._REGISTRY, "slic_torch", full_only)
