@@ -339,29 +339,38 @@ def _centre_ids(arg: torch.Tensor, gh: int, gw: int, *, cell_major: bool = False
     return offs.index_select(0, arg.reshape(-1)).view(arg.shape) + cell
 
 
-def _update(feat: torch.Tensor, arg: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
+def _update(rows: torch.Tensor, cells: torch.Tensor, arg: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
     """New centres = mean of their pixels; centres that lost every pixel keep their place.
 
-    ``feat`` holds absolute coordinates (:func:`_cell_features` given absolute ``ys``, ``xs``); every
+    ``rows`` are the pixels' features with absolute coordinates as rows (:func:`_cell_features` given
+    absolute ``ys``, ``xs``, transposed once: ``feat.transpose(1, 2).reshape(-1, D + 2)``); every
     pixel's row is added to its centre of the padded grid with one ``index_add_`` (the row of ones
-    counts the pixels).
+    counts the pixels). ``cells``: :func:`_padded_cells` of the grid, the padded id of every cell.
 
     Shapes:
-        - feat: ``(B * gh * gw, D + 2, P)``; arg: ``(B * gh * gw, P)``; old: ``(D, B, gh + 2, gw + 2)``
+        - rows: ``(B * gh * gw * P, D + 2)``; cells: ``(B * gh * gw, 1)``; arg: ``(B * gh * gw, P)``;
+          old: ``(D, B, gh + 2, gw + 2)``
         - output: ``(D, B, gh + 2, gw + 2)``
     """
     d, b, gp, wp = old.shape
-    gh, gw = gp - 2, wp - 2
-    dev = arg.device
-    base = torch.arange(b, device=dev).view(b, 1, 1) * gp + torch.arange(gh, device=dev).view(1, gh, 1)
-    base = (base * wp + torch.arange(gw, device=dev).view(1, 1, gw)).reshape(-1, 1)
-    offs = torch.tensor([dy * wp + dx for dy in range(3) for dx in range(3)], device=dev)
-    ids = (offs.index_select(0, arg.reshape(-1)).view(arg.shape) + base).reshape(-1)
-    rows = feat.transpose(1, 2).reshape(-1, d + 2)  # colour, y, x, |p|^2, 1
-    sums = feat.new_zeros(b * gp * wp, d + 2).index_add_(0, ids, rows)
+    offs = torch.tensor([dy * wp + dx for dy in range(3) for dx in range(3)], device=arg.device)
+    ids = (offs.index_select(0, arg.reshape(-1)).view(arg.shape) + cells).reshape(-1)
+    sums = rows.new_zeros(b * gp * wp, d + 2).index_add_(0, ids, rows)
     n = sums[:, d + 1 :]
     new = (sums[:, :d] / n.clamp_min(1.0)).T.reshape(d, b, gp, wp)
     return torch.where(n.T.reshape(1, b, gp, wp) > 0, new, old)
+
+
+def _padded_cells(b: int, gh: int, gw: int, device: torch.device) -> torch.Tensor:
+    """Id of the top-left neighbour of every cell ``(b, row, column)`` in the ``(gh + 2) x (gw + 2)``
+    padded grid of every image (candidate ``(dy, dx)`` is this id ``+ dy * (gw + 2) + dx``).
+
+    Shapes:
+        - output: ``(B * gh * gw, 1)`` int64
+    """
+    gp, wp = gh + 2, gw + 2
+    base = torch.arange(b, device=device).view(b, 1, 1) * gp + torch.arange(gh, device=device).view(1, gh, 1)
+    return (base * wp + torch.arange(gw, device=device).view(1, 1, gw)).reshape(-1, 1)
 
 
 _FAR = -1.0e4  # coordinate of the absent centres around the grid (never the nearest)
@@ -530,21 +539,29 @@ def _shrink(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
     """Area-averaged resize of a contiguous channels-last ``(B, H, W, C)`` batch by whole factors
     ``H / h`` and ``W / w``, returned as a contiguous ``(B, C, h, w)``.
 
-    The rows of every window are summed first (additions of whole contiguous rows), then its columns;
-    the same means as :func:`_area` up to float rounding, several times faster on the CPU than
-    windows read across the channels-last layout.
+    The rows of every window are summed first, then its columns (strided reads of the channels-last
+    batch written into contiguous channel planes: each sum is one pass); the same means as
+    :func:`_area` up to float rounding, several times faster on the CPU than windows read across the
+    channels-last layout.
     """
     b, height, width, c = x.shape
     fy, fx = height // h, width // w
-    v = x.view(b, h, fy, w * fx * c)
-    rows = v[:, :, 0].clone()
-    for dy in range(1, fy):
-        rows += v[:, :, dy]
-    cols = rows.view(b, h, w, fx, c)
-    out = cols[:, :, :, 0].clone()
-    for dx in range(1, fx):
-        out += cols[:, :, :, dx]
-    return out.mul_(1.0 / (fy * fx)).permute(0, 3, 1, 2).contiguous()
+    planes = x.permute(0, 3, 1, 2)  # (B, C, H, W), channels-last strides
+    rows = torch.empty(b, c, h, width, dtype=x.dtype, device=x.device)
+    if fy > 1:
+        torch.add(planes[:, :, 0::fy], planes[:, :, 1::fy], out=rows)
+    else:
+        rows.copy_(planes)
+    for dy in range(2, fy):
+        rows += planes[:, :, dy::fy]
+    out = torch.empty(b, c, h, w, dtype=x.dtype, device=x.device)
+    if fx > 1:
+        torch.add(rows[..., 0::fx], rows[..., 1::fx], out=out)
+    else:
+        out.copy_(rows)
+    for dx in range(2, fx):
+        out += rows[..., dx::fx]
+    return out.mul_(1.0 / (fy * fx))
 
 
 def auto_downsample(height: int, width: int, n_segments: int, *, min_side: int = 12) -> int:
@@ -792,8 +809,12 @@ def slic_batch_blocks(
     centres = _padded_centres(torch.cat([middle.permute(1, 0, 2, 3), place]))
     zero_y, zero_x = ys.new_zeros(gh), xs.new_zeros(gw)
     exact = exact_float32(dev)  # else the distances' products in float64 (TF32 would move pixels)
+    if max_iter:  # loop invariants: the pixels' rows and their cells' ids in the padded grid
+        rows_t = feat.transpose(1, 2).reshape(-1, feat.shape[1])  # colour, y, x, |p|^2, 1
+        cell_ids = _padded_cells(b, gh, gw, dev)
     for _ in range(max_iter):
-        centres = _update(feat, _nearest(feat, _candidates(centres, zero_y, zero_x), exact=exact), centres)
+        arg = _nearest(feat, _candidates(centres, zero_y, zero_x), exact=exact)
+        centres = _update(rows_t, cell_ids, arg, centres)
     # final assignment of every pixel of the working copy, cell by cell
     ys = (((rows.to(torch.float32) + 0.5) * sy - 0.5) * ratio).view(gh, ch)
     xs = (((cols.to(torch.float32) + 0.5) * sx - 0.5) * ratio).view(gw, cw)

@@ -1116,6 +1116,28 @@ def test_labels_of_an_image_do_not_depend_on_its_batch(path, monkeypatch):
         np.testing.assert_array_equal(slic_batch(x[i : i + 1], n_segments=4, compactness=1000.0)[0], four[i])
 
 
+@pytest.mark.parametrize(("fy", "fx"), [(2, 2), (3, 3), (3, 1), (1, 2), (4, 2)])
+@pytest.mark.parametrize("c", [1, 3])
+def test_shrink_is_the_area_average_of_every_block(fy, fx, c):
+    """``_shrink`` of a contiguous channels-last batch: contiguous ``(B, C, h, w)`` block means (those of
+    ``F.interpolate(mode="area")`` up to float rounding), the rows of a block summed before its columns."""
+    from bridge.slic import _shrink
+
+    x = torch.rand(2, 6 * fy, 5 * fx, c, generator=torch.Generator().manual_seed(fy * 10 + fx))
+    got = _shrink(x, 6, 5)
+    assert got.shape == (2, c, 6, 5) and got.is_contiguous()
+    want = torch.nn.functional.interpolate(x.permute(0, 3, 1, 2), size=(6, 5), mode="area")
+    torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-7)
+    blocks = x.permute(0, 3, 1, 2).reshape(2, c, 6, fy, 5, fx)
+    rows = blocks[:, :, :, 0]
+    for dy in range(1, fy):
+        rows = rows + blocks[:, :, :, dy]
+    sums = rows[..., 0]
+    for dx in range(1, fx):
+        sums = sums + rows[..., dx]
+    assert torch.equal(got, sums * (1.0 / (fy * fx)))
+
+
 def test_grey_path_keeps_the_averaging_of_the_input_layout(monkeypatch):
     """A channels-last view of a channels-first batch is averaged by _area, a contiguous one by _shrink
     (they round differently); the grey path keeps the choice of the input's layout, so its labels are
