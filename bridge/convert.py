@@ -555,22 +555,31 @@ class ImageToGraph:
             )
         else:
             small = _checked_segments(segments, (b, h, w), dev)
-        # the runs of the small map, shared by the region statistics, the CNN pooling and the region
-        # adjacency, each of which counts a run's pixels fy x fx times (the same counts as the
-        # full-resolution map's, without a pass over it)
+        # the runs of the small map, shared by the region statistics (pixel counts and centroids; colour
+        # from the runs repeated to full resolution), the CNN pooling (where the stage maps' cells are
+        # whole blocks) and the region adjacency, each counting a run's pixels fy x fx times: the same
+        # counts as the full-resolution map's, without a pass over it
         small_runs = label_runs(small)
         image_of_run = torch.div(small_runs.first, small[0].numel(), rounding_mode="floor")
-        n_nodes = torch.zeros(b, dtype=torch.int64, device=dev)
-        n_nodes = n_nodes.scatter_reduce_(0, image_of_run, small_runs.label, "amax", include_self=False) + 1
-        counts = n_nodes.tolist()  # the one read-back: graph sizes, to cut the batch into graphs
+        ends = torch.zeros(2, b, dtype=torch.int64, device=dev)  # every image's largest and smallest id
+        ends[0].scatter_reduce_(0, image_of_run, small_runs.label, "amax", include_self=False)
+        ends[1].scatter_reduce_(0, image_of_run, small_runs.label, "amin", include_self=False)
+        n_nodes = ends[0] + 1
+        largest, lowest = ends.tolist()  # the one read-back: graph sizes, to cut the batch into graphs
+        if min(lowest) < 0:  # given segments are checked before; a back-end's labels here
+            i = lowest.index(min(lowest))
+            raise ValueError(
+                f"segmentation back-end {self.method!r} gave images[{i}] negative ids (min {lowest[i]}); "
+                "a back-end must give ids 0..N-1 in every label map"
+            )
+        counts = [v + 1 for v in largest]
         n_max, total = max(counts), sum(counts)
         if self.edges != "region" and self.k >= min(counts):  # named like the errors of batch()
             i = counts.index(min(counts))
             raise ValueError(f"{f'images[{i}]: ' if b > 1 else ''}{_too_few_nodes(self.k, counts[i])}")
         x, pos = batch_hand_features(x_img, small, n_nodes, self.features, runs=small_runs, blocks=(fy, fx))
         if self.cnn is not None:
-            # on the small map (the same counts) where the stage maps' cells are whole blocks; the ids
-            # come from the segmentation or _checked_segments, and n_nodes from their runs
+            # ids checked above (none below 0, n_nodes from the largest): no second check
             pooled = self.cnn.pool_batch(x_img, small, n_nodes, runs=small_runs, blocks=(fy, fx), check=False)
             x = torch.cat([x, pooled.to(dev)], dim=1)
         finite = torch.isfinite(x).all(dim=1)

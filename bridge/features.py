@@ -248,7 +248,7 @@ def batch_hand_features(
         ``N = sum(n_nodes)``, on the batch's device.
 
     Shapes:
-        - images: ``(B, H, W, C)``; labels: ``(B, H, W)``; n_nodes: ``(B,)``
+        - images: ``(B, H, W, C)``; labels: ``(B, H / fy, W / fx)``; n_nodes: ``(B,)``
         - x: ``(N, F)``; pos: ``(N, 2)``
 
     Example:
@@ -541,6 +541,13 @@ def pool_feature_maps(
     return list(torch.split(pooled, counts))
 
 
+def _maps_divide(maps: Sequence[torch.Tensor], height: int, width: int) -> bool:
+    """Whether every ``(B, C, h, w)`` map's ``h`` divides ``height`` and ``w`` divides ``width``: then a
+    block of a label map of ``height x width`` (each label a block of the image) lies in one cell of every
+    map."""
+    return all(height % int(m.shape[2]) == 0 and width % int(m.shape[3]) == 0 for m in maps)
+
+
 def _pool(
     maps: Sequence[torch.Tensor],
     labels: torch.Tensor | Sequence[Any],
@@ -557,8 +564,9 @@ def _pool(
     image (:func:`bridge.slic.slic_batch_blocks`); every map's size must divide ``(h, w)``, so that a
     block lies in one cell of every map, and the block's pixels are counted ``fy * fx`` times: the
     same (integer) counts as the repeated map's, from ``fy * fx`` times fewer pixels. ``check=False``
-    skips the check that the ids lie in ``0 .. n_nodes[b] - 1`` (for ids known to, as
-    :meth:`bridge.convert.ImageToGraph.batch_tensor` has them)."""
+    skips the check that the ids lie in ``0 .. n_nodes[b] - 1`` (for ids checked before, as
+    :meth:`bridge.convert.ImageToGraph.batch_tensor` checks them); without ``n_nodes`` the ids are
+    always checked (their range gives the node counts)."""
     maps = list(maps)
     if not maps:
         raise ValueError("maps is empty; expected at least one (B, C, h, w) feature map")
@@ -572,13 +580,13 @@ def _pool(
     groups = _label_groups(labels, batch, device)
     fy, fx = blocks
     if (fy, fx) != (1, 1):
-        bad_maps = [tuple(m.shape[2:]) for m in maps if any(lab.shape[1] % m.shape[2] for _, lab in groups)]
-        bad_maps += [tuple(m.shape[2:]) for m in maps if any(lab.shape[2] % m.shape[3] for _, lab in groups)]
-        if bad_maps:
-            raise ValueError(
-                f"blocks={blocks}: maps of size {bad_maps[0]} do not divide the label maps' "
-                f"{tuple(groups[0][1].shape[1:])}; give the full-resolution labels instead"
-            )
+        for _, lab in groups:
+            bad_maps = [tuple(m.shape[2:]) for m in maps if not _maps_divide([m], lab.shape[1], lab.shape[2])]
+            if bad_maps:
+                raise ValueError(
+                    f"blocks={blocks}: maps of size {bad_maps[0]} do not divide the label maps' "
+                    f"{tuple(lab.shape[1:])}; give the full-resolution labels instead"
+                )
     if runs is not None and (len(groups) != 1 or runs.starts.shape != groups[0][1].shape):
         raise ValueError("runs must be label_runs(labels) of the (B, H, W) label tensor given")
     if runs is not None and runs.first.device != device:
@@ -950,8 +958,11 @@ class CNNNodeFeatures:
         Returns:
             ``(sum N_b, out_channels)`` float32 on :attr:`device`, graph after graph.
 
+        Raises:
+            ValueError: labels (times ``blocks``) of another size than the images, or bad ids.
+
         Shapes:
-            - images: ``(B, H, W, C)``; labels: ``(B, H, W)``; n_nodes: ``(B,)``
+            - images: ``(B, H, W, C)``; labels: ``(B, H / fy, W / fx)``; n_nodes: ``(B,)``
             - output: ``(N, out_channels)``
 
         Example:
@@ -961,11 +972,25 @@ class CNNNodeFeatures:
         """
         module = self.backbone
         device = self.device
+        fy, fx = blocks
+        if (
+            labels.ndim != 3
+            or labels.shape[0] != images.shape[0]
+            or (
+                labels.shape[1] * fy,
+                labels.shape[2] * fx,
+            )
+            != tuple(images.shape[1:3])
+        ):
+            raise ValueError(
+                f"labels of shape {tuple(labels.shape)} with blocks {blocks} do not cover images of shape "
+                f"{tuple(images.shape)}; expected (B, H / fy, W / fx) label maps"
+            )
         whole = self.batch_size >= int(images.shape[0]) and labels.device == device
         labels = labels.to(device)
         n_nodes = n_nodes.to(device)
-        fy, fx = blocks
         full: torch.Tensor | None = None  # the labels repeated to full resolution, made when needed
+        full_runs: LabelRuns | None = None
         out = []
         with _eval_mode(module):
             for start in range(0, int(images.shape[0]), self.batch_size):
@@ -974,15 +999,15 @@ class CNNNodeFeatures:
                 with torch.inference_mode():
                     maps = self._select(module.features(x))
                     given = runs if whole else None
-                    h, w = labels.shape[1:]
-                    if (fy, fx) == (1, 1) or all(h % m.shape[2] == 0 and w % m.shape[3] == 0 for m in maps):
+                    if (fy, fx) == (1, 1) or _maps_divide(maps, labels.shape[1], labels.shape[2]):
                         pooled = _pool(
                             maps, labels[chunk], n_nodes[chunk], runs=given, blocks=blocks, check=check
                         )
-                    else:
+                    else:  # a block may straddle cells: the full-resolution labels (and their runs)
                         if full is None:
                             full = repeat_blocks(labels, fy, fx)
-                        pooled = _pool(maps, full[chunk], n_nodes[chunk], check=check)
+                            full_runs = repeat_runs(given, fy, fx) if given is not None else None
+                        pooled = _pool(maps, full[chunk], n_nodes[chunk], runs=full_runs, check=check)
                     out.append(pooled[0])
         return torch.cat(out)  # outside inference mode: a normal tensor
 

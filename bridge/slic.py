@@ -339,21 +339,23 @@ def _centre_ids(arg: torch.Tensor, gh: int, gw: int, *, cell_major: bool = False
     return offs.index_select(0, arg.reshape(-1)).view(arg.shape) + cell
 
 
-def _update(rows: torch.Tensor, cells: torch.Tensor, arg: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
+def _update(
+    rows: torch.Tensor, cells: torch.Tensor, offs: torch.Tensor, arg: torch.Tensor, old: torch.Tensor
+) -> torch.Tensor:
     """New centres = mean of their pixels; centres that lost every pixel keep their place.
 
     ``rows`` are the pixels' features with absolute coordinates as rows (:func:`_cell_features` given
     absolute ``ys``, ``xs``, transposed once: ``feat.transpose(1, 2).reshape(-1, D + 2)``); every
     pixel's row is added to its centre of the padded grid with one ``index_add_`` (the row of ones
-    counts the pixels). ``cells``: :func:`_padded_cells` of the grid, the padded id of every cell.
+    counts the pixels). ``cells``, ``offs``: :func:`_padded_cells` of the grid (the padded id of every
+    cell's top-left neighbour, and the offset of each of the 9 candidates from it).
 
     Shapes:
-        - rows: ``(B * gh * gw * P, D + 2)``; cells: ``(B * gh * gw, 1)``; arg: ``(B * gh * gw, P)``;
-          old: ``(D, B, gh + 2, gw + 2)``
+        - rows: ``(B * gh * gw * P, D + 2)``; cells: ``(B * gh * gw, 1)``; offs: ``(9,)``;
+          arg: ``(B * gh * gw, P)``; old: ``(D, B, gh + 2, gw + 2)``
         - output: ``(D, B, gh + 2, gw + 2)``
     """
     d, b, gp, wp = old.shape
-    offs = torch.tensor([dy * wp + dx for dy in range(3) for dx in range(3)], device=arg.device)
     ids = (offs.index_select(0, arg.reshape(-1)).view(arg.shape) + cells).reshape(-1)
     sums = rows.new_zeros(b * gp * wp, d + 2).index_add_(0, ids, rows)
     n = sums[:, d + 1 :]
@@ -361,16 +363,18 @@ def _update(rows: torch.Tensor, cells: torch.Tensor, arg: torch.Tensor, old: tor
     return torch.where(n.T.reshape(1, b, gp, wp) > 0, new, old)
 
 
-def _padded_cells(b: int, gh: int, gw: int, device: torch.device) -> torch.Tensor:
+def _padded_cells(b: int, gh: int, gw: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """Id of the top-left neighbour of every cell ``(b, row, column)`` in the ``(gh + 2) x (gw + 2)``
-    padded grid of every image (candidate ``(dy, dx)`` is this id ``+ dy * (gw + 2) + dx``).
+    padded grid of every image, and the offsets of the 9 candidates from it (candidate ``(dy, dx)`` is
+    that id ``+ dy * (gw + 2) + dx``).
 
     Shapes:
-        - output: ``(B * gh * gw, 1)`` int64
+        - output: ``(B * gh * gw, 1)`` and ``(9,)`` int64
     """
     gp, wp = gh + 2, gw + 2
     base = torch.arange(b, device=device).view(b, 1, 1) * gp + torch.arange(gh, device=device).view(1, gh, 1)
-    return (base * wp + torch.arange(gw, device=device).view(1, 1, gw)).reshape(-1, 1)
+    offs = torch.tensor([dy * wp + dx for dy in range(3) for dx in range(3)], device=device)
+    return (base * wp + torch.arange(gw, device=device).view(1, 1, gw)).reshape(-1, 1), offs
 
 
 _FAR = -1.0e4  # coordinate of the absent centres around the grid (never the nearest)
@@ -811,10 +815,10 @@ def slic_batch_blocks(
     exact = exact_float32(dev)  # else the distances' products in float64 (TF32 would move pixels)
     if max_iter:  # loop invariants: the pixels' rows and their cells' ids in the padded grid
         rows_t = feat.transpose(1, 2).reshape(-1, feat.shape[1])  # colour, y, x, |p|^2, 1
-        cell_ids = _padded_cells(b, gh, gw, dev)
+        cell_ids, offs = _padded_cells(b, gh, gw, dev)
     for _ in range(max_iter):
         arg = _nearest(feat, _candidates(centres, zero_y, zero_x), exact=exact)
-        centres = _update(rows_t, cell_ids, arg, centres)
+        centres = _update(rows_t, cell_ids, offs, arg, centres)
     # final assignment of every pixel of the working copy, cell by cell
     ys = (((rows.to(torch.float32) + 0.5) * sy - 0.5) * ratio).view(gh, ch)
     xs = (((cols.to(torch.float32) + 0.5) * sx - 0.5) * ratio).view(gw, cw)

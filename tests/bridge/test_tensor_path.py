@@ -337,15 +337,61 @@ def test_statistics_of_a_blocky_map_from_its_small_map(device, fy, fx, dense, mo
         batch_hand_features(imgs[:, :12, :12], small, n, FEATURES, blocks=(2, 2))
 
 
-def test_pool_without_the_id_check_and_a_wrong_id():
-    """``check=False`` skips only the check; with it, an id outside ``0 .. n - 1`` is named."""
+def test_pool_without_the_id_check_and_a_wrong_id(monkeypatch):
+    """The ids' check names an id outside ``0 .. n - 1``; ``check=False`` leaves it out (no reduction
+    over the runs for it), unless the node counts must come from the ids."""
     import bridge.features as bf
 
     labels = torch.tensor([[[0, 1], [2, 2]]])
     fmap = [torch.ones(1, 1, 1, 1)]
     with pytest.raises(ValueError, match=r"label map 0 has ids in \[0, 2\]; expected .* with ids 0..1"):
         bf._pool(fmap, labels, [2])
-    assert bf._pool(fmap, labels, [3], check=False)[0].tolist() == [[1.0], [1.0], [1.0]]
+    calls = []
+    real = torch.Tensor.scatter_reduce_
+    monkeypatch.setattr(
+        torch.Tensor, "scatter_reduce_", lambda t, *a, **k: calls.append(a[3]) or real(t, *a, **k)
+    )
+    for check, n, reductions in (
+        (True, [3], ["amin", "amax"]),
+        (False, [3], []),
+        (False, None, ["amin", "amax"]),
+    ):
+        calls.clear()
+        assert bf._pool(fmap, labels, n, check=check)[0].tolist() == [[1.0], [1.0], [1.0]]
+        assert calls == reductions, (check, n)
+
+
+def test_pool_batch_refuses_labels_that_do_not_cover_the_images(fake_backbone):
+    from bridge.features import CNNNodeFeatures
+
+    cnn = CNNNodeFeatures(fake_backbone("pair"))
+    imgs, n = torch.rand(2, 32, 32, 3), torch.tensor([1, 1])
+    with pytest.raises(ValueError, match=r"labels of shape \(2, 16, 16\) with blocks \(1, 1\) do not cover"):
+        cnn.pool_batch(imgs, torch.zeros(2, 16, 16, dtype=torch.long), n)
+    with pytest.raises(ValueError, match=r"labels of shape \(2, 32, 32\) with blocks \(2, 2\) do not cover"):
+        cnn.pool_batch(imgs, torch.zeros(2, 32, 32, dtype=torch.long), n, blocks=(2, 2))
+    small = cnn.pool_batch(imgs, torch.zeros(2, 16, 16, dtype=torch.long), n, blocks=(2, 2))
+    assert torch.equal(small, cnn.pool_batch(imgs, torch.zeros(2, 32, 32, dtype=torch.long), n))
+
+
+def test_batch_tensor_refuses_negative_ids_of_a_back_end(monkeypatch):
+    """A back-end's labels are not checked like given segments; a negative id (which would land in the
+    image before) is refused by name, with or without CNN features."""
+    import dataclasses
+
+    import bridge.segmentation as bs
+
+    entry = bs.get_segmentation("slic_torch")
+
+    def shifted(images, **kwargs):
+        labels, fy, fx = entry.blocks(images, **kwargs)
+        labels[1] -= 1
+        return labels, fy, fx
+
+    monkeypatch.setitem(bs._REGISTRY, "slic_torch", dataclasses.replace(entry, blocks=shifted))
+    imgs = torch.from_numpy(np.stack([smooth_image(seed=s) for s in range(3)]))
+    with pytest.raises(ValueError, match=r"back-end 'slic_torch' gave images\[1\] negative ids \(min -1\)"):
+        ImageToGraph(n_segments=20).batch_tensor(imgs)
 
 
 # -- segmentation ---------------------------------------------------------------------------------
