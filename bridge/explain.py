@@ -128,7 +128,8 @@ def graph_scorer(
             is turned into a graph over these same superpixels.
         standardize: ``(mean, std)`` of the node features applied before the model, as in training.
         global_features: ``images -> (B, G)`` graph-level inputs ``data.u`` of a model built with
-            ``global_channels`` (computed from each perturbed image).
+            ``global_channels`` (computed from each perturbed image, called right after ``converter``
+            converted it).
 
     Example:
         >>> from bridge.convert import ImageToGraph

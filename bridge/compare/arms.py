@@ -304,8 +304,9 @@ def _gnn(bench: Workbench, seed: int, *, with_cnn: bool) -> dict[str, Any]:
         bench.converter(with_cnn, keep_segments=True),
         gs.mean,
         gs.std,
-        global_features=bench.global_features if with_cnn else None,
+        global_features=bench.conversion_embeddings if with_cnn else None,
     )
+    bench.frozen_view.take()  # the explainer's conversions start with no embeddings kept
     cell["faithfulness"] = arm_faithfulness(bench, explainer, seed)
     return cell
 

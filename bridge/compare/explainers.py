@@ -105,7 +105,9 @@ def graph_explainer(
     """Node-saliency explainer of a GNN arm; ``converter`` must keep the segment maps.
 
     ``global_features(images) -> (B, G)`` gives the graph-level input ``u`` of a model that reads one
-    (arm C: the standardised frozen embedding), for the intact and for every perturbed image.
+    (arm C: the standardised frozen embedding), for the intact and for every perturbed image; it is
+    called right after ``converter`` converted those images, so it may take their embeddings from that
+    conversion's backbone pass (:meth:`bridge.compare.workbench.Workbench.conversion_embeddings`).
     """
     from torch_geometric.data import Batch
 

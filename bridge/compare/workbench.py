@@ -268,6 +268,22 @@ class Workbench:
         with torch.inference_mode():
             return (self.frozen.embed(self.normalize(images)).float().cpu() - emb.mean) / emb.std
 
+    def conversion_embeddings(self, images: np.ndarray) -> torch.Tensor:
+        """:meth:`global_features` of ``images`` just converted into graphs with CNN node features: the
+        embeddings the frozen view kept from that conversion's backbone pass (the same values as a pass
+        of their own; one backbone pass instead of two per scored batch of the GNN explainers). When the
+        view holds another number of rows (nothing converted, or rows left from an earlier conversion),
+        they are dropped and the embeddings computed again.
+
+        Shapes:
+            - images: ``(B, S, S, 3)`` uint8; output: ``(B, F)``.
+        """
+        kept = self.frozen_view.take()
+        if kept.shape[0] != len(images):
+            return self.global_features(images)
+        emb = self.embeddings
+        return (kept.float().cpu() - emb.mean) / emb.std
+
     @functools.cached_property
     def segment_maps(self) -> np.ndarray:
         """Superpixels of every working image (``cfg.segmentation``, ``cfg.n_segments``), computed once.

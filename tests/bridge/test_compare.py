@@ -613,3 +613,48 @@ def test_a_loaded_explainer_runs_on_the_benchs_device(finished, monkeypatch):
         assert {t.device.type for t in tensors} == {"meta"}, arm
     u = built["gnn_cnn"][1](bench.data.images[bench.data.test[:2]])
     assert u.device.type == "meta" and u.shape == (2, bench.frozen.num_features)
+
+
+def test_arm_c_explainer_takes_u_from_the_conversions_backbone_pass(finished, monkeypatch):
+    """The GNN explainer of arm C scores perturbed images with one backbone pass per batch: ``u`` comes
+    from the embeddings the frozen view kept while converting them (the values of a pass of their own);
+    rows left from elsewhere are dropped and ``u`` computed again."""
+    from bridge.compare.explainers import graph_explainer
+    from bridge.compare.rundir import RunFolder
+    from bridge.compare.workbench import Workbench
+    from gnn.models import GraphClassifier
+
+    out, _, _ = finished
+    folder = RunFolder(out)
+    cfg, _ = folder.read_config()
+    bench = Workbench(cfg, folder, log=lambda m: None, progress=False)
+    imgs = bench.data.images[bench.data.test[:3]]
+    conv = bench.converter(True, keep_segments=True)
+    passes = []
+    frozen = bench.frozen
+    real_embed = frozen.embed
+    monkeypatch.setattr(frozen, "embed", lambda x: passes.append(len(x)) or real_embed(x))
+    want = bench.global_features(imgs)
+    passes.clear()
+    bench.frozen_view.take()
+    graphs = conv.batch(list(imgs))
+    u = bench.conversion_embeddings(imgs)
+    torch.testing.assert_close(u, want, rtol=1e-5, atol=1e-6)
+    assert passes == [] and bench.frozen_view.take().numel() == 0
+    bench.frozen_view.embeddings.append(torch.zeros(1, u.shape[1]))  # a row left from another call
+    conv.batch(list(imgs))
+    torch.testing.assert_close(bench.conversion_embeddings(imgs), want, rtol=1e-5, atol=1e-6)
+    assert passes == [3] and bench.frozen_view.take().numel() == 0
+    model = GraphClassifier(graphs[0].x.shape[1], 2, hidden=8, global_channels=u.shape[1]).eval()
+    gs = bench.graphs(True)
+    explainer = graph_explainer(
+        "gnn_cnn", model, conv, gs.mean, gs.std, global_features=bench.conversion_embeddings
+    )
+    passes.clear()
+    bench.frozen_view.take()
+    scorer = explainer.scorers(imgs[:1])[0]
+    probs = scorer(np.stack([imgs[0]] * 4))
+    assert probs.shape == (4, 2) and passes == []
+    plain = graph_explainer("gnn_cnn", model, conv, gs.mean, gs.std, global_features=bench.global_features)
+    torch.testing.assert_close(plain.scorers(imgs[:1])[0](np.stack([imgs[0]] * 4)), probs)
+    assert passes == [1, 4]  # a pass of its own for the intact image and for the scored batch
