@@ -611,9 +611,9 @@ class ImageToGraph:
         image_of_node = torch.repeat_interleave(torch.arange(b, device=dev), n_nodes, output_size=total)
         edge_image = image_of_node.index_select(0, ei[0])  # edges are grouped by graph (sorted by source)
         edge_counts = torch.bincount(edge_image, minlength=b).tolist()
+        seg = repeat_blocks(small, fy, fx) if self.keep_segments else None
         if collate:
-            segs = repeat_blocks(small, fy, fx) if self.keep_segments else None
-            return _collated(x, ei, attr, pos, image_of_node, counts, edge_counts, ys, segs)
+            return _collated(x, ei, attr, pos, image_of_node, counts, edge_counts, ys, seg)
         offsets = torch.cumsum(n_nodes, 0) - n_nodes
         ei = ei - offsets.index_select(0, edge_image)
         parts = zip(
@@ -622,7 +622,6 @@ class ImageToGraph:
             torch.split(ei, edge_counts, dim=1),
             torch.split(attr, edge_counts),
         )
-        seg = repeat_blocks(small, fy, fx) if self.keep_segments else None
         out = []
         for i, (xi, pi, ei_i, ai) in enumerate(parts):
             data = Data(x=xi, edge_index=ei_i, edge_attr=ai, pos=pi)

@@ -262,10 +262,7 @@ def batch_hand_features(
     dev = images.device
     f64 = torch.float64
     fy, fx = blocks
-    if labels.shape[1] * fy != h or labels.shape[2] * fx != w:
-        raise ValueError(
-            f"labels of shape {tuple(labels.shape)} with blocks {blocks} do not cover images of {h} x {w}"
-        )
+    _check_cover(labels, images, blocks)
     if runs is None:
         runs = label_runs(labels)
     offset = torch.cumsum(n_nodes, 0) - n_nodes
@@ -539,6 +536,17 @@ def pool_feature_maps(
     """
     pooled, counts = _pool(maps, labels, n_nodes)
     return list(torch.split(pooled, counts))
+
+
+def _check_cover(labels: torch.Tensor, images: torch.Tensor, blocks: tuple[int, int]) -> None:
+    """Raise unless ``(B, h, w)`` labels, every one a ``fy x fx`` block, cover ``(B, H, W, C)`` images."""
+    fy, fx = blocks
+    covered = (labels.shape[0], labels.shape[1] * fy, labels.shape[2] * fx) if labels.ndim == 3 else None
+    if covered != tuple(images.shape[:3]):
+        raise ValueError(
+            f"labels of shape {tuple(labels.shape)} with blocks {blocks} do not cover images of shape "
+            f"{tuple(images.shape)}; expected (B, H / fy, W / fx) label maps"
+        )
 
 
 def _maps_divide(maps: Sequence[torch.Tensor], height: int, width: int) -> bool:
@@ -973,19 +981,7 @@ class CNNNodeFeatures:
         module = self.backbone
         device = self.device
         fy, fx = blocks
-        if (
-            labels.ndim != 3
-            or labels.shape[0] != images.shape[0]
-            or (
-                labels.shape[1] * fy,
-                labels.shape[2] * fx,
-            )
-            != tuple(images.shape[1:3])
-        ):
-            raise ValueError(
-                f"labels of shape {tuple(labels.shape)} with blocks {blocks} do not cover images of shape "
-                f"{tuple(images.shape)}; expected (B, H / fy, W / fx) label maps"
-            )
+        _check_cover(labels, images, blocks)
         whole = self.batch_size >= int(images.shape[0]) and labels.device == device
         labels = labels.to(device)
         n_nodes = n_nodes.to(device)
