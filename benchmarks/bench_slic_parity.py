@@ -19,6 +19,8 @@ Usage:
     .venv/bin/python benchmarks/bench_slic_parity.py --why
         # also where scikit-image's superpixels go: centres seeded, clusters that keep pixels, clusters
         # with a 4-connected piece of at least min_size pixels (the ones its merging keeps)
+    .venv/bin/python benchmarks/bench_slic_parity.py --min-size-factor 0.55
+        # slic_torch merging pieces under 0.55 instead of 0.5 of the pixels per superpixel asked
 """
 
 from __future__ import annotations
@@ -52,11 +54,11 @@ def dataset_images(name: str, n: int, size: int) -> list[np.ndarray]:
     return list(images)
 
 
-def parity(images: Sequence[np.ndarray], n_segments: int, **slic_torch: int) -> dict[str, float]:
+def parity(images: Sequence[np.ndarray], n_segments: int, **slic_torch: float) -> dict[str, float]:
     """Counts and colour RMS of both back-ends on ``images``, and their ratios (torch / scikit-image).
 
     ``slic_torch``: options of :func:`bridge.slic.slic_batch` (``cell_px``, ``max_iter``,
-    ``downsample``) instead of the back-end's defaults.
+    ``downsample``, ``min_size_factor``) instead of the back-end's defaults.
     """
     from bridge.segmentation import superpixels_batch
     from bridge.slic import slic_batch
@@ -150,10 +152,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("downsample", "working-copy factor (default: automatic; 1 = full resolution)"),
     ):
         parser.add_argument(f"--{name}", type=int, default=None, help=f"slic_torch option: {what}")
+    parser.add_argument(
+        "--min-size-factor",
+        type=float,
+        default=None,
+        help="slic_torch option: pieces under this share of H * W / n_segments pixels merge (default 0.5)",
+    )
     args = parser.parse_args(argv)
     opts = {
         k: v
-        for k, v in (("cell_px", args.cell_px), ("max_iter", args.max_iter), ("downsample", args.downsample))
+        for k, v in (
+            ("cell_px", args.cell_px),
+            ("max_iter", args.max_iter),
+            ("downsample", args.downsample),
+            ("min_size_factor", args.min_size_factor),
+        )
         if v is not None
     }
     # --quick only fills in the options that were not given on the command line

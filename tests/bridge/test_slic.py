@@ -1173,3 +1173,63 @@ def test_slic_batch_blocks_repeated_are_slic_batch(size, n_segments, kwargs, blo
     # NumPy images give tensor labels too (on the CPU)
     again = slic_batch_blocks(imgs, n_segments=n_segments, **kwargs)
     assert isinstance(again[0], torch.Tensor) and torch.equal(again[0], small) and again[1:] == blocks
+
+
+def _eight_bit(b: int, h: int, w: int, c: int, seed: int) -> torch.Tensor:
+    """Smooth random 8-bit images as ``as_float_batch`` makes them (``k / 255``), ``(B, C, H, W)``
+    float32 contiguous, with their minimum and range per image ``(B, 1, 1, 1)``."""
+    u8 = torch.from_numpy(np.round(smooth_batch(b, h, w, c, seed=seed) * 200 + 30).astype(np.uint8))
+    x = u8.to(torch.float32).div_(255.0).permute(0, 3, 1, 2).contiguous()
+    lo = x.flatten(1).amin(1).view(b, 1, 1, 1)
+    return x, lo, x.flatten(1).amax(1).view(b, 1, 1, 1) - lo
+
+
+@pytest.mark.parametrize("c", [1, 3])
+@pytest.mark.parametrize(("b", "h", "w"), [(4, 32, 48), (3, 37, 53), (1, 5, 7)])
+def test_eight_bit_images_are_converted_level_by_level(c, b, h, w):
+    """Per-image tables of the 256 stretched levels give every pixel the value that converting the
+    pixel itself gives (L for grey, L, a, b for colour)."""
+    from bridge.slic import _grey_lightness, _level_colour
+
+    x, lo, span = _eight_bit(b, h, w, c, seed=h)
+    got = _level_colour(x, lo, span)
+    stretched = x.sub(lo).div_(span)
+    want = _grey_lightness(stretched) if c == 1 else rgb_to_lab(stretched, dim=1)
+    assert got is not None and got.shape == x.shape
+    assert torch.equal(got, want)
+
+
+@pytest.mark.parametrize("where", ["first", "last"])
+def test_images_off_the_eight_bit_levels_are_converted_pixel_by_pixel(where):
+    """A value that is not some k / 255 (one pixel among the first few, or the very last) sends the
+    whole batch through the per-pixel conversion (None)."""
+    from bridge.slic import _level_colour
+
+    x, lo, span = _eight_bit(2, 24, 24, 3, seed=5)
+    pixel = (0, 0, 0, 3) if where == "first" else (1, 2, 23, 23)
+    x[pixel] += 0.25 / 255
+    assert _level_colour(x, lo, span) is None
+
+
+@pytest.mark.parametrize("c", [1, 3])
+def test_slic_batch_of_eight_bit_images_uses_the_level_tables_and_gives_the_same_labels(c, monkeypatch):
+    """uint8 images at full resolution (160 px, 75 asked: `make demo`'s elpv view) take the level
+    tables; their labels are those of the per-pixel conversion (tables switched off)."""
+    photos = np.stack([resize(getattr(skdata, name)(), (160, 160)) for name in PHOTOS])
+    if c == 1:  # grey given as RGB, as elpv reaches the bridge
+        photos = np.repeat(photos.mean(axis=3, keepdims=True), 3, axis=3)
+    u8 = torch.from_numpy(np.round(photos * 255).astype(np.uint8))
+    x = u8.to(torch.float32).div_(255.0)
+    real = bridge.slic._level_colour
+    used: list[bool] = []
+
+    def spy(*args):
+        out = real(*args)
+        used.append(out is not None)
+        return out
+
+    monkeypatch.setattr(bridge.slic, "_level_colour", spy)
+    tables = slic_batch(x, n_segments=75)
+    assert used == [True]
+    monkeypatch.setattr(bridge.slic, "_level_colour", lambda *args: None)
+    assert torch.equal(tables, slic_batch(x, n_segments=75))
