@@ -165,10 +165,10 @@ def _level_colour(x: torch.Tensor, lo: torch.Tensor, span: torch.Tensor) -> torc
     Images made from uint8 (:func:`bridge.segmentation.as_float_batch` divides by 255) hold at most
     256 values, ``k / 255``. Each image's levels are stretched (``(v - lo) / span``) and taken through
     :func:`_linear` (colour) or :func:`_grey_lightness` (one channel) once, and every pixel reads its
-    level's entry: the same operations on the same values as on the pixels (vectorised kernels
-    elementwise), about an eighth of the transcendental work on a 160 x 160 image. ``None`` when some
-    pixel is not such a level (a blur, an area-averaged working copy, float images): the caller then
-    converts every pixel.
+    level's entry: the same elementwise operations on the same values as on the pixels, so the same
+    results, with the gamma's (colour) or all of ``L``'s (grey) logarithms and exponentials on 256
+    values per image instead of every pixel. ``None`` when some pixel is not such a level (a blur, an
+    area-averaged working copy, float images): the caller then converts every pixel.
 
     Shapes:
         - x: ``(B, C, H, W)`` float32 with ``C`` 1 (grey) or 3 (RGB), unstretched
