@@ -107,6 +107,8 @@ def test_bench_arm_stages_prints_every_stage_and_the_ratio(load, capsys):
     for stage in ("B ", "C ", "C without the GNN", "frozen features", "D graphs"):
         assert any(line.startswith(stage) and line.rstrip().endswith("ms/img") for line in out.splitlines())
     assert "C / B: " in out and "(median of the rounds, " in out and "C beyond its backbone pass: " in out
+    beyond = out.split("C beyond its backbone pass: ")[1]
+    assert "ms/img (fastest passes)" in beyond and beyond.count("median of the rounds") == 1
     assert "freed memory kept" in out or "freed memory given back" in out
 
 
