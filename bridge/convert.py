@@ -31,6 +31,7 @@ from torch_geometric.data import Data
 from gnn.models import check_edge_index
 
 from .checks import (
+    all_finite,
     as_float_image,
     check_backbone,
     check_label,
@@ -415,7 +416,7 @@ class ImageToGraph:
             cnn_x = cnn_feats[i]
             if cnn_x is not None:
                 x = torch.cat([x, cnn_x], dim=1)
-            if not bool(torch.isfinite(x).all()):
+            if not all_finite(x):
                 self._non_finite(x, i, first=first, count=len(parts), name=name)
             if "edge_index" in part:
                 ei = part["edge_index"]
@@ -582,8 +583,8 @@ class ImageToGraph:
             # ids checked above (none below 0, n_nodes from the largest): no second check
             pooled = self.cnn.pool_batch(x_img, small, n_nodes, runs=small_runs, blocks=(fy, fx), check=False)
             x = torch.cat([x, pooled.to(dev)], dim=1)
-        finite = torch.isfinite(x).all(dim=1)
-        if not bool(finite.all()):
+        if not all_finite(x):
+            finite = torch.isfinite(x).all(dim=1)
             bad = int(torch.repeat_interleave(torch.arange(b, device=dev), n_nodes)[~finite][0])
             start = sum(counts[:bad])
             self._non_finite(

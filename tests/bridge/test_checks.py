@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from bridge.checks import (
+    all_finite,
     as_float_image,
     check_backbone,
     check_compactness,
@@ -136,3 +137,24 @@ def test_is_grey_rgb():
     nan[0, 0, 0] = float("nan")  # NaN equals nothing: not grey, and the finiteness checks see it
     assert not is_grey_rgb(nan)
     assert not is_grey_rgb(grey[..., :1]) and not is_grey_rgb(torch.zeros(2, 3, 3, 4))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
+def test_all_finite_is_isfinite_all(dtype):
+    """The answer of ``torch.isfinite(t).all()`` for one NaN, +inf or -inf anywhere (first, middle,
+    last element, a row or a column), and for finite tensors of extreme values."""
+    gen = torch.Generator().manual_seed(4)
+    base = torch.randn(37, 29, generator=gen).to(dtype)
+    assert all_finite(base)
+    big = torch.finfo(dtype).max
+    assert all_finite(torch.tensor([big, -big, torch.finfo(dtype).tiny, 0.0], dtype=dtype))
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        for at in ((0, 0), (18, 11), (36, 28), (slice(None), 3), (5, slice(None))):
+            t = base.clone()
+            t[at] = bad
+            assert all_finite(t) is bool(torch.isfinite(t).all()) is False
+    assert not all_finite(base[:, 3].clone().fill_(float("nan")).view(-1, 1).expand(-1, 4))  # a strided view
+
+
+def test_all_finite_of_empty_and_integer_tensors():
+    assert all_finite(torch.empty(0, 5)) and all_finite(torch.arange(6)) and all_finite(torch.zeros(2, 0))

@@ -319,6 +319,8 @@ def test_non_finite_node_features_name_the_image(fake_backbone):
     assert "CNN backbone gives NaN" in str(info.value)
     with pytest.raises(ValueError, match=r"^images\[0\]: the node features contain NaN .* \(cnn1_1\)"):
         conv.batch([quadrants(), quadrants()])
+    with pytest.raises(ValueError, match=r"^images\[0\]: the node features contain NaN .* \(cnn1_1\)"):
+        conv.batch_tensor(torch.from_numpy(np.stack([quadrants(), quadrants()])))  # the tensor path
     with pytest.raises(ValueError, match=r"^images\[0\]: image contains NaN or infinite values"):
         ImageToGraph(n_segments=4).batch([np.full((8, 8), np.nan, np.float32), quadrants()])
 
