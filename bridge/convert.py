@@ -466,7 +466,8 @@ class ImageToGraph:
         converted on its device (:meth:`batch_tensor`)."""
         if isinstance(image, torch.Tensor) and image.ndim in (2, 3):
             x_img = as_float_batch(image.unsqueeze(0), name="image", single=True)  # errors name one image
-            return self._convert_tensor(x_img, None if label is None else [label])[0]
+            levels = image.detach().reshape(x_img.shape) if image.dtype == torch.uint8 else None
+            return self._convert_tensor(x_img, None if label is None else [label], levels=levels)[0]
         return self.batch([image], None if label is None else [label])[0]
 
     def batch_tensor(
@@ -527,7 +528,10 @@ class ImageToGraph:
             >>> batch.num_graphs, batch.x.shape[0], batch.ptr.tolist()
             (2, 8, [0, 4, 8])
         """
-        return self._convert_tensor(as_float_batch(images), labels, segments=segments, collate=collate)
+        x_img = as_float_batch(images)
+        # 8-bit images: colour statistics from whole-number sums of the levels (exact)
+        levels = images.detach().reshape(x_img.shape) if images.dtype == torch.uint8 else None
+        return self._convert_tensor(x_img, labels, segments=segments, collate=collate, levels=levels)
 
     def _convert_tensor(
         self,
@@ -536,8 +540,10 @@ class ImageToGraph:
         *,
         segments: torch.Tensor | Sequence[Any] | None = None,
         collate: bool = False,
+        levels: torch.Tensor | None = None,
     ) -> Any:
-        """:meth:`batch_tensor` of a batch already checked by :func:`bridge.segmentation.as_float_batch`."""
+        """:meth:`batch_tensor` of a batch already checked by :func:`bridge.segmentation.as_float_batch`;
+        ``levels``: the uint8 batch it was made from (:func:`bridge.features.batch_hand_features`)."""
         b, h, w, c = x_img.shape
         dev = x_img.device
         check_size(h, w, self.n_segments)
@@ -578,7 +584,9 @@ class ImageToGraph:
         if self.edges != "region" and self.k >= min(counts):  # named like the errors of batch()
             i = counts.index(min(counts))
             raise ValueError(f"{f'images[{i}]: ' if b > 1 else ''}{_too_few_nodes(self.k, counts[i])}")
-        x, pos = batch_hand_features(x_img, small, n_nodes, self.features, runs=small_runs, blocks=(fy, fx))
+        x, pos = batch_hand_features(
+            x_img, small, n_nodes, self.features, runs=small_runs, blocks=(fy, fx), levels=levels
+        )
         if self.cnn is not None:
             # ids checked above (none below 0, n_nodes from the largest): no second check
             pooled = self.cnn.pool_batch(x_img, small, n_nodes, runs=small_runs, blocks=(fy, fx), check=False)

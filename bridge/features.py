@@ -222,6 +222,7 @@ def batch_hand_features(
     *,
     runs: LabelRuns | None = None,
     blocks: tuple[int, int] = (1, 1),
+    levels: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`hand_features` of a whole batch in torch, on the batch's device, in global node ids.
 
@@ -230,7 +231,8 @@ def batch_hand_features(
     not pixel by pixel: pixel counts and centroids come from the runs' positions and lengths (exact),
     colour sums from one ``torch.segment_reduce`` of the pixels over the runs, and standard deviations
     from the squared deviations to each run's mean (a second reduction, only for ``color_std``),
-    combined per node in float64. The results agree with the NumPy version to float32 rounding.
+    combined per node in float64; with ``levels`` (8-bit images) both from whole-number sums, exact.
+    The results agree with the NumPy version to float32 rounding.
 
     Args:
         images: ``(B, H, W, C)`` float32 in ``[0, 1]`` (:func:`bridge.segmentation.as_float_batch`).
@@ -242,6 +244,11 @@ def batch_hand_features(
             ``fy x fx`` block of the images (:func:`bridge.slic.slic_batch_blocks`): pixel counts and
             centroids come from the small map's runs (the same values: sums of whole numbers), colour
             statistics from the full-resolution runs (:func:`bridge.edges.repeat_runs`).
+        levels: the ``(B, H, W, C)`` uint8 images that ``images`` was made from (``images ==
+            levels / 255``, as :func:`bridge.segmentation.as_float_batch` makes it): colour means and
+            standard deviations then come from whole-number sums of the levels and their squares
+            (:func:`_level_moments`; over every label's block, not every pixel), exact and so the same on
+            any device, thread count or block size, rounded once at the end.
 
     Returns:
         ``(x, pos)``: ``(N, F)`` float32 features and ``(N, 2)`` float32 centroids ``(x, y)``,
@@ -283,7 +290,15 @@ def batch_hand_features(
     pos = pos.to(torch.float32)
     cols_out: list[torch.Tensor] = []
     mean = torch.empty(total, 0, dtype=f64, device=dev)
-    if "color_mean" in features or "color_std" in features:
+    std: torch.Tensor | None = None
+    if levels is not None and ("color_mean" in features or "color_std" in features):
+        if levels.dtype != torch.uint8 or levels.shape != images.shape or levels.device != dev:
+            raise ValueError(
+                "levels must be the uint8 images the float images were made from, shape "
+                f"{tuple(images.shape)} on {dev}; got {levels.dtype} {tuple(levels.shape)} on {levels.device}"
+            )
+        mean, std = _level_moments(levels, runs, node, counts, blocks, "color_std" in features)
+    elif "color_mean" in features or "color_std" in features:
         if (fy, fx) != (1, 1):  # the runs of the image's pixels, one per row
             runs = repeat_runs(runs, fy, fx)
             node = runs.label + offset.index_select(0, torch.div(runs.first, h * w, rounding_mode="floor"))
@@ -300,6 +315,8 @@ def batch_hand_features(
     for f in features:
         if f == "color_mean":
             cols_out.append(mean.expand(-1, c))
+        elif f == "color_std" and std is not None:
+            cols_out.append(std.expand(-1, c))
         elif f == "color_std":
             # within each run around its own mean (float32, no cancellation), then between the runs
             run_mean = run_sum / length.unsqueeze(1).to(run_sum.dtype)
@@ -316,6 +333,67 @@ def batch_hand_features(
             cols_out.append((counts / (h * w)).unsqueeze(1))
     x = torch.cat(cols_out, 1).to(torch.float32) if cols_out else torch.zeros(total, 0, device=dev)
     return x, pos
+
+
+def _level_moments(
+    levels: torch.Tensor,
+    runs: LabelRuns,
+    node: torch.Tensor,
+    counts: torch.Tensor,
+    blocks: tuple[int, int],
+    with_std: bool,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Colour means and standard deviations per node from the 8-bit levels, in whole numbers.
+
+    Every label of the ``(B, H / fy, W / fx)`` map covers a ``fy x fx`` block: the levels ``k`` (and
+    ``k^2`` for the deviations) are summed per block (strided adds, then over the map's runs with one
+    ``torch.segment_reduce``, then per node with ``index_add_`` in float64). Every sum is a whole number
+    held exactly (float32 while its bound stays under 2^24, else float64), so the order of the additions
+    does not matter; the mean ``S1 / n / 255`` and the variance ``(n S2 - S1^2) / n^2 / 255^2`` (whole
+    numbers held exactly while ``n S2 < 2^53``, up to about 370,000 pixels per region) are rounded once.
+    Grey images given as RGB are summed on one channel.
+
+    Shapes:
+        - levels: ``(B, H, W, C)`` uint8; runs: of the ``(B, H / fy, W / fx)`` label map
+        - node, counts: ``(R,)`` global node of every run, ``(N,)`` float64 pixel counts per node
+        - output: ``(N, C or 1)`` float64 means and standard deviations (``None`` without ``with_std``)
+    """
+    b, h, w, _ = levels.shape
+    fy, fx = blocks
+    hs, ws = h // fy, w // fx
+    if is_grey_rgb(levels):
+        levels = levels[..., :1]
+    c = levels.shape[-1]
+    f32, f64 = torch.float32, torch.float64
+
+    def block_sums(v: torch.Tensor) -> torch.Tensor:  # (B, H, W, c) -> (B * hs * ws, c), exact
+        if (fy, fx) != (1, 1):
+            rows = v.view(b, hs, fy, w, c)
+            acc = rows[:, :, 0].clone()
+            for dy in range(1, fy):
+                acc += rows[:, :, dy]
+            cols = acc.view(b, hs, ws, fx, c)
+            v = cols[:, :, :, 0].clone()
+            for dx in range(1, fx):
+                v += cols[:, :, :, dx]
+        return v.reshape(-1, c)
+
+    def node_sums(v: torch.Tensor, bound: int) -> torch.Tensor:  # (B * hs * ws, c) -> (N, c) float64
+        v = v if bound * fy * fx * ws < 2**24 else v.to(f64)  # a run's sum held exactly
+        run_sum = torch.segment_reduce(v, "sum", lengths=runs.length, axis=0, unsafe=True)
+        return torch.zeros(counts.shape[0], c, dtype=f64, device=v.device).index_add_(
+            0, node, run_sum.to(f64)
+        )
+
+    k = levels.to(f32)
+    s1 = node_sums(block_sums(k), 255)
+    n = counts.unsqueeze(1)
+    mean = s1 / n / 255.0
+    if not with_std:
+        return mean, None
+    s2 = node_sums(block_sums(k.mul_(k)), 255 * 255)
+    var = (s2 * n - s1 * s1) / (n * n)  # whole numbers before the division: no cancellation
+    return mean, var.clamp_min_(0.0).sqrt_() / 255.0
 
 
 def node_features(

@@ -823,3 +823,105 @@ def test_gpu_check_script_passes_on_the_exit_status(tmp_path):
     assert "CUDA is not available here; use --device cpu" in proc.stderr
     assert "s wall, exit status 2" in proc.stdout
     assert sys.executable in proc.stdout  # the interpreter it used
+
+
+def level_moments_reference(levels: np.ndarray, labels: np.ndarray, n: list[int]) -> tuple[np.ndarray, ...]:
+    """Colour means and standard deviations per region from the 8-bit levels, in Python integers
+    (exact), rounded once to float64 and then float32: ``(N, C)`` each."""
+    means, stds = [], []
+    for img, lab, k in zip(levels.astype(np.int64), labels, n):
+        for r in range(k):
+            px = img[lab == r]  # (n_r, C) whole numbers
+            cnt = px.shape[0]
+            s1 = [int(v) for v in px.sum(0)]
+            s2 = [int(v) for v in (px * px).sum(0)]
+            means.append([s / cnt / 255.0 for s in s1])
+            stds.append([((a * cnt - s * s) / (cnt * cnt)) ** 0.5 / 255.0 for a, s in zip(s2, s1)])
+    return np.float32(means), np.float32(stds)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize(("fy", "fx"), [(1, 1), (2, 2), (3, 1), (4, 4)])
+@pytest.mark.parametrize("grey", [False, True])
+def test_colour_statistics_of_eight_bit_levels_are_exact(device, fy, fx, grey):
+    """Given the uint8 levels, colour means and standard deviations are the exact values rounded once
+    (Python integers as reference), the same from the small map with blocks as from the repeated map,
+    and within float32 rounding of the float path's two-pass statistics."""
+    from bridge.slic import repeat_blocks
+
+    maps = label_batch(8, h=10, w=11)
+    n = [int(m.max()) + 1 for m in maps]
+    rng = np.random.default_rng(fy * 7 + fx)
+    u8 = rng.integers(0, 256, (len(maps), 10 * fy, 11 * fx, 1 if grey else 3), dtype=np.uint8)
+    if grey:
+        u8 = np.repeat(u8, 3, axis=3)
+    levels = torch.from_numpy(u8).to(device)
+    imgs = as_float_batch(levels)
+    small = torch.from_numpy(np.stack(maps)).to(device)
+    big = repeat_blocks(small, fy, fx)
+    nodes = torch.tensor(n, device=device)
+    features = ("color_mean", "color_std", "centroid")
+    x, pos = batch_hand_features(
+        imgs, small, nodes, features, runs=label_runs(small), blocks=(fy, fx), levels=levels
+    )
+    x_big, pos_big = batch_hand_features(imgs, big, nodes, features, levels=levels)
+    assert torch.equal(x, x_big) and torch.equal(pos, pos_big)
+    mean, std = level_moments_reference(u8, big.cpu().numpy(), n)
+    assert np.array_equal(x[:, :3].cpu().numpy(), mean) and np.array_equal(x[:, 3:6].cpu().numpy(), std)
+    float_path, _ = batch_hand_features(imgs, big, nodes, features)
+    torch.testing.assert_close(x, float_path, rtol=2e-6, atol=1e-6)
+
+
+def test_level_statistics_refuse_levels_that_are_not_the_images():
+    imgs = torch.zeros(2, 4, 4, 3)
+    labels, nodes = torch.zeros(2, 4, 4, dtype=torch.long), torch.tensor([1, 1])
+    for bad in (torch.zeros(2, 4, 4, 3), torch.zeros(2, 4, 5, 3, dtype=torch.uint8)):
+        with pytest.raises(ValueError, match="levels must be the uint8 images"):
+            batch_hand_features(imgs, labels, nodes, ("color_mean",), levels=bad)
+    # without colour statistics the levels are not read
+    x, _ = batch_hand_features(imgs, labels, nodes, ("area",), levels=torch.zeros(1))
+    assert x.shape == (2, 1)
+
+
+def test_batch_tensor_of_uint8_images_takes_the_level_statistics(monkeypatch):
+    """uint8 batches (and single uint8 images) give their levels to the statistics; float batches do not."""
+    import bridge.features as bf
+
+    seen: list[bool] = []
+    real = bf._level_moments
+
+    def spy(*args, **kwargs):
+        seen.append(True)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(bf, "_level_moments", spy)
+    conv = ImageToGraph(n_segments=8, features=("color_mean", "color_std"), edges="region")
+    u8 = torch.from_numpy(smooth_image(32, 32)).unsqueeze(0).expand(2, -1, -1, -1)
+    graphs = conv.batch_tensor(u8)
+    assert seen == [True]
+    one = conv(u8[0])
+    assert seen == [True, True] and torch.equal(one.x, graphs[0].x)
+    conv.batch_tensor(as_float_batch(u8))
+    assert seen == [True, True]
+    torch.testing.assert_close(graphs[0].x, conv.batch([u8[0].numpy()])[0].x, rtol=2e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("blocks", [(1, 1), (2, 2)])
+def test_level_statistics_of_long_runs_stay_whole_numbers(blocks):
+    """Runs of 302 bright pixels (or 151 blocks of 4) sum squares past 2^24, where float32 no longer
+    holds every whole number: those sums are taken in float64, so the statistics stay exact."""
+    fy, fx = blocks
+    rng = np.random.default_rng(11)
+    u8 = rng.integers(240, 256, (1, 2, 302, 3), dtype=np.uint8)
+    levels = torch.from_numpy(u8)
+    labels = torch.zeros(1, 2 // fy, 302 // fx, dtype=torch.long)
+    x, _ = batch_hand_features(
+        as_float_batch(levels),
+        labels,
+        torch.tensor([1]),
+        ("color_mean", "color_std"),
+        blocks=blocks,
+        levels=levels,
+    )
+    mean, std = level_moments_reference(u8, np.zeros((1, 2, 302), np.int64), [1])
+    assert np.array_equal(x.numpy(), np.concatenate([mean, std], 1))
