@@ -466,7 +466,7 @@ class ImageToGraph:
         converted on its device (:meth:`batch_tensor`)."""
         if isinstance(image, torch.Tensor) and image.ndim in (2, 3):
             x_img = as_float_batch(image.unsqueeze(0), name="image", single=True)  # errors name one image
-            levels = image.detach().reshape(x_img.shape) if image.dtype == torch.uint8 else None
+            levels = _uint8_levels(image, x_img)
             return self._convert_tensor(x_img, None if label is None else [label], levels=levels)[0]
         return self.batch([image], None if label is None else [label])[0]
 
@@ -529,9 +529,9 @@ class ImageToGraph:
             (2, 8, [0, 4, 8])
         """
         x_img = as_float_batch(images)
-        # 8-bit images: colour statistics from whole-number sums of the levels (exact)
-        levels = images.detach().reshape(x_img.shape) if images.dtype == torch.uint8 else None
-        return self._convert_tensor(x_img, labels, segments=segments, collate=collate, levels=levels)
+        return self._convert_tensor(
+            x_img, labels, segments=segments, collate=collate, levels=_uint8_levels(images, x_img)
+        )
 
     def _convert_tensor(
         self,
@@ -721,6 +721,13 @@ def _collated(
     out.batch, out.ptr = batch, node_ptr.to(dev)
     out._num_graphs, out._slice_dict, out._inc_dict = b, slices, incs
     return out
+
+
+def _uint8_levels(images: torch.Tensor, x_img: torch.Tensor) -> torch.Tensor | None:
+    """The uint8 images that :func:`bridge.segmentation.as_float_batch` made ``x_img`` from, in its
+    ``(B, H, W, C)`` shape (colour statistics from whole-number sums of the levels: exact); ``None``
+    for float images."""
+    return images.detach().reshape(x_img.shape) if images.dtype == torch.uint8 else None
 
 
 def _checked_segments(segments: Any, shape: tuple[int, int, int], device: torch.device) -> torch.Tensor:

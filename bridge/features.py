@@ -42,7 +42,7 @@ from engine.modes import eval_mode
 
 from .checks import as_float_image, check_backbone, check_labels, check_positive_int, is_grey_rgb
 from .edges import LabelRuns, label_runs, repeat_runs, sum_by_index
-from .slic import repeat_blocks
+from .slic import block_sums, repeat_blocks
 
 __all__ = [
     "DEFAULT_STAGES",
@@ -291,14 +291,15 @@ def batch_hand_features(
     cols_out: list[torch.Tensor] = []
     mean = torch.empty(total, 0, dtype=f64, device=dev)
     std: torch.Tensor | None = None
-    if levels is not None and ("color_mean" in features or "color_std" in features):
+    colour = "color_mean" in features or "color_std" in features
+    if colour and levels is not None:
         if levels.dtype != torch.uint8 or levels.shape != images.shape or levels.device != dev:
             raise ValueError(
                 "levels must be the uint8 images the float images were made from, shape "
                 f"{tuple(images.shape)} on {dev}; got {levels.dtype} {tuple(levels.shape)} on {levels.device}"
             )
         mean, std = _level_moments(levels, runs, node, counts, blocks, "color_std" in features)
-    elif "color_mean" in features or "color_std" in features:
+    elif colour:
         if (fy, fx) != (1, 1):  # the runs of the image's pixels, one per row
             runs = repeat_runs(runs, fy, fx)
             node = runs.label + offset.index_select(0, torch.div(runs.first, h * w, rounding_mode="floor"))
@@ -358,25 +359,12 @@ def _level_moments(
         - node, counts: ``(R,)`` global node of every run, ``(N,)`` float64 pixel counts per node
         - output: ``(N, C or 1)`` float64 means and standard deviations (``None`` without ``with_std``)
     """
-    b, h, w, _ = levels.shape
     fy, fx = blocks
-    hs, ws = h // fy, w // fx
+    ws = levels.shape[2] // fx
     if is_grey_rgb(levels):
         levels = levels[..., :1]
     c = levels.shape[-1]
     f32, f64 = torch.float32, torch.float64
-
-    def block_sums(v: torch.Tensor) -> torch.Tensor:  # (B, H, W, c) -> (B * hs * ws, c), exact
-        if (fy, fx) != (1, 1):
-            rows = v.view(b, hs, fy, w, c)
-            acc = rows[:, :, 0].clone()
-            for dy in range(1, fy):
-                acc += rows[:, :, dy]
-            cols = acc.view(b, hs, ws, fx, c)
-            v = cols[:, :, :, 0].clone()
-            for dx in range(1, fx):
-                v += cols[:, :, :, dx]
-        return v.reshape(-1, c)
 
     def node_sums(v: torch.Tensor, bound: int) -> torch.Tensor:  # (B * hs * ws, c) -> (N, c) float64
         v = v if bound * fy * fx * ws < 2**24 else v.to(f64)  # a run's sum held exactly
@@ -385,13 +373,13 @@ def _level_moments(
             0, node, run_sum.to(f64)
         )
 
-    k = levels.to(f32)
-    s1 = node_sums(block_sums(k), 255)
+    k = levels.to(f32)  # (B, H, W, c) whole numbers; summed per block below: (B * hs * ws, c), exact
+    s1 = node_sums(block_sums(k, fy, fx).view(-1, c), 255)
     n = counts.unsqueeze(1)
     mean = s1 / n / 255.0
     if not with_std:
         return mean, None
-    s2 = node_sums(block_sums(k.mul_(k)), 255 * 255)
+    s2 = node_sums(block_sums(k.mul_(k), fy, fx).view(-1, c), 255 * 255)
     var = (s2 * n - s1 * s1) / (n * n)  # whole numbers before the division: no cancellation
     return mean, var.clamp_min_(0.0).sqrt_() / 255.0
 

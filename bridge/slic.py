@@ -84,7 +84,15 @@ from .checks import (
     is_grey_rgb,
 )
 
-__all__ = ["VERSION", "auto_downsample", "repeat_blocks", "rgb_to_lab", "slic_batch", "slic_batch_blocks"]
+__all__ = [
+    "VERSION",
+    "auto_downsample",
+    "block_sums",
+    "repeat_blocks",
+    "rgb_to_lab",
+    "slic_batch",
+    "slic_batch_blocks",
+]
 
 #: Version of the algorithm's results: the ``version`` of the ``slic_torch`` entry of the segmentation
 #: table (:mod:`bridge.segmentation`), so part of the cache key of graphs built with it. Version 6
@@ -580,33 +588,50 @@ def _area(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
     return out.div_(fy).div_(fx)
 
 
+def block_sums(x: torch.Tensor, fy: int, fx: int, dims: tuple[int, int] = (1, 2)) -> torch.Tensor:
+    """Sums of every ``fy x fx`` block over the two axes ``dims`` (rows, then columns) of a tensor of
+    any strides, as a new contiguous tensor (``x`` itself when both factors are 1): the rows of every
+    block are added first (one strided pass per row of the block, the first two with
+    ``torch.add(..., out=)``), then its columns.
+
+    Shapes:
+        - x: ``(..., H, ..., W, ...)`` with ``H`` and ``W`` at ``dims``, multiples of ``fy`` and ``fx``
+        - output: the same with ``H / fy`` and ``W / fx`` there
+
+    Example:
+        >>> block_sums(torch.arange(16.0).view(1, 4, 4, 1), 2, 2)[0, ..., 0].tolist()
+        [[10.0, 18.0], [42.0, 50.0]]
+    """
+    dy_dim, dx_dim = dims
+
+    def step(t: torch.Tensor, dim: int, f: int) -> torch.Tensor:
+        def part(k: int) -> torch.Tensor:  # row (column) k of every block
+            return t[(slice(None),) * dim + (slice(k, None, f),)]
+
+        if f == 1:
+            return t
+        shape = list(t.shape)
+        shape[dim] //= f
+        out = torch.empty(shape, dtype=t.dtype, device=t.device)
+        torch.add(part(0), part(1), out=out)
+        for k in range(2, f):
+            out += part(k)
+        return out
+
+    return step(step(x, dy_dim, fy), dx_dim, fx)
+
+
 def _shrink(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
     """Area-averaged resize of a contiguous channels-last ``(B, H, W, C)`` batch by whole factors
     ``H / h`` and ``W / w``, returned as a contiguous ``(B, C, h, w)``.
 
-    The rows of every window are summed first, then its columns (strided reads of the channels-last
-    batch written into contiguous channel planes: each sum is one pass); the same means as
-    :func:`_area` up to float rounding, several times faster on the CPU than windows read across the
+    The rows of every window are summed first, then its columns (:func:`block_sums`: strided reads of
+    the channels-last batch written into contiguous channel planes, each sum one pass); the same means
+    as :func:`_area` up to float rounding, several times faster on the CPU than windows read across the
     channels-last layout.
     """
-    b, height, width, c = x.shape
-    fy, fx = height // h, width // w
-    planes = x.permute(0, 3, 1, 2)  # (B, C, H, W), channels-last strides
-    rows = torch.empty(b, c, h, width, dtype=x.dtype, device=x.device)
-    if fy > 1:
-        torch.add(planes[:, :, 0::fy], planes[:, :, 1::fy], out=rows)
-    else:
-        rows.copy_(planes)
-    for dy in range(2, fy):
-        rows += planes[:, :, dy::fy]
-    out = torch.empty(b, c, h, w, dtype=x.dtype, device=x.device)
-    if fx > 1:
-        torch.add(rows[..., 0::fx], rows[..., 1::fx], out=out)
-    else:
-        out.copy_(rows)
-    for dx in range(2, fx):
-        out += rows[..., dx::fx]
-    return out.mul_(1.0 / (fy * fx))
+    fy, fx = x.shape[1] // h, x.shape[2] // w
+    return block_sums(x.permute(0, 3, 1, 2), fy, fx, dims=(2, 3)).mul_(1.0 / (fy * fx))
 
 
 def auto_downsample(height: int, width: int, n_segments: int, *, min_side: int = 12) -> int:
