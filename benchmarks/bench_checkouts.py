@@ -3,9 +3,9 @@
 A ratio against the scikit-image baseline moves with the state of a shared machine (torch and
 scikit-image do not slow down alike), so a lower ratio than last week's does not tell whether the
 code got slower. This script answers that question: it times ``slic_batch`` and
-:meth:`bridge.convert.ImageToGraph.batch_tensor` (``slic_torch``, colour + centroid, region edges,
-32 uint8 photo crops of 224 px or ``--size``, 75 segments; ``--gray``: the crops in grey, given as RGB)
-for the code of every checkout given, in a fresh process per checkout (each imports its own
+:meth:`bridge.convert.ImageToGraph.batch_tensor` (``slic_torch``, colour + centroid or ``--features``,
+region edges, 32 uint8 photo crops of 224 px or ``--size``, 75 segments; ``--gray``: the crops in grey,
+given as RGB) for the code of every checkout given, in a fresh process per checkout (each imports its own
 ``bridge``), in interleaved rounds, with this environment's packages. Printed: images/s (best over
 the rounds) and the ratio to the first checkout, with the nodes per graph each one builds.
 
@@ -15,6 +15,7 @@ Usage:
     .venv/bin/python benchmarks/bench_checkouts.py /tmp/old . --rounds 1 --images 4   # smoke run
     .venv/bin/python benchmarks/bench_checkouts.py /tmp/old . --cnn   # also CNN node features (~3 minutes)
     .venv/bin/python benchmarks/bench_checkouts.py /tmp/old . --size 160 --gray   # make demo's elpv view
+    .venv/bin/python benchmarks/bench_checkouts.py /tmp/old . --features color_mean,color_std,centroid
     .venv/bin/python benchmarks/bench_checkouts.py /tmp/old . --labels elpv:160 photos:224   # same labels?
 """
 
@@ -52,7 +53,7 @@ slic_batch(x, n_segments=75)  # warm-up, untimed, as measure() and best() do
 slic = float("inf")
 for _ in range(repeats):
     t = time.perf_counter(); slic_batch(x, n_segments=75); slic = min(slic, time.perf_counter() - t)
-tensor, nodes = measure(imgs, 75, repeats)
+tensor, nodes = measure(imgs, 75, repeats, sys.argv[8].split(","))
 out = {"slic": n / slic, "tensor": n / tensor, "nodes": nodes}
 if sys.argv[5] == "cnn":  # CNN node features: the backbone alone, the pooling alone, the whole path
     from bridge.convert import ImageToGraph
@@ -133,11 +134,17 @@ def compare_labels(roots: list[Path], settings: list[str]) -> None:
 
 
 def run_child(
-    checkout: Path, images: int, repeats: int, cnn: bool = False, size: int = 224, gray: bool = False
+    checkout: Path,
+    images: int,
+    repeats: int,
+    cnn: bool = False,
+    size: int = 224,
+    gray: bool = False,
+    features: str = "color_mean,centroid",
 ) -> dict[str, float]:
     """Time one checkout in a fresh interpreter; returns images/s of every stage and nodes per graph."""
     cmd = [sys.executable, "-c", _CHILD, str(checkout), str(HERE), str(images), str(repeats)]
-    cmd += ["cnn" if cnn else "-", str(size), "gray" if gray else "-"]
+    cmd += ["cnn" if cnn else "-", str(size), "gray" if gray else "-", features]
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise SystemExit(f"timing {checkout} failed:\n{done.stderr.strip()[-2000:]}")
@@ -163,6 +170,12 @@ def main(argv: list[str] | None = None) -> None:
         "--gray",
         action="store_true",
         help="grey photos given as RGB (R = G = B), as pixgraph compare gives elpv and MNIST",
+    )
+    ap.add_argument(
+        "--features",
+        default="color_mean,centroid",
+        help="node features of batch_tensor, comma-separated (default color_mean,centroid; pixgraph "
+        "compare's: color_mean,color_std,centroid)",
     )
     ap.add_argument(
         "--labels",
@@ -196,12 +209,15 @@ def main(argv: list[str] | None = None) -> None:
         f"python {platform.python_version()}, torch {torch.__version__}, "
         f"torch threads {torch.get_num_threads()}; "
         f"{args.images} {'grey ' if args.gray else ''}images of {args.size} px, 75 segments, "
+        f"features {args.features}, "
         f"best of {args.rounds} rounds x {args.repeats} calls"
     )
     runs: dict[Path, list[dict[str, float]]] = {root: [] for root in roots}
     for _ in range(args.rounds):
         for root in roots:
-            runs[root].append(run_child(root, args.images, args.repeats, args.cnn, args.size, args.gray))
+            runs[root].append(
+                run_child(root, args.images, args.repeats, args.cnn, args.size, args.gray, args.features)
+            )
     best = {
         root: {key: (value if key == "nodes" else max(r[key] for r in got)) for key, value in got[0].items()}
         for root, got in runs.items()

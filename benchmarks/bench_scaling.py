@@ -35,11 +35,13 @@ SEGMENTS = (25, 75, 200, 400)
 REFERENCE = (224, 75)
 
 
-def measure(images: torch.Tensor, n_segments: int, repeats: int) -> tuple[float, float]:
+def measure(
+    images: torch.Tensor, n_segments: int, repeats: int, features: Sequence[str] = ("color_mean", "centroid")
+) -> tuple[float, float]:
     """Best seconds of ``repeats`` conversions of the batch (after one warm-up) and nodes per graph."""
     from bridge.convert import ImageToGraph
 
-    conv = ImageToGraph(n_segments=n_segments, features=("color_mean", "centroid"), edges="region")
+    conv = ImageToGraph(n_segments=n_segments, features=tuple(features), edges="region")
     graphs = conv.batch_tensor(images)
     best = float("inf")
     for _ in range(repeats):

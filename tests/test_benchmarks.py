@@ -207,7 +207,9 @@ def test_bench_checkouts_times_grey_images_of_the_size_given(load, capsys):
     root = str(BENCHMARKS.parent)
     bench.main([root, root, "--rounds", "1", "--images", "2", "--repeats", "1", "--size", "48", "--gray"])
     out = capsys.readouterr().out
-    assert "2 grey images of 48 px, 75 segments, best of 1 rounds x 1 calls" in out
+    assert (
+        "2 grey images of 48 px, 75 segments, features color_mean,centroid, best of 1 rounds x 1 calls" in out
+    )
     rows = [line for line in out.splitlines() if line.startswith(f"| {root} ")]
     assert len(rows) == 2 and rows[0].split("|")[3].strip() == "1.00x"
     assert rows[0].split("|")[-2] == rows[1].split("|")[-2]  # the same code builds the same graphs
@@ -264,3 +266,18 @@ def test_bench_graph_loader_quick_trains_the_same_weights(load, capsys):
     assert "40 graphs, batches of 32, best and median of 1" in out  # --graphs given, --repeats from --quick
     assert "| arm D: 8 features | gnn.fit, 1 epochs |" in out
     assert "trained weights equal on both loaders: True" in out
+
+
+def test_bench_checkouts_takes_the_node_features(load, monkeypatch, capsys):
+    bench = load("bench_checkouts")
+    root = str(BENCHMARKS.parent)
+    seen = []
+
+    def fake(*args):
+        seen.append(args[-1])
+        return {"slic": 1.0, "tensor": 1.0, "nodes": 5.0}
+
+    monkeypatch.setattr(bench, "run_child", fake)
+    bench.main([root, "--rounds", "1", "--features", "color_mean,color_std,centroid"])
+    assert seen == ["color_mean,color_std,centroid"]
+    assert "features color_mean,color_std,centroid" in capsys.readouterr().out
