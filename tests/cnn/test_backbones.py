@@ -307,6 +307,31 @@ def test_features_leave_no_hooks_behind():
     assert np.isfinite(m.embed(torch.randn(1, 3, 32, 32)).detach().numpy()).all()
 
 
+@pytest.mark.parametrize(
+    ("name", "after"), [("efficientnet_lite0", "conv_head"), ("torchvision/resnet18", "fc")]
+)
+def test_features_stop_after_the_deepest_stage(name, after):
+    m = create_backbone(name, weights=None, num_classes=3)
+    calls = []
+    handle = m.model.get_submodule(after).register_forward_hook(lambda *_a: calls.append(1))
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        maps = m.eval().features(x)
+        assert calls == []  # the layer after the deepest stage did not run
+        _, full = m.forward_with_features(x)
+        assert calls == [1]  # the whole pass runs it
+    for a, b in zip(maps, full, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    handle.remove()
+    assert all(not mod._forward_hooks for mod in m.modules())
+    # in training mode the maps still carry gradients to the body, and the next call works alike
+    maps = m.train().features(x)
+    maps[-1].mean().backward()
+    first = next(p for p in m.model.parameters() if p.grad is not None)
+    assert first.grad.abs().sum() > 0
+    assert [f.shape for f in m.features(x)] == [f.shape for f in maps]
+
+
 @pytest.mark.parametrize("name", ["resnet18", "torchvision/mobilenet_v3_small"])
 def test_one_pass_gives_the_same_logits_embedding_and_maps_as_separate_calls(name):
     m = create_backbone(name, weights=None, num_classes=3).eval()
