@@ -281,3 +281,26 @@ def test_bench_checkouts_takes_the_node_features(load, monkeypatch, capsys):
     bench.main([root, "--rounds", "1", "--features", "color_mean,color_std,centroid"])
     assert seen == ["color_mean,color_std,centroid"]
     assert "features color_mean,color_std,centroid" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ([], "give the older checkout"),
+        (["{tmp}"], "has no bridge/ package"),
+        (["{repo}", "twice"], "new, old or both, got twice"),
+    ],
+)
+def test_demo_then_and_now_refuses_bad_arguments_before_running(tmp_path, args, message):
+    """Each mistake stops the 15-minute script at once, with what to give instead."""
+    args = [a.format(tmp=tmp_path, repo=BENCHMARKS.parent) for a in args]
+    proc = subprocess.run(
+        ["bash", str(BENCHMARKS / "demo_then_and_now.sh"), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin", "PYTHON": sys.executable},
+    )
+    assert proc.returncode != 0
+    assert message in proc.stderr
+    assert "logs and runs in" not in proc.stdout  # nothing started
