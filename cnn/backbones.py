@@ -17,6 +17,7 @@ import dataclasses
 import os
 import re
 import socket
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol, cast
@@ -275,10 +276,12 @@ class Backbone(nn.Module):
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Feature maps of every stage, shallow to deep, from one forward pass.
 
-        The pass stops once the deepest stage has its output: what follows it (EfficientNet's 1x1
-        ``conv_head``, a torchvision model's pooling and classifier) is not run, since no map comes
-        from it (2.5-3 % of efficientnet_lite0's pass at 160-224 px). Training through :meth:`features`
-        therefore leaves those layers' BatchNorm statistics as they are.
+        For timm models (which run ``forward_features``) the pass stops once the deepest stage has its
+        output: what follows it there (EfficientNet's 1x1 ``conv_head`` and its BatchNorm) gives no map
+        and is not run (2.5-3 % of efficientnet_lite0's pass at 160-224 px); training through
+        :meth:`features` leaves that BatchNorm's statistics as they are. torchvision models run their
+        whole ``forward``: some change the deepest map in place after it (DenseNet's final in-place
+        ReLU), and those maps stay what they were.
 
         Shapes:
             - x: ``(B, 3, H, W)``; output: ``[(B, C_i, H_i, W_i), ...]``, ``C_i = feature_channels[i]``.
@@ -288,7 +291,7 @@ class Backbone(nn.Module):
             >>> [f.shape[1] for f in m.features(torch.randn(1, 3, 64, 64))]
             [64, 64, 128, 256, 512]
         """
-        return self._with_stages(self._run_body, x, stop=True)[1]
+        return self._with_stages(self._run_body, x, stop=not self._body_is_model)[1]
 
     def forward_with_features(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Logits and the feature maps of every stage from one forward pass (gradients flow to both).
@@ -324,13 +327,18 @@ class Backbone(nn.Module):
         """``run(x)`` with forward hooks (``register_forward_hook``) catching every stage's output.
 
         ``stop=True``: the pass ends as soon as every stage has its output (the result is then ``None``).
+        The hooks act in the calling thread only: another thread's pass through the same modules
+        meanwhile is neither recorded nor stopped.
         """
         out: dict[int, torch.Tensor] = {}
         n = len(self._stage_modules)
+        caller = threading.get_ident()
         handles = []
         for i, path in enumerate(self._stage_modules):
 
             def hook(_m: nn.Module, _inp: Any, output: torch.Tensor, i: int = i) -> None:
+                if threading.get_ident() != caller:
+                    return
                 out[i] = output
                 if stop and len(out) == n:
                     raise _StagesDone

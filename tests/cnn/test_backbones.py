@@ -307,11 +307,9 @@ def test_features_leave_no_hooks_behind():
     assert np.isfinite(m.embed(torch.randn(1, 3, 32, 32)).detach().numpy()).all()
 
 
-@pytest.mark.parametrize(
-    ("name", "after"), [("efficientnet_lite0", "conv_head"), ("torchvision/resnet18", "fc")]
-)
-def test_features_stop_after_the_deepest_stage(name, after):
-    m = create_backbone(name, weights=None, num_classes=3)
+def test_features_stop_after_the_deepest_stage():
+    m = create_backbone("efficientnet_lite0", weights=None, num_classes=3)
+    after = "conv_head"
     calls = []
     handle = m.model.get_submodule(after).register_forward_hook(lambda *_a: calls.append(1))
     x = torch.randn(2, 3, 64, 64)
@@ -330,6 +328,56 @@ def test_features_stop_after_the_deepest_stage(name, after):
     first = next(p for p in m.model.parameters() if p.grad is not None)
     assert first.grad.abs().sum() > 0
     assert [f.shape for f in m.features(x)] == [f.shape for f in maps]
+
+
+def test_torchvision_features_keep_the_whole_pass_and_its_in_place_changes():
+    """DenseNet's forward applies an in-place ReLU to its deepest map after the stage: features() returns
+    the map as the whole pass leaves it, as forward_with_features does, and its classifier runs."""
+    m = create_backbone("torchvision/densenet121", weights=None, num_classes=3).eval()
+    calls = []
+    handle = m.model.get_submodule("classifier").register_forward_hook(lambda *_a: calls.append(1))
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        maps = m.features(x)
+        _, full = m.forward_with_features(x)
+    handle.remove()
+    assert calls == [1, 1]
+    assert float(maps[-1].min()) >= 0.0  # after the in-place ReLU
+    for a, b in zip(maps, full, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_features_of_one_thread_ignore_another_threads_pass():
+    """A pass of the same backbone in another thread during features() is neither stopped nor recorded."""
+    import threading
+
+    m = create_backbone("efficientnet_lite0", weights=None, num_classes=3).eval()
+    x, other = torch.randn(1, 3, 64, 64), torch.randn(1, 3, 64, 64)
+    started, release = threading.Event(), threading.Event()
+    results: dict[str, torch.Tensor] = {}
+
+    def slow_stem(_m, _inp, _out):  # the main thread's features() waits here until the other pass ends
+        if threading.current_thread() is threading.main_thread():
+            started.set()
+            release.wait(30)
+
+    def other_pass():
+        started.wait(30)
+        results["logits"] = m(other)
+        release.set()
+
+    handle = m.model.get_submodule("conv_stem").register_forward_hook(slow_stem)
+    worker = threading.Thread(target=other_pass)
+    worker.start()
+    with torch.no_grad():
+        maps = m.features(x)
+    worker.join(30)
+    handle.remove()
+    with torch.no_grad():
+        torch.testing.assert_close(results["logits"], m(other), rtol=0, atol=0)  # not stopped
+        _, full = m.forward_with_features(x)
+    for a, b in zip(maps, full, strict=True):  # its own maps, not the other pass's
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("name", ["resnet18", "torchvision/mobilenet_v3_small"])
