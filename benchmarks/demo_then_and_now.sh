@@ -24,6 +24,7 @@ PYTHON="${PYTHON:-$here/.venv/bin/python}"
 [ -d "$old/bridge" ] || { echo "demo_then_and_now.sh: $old has no bridge/ package; give a pixgraph checkout" >&2; exit 2; }
 case "$which" in new|old|both) ;; *) echo "demo_then_and_now.sh: second argument: new, old or both, got $which" >&2; exit 2;; esac
 mkdir -p "$out"
+out="$(cd "$out" && pwd)"  # absolute: the runs start in other folders
 ARGS=(--data elpv --max-per-class 250 --image-size 160 --seeds 0,1,2 --no-progress)
 timer=()
 [ -x /usr/bin/time ] && timer=(/usr/bin/time -v)
@@ -33,7 +34,10 @@ summary() {  # accuracy and inference images/s per arm from a run folder's resul
 import json, sys
 r = json.load(open(sys.argv[1] + '/results.json'))
 for arm, v in r['arms'].items():
-    s = v['summary']
+    s = v.get('summary')
+    if not s:  # every seed of the arm failed: no summary
+        print(f\"  {arm}: {v.get('status', '?')}, no summary ({v.get('errors')})\")
+        continue
     print(f\"  {arm}: accuracy {s['accuracy_mean']:.3f} +- {s['accuracy_std']:.3f}, train {s['train_time_s_mean']:.1f} s per seed, {s['images_per_s']:.1f} img/s\")
 " "$1"
 }
@@ -46,7 +50,10 @@ import sys
 sys.path.insert(0, '.')  # the older checkout's packages, not this one's
 from bridge.cli import main
 sys.argv = ['pixgraph', 'compare'] + sys.argv[1:]
-sys.exit(main())" "${ARGS[@]}" --out "$out/run_old" > "$out/old.log" 2>&1)
+sys.exit(main())" "${ARGS[@]}" --out "$out/run_old" > "$out/old.log" 2>&1) || {
+        echo "old run failed (exit status $?); see $out/old.log"
+        return 0
+    }
     echo "old ($old, $(git -C "$old" rev-parse --short HEAD 2>/dev/null || echo '?')): $((SECONDS - t0)) s; $(grep -h 'Elapsed' "$out/old.log" | sed 's/^\s*//' || true)"
     summary "$out/run_old"
 }
@@ -64,7 +71,10 @@ from bridge.compare.config import CompareConfig
 cfg = CompareConfig(data='elpv', max_per_class=250, image_size=160, seeds=(0, 1, 2),
                     arms=('linear_probe', 'finetune', 'gnn_cnn', 'gnn_color'),
                     gnn_regularisation=((0.0, 0.0),), probe_weight_decays=(0.0,))
-compare(cfg, out=sys.argv[1], progress=False)" "$out/run_new" > "$out/new.log" 2>&1)
+compare(cfg, out=sys.argv[1], progress=False)" "$out/run_new" > "$out/new.log" 2>&1) || {
+        echo "new run failed (exit status $?); see $out/new.log"
+        return 0
+    }
     echo "new ($here, $(git -C "$here" rev-parse --short HEAD)): $((SECONDS - t0)) s; $(grep -h 'Elapsed' "$out/new.log" | sed 's/^\s*//' || true)"
     summary "$out/run_new"
 }

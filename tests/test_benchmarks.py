@@ -304,3 +304,24 @@ def test_demo_then_and_now_refuses_bad_arguments_before_running(tmp_path, args, 
     assert proc.returncode != 0
     assert message in proc.stderr
     assert "logs and runs in" not in proc.stdout  # nothing started
+
+
+def test_demo_then_and_now_reports_a_failed_run_and_takes_a_relative_out_dir(tmp_path):
+    """A run that fails is named with its exit status and log (the script goes on and exits 0), and a
+    relative OUT_DIR is made absolute before the runs change folder."""
+    fake = tmp_path / "old"
+    (fake / "bridge").mkdir(parents=True)
+    (fake / "bridge" / "__init__.py").write_text("")
+    (fake / "bridge" / "cli.py").write_text("def main():\n    print('fake compare')\n    return 3\n")
+    proc = subprocess.run(
+        ["bash", str(BENCHMARKS / "demo_then_and_now.sh"), str(fake), "old", "out"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin", "PYTHON": sys.executable},
+    )
+    assert proc.returncode == 0, proc.stderr
+    log = tmp_path / "out" / "old.log"
+    assert f"old run failed (exit status 3); see {log}" in proc.stdout
+    assert "fake compare" in log.read_text()
