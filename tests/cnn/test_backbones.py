@@ -309,9 +309,8 @@ def test_features_leave_no_hooks_behind():
 
 def test_features_stop_after_the_deepest_stage():
     m = create_backbone("efficientnet_lite0", weights=None, num_classes=3)
-    after = "conv_head"
-    calls = []
-    handle = m.model.get_submodule(after).register_forward_hook(lambda *_a: calls.append(1))
+    calls = []  # conv_head: the 1x1 layer after the deepest stage
+    handle = m.model.get_submodule("conv_head").register_forward_hook(lambda *_a: calls.append(1))
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         maps = m.eval().features(x)
